@@ -241,7 +241,9 @@ def _open(key_lookup: KeyLookup, envelope: bytes | bytearray | memoryview, aad: 
         raise UnknownKey(header.key_id, f"key lookup returned an unusable key for {header.key_id}")
     nonce = data[HEADER_LEN : HEADER_LEN + NONCE_LEN]
     try:
-        inner = AESGCM(key.material).decrypt(nonce, data[HEADER_LEN + NONCE_LEN :], data[:HEADER_LEN] + aad.encode())
+        inner = AESGCM(key.material).decrypt(
+            nonce, data[HEADER_LEN + NONCE_LEN :], data[:HEADER_LEN] + aad.encode()
+        )
     except InvalidTag:
         raise TamperedOrMisbound(aad, header.key_id) from None
     return _decode_inner(inner)

@@ -175,9 +175,7 @@ class MasterKey:
         The database records it the first time a master is used; loading with a different key
         under the same id is then refused (``MasterKeySet.verify_check_values``).
         """
-        return hmac_sha256(derive_key(self.material, "master-kcv"), b"mhp master key check value")[
-            :KCV_BYTES
-        ]
+        return hmac_sha256(derive_key(self.material, "master-kcv"), b"mhp master key check value")[:KCV_BYTES]
 
     def _wrapping_key(self) -> bytes:
         return derive_key(self.material, "dek-wrap")
@@ -356,7 +354,9 @@ def load_master_key_set(
     env_value = environ.get(MASTER_KEY_ENV)
     file_path = path if path is not None else environ.get(MASTER_KEY_FILE_ENV)
     if env_value and file_path:
-        raise MasterKeyMalformed(f"set either {MASTER_KEY_ENV} or a key file ({MASTER_KEY_FILE_ENV}), not both")
+        raise MasterKeyMalformed(
+            f"set either {MASTER_KEY_ENV} or a key file ({MASTER_KEY_FILE_ENV}), not both"
+        )
     if env_value:
         keyset = parse_master_key_env(env_value)
     elif file_path:
@@ -425,7 +425,9 @@ def remove_master_key_version(path: str | os.PathLike[str], key_id: str) -> None
     if key_id == current.primary_id:
         raise KeyringError("refusing to remove the primary master key")
     current.get(key_id)
-    _replace_key_file(p, MasterKeySet(current.primary_id, {k: v for k, v in current.keys.items() if k != key_id}))
+    _replace_key_file(
+        p, MasterKeySet(current.primary_id, {k: v for k, v in current.keys.items() if k != key_id})
+    )
 
 
 # --------------------------------------------------------------------------- data keys
@@ -518,7 +520,9 @@ def unwrap_data_key(wrapped: WrappedDataKey, master: MasterKey) -> DataKey:
         raise UnwrapFailed(f"wrapped data key {wrapped.key_id} is malformed")
     aad = _wrap_aad(wrapped.key_id, wrapped.purpose, wrapped.owner_id, wrapped.master_key_id)
     try:
-        material = AESGCM(master._wrapping_key()).decrypt(blob[1 : 1 + _WRAP_NONCE], blob[1 + _WRAP_NONCE :], aad)
+        material = AESGCM(master._wrapping_key()).decrypt(
+            blob[1 : 1 + _WRAP_NONCE], blob[1 + _WRAP_NONCE :], aad
+        )
     except InvalidTag:
         raise UnwrapFailed(f"wrapped data key {wrapped.key_id} did not authenticate") from None
     return DataKey(wrapped.key_id, material, KeyPurpose(wrapped.purpose), wrapped.owner_id)
@@ -570,7 +574,9 @@ class Keyring:
             while len(self._cache) > self._max:
                 self._cache.popitem(last=False)
 
-    def create_data_key(self, purpose: KeyPurpose, owner_id: UUID | None = None) -> tuple[DataKey, WrappedDataKey]:
+    def create_data_key(
+        self, purpose: KeyPurpose, owner_id: UUID | None = None
+    ) -> tuple[DataKey, WrappedDataKey]:
         """A new data key and its wrapping under the primary master (store the wrapped one)."""
         key = generate_data_key(purpose, owner_id)
         wrapped = wrap_data_key(key, self._masters.primary)
