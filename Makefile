@@ -1,0 +1,63 @@
+# mh-platform — the commands. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+MHP := $(VENV)/bin/mhp
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 5000
+PYTEST_ARGS ?=
+
+.PHONY: help install run test test-sqlite test-postgres lint bench browser-deps translations clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) translations ## create .venv and install the project with its dev tools
+
+translations: $(STAMP) ## compile the zh_CN/en message catalogs
+	@if ls mh_platform/web/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
+	  $(VENV)/bin/pybabel compile -q -d mh_platform/web/translations; fi
+
+var/master.key: | $(STAMP)
+	mkdir -p var
+	$(MHP) keys init --file var/master.key
+
+run: install var/master.key ## migrate, seed the demo city if empty, serve on http://127.0.0.1:5000
+	$(MHP) db upgrade
+	$(MHP) demo seed --if-empty
+	$(MHP) demo accounts
+	$(MHP) serve --host $(HOST) --port $(PORT) --with-scheduler
+
+browser-deps: ## Debian's chromium for the Playwright page tests
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: install browser-deps ## the whole suite on SQLite, then on PostgreSQL when MHP_TEST_POSTGRES_URL is set
+	$(MAKE) --no-print-directory test-sqlite
+	@if [ -n "$$MHP_TEST_POSTGRES_URL" ]; then $(MAKE) --no-print-directory test-postgres; \
+	 else echo "MHP_TEST_POSTGRES_URL not set: PostgreSQL run skipped (CI sets it)"; fi
+
+test-sqlite: install
+	MHP_TEST_DB_URL= $(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+test-postgres: install ## the database-backed tests again on PostgreSQL
+	MHP_TEST_DB_URL=$$MHP_TEST_POSTGRES_URL $(VENV)/bin/pytest -q $(PYTEST_ARGS) \
+	  tests/integration tests/migrations tests/web tests/jobs
+
+lint: install ## ruff, mypy on the pure core and services, and the import contract
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy mh_platform/core mh_platform/crypto mh_platform/services
+	$(VENV)/bin/lint-imports
+
+bench: install ## benchmarks against baselines measured in the same run → bench/results.json
+	$(PY) -m bench.run $(BENCH)
+
+clean:
+	rm -rf var/*.sqlite3* .pytest_cache

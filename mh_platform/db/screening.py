@@ -1,0 +1,100 @@
+"""Campaigns, one-time access codes, responses (answers encrypted, scores queryable)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mh_platform.db.base import Base, Envelope, new_uuid, path_type
+
+
+class Campaign(Base):
+    __tablename__ = "campaign"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    academic_year_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("academic_year.id"))
+    owner_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"), index=True)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    grades: Mapped[list[Any]] = mapped_column(sa.JSON)  # grade levels 1..12
+    battery: Mapped[dict[str, Any]] = mapped_column(sa.JSON)  # stage -> [instrument ids]; see services.campaigns
+    opens_at: Mapped[datetime]
+    closes_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(sa.String(16), default="scheduled")  # scheduled/open/closed/cancelled
+    opened_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        sa.CheckConstraint("status in ('scheduled','open','closed','cancelled')", name="status"),
+        sa.CheckConstraint("closes_at > opens_at", name="window"),
+    )
+
+
+class CampaignUnit(Base):
+    """A unit (and everything under it) that a campaign screens."""
+
+    __tablename__ = "campaign_unit"
+    campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"), primary_key=True)
+    unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"), primary_key=True)
+
+
+class AccessCode(Base):
+    """A one-time student code: stored hashed, one campaign, valid until the window closes."""
+
+    __tablename__ = "access_code"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"), index=True)
+    student_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("student.id"), index=True)
+    code_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(32), unique=True)
+    class_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"), index=True)
+    created_at: Mapped[datetime]
+    first_used_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "student_id"),)
+
+
+class Response(Base):
+    """One student's answers to one instrument in one campaign, and the engine's result.
+
+    ``answers_enc`` holds the answers exactly as given (JSON {item: value}) under the student's
+    data key; the score columns stay queryable for aggregates.
+    """
+
+    __tablename__ = "response"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"), index=True)
+    student_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("student.id"), index=True)
+    school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"), index=True)
+    unit_path: Mapped[str] = mapped_column(path_type(), index=True)  # the student's class path
+    instrument_id: Mapped[str] = mapped_column(sa.String(32))
+    instrument_version: Mapped[str] = mapped_column(sa.String(32))
+    source: Mapped[str] = mapped_column(sa.String(8), default="online")  # online / paper
+    status: Mapped[str] = mapped_column(sa.String(16), default="in_progress")  # in_progress/submitted
+    answers_enc: Mapped[bytes | None] = mapped_column(Envelope())
+    n_answered: Mapped[int] = mapped_column(default=0)
+    item_ms: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # time per item, not sensitive
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    submitted_at: Mapped[datetime | None]
+    # score (reproducible from answers + instrument_version)
+    total: Mapped[float | None]
+    score_status: Mapped[str | None] = mapped_column(sa.String(16))  # complete / prorated / invalid
+    band_id: Mapped[str | None] = mapped_column(sa.String(32))
+    concern_level: Mapped[str | None] = mapped_column(sa.String(8))
+    subscales: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    critical_fired: Mapped[bool] = mapped_column(default=False)
+    critical_unanswered: Mapped[bool] = mapped_column(default=False)
+    quality: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    quality_suggestion: Mapped[str | None] = mapped_column(sa.String(32))
+    scored_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "student_id", "instrument_id"),
+        sa.Index("ix_response_campaign_school_band", "campaign_id", "school_unit_id", "band_id"),
+    )

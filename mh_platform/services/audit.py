@@ -1,0 +1,97 @@
+"""The append-only, hash-chained event log and the access log.
+
+``record`` is called inside the caller's transaction: the event commits or rolls back with the
+change it describes. Writers serialise on the anchor row (``FOR UPDATE`` on PostgreSQL; SQLite
+transactions are already serial), so sequence numbers have no gaps and the chain has no forks.
+Event data holds codes, ids and numbers only — never plaintext of a sensitive field.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mh_platform.core import audit_chain
+from mh_platform.db.models import AccessLog, AuditAnchor, EventLog
+from mh_platform.services.context import Actor, ServiceContext
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, uuid.UUID):
+            v = str(v)
+        elif isinstance(v, dict):
+            v = _jsonable(v)
+        out[k] = v
+    return out
+
+
+def _chain_data(at: str, actor: str | None, kind: str, otype: str | None, oid: str | None,
+                data: dict[str, Any] | None) -> dict[str, Any]:
+    return {"at": at, "actor": actor, "kind": kind, "object_type": otype, "object_id": oid, "data": data or {}}
+
+
+def record(ctx: ServiceContext, s: Session, actor: Actor | None, kind: str, object_type: str | None,
+           object_id: Any, data: dict[str, Any] | None = None) -> int:
+    """Append one event to the chain in the current transaction; returns its sequence number."""
+    q = sa.select(AuditAnchor).where(AuditAnchor.id == 1)
+    if s.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    anchor = s.scalar(q)
+    prev = audit_chain.Checkpoint(anchor.last_seq, anchor.last_mac) if anchor else None
+    now = ctx.now()
+    actor_id = str(actor.user_id) if actor and actor.user_id else None
+    oid = str(object_id) if object_id is not None else None
+    payload = _jsonable(data or {})
+    rec = audit_chain.append(prev, _chain_data(now.isoformat(), actor_id, kind, object_type, oid, payload),
+                             ctx.audit_key)
+    s.add(EventLog(seq=rec.seq, at=now, actor_user_id=actor.user_id if actor else None, kind=kind,
+                   object_type=object_type, object_id=oid, data=payload, prev_mac=rec.prev_mac, mac=rec.mac))
+    if anchor is None:
+        s.add(AuditAnchor(id=1, last_seq=rec.seq, last_mac=rec.mac))
+    else:
+        anchor.last_seq, anchor.last_mac = rec.seq, rec.mac
+    s.flush()
+    return rec.seq
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None
+    reason: str
+
+
+def verify(ctx: ServiceContext) -> VerifyResult:
+    """Walk the whole chain in sequence order and compare its head with the anchor."""
+    with ctx.uow() as uow:
+        s = uow.session
+        anchor = s.get(AuditAnchor, 1)
+        rows = s.execute(sa.select(EventLog).order_by(EventLog.seq).execution_options(yield_per=2000)).scalars()
+        records = (
+            audit_chain.ChainRecord(
+                seq=r.seq,
+                data=_chain_data(r.at.isoformat(), str(r.actor_user_id) if r.actor_user_id else None,
+                                 r.kind, r.object_type, r.object_id, r.data),
+                prev_mac=r.prev_mac, mac=r.mac)
+            for r in rows
+        )
+        report = audit_chain.verify(records, ctx.audit_key,
+                                    anchor=audit_chain.Checkpoint(anchor.last_seq, anchor.last_mac) if anchor else None)
+    bad = report.seq if report.seq is not None else report.expected_seq
+    return VerifyResult(report.ok, report.checked, None if report.ok else bad,
+                        "" if report.ok else report.summary())
+
+
+def log_access(s: Session, actor: Actor, *, object_type: str, object_id: uuid.UUID, field: str,
+               student_id: uuid.UUID | None, now) -> None:
+    """One row per sensitive field a person caused to be decrypted (who, role, unit, what, why, when)."""
+    s.add(AccessLog(at=now, user_id=actor.user_id, role=actor.role.value if actor.role else None,
+                    unit_id=actor.unit_id, object_type=object_type, object_id=object_id, student_id=student_id,
+                    field=field, purpose=actor.purpose))

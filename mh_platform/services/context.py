@@ -1,0 +1,98 @@
+"""What every service call gets: the context (database, clock, keys, settings) and the actor.
+
+A service is a plain function ``fn(ctx, actor, ...)`` that opens ``with ctx.uow() as uow:``,
+does its work in ``uow.session`` and calls ``uow.commit()`` once. Pages, the JSON API, the CLI and
+scheduler jobs all call services the same way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from mh_platform.config import Settings
+from mh_platform.core.clock import Clock, SystemClock
+from mh_platform.core.types import Role
+from mh_platform.db.engine import make_engine, make_sessionmaker
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting, in which role and unit, and why (the purpose is logged with every disclosure)."""
+
+    user_id: uuid.UUID | None
+    role: Role | None
+    unit_id: uuid.UUID | None = None
+    unit_path: str | None = None
+    institution_id: uuid.UUID | None = None
+    username: str = ""
+    student_id: uuid.UUID | None = None  # a class monitor is a student
+    purpose: str = "routine"
+
+    def with_purpose(self, purpose: str) -> Actor:
+        return Actor(self.user_id, self.role, self.unit_id, self.unit_path, self.institution_id,
+                     self.username, self.student_id, purpose)
+
+
+SYSTEM = Actor(user_id=None, role=None, username="system", purpose="system")
+
+
+class UnitOfWork:
+    """One transaction: rolls back unless ``commit()`` was called; runs after-commit hooks."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+        self.session: Session
+        self._after_commit: list[Callable[[], None]] = []
+        self.committed = False
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = self._factory()
+        return self
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        self._after_commit.append(fn)
+
+    def commit(self) -> None:
+        self.session.commit()
+        self.committed = True
+        hooks, self._after_commit = self._after_commit, []
+        for fn in hooks:
+            fn()
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.committed:
+            self.session.rollback()
+        self.session.close()
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    engine: sa.Engine
+    sessions: sessionmaker[Session]
+    clock: Clock = field(default_factory=SystemClock)
+    keyring: Any = None  # mh_platform.services.keys.KeyService, set by build_context
+    audit_key: bytes = b""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions)
+
+    def now(self):  # noqa: ANN201 - datetime
+        return self.clock.now()
+
+
+def build_context(settings: Settings, clock: Clock | None = None, engine: sa.Engine | None = None) -> ServiceContext:
+    """Wire the context for a process (web app, CLI command, scheduler)."""
+    eng = engine or make_engine(settings.database_url)
+    ctx = ServiceContext(settings=settings, engine=eng, sessions=make_sessionmaker(eng), clock=clock or SystemClock())
+    from mh_platform.services import keys as key_service  # late: keys needs the context type
+
+    key_service.attach(ctx)
+    return ctx

@@ -1,0 +1,164 @@
+"""Key management for the running process: the master key set, data keys in the database,
+field sealing/opening, blind indexes and the audit-chain key.
+
+Field values are sealed with ``seal`` in the caller's session (the data key row is read or
+created there, so no second connection is ever needed inside a transaction). Opening for a
+*person* goes through ``services.disclosure`` which also writes the access log; ``open_field`` here
+is for system work (scoring, re-encryption) that no person sees.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mh_platform.crypto import envelope as env
+from mh_platform.crypto import keyring as kr
+from mh_platform.db.models import DataKey, Setting
+
+KCV_SETTING = "master_key_check_values"
+
+
+def write_new_master_key_file(path: str) -> str:
+    """Create a new 0600 master key file; returns the key id."""
+    return kr.generate_master_key_file(path)
+
+
+def _wrapped(row: DataKey) -> kr.WrappedDataKey:
+    if row.wrapped is None:
+        raise env.KeyShredded(row.id)
+    return kr.WrappedDataKey(row.id, kr.KeyPurpose(row.purpose), row.student_id, row.master_key_id, row.wrapped)
+
+
+class KeyService:
+    """One per process. Holds the loaded masters and a cache of unwrapped data keys."""
+
+    def __init__(self, masters: kr.MasterKeySet) -> None:
+        self.keyring = kr.Keyring(masters)
+        self._system_cache: dict[str, kr.DataKey] = {}
+        self._indexer = None
+
+    # ---- master keys -------------------------------------------------------------------------
+    def verify_masters(self, s: Session) -> None:
+        """Refuse a wrong master key (KCV mismatch); record the KCVs of new masters."""
+        row = s.get(Setting, KCV_SETTING)
+        recorded = {k: base64.b64decode(v) for k, v in (row.value if row else {}).items()}
+        new = self.keyring.masters.verify_check_values(recorded)
+        if new:
+            values = dict(row.value) if row else {}
+            for kid in new:
+                values[kid] = base64.b64encode(self.keyring.masters.keys[kid].check_value()).decode()
+            if row is None:
+                s.add(Setting(key=KCV_SETTING, value=values))
+            else:
+                row.value = values
+
+    # ---- data keys ---------------------------------------------------------------------------
+    def _create(self, s: Session, purpose: kr.KeyPurpose, student_id: uuid.UUID | None, now) -> kr.DataKey:
+        key, wrapped = self.keyring.create_data_key(purpose, student_id)
+        s.add(DataKey(id=key.key_id, purpose=purpose.value, student_id=student_id, wrapped=wrapped.blob,
+                      master_key_id=wrapped.master_key_id, active=True, created_at=now))
+        s.flush()
+        return key
+
+    def student_key(self, s: Session, student_id: uuid.UUID, now, *, create: bool = True) -> kr.DataKey:
+        row = s.scalar(sa.select(DataKey).where(DataKey.student_id == student_id, DataKey.active.is_(True)))
+        if row is None:
+            if s.scalar(sa.select(DataKey.id).where(DataKey.student_id == student_id)) is not None:
+                raise env.KeyShredded(student_id)  # every key of this student was destroyed
+            if not create:
+                raise env.UnknownKey(student_id)
+            return self._create(s, kr.KeyPurpose.STUDENT, student_id, now)
+        return self.keyring.unwrap(_wrapped(row))
+
+    def system_key(self, s: Session, purpose: kr.KeyPurpose = kr.KeyPurpose.SYSTEM, now=None) -> kr.DataKey:
+        cached = self._system_cache.get(purpose.value)
+        if cached is not None:
+            return cached
+        row = s.scalar(sa.select(DataKey).where(DataKey.purpose == purpose.value, DataKey.student_id.is_(None),
+                                                DataKey.active.is_(True)))
+        if row is None:
+            if now is None:
+                raise env.UnknownKey(uuid.UUID(int=0), f"no active {purpose.value} key: run `mhp db upgrade`")
+            key = self._create(s, purpose, None, now)
+        else:
+            key = self.keyring.unwrap(_wrapped(row))
+        self._system_cache[purpose.value] = key
+        return key
+
+    def _lookup_in(self, s: Session):
+        def lookup(key_id: uuid.UUID) -> kr.DataKey | None:
+            cached = self.keyring.lookup(key_id)
+            if cached is not None:
+                return cached
+            row = s.get(DataKey, key_id)
+            if row is None:
+                return None
+            return self.keyring.unwrap(_wrapped(row))
+
+        return lookup
+
+    # ---- fields ------------------------------------------------------------------------------
+    def seal(self, s: Session, *, table: str, column: str, row_id: uuid.UUID, value: str | bytes | None,
+             student_id: uuid.UUID | None, now, pad_to: int | None = None) -> bytes | None:
+        """Encrypt one field value for (table, column, row). Student data under the student's key."""
+        if value is None:
+            return None
+        key = self.student_key(s, student_id, now) if student_id else self.system_key(s, now=now)
+        return env.seal(key, value, env.AAD(table, column, row_id), pad_to=pad_to)
+
+    def open_field(self, s: Session, envelope: bytes | None, *, table: str, column: str,
+                   row_id: uuid.UUID) -> str | None:
+        """Decrypt for system work (no person sees it). Raises crypto errors on tamper/misbind."""
+        if envelope is None:
+            return None
+        return env.open_text(self._lookup_in(s), envelope, env.AAD(table, column, row_id))
+
+    def open_bytes(self, s: Session, envelope: bytes | None, *, table: str, column: str,
+                   row_id: uuid.UUID) -> bytes | None:
+        if envelope is None:
+            return None
+        return env.open_(self._lookup_in(s), envelope, env.AAD(table, column, row_id))
+
+    # ---- blind indexes and audit --------------------------------------------------------------
+    def blind_index(self, s: Session, kind: str, value: str | None, now=None) -> bytes | None:
+        if value is None or value == "":
+            return None
+        from mh_platform.crypto import blind_index as bi
+
+        if self._indexer is None:
+            self._indexer = bi.BlindIndexer.from_data_key(self.system_key(s, kr.KeyPurpose.BLIND_INDEX, now=now))
+        return self._indexer.compute(bi.IndexKind(kind), value)
+
+    def audit_key(self, s: Session, now=None) -> bytes:
+        return self.system_key(s, kr.KeyPurpose.AUDIT_MAC, now=now).material
+
+
+def load_masters(settings: Any) -> kr.MasterKeySet:
+    """The master key set from MHP_MASTER_KEY or the key file; refuses missing/insecure/malformed."""
+    environ = dict(os.environ)
+    if environ.get(kr.MASTER_KEY_ENV):
+        return kr.load_master_key_set(environ)
+    return kr.load_master_key_set({}, path=settings.master_key_file)
+
+
+def attach(ctx: Any) -> None:
+    """Give a service context its key service (call once per process)."""
+    ctx.keyring = KeyService(load_masters(ctx.settings))
+
+
+def bootstrap_keys(ctx: Any) -> None:
+    """Verify the master key against the database and make sure the system keys exist (one transaction)."""
+    with ctx.uow() as uow:
+        ks: KeyService = ctx.keyring
+        ks.verify_masters(uow.session)
+        now = ctx.now()
+        for purpose in (kr.KeyPurpose.SYSTEM, kr.KeyPurpose.BLIND_INDEX, kr.KeyPurpose.AUDIT_MAC):
+            ks.system_key(uow.session, purpose, now=now)
+        ctx.audit_key = ks.audit_key(uow.session)
+        uow.commit()

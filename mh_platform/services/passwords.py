@@ -1,0 +1,33 @@
+"""Password hashing with argon2id (argon2-cffi), and the password rules."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from mh_platform.core.errors import ValidationFailed
+
+_HASHER = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory defaults
+_DUMMY = _HASHER.hash("timing-equaliser-not-a-password")
+
+MIN_LENGTH = 10
+
+
+def hash_password(password: str) -> str:
+    check_password_rules(password)
+    return _HASHER.hash(password)
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    """Constant-ish time: verifies against a dummy hash when the user does not exist."""
+    try:
+        return _HASHER.verify(stored or _DUMMY, password) and stored is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_LENGTH:
+        raise ValidationFailed(f"password must have at least {MIN_LENGTH} characters")
+    if len(password) > 200:
+        raise ValidationFailed("password is too long (200 characters at most)")

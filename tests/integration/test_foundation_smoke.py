@@ -1,0 +1,56 @@
+"""Accounts, login, sessions and the audit chain through the services, on the real database."""
+
+import pytest
+
+from mh_platform.core.errors import ValidationFailed
+from mh_platform.core.types import Role, UnitKind
+from mh_platform.services import audit, auth
+from mh_platform.services.context import SYSTEM
+from mh_platform.services.org import add_unit
+
+
+@pytest.fixture
+def school(ctx):
+    with ctx.uow() as uow:
+        s = uow.session
+        now = ctx.now()
+        city = add_unit(s, kind=UnitKind.CITY, name="盘锦市", code="c", parent=None, now=now)
+        county = add_unit(s, kind=UnitKind.COUNTY, name="兴隆台区", code="c1", parent=city, now=now)
+        sch = add_unit(s, kind=UnitKind.SCHOOL, name="一中", code="c1s1", parent=county, now=now, stage="junior")
+        uow.commit()
+        return sch
+
+
+def test_create_login_logout_rotates_session(ctx, school):
+    auth.create_user(ctx, SYSTEM, username="t.counsellor", password="correct horse 1", role=Role.COUNSELLOR,
+                     unit_id=school.id)
+    res = auth.authenticate(ctx, "t.counsellor", "correct horse 1")
+    assert res.ok and res.actor.role == Role.COUNSELLOR and res.actor.unit_path == school.path
+    assert auth.actor_from_session_token(ctx, res.session_token) is not None
+    auth.logout(ctx, res.actor)
+    assert auth.actor_from_session_token(ctx, res.session_token) is None
+
+
+def test_wrong_password_locks_after_max_attempts(ctx, school):
+    auth.create_user(ctx, SYSTEM, username="t.x", password="correct horse 1", role=Role.COUNSELLOR, unit_id=school.id)
+    for _ in range(ctx.settings.login_max_attempts):
+        assert auth.authenticate(ctx, "t.x", "wrong password!").reason == "bad_credentials"
+    assert auth.authenticate(ctx, "t.x", "correct horse 1").reason == "locked"
+    ctx.clock.advance(minutes=ctx.settings.login_lockout_minutes + 1)
+    assert auth.authenticate(ctx, "t.x", "correct horse 1").ok
+
+
+def test_create_user_refuses_bad_input(ctx, school):
+    with pytest.raises(ValidationFailed, match="role"):
+        auth.create_user(ctx, SYSTEM, username="abc", password="correct horse 1", role="wizard", unit_id=school.id)
+    with pytest.raises(ValidationFailed, match="at least"):
+        auth.create_user(ctx, SYSTEM, username="abc", password="short", role=Role.COUNSELLOR, unit_id=school.id)
+    with pytest.raises(ValidationFailed, match="needs an org unit"):
+        auth.create_user(ctx, SYSTEM, username="abc", password="correct horse 1", role=Role.COUNSELLOR)
+
+
+def test_audit_chain_verifies_after_activity(ctx, school):
+    auth.create_user(ctx, SYSTEM, username="t.y", password="correct horse 1", role=Role.COUNSELLOR, unit_id=school.id)
+    auth.authenticate(ctx, "t.y", "correct horse 1")
+    res = audit.verify(ctx)
+    assert res.ok and res.checked >= 2
