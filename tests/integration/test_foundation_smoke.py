@@ -54,3 +54,25 @@ def test_audit_chain_verifies_after_activity(ctx, school):
     auth.authenticate(ctx, "t.y", "correct horse 1")
     res = audit.verify(ctx)
     assert res.ok and res.checked >= 2
+
+
+def test_student_identity_is_sealed_and_indexed(ctx, school):
+    from mh_platform.services import students
+    from mh_platform.services.org import add_unit
+    from datetime import date
+
+    with ctx.uow() as uow:
+        s = uow.session
+        grade = add_unit(s, kind=UnitKind.GRADE, name="七年级", code="g7", parent=school, now=ctx.now(), grade_level=7)
+        cls = add_unit(s, kind=UnitKind.CLASS, name="七年级1班", code="g7c1", parent=grade, now=ctx.now(), grade_level=7)
+        year = students.ensure_academic_year(s, "2026-2027", date(2026, 9, 1), date(2027, 7, 15))
+        st = students.add_student(ctx, s, name="张三", sex="M", birth_year=2013, class_unit=cls, year=year,
+                                  now=ctx.now(), student_number="G210000201301011234",
+                                  guardians=[students.GuardianIn("张父", "father", "13800000000")])
+        uow.commit()
+    assert "张三".encode() not in st.name_enc
+    with ctx.uow() as uow:
+        found = students.find_by_student_number(ctx, uow.session, "g210000201301011234")
+        assert found is not None and found.id == st.id
+        assert ctx.keyring.open_field(uow.session, found.name_enc, table="student", column="name_enc",
+                                      row_id=found.id) == "张三"

@@ -1,0 +1,112 @@
+"""Student identity storage: the ONE place that writes students, enrolments and guardians.
+
+Identity fields are sealed under the student's own data key (crypto-shredding) and indexed with
+HMAC blind indexes for exact look-ups. These helpers work inside the caller's transaction
+(roster import, demo seed, API sync) and never commit.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mh_platform.core.errors import ValidationFailed
+from mh_platform.core.types import UnitKind
+from mh_platform.db.models import AcademicYear, Enrolment, Guardian, OrgUnit, Student
+from mh_platform.services.context import ServiceContext
+
+
+@dataclass(frozen=True)
+class GuardianIn:
+    name: str
+    relation: str = "parent"
+    phone: str | None = None
+
+
+def new_pseudonym() -> str:
+    """A random pseudonymous id for aggregates and exports (not derived from identity)."""
+    return "P" + secrets.token_hex(8).upper()
+
+
+def ensure_academic_year(s: Session, name: str, starts_on: date, ends_on: date, current: bool = True) -> AcademicYear:
+    year = s.scalar(sa.select(AcademicYear).where(AcademicYear.name == name))
+    if year is None:
+        if current:
+            s.execute(sa.update(AcademicYear).values(is_current=False))
+        year = AcademicYear(name=name, starts_on=starts_on, ends_on=ends_on, is_current=current)
+        s.add(year)
+        s.flush()
+    return year
+
+
+def find_by_student_number(ctx: ServiceContext, s: Session, student_number: str) -> Student | None:
+    bidx = ctx.keyring.blind_index(s, "student_number", student_number)
+    return s.scalar(sa.select(Student).where(Student.student_number_bidx == bidx))
+
+
+def add_student(ctx: ServiceContext, s: Session, *, name: str, sex: str, birth_year: int | None,
+                class_unit: OrgUnit, year: AcademicYear, now: datetime, student_number: str | None = None,
+                id_number: str | None = None, guardians: list[GuardianIn] | tuple[GuardianIn, ...] = (),
+                student_id: uuid.UUID | None = None) -> Student:
+    """Create a student with sealed identity, enrol them in ``class_unit`` for ``year``, add guardians."""
+    if UnitKind(class_unit.kind) != UnitKind.CLASS:
+        raise ValidationFailed("students are enrolled in a class")
+    if sex not in ("F", "M"):
+        raise ValidationFailed("sex must be F or M")
+    if not name or not name.strip():
+        raise ValidationFailed("name is required")
+    sid = student_id or uuid.uuid4()
+    ks = ctx.keyring
+
+    def seal(column: str, value: str | None) -> bytes | None:
+        return ks.seal(s, table="student", column=column, row_id=sid, value=value, student_id=sid, now=now)
+
+    st = Student(id=sid, pseudonym=new_pseudonym(), name_enc=seal("name_enc", name.strip()),
+                 id_number_enc=seal("id_number_enc", id_number),
+                 id_number_bidx=ks.blind_index(s, "id_number", id_number),
+                 student_number_enc=seal("student_number_enc", student_number),
+                 student_number_bidx=ks.blind_index(s, "student_number", student_number),
+                 sex=sex, birth_year=birth_year, created_at=now)
+    s.add(st)
+    s.flush()
+    enrol(s, st, class_unit, year, now)
+    for g in guardians:
+        add_guardian(ctx, s, st, g, now)
+    return st
+
+
+def add_guardian(ctx: ServiceContext, s: Session, student: Student, g: GuardianIn, now: datetime) -> Guardian:
+    gid = uuid.uuid4()
+    ks = ctx.keyring
+    row = Guardian(id=gid, student_id=student.id, relation=g.relation,
+                   name_enc=ks.seal(s, table="guardian", column="name_enc", row_id=gid, value=g.name,
+                                    student_id=student.id, now=now),
+                   phone_enc=ks.seal(s, table="guardian", column="phone_enc", row_id=gid, value=g.phone,
+                                     student_id=student.id, now=now),
+                   phone_bidx=ks.blind_index(s, "phone", g.phone), created_at=now)
+    s.add(row)
+    return row
+
+
+def enrol(s: Session, student: Student, class_unit: OrgUnit, year: AcademicYear, now: datetime) -> Enrolment:
+    """Put the student in ``class_unit`` for ``year``. Earlier enrolments are kept (history)."""
+    existing = s.scalar(sa.select(Enrolment).where(Enrolment.student_id == student.id,
+                                                   Enrolment.academic_year_id == year.id))
+    school_id = uuid.UUID(class_unit.path.strip("/").split("/")[2])
+    s.execute(sa.update(Enrolment).where(Enrolment.student_id == student.id, Enrolment.active.is_(True))
+              .values(active=False, ended_at=now))
+    if existing is not None:  # a move within the same year: keep the old row's history in events
+        existing.class_unit_id, existing.school_unit_id = class_unit.id, school_id
+        existing.unit_path, existing.grade_level = class_unit.path, class_unit.grade_level or 0
+        existing.active, existing.ended_at = True, None
+        return existing
+    e = Enrolment(student_id=student.id, academic_year_id=year.id, class_unit_id=class_unit.id,
+                  school_unit_id=school_id, unit_path=class_unit.path, grade_level=class_unit.grade_level or 0,
+                  active=True, started_at=now)
+    s.add(e)
+    return e
