@@ -315,20 +315,25 @@ def load_master_key_file(path: str | os.PathLike[str]) -> MasterKeySet:
     """
     p = os.fspath(path)
     try:
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO planted at the path must not hang start-up; harmless for files.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise MasterKeyMissing(f"master key file {p} does not exist") from None
     except OSError as exc:
         raise MasterKeyMissing(f"master key file {p} cannot be opened ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
+    try:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise MasterKeyInsecure(f"master key file {p} is not a regular file")
         if st.st_mode & 0o077:
             raise MasterKeyInsecure(
-                f"master key file {p} is accessible by group/others (mode {stat.S_IMODE(st.st_mode):04o}); "
-                "run: chmod 600"
+                f"master key file {p} is accessible by group/others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600"
             )
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fh:
         raw = fh.read(_MAX_KEY_FILE_BYTES + 1)
     if len(raw) > _MAX_KEY_FILE_BYTES:
         raise MasterKeyMalformed(f"master key file {p} is too large")
