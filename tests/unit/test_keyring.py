@@ -1,4 +1,5 @@
-"""Master-key loading (refusals), data-key wrapping, the keyring cache and master rotation."""
+"""Master-key loading (refusals), data-key wrapping, the keyring cache, master rotation, the
+known-answer self-test and the per-student key lifecycle / crypto-shredding (crypto.shredding)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import json
 import os
 import stat
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from mh_platform.crypto import keyring as kr
-from mh_platform.crypto.envelope import AAD, open_, seal
+from mh_platform.crypto import shredding as sh
+from mh_platform.crypto.envelope import AAD, KeyShredded, open_, seal
 from mh_platform.crypto.keyring import (
     KeyPurpose,
     Keyring,
@@ -364,3 +367,152 @@ def test_repr_hides_material() -> None:
     assert "material" not in repr(master)
     assert "material" not in repr(key)
     assert "blob" not in repr(wrap_data_key(key, master))
+
+
+# --------------------------------------------------------------------------- self-test
+
+
+def test_known_answer_self_test_passes() -> None:
+    from mh_platform.crypto import self_test
+
+    self_test()
+
+
+# --------------------------------------------------------------------------- per-student keys and shredding
+
+NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+OFFICER, APPROVER = uuid.uuid4(), uuid.uuid4()
+
+
+def _ring_with_store() -> tuple[Keyring, dict[uuid.UUID, sh.StudentKey]]:
+    store: dict[uuid.UUID, sh.StudentKey] = {}
+
+    def loader(kid: uuid.UUID):
+        row = store.get(kid)
+        if row is None:
+            return None
+        if row.state is sh.KeyState.DESTROYED:
+            raise KeyShredded(kid)
+        return row.wrapped
+
+    return Keyring(MasterKeySet.single(MasterKey.generate()), loader), store
+
+
+def test_student_key_lifecycle_rotate_and_retire() -> None:
+    ring, store = _ring_with_store()
+    key1, row1 = sh.new_student_key(ring, STUDENT)
+    assert (row1.version, row1.state, row1.student_id) == (1, sh.KeyState.ACTIVE, STUDENT)
+    key2, row2, changed = sh.rotate_student_key(ring, [row1], STUDENT)
+    assert row2.version == 2
+    assert [c.state for c in changed] == [sh.KeyState.DECRYPT_ONLY]
+    assert sh.active_key([changed[0], row2]) == row2
+    retired, tomb = sh.retire_key(changed[0], erasure_id=uuid.uuid4(), now=NOW)
+    assert retired.wrapped is None
+    assert tomb.key_id == key1.key_id
+    with pytest.raises(sh.ShreddingError, match="active"):
+        sh.retire_key(row2, erasure_id=uuid.uuid4(), now=NOW)
+
+
+def test_shred_makes_every_value_unreadable_and_needs_two_people() -> None:
+    ring, store = _ring_with_store()
+    key1, row1 = sh.new_student_key(ring, STUDENT)
+    key2, row2, changed = sh.rotate_student_key(ring, [row1], STUDENT)
+    rows = [*changed, row2]
+    store.update({r.key_id: r for r in rows})
+    aad1, aad2 = AAD("student", "name", uuid.uuid4()), AAD("case_note", "body", uuid.uuid4())
+    old_value, new_value = seal(key1, "王五", aad1), seal(key2, "note", aad2)
+    assert open_(ring, old_value, aad1) == "王五".encode()
+
+    with pytest.raises(sh.ShreddingError, match="second person"):
+        sh.plan_erasure(
+            rows,
+            student_id=STUDENT,
+            now=NOW,
+            requested_by=OFFICER,
+            approved_by=OFFICER,
+            reason_code="guardian_request",
+        )
+    with pytest.raises(sh.ShreddingError, match="code"):
+        sh.plan_erasure(
+            rows,
+            student_id=STUDENT,
+            now=NOW,
+            requested_by=OFFICER,
+            approved_by=APPROVER,
+            reason_code="王五 asked",
+        )
+    record, destroyed, tombs = sh.plan_erasure(
+        rows,
+        student_id=STUDENT,
+        now=NOW,
+        requested_by=OFFICER,
+        approved_by=APPROVER,
+        reason_code="guardian_request",
+    )
+    assert set(record.key_ids) == {key1.key_id, key2.key_id}
+    assert all(d.state is sh.KeyState.DESTROYED and d.wrapped is None for d in destroyed)
+    assert {t.key_id for t in tombs} == set(record.key_ids)
+
+    store.update({r.key_id: r for r in destroyed})
+    ring.forget_many(record.key_ids)
+    for sealed, aad in ((old_value, aad1), (new_value, aad2)):
+        with pytest.raises(KeyShredded):
+            open_(ring, sealed, aad)
+    with pytest.raises(sh.ShreddingError, match="erased"):
+        sh.rotate_student_key(ring, destroyed, STUDENT)
+
+
+def test_ledger_round_trip_has_no_personal_data() -> None:
+    ring, _ = _ring_with_store()
+    _, row = sh.new_student_key(ring, STUDENT)
+    record, _, _ = sh.plan_erasure(
+        [row],
+        student_id=STUDENT,
+        now=NOW,
+        requested_by=OFFICER,
+        approved_by=APPROVER,
+        reason_code="retention_expired",
+    )
+    line = json.dumps(record.to_ledger_dict(), sort_keys=True)
+    assert sh.ErasureRecord.from_ledger_dict(json.loads(line)) == record
+    with pytest.raises(sh.ShreddingError):
+        sh.ErasureRecord.from_ledger_dict({"type": "erasure.v1", "student_id": "nope"})
+
+
+def test_replay_ledger_after_restoring_an_older_backup() -> None:
+    ring, _ = _ring_with_store()
+    other_student = uuid.uuid4()
+    _, erased_row = sh.new_student_key(ring, STUDENT)
+    _, kept_row = sh.new_student_key(ring, other_student)
+    backup = [erased_row, kept_row]  # B0 taken before the erasure
+    record, _, _ = sh.plan_erasure(
+        [erased_row],
+        student_id=STUDENT,
+        now=NOW,
+        requested_by=OFFICER,
+        approved_by=APPROVER,
+        reason_code="erasure",
+    )
+    to_destroy = sh.replay_ledger([record], backup)
+    assert [r.key_id for r in to_destroy] == [erased_row.key_id]
+    assert sh.erased_students([record]) == {STUDENT}
+    # idempotent: replaying onto already-destroyed rows changes nothing
+    assert sh.replay_ledger([record], to_destroy + [kept_row]) == []
+
+
+def test_student_key_row_invariants() -> None:
+    ring, _ = _ring_with_store()
+    _, row = sh.new_student_key(ring, STUDENT)
+    with pytest.raises(sh.ShreddingError):
+        sh.StudentKey(row.key_id, uuid.uuid4(), 1, sh.KeyState.ACTIVE, row.wrapped)  # another student
+    with pytest.raises(sh.ShreddingError):
+        sh.StudentKey(row.key_id, STUDENT, 1, sh.KeyState.DESTROYED, row.wrapped)
+    with pytest.raises(sh.ShreddingError, match="aware"):
+        sh.plan_erasure(
+            [row],
+            student_id=STUDENT,
+            now=datetime(2026, 1, 1),  # noqa: DTZ001
+            requested_by=OFFICER,
+            approved_by=APPROVER,
+            reason_code="x",
+        )
