@@ -264,6 +264,8 @@ class ReliableChange:
     r: float | None = None
     formula: str | None = None
     range_note: str | None = None
+    worse: str = "higher"  # direction of deterioration
+    kind: str = "reliable_change_index"
 
 
 @dataclass(frozen=True, eq=False)
@@ -605,7 +607,8 @@ def _build(d: Mapping[str, Any], path: Path | None, problems: list[str]) -> Inst
         missing=_missing(d["missing"]), variants=variants, cutoff_sets=tuple(cutoffs),
         subscales=subscales, critical_items=tuple(crits), short_forms=tuple(shorts),
         reliable_change=ReliableChange(float(rc["value"]), rc["source"], rc.get("sd"), rc.get("r"),
-                                       rc.get("formula"), rc.get("range_note")) if rc else None,
+                                       rc.get("formula"), rc.get("range_note"), rc.get("worse", "higher"),
+                                       rc.get("kind", "reliable_change_index")) if rc else None,
         instructions_en=d.get("instructions", {}).get("en"), instructions_zh=d.get("instructions", {}).get("zh"),
         loinc_panel=d.get("loinc", {}).get("panel"), loinc_total=d.get("loinc", {}).get("total"),
         ages_min=d.get("ages", {}).get("min"), ages_max=d.get("ages", {}).get("max"),
