@@ -298,6 +298,8 @@ def add_evidence(state: FlagState, level: Level, now: datetime, *, watch_only: b
     p = policy or default_escalation_policy()
     if state.status == FlagStatus.CLOSED:
         raise InvalidTransition("evidence for a closed flag opens a new flag (a new episode)")
+    if watch_only and LEVEL_RANK[level] > LEVEL_RANK[Level.YELLOW]:
+        raise ValidationFailed("the model's watch signal is at most yellow", [{"field": "level", "value": level.value}])
     new_level = level if LEVEL_RANK[level] > LEVEL_RANK[state.level] else state.level
     is_watch = state.is_watch and watch_only
     if new_level == state.level and is_watch == state.is_watch:
