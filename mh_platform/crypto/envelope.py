@@ -34,7 +34,7 @@ from uuid import UUID
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from mh_platform.crypto.keyring import DataKey
+from mh_platform.crypto.keyring import DataKey, KeyringError
 
 FORMAT_V1 = 0x01
 SUPPORTED_VERSIONS = frozenset({FORMAT_V1})
@@ -87,6 +87,7 @@ class UnknownKey(EnvelopeError):
     def __init__(self, key_id: UUID, message: str | None = None) -> None:
         super().__init__(message or f"unknown data key {key_id}")
         self.key_id = key_id
+        self.cause_code: str | None = None
 
 
 class KeyShredded(UnknownKey):
@@ -234,6 +235,12 @@ def _open(key_lookup: KeyLookup, envelope: bytes | bytearray | memoryview, aad: 
         raise
     except KeyError:
         key = None
+    except KeyringError as exc:
+        # The wrapped key did not unwrap (tampered key row, unknown master): still an
+        # envelope failure for the caller; the specific cause stays in __cause__ / .cause_code.
+        err = UnknownKey(header.key_id, f"data key {header.key_id} is unavailable ({exc.code})")
+        err.cause_code = exc.code
+        raise err from exc
     if key is None:
         raise UnknownKey(header.key_id)
     if key.key_id != header.key_id or not key.purpose.encrypts_fields:

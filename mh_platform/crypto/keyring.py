@@ -470,6 +470,8 @@ class DataKey:
         if not isinstance(self.material, bytes) or len(self.material) != KEY_BYTES:
             raise ValueError("data key material must be exactly 32 bytes")
         object.__setattr__(self, "purpose", KeyPurpose(self.purpose))
+        if self.owner_id is not None and not isinstance(self.owner_id, UUID):
+            raise TypeError("owner_id must be a UUID or None")
         if self.purpose is KeyPurpose.STUDENT and self.owner_id is None:
             raise ValueError("a student data key needs the student's UUID as owner_id")
 
@@ -487,6 +489,17 @@ class WrappedDataKey:
     owner_id: UUID | None
     master_key_id: str
     blob: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key_id, UUID) or not (
+            self.owner_id is None or isinstance(self.owner_id, UUID)
+        ):
+            raise TypeError("key_id and owner_id must be uuid.UUID (owner_id may be None)")
+        object.__setattr__(self, "purpose", KeyPurpose(self.purpose))
+        if not isinstance(self.blob, bytes | bytearray | memoryview):
+            raise TypeError("blob must be bytes")
+        object.__setattr__(self, "blob", bytes(self.blob))  # drivers hand back memoryview
+        _check_key_id(self.master_key_id)
 
 
 def generate_data_key(purpose: KeyPurpose, owner_id: UUID | None = None) -> DataKey:

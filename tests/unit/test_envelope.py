@@ -255,3 +255,23 @@ def test_keyring_is_a_key_lookup() -> None:
     ring = Keyring(MasterKeySet.single(MasterKey.generate()))
     key, _wrapped = ring.create_data_key(KeyPurpose.SYSTEM)
     assert open_(ring, seal(key, b"v", HERE), HERE) == b"v"
+
+
+def test_key_row_that_fails_to_unwrap_is_an_envelope_error() -> None:
+    """A tampered wrapped-key row or an unloaded master surfaces as UnknownKey, with the cause."""
+    from dataclasses import replace
+
+    from mh_platform.crypto.keyring import wrap_data_key
+
+    master = MasterKey.generate()
+    wrapped = wrap_data_key(KEY, master)
+    broken = replace(wrapped, blob=wrapped.blob[:-1] + bytes([wrapped.blob[-1] ^ 1]))
+    sealed = seal(KEY, b"x", HERE)
+    for row, code in (
+        (broken, "unwrap_failed"),
+        (wrap_data_key(KEY, MasterKey.generate()), "unknown_master_key"),
+    ):
+        ring = Keyring(MasterKeySet.single(master), loader={KEY.key_id: row}.get)
+        with pytest.raises(UnknownKey) as info:
+            open_(ring, sealed, HERE)
+        assert info.value.cause_code == code

@@ -516,3 +516,16 @@ def test_student_key_row_invariants() -> None:
             approved_by=APPROVER,
             reason_code="x",
         )
+
+
+def test_wrapped_key_accepts_driver_types_and_checks_fields() -> None:
+    master = MasterKey.generate()
+    key = generate_data_key(KeyPurpose.STUDENT, STUDENT)
+    w = wrap_data_key(key, master)
+    from_db = kr.WrappedDataKey(w.key_id, "student", w.owner_id, w.master_key_id, memoryview(w.blob))  # type: ignore[arg-type]
+    assert from_db.purpose is KeyPurpose.STUDENT
+    assert unwrap_data_key(from_db, master).material == key.material
+    with pytest.raises(TypeError):
+        kr.WrappedDataKey(w.key_id, w.purpose, str(STUDENT), w.master_key_id, w.blob)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="nonsense"):
+        kr.WrappedDataKey(w.key_id, "nonsense", w.owner_id, w.master_key_id, w.blob)  # type: ignore[arg-type]
