@@ -2,9 +2,10 @@
 
 The calibration test and ``mhp model cohort-stats`` score the synthetic cohort with the core
 engine (``mh_platform.core.scoring.score_many(instrument, matrix).total``), so the generator is
-checked against the same code that scores real students. Until the engine exists (it is written
-in parallel), :func:`totals` falls back to plain numpy sums; :func:`engine_available` says which
-path was taken and ``cohort-stats`` reports it.
+checked against the same code that scores real students. For an instrument the engine has no
+definition for (WHO-5 at the time of writing) or if the engine is missing, :func:`totals` falls
+back to plain numpy sums; :func:`engine_has` says which path was taken and ``cohort-stats``
+reports it per instrument.
 """
 
 from __future__ import annotations
@@ -38,14 +39,30 @@ def _instrument(name: str) -> Any:
     return loader(name)
 
 
-def _engine_totals(instrument: str, matrix: np.ndarray) -> np.ndarray:
-    mod = _engine()
+def engine_has(instrument: str) -> bool:
+    """Whether the engine is there and has a definition file for ``instrument``."""
+    if not engine_available():
+        return False
     try:
-        result = mod.score_many(instrument, matrix)
-    except (TypeError, KeyError, ValueError, AttributeError, LookupError):
-        result = mod.score_many(_instrument(instrument), matrix)
-    total = result.total if hasattr(result, "total") else result["total"]
-    return np.asarray(total, dtype=float)
+        _instrument(instrument)
+    except Exception:  # noqa: BLE001 - no definition (e.g. WHO-5 not shipped yet): fall back
+        return False
+    return True
+
+
+def engine_scores(instrument: str, matrix: np.ndarray) -> Any:
+    """``score_many`` on ``matrix``; columns beyond the generated items (e.g. the PHQ-9/GAD-7
+    functional-difficulty item, not scored) are passed as unanswered (NaN)."""
+    inst = _instrument(instrument)
+    x = np.asarray(matrix, dtype=float)
+    n_items = int(getattr(inst, "n_items", x.shape[1]))
+    if x.shape[1] < n_items:
+        x = np.concatenate([x, np.full((x.shape[0], n_items - x.shape[1]), np.nan)], axis=1)
+    return _engine().score_many(inst, x)
+
+
+def _engine_totals(instrument: str, matrix: np.ndarray) -> np.ndarray:
+    return np.asarray(engine_scores(instrument, matrix).total, dtype=float)
 
 
 def numpy_totals(instrument: str, matrix: np.ndarray) -> np.ndarray:
@@ -55,7 +72,7 @@ def numpy_totals(instrument: str, matrix: np.ndarray) -> np.ndarray:
 
 def totals(instrument: str, matrix: np.ndarray, *, use_engine: bool = True) -> np.ndarray:
     """Total score per row of ``matrix`` (n, k); NaN where the engine declares no total."""
-    if use_engine and engine_available():
+    if use_engine and engine_has(instrument):
         return _engine_totals(instrument, matrix)
     return numpy_totals(instrument, matrix)
 
