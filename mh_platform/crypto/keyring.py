@@ -405,6 +405,11 @@ def _replace_key_file(p: str, keyset: MasterKeySet) -> None:
     tmp = f"{p}.tmp-{secrets.token_hex(4)}"
     _write_new_0600(tmp, _encode_document(keyset))
     os.replace(tmp, p)
+    dir_fd = os.open(os.path.dirname(os.path.abspath(p)), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename durable before old key versions are relied on
+    finally:
+        os.close(dir_fd)
 
 
 def add_master_key_version(path: str | os.PathLike[str], *, key_id: str | None = None) -> str:
