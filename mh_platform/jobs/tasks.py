@@ -1,0 +1,17 @@
+"""Thin job wrappers: each calls one service with the scheduler's context and returns its summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def escalation_sweep(ctx: Any) -> dict[str, Any]:
+    from mh_platform.services.escalation import sweep
+
+    return sweep(ctx, ctx.now())
+
+
+def notify_send_pending(ctx: Any) -> dict[str, Any]:
+    from mh_platform.services.notify import send_pending
+
+    return send_pending(ctx)
