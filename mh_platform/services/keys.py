@@ -63,10 +63,34 @@ class KeyService:
         key, wrapped = self.keyring.create_data_key(purpose, student_id)
         s.add(DataKey(id=key.key_id, purpose=purpose.value, student_id=student_id, wrapped=wrapped.blob,
                       master_key_id=wrapped.master_key_id, active=True, created_at=now))
-        s.flush()
         return key
 
+    def new_student_key_row(self, student_id: uuid.UUID, now) -> tuple[kr.DataKey, dict]:
+        """A fresh student key and the ``data_key`` row to bulk-insert for it (bulk paths)."""
+        key, wrapped = self.keyring.create_data_key(kr.KeyPurpose.STUDENT, student_id)
+        return key, {"id": key.key_id, "purpose": "student", "student_id": student_id, "wrapped": wrapped.blob,
+                     "master_key_id": wrapped.master_key_id, "active": True, "created_at": now,
+                     "destroyed_at": None}
+
+    @staticmethod
+    def seal_with(key: kr.DataKey, *, table: str, column: str, row_id: uuid.UUID,
+                  value: str | bytes | None, pad_to: int | None = None) -> bytes | None:
+        """Seal with a key already in hand (bulk paths); same envelope and AAD as ``seal``."""
+        if value is None:
+            return None
+        return env.seal(key, value, env.AAD(table, column, row_id), pad_to=pad_to)
+
     def student_key(self, s: Session, student_id: uuid.UUID, now, *, create: bool = True) -> kr.DataKey:
+        # Per-session cache: a key created in a transaction that rolls back must not outlive it.
+        cache: dict[uuid.UUID, kr.DataKey] = s.info.setdefault("mhp_student_keys", {})
+        hit = cache.get(student_id)
+        if hit is not None:
+            return hit
+        key = self._student_key(s, student_id, now, create=create)
+        cache[student_id] = key
+        return key
+
+    def _student_key(self, s: Session, student_id: uuid.UUID, now, *, create: bool) -> kr.DataKey:
         row = s.scalar(sa.select(DataKey).where(DataKey.student_id == student_id, DataKey.active.is_(True)))
         if row is None:
             if s.scalar(sa.select(DataKey.id).where(DataKey.student_id == student_id)) is not None:

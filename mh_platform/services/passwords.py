@@ -7,7 +7,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from mh_platform.core.errors import ValidationFailed
 
-_HASHER = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory defaults
+# argon2id at OWASP's recommended minimum (m=19 MiB, t=2, p=1): ~tens of ms here; parameters
+# live in the hash, so raising them later re-hashes on next login (check_needs_rehash).
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 _DUMMY = _HASHER.hash("timing-equaliser-not-a-password")
 
 MIN_LENGTH = 10

@@ -44,6 +44,64 @@ def ensure_academic_year(s: Session, name: str, starts_on: date, ends_on: date, 
     return year
 
 
+@dataclass(frozen=True)
+class StudentIn:
+    name: str
+    sex: str
+    birth_year: int | None
+    class_unit: OrgUnit
+    student_number: str | None = None
+    id_number: str | None = None
+    guardians: tuple[GuardianIn, ...] = ()
+
+
+def add_students_bulk(ctx: ServiceContext, s: Session, items: list[StudentIn], year: AcademicYear,
+                      now: datetime) -> list[uuid.UUID]:
+    """Bulk form of ``add_student`` for new students (imports, demo): same sealing, AAD and indexes,
+    written with executemany in foreign-key order. Validates every item before writing any."""
+    from mh_platform.db.models import DataKey
+
+    for i, it in enumerate(items):
+        if UnitKind(it.class_unit.kind) != UnitKind.CLASS:
+            raise ValidationFailed(f"item {i}: students are enrolled in a class")
+        if it.sex not in ("F", "M"):
+            raise ValidationFailed(f"item {i}: sex must be F or M")
+        if not it.name or not it.name.strip():
+            raise ValidationFailed(f"item {i}: name is required")
+    ks = ctx.keyring
+    keys, studs, enrols, guards, ids = [], [], [], [], []
+    for it in items:
+        sid = uuid.uuid4()
+        key, key_row = ks.new_student_key_row(sid, now)
+        keys.append(key_row)
+        seal = ks.seal_with
+        studs.append({"id": sid, "pseudonym": new_pseudonym(),
+                      "name_enc": seal(key, table="student", column="name_enc", row_id=sid, value=it.name.strip()),
+                      "id_number_enc": seal(key, table="student", column="id_number_enc", row_id=sid,
+                                            value=it.id_number),
+                      "id_number_bidx": ks.blind_index(s, "id_number", it.id_number),
+                      "student_number_enc": seal(key, table="student", column="student_number_enc", row_id=sid,
+                                                 value=it.student_number),
+                      "student_number_bidx": ks.blind_index(s, "student_number", it.student_number),
+                      "sex": it.sex, "birth_year": it.birth_year, "created_at": now, "erased_at": None})
+        c = it.class_unit
+        enrols.append({"id": uuid.uuid4(), "student_id": sid, "academic_year_id": year.id, "class_unit_id": c.id,
+                       "school_unit_id": uuid.UUID(c.path.strip("/").split("/")[2]), "unit_path": c.path,
+                       "grade_level": c.grade_level or 0, "active": True, "started_at": now, "ended_at": None})
+        for g in it.guardians:
+            gid = uuid.uuid4()
+            guards.append({"id": gid, "student_id": sid, "relation": g.relation,
+                           "name_enc": seal(key, table="guardian", column="name_enc", row_id=gid, value=g.name),
+                           "phone_enc": seal(key, table="guardian", column="phone_enc", row_id=gid, value=g.phone),
+                           "phone_bidx": ks.blind_index(s, "phone", g.phone), "created_at": now})
+        ids.append(sid)
+    s.flush()
+    for model, rows in ((DataKey, keys), (Student, studs), (Enrolment, enrols), (Guardian, guards)):
+        if rows:
+            s.execute(sa.insert(model), rows)
+    return ids
+
+
 def find_by_student_number(ctx: ServiceContext, s: Session, student_number: str) -> Student | None:
     bidx = ctx.keyring.blind_index(s, "student_number", student_number)
     return s.scalar(sa.select(Student).where(Student.student_number_bidx == bidx))
@@ -73,8 +131,8 @@ def add_student(ctx: ServiceContext, s: Session, *, name: str, sex: str, birth_y
                  student_number_bidx=ks.blind_index(s, "student_number", student_number),
                  sex=sex, birth_year=birth_year, created_at=now)
     s.add(st)
-    s.flush()
-    enrol(s, st, class_unit, year, now)
+    s.flush()  # models declare no relationships, so the unit of work needs the parent row first
+    enrol(s, st, class_unit, year, now, new_student=True)
     for g in guardians:
         add_guardian(ctx, s, st, g, now)
     return st
@@ -93,13 +151,16 @@ def add_guardian(ctx: ServiceContext, s: Session, student: Student, g: GuardianI
     return row
 
 
-def enrol(s: Session, student: Student, class_unit: OrgUnit, year: AcademicYear, now: datetime) -> Enrolment:
+def enrol(s: Session, student: Student, class_unit: OrgUnit, year: AcademicYear, now: datetime,
+          *, new_student: bool = False) -> Enrolment:
     """Put the student in ``class_unit`` for ``year``. Earlier enrolments are kept (history)."""
-    existing = s.scalar(sa.select(Enrolment).where(Enrolment.student_id == student.id,
-                                                   Enrolment.academic_year_id == year.id))
     school_id = uuid.UUID(class_unit.path.strip("/").split("/")[2])
-    s.execute(sa.update(Enrolment).where(Enrolment.student_id == student.id, Enrolment.active.is_(True))
-              .values(active=False, ended_at=now))
+    existing = None
+    if not new_student:
+        existing = s.scalar(sa.select(Enrolment).where(Enrolment.student_id == student.id,
+                                                       Enrolment.academic_year_id == year.id))
+        s.execute(sa.update(Enrolment).where(Enrolment.student_id == student.id, Enrolment.active.is_(True))
+                  .values(active=False, ended_at=now))
     if existing is not None:  # a move within the same year: keep the old row's history in events
         existing.class_unit_id, existing.school_unit_id = class_unit.id, school_id
         existing.unit_path, existing.grade_level = class_unit.path, class_unit.grade_level or 0

@@ -1,0 +1,3 @@
+from mh_platform.cli import main
+
+main()

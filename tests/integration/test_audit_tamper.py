@@ -1,0 +1,72 @@
+"""`mhp audit verify` catches an edited, a deleted, a reordered and a truncated entry."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from mh_platform.core.types import Role, UnitKind
+from mh_platform.services import auth
+from mh_platform.services.context import SYSTEM
+from mh_platform.services.org import add_unit
+
+
+@pytest.fixture
+def chain(fresh_ctx):
+    ctx = fresh_ctx
+    with ctx.uow() as uow:
+        city = add_unit(uow.session, kind=UnitKind.CITY, name="市", code="c", parent=None, now=ctx.now())
+        uow.commit()
+    for i in range(4):
+        auth.create_user(ctx, SYSTEM, username=f"user{i}", password="correct horse 1", role=Role.CITY_OFFICER,
+                         unit_id=city.id)
+    return ctx
+
+
+def _verify(ctx) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MHP_DATABASE_URL=ctx.settings.database_url, MHP_MASTER_KEY_FILE="",
+               MHP_ENV="test")
+    env.pop("MHP_MASTER_KEY", None)
+    env["MHP_MASTER_KEY_FILE"] = ctx.settings.master_key_file
+    return subprocess.run([sys.executable, "-m", "mh_platform.cli", "audit", "verify"], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _exec(ctx, sql: str, **params) -> None:
+    with ctx.engine.begin() as c:
+        c.execute(sa.text(sql), params)
+
+
+def test_intact_chain_verifies(chain):
+    res = _verify(chain)
+    assert res.returncode == 0, res.stderr
+    assert "ok" in res.stdout.lower()
+
+
+def test_edited_entry_is_caught(chain):
+    _exec(chain, "UPDATE event_log SET kind = 'user:deleted' WHERE seq = 3")
+    res = _verify(chain)
+    assert res.returncode == 1
+    assert "seq 3" in res.stdout and "edited" in res.stdout
+
+
+def test_deleted_entry_is_caught(chain):
+    _exec(chain, "DELETE FROM event_log WHERE seq = 2")
+    res = _verify(chain)
+    assert res.returncode == 1 and "deleted" in res.stdout
+
+
+def test_reordered_entries_are_caught(chain):
+    _exec(chain, "UPDATE event_log SET seq = 1000 WHERE seq = 2")
+    _exec(chain, "UPDATE event_log SET seq = 2 WHERE seq = 3")
+    _exec(chain, "UPDATE event_log SET seq = 3 WHERE seq = 1000")
+    res = _verify(chain)
+    assert res.returncode == 1 and "BROKEN" in res.stdout
+
+
+def test_truncated_tail_is_caught(chain):
+    _exec(chain, "DELETE FROM event_log WHERE seq = (SELECT max(seq) FROM event_log)")
+    res = _verify(chain)
+    assert res.returncode == 1 and "truncated" in res.stdout
