@@ -73,8 +73,8 @@ _ITEM_SECONDS: dict[str, float] = {"phq9": 4.2, "gad7": 3.8, "k10": 3.6, "who5":
 class CohortParams:
     """Every knob of the generator, recorded with the cohort (and in model manifests)."""
 
-    base_depression: float = -0.33
-    base_anxiety: float = -0.40
+    base_depression: float = -0.31
+    base_anxiety: float = -0.38
     girl_depression: float = 0.36
     girl_anxiety: float = 0.54
     senior_depression: float = 0.16
