@@ -26,6 +26,14 @@ class Case(Base):
     opened_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     leader_informed_at: Mapped[datetime | None]
+    closed_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    close_reason_enc: Mapped[bytes | None] = mapped_column(Envelope())
+    version: Mapped[int] = mapped_column(default=1)
+
+    __table_args__ = (
+        sa.Index("uq_case_one_open_per_student", "student_id", unique=True,
+                 sqlite_where=sa.text("status != 'closed'"), postgresql_where=sa.text("status != 'closed'")),
+    )
 
 
 class PlanItem(Base):
@@ -85,11 +93,16 @@ class Referral(Base):
     decline_reason: Mapped[str | None] = mapped_column(sa.String(32))
     appointment_at: Mapped[datetime | None]
     feedback_enc: Mapped[bytes | None] = mapped_column(Envelope())
+    diagnosis_enc: Mapped[bytes | None] = mapped_column(Envelope())  # the diagnosis category code, sealed
     return_advice_enc: Mapped[bytes | None] = mapped_column(Envelope())
     diagnosis_category: Mapped[str | None] = mapped_column(sa.String(32))
     state_entered_at: Mapped[datetime]
     due_at: Mapped[datetime | None] = mapped_column(index=True)
     escalations: Mapped[int] = mapped_column(default=0)
+    requested_at: Mapped[datetime | None]  # the FIRST request (first-appointment target runs from it)
+    attended_once: Mapped[bool] = mapped_column(default=False)
+    first_appointment_escalated: Mapped[bool] = mapped_column(default=False)
+    closed_at: Mapped[datetime | None]
     created_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("app_user.id"))
     created_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(default=1)
@@ -121,6 +134,7 @@ class BreakGlass(Base):
     reviewed_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("app_user.id"))
     reviewed_at: Mapped[datetime | None]
     verdict: Mapped[str | None] = mapped_column(sa.String(16))  # justified / unjustified
+    unit_path: Mapped[str | None] = mapped_column(path_type(), index=True)  # the case's school path at opening
 
 
 class Transfer(Base):
@@ -136,3 +150,4 @@ class Transfer(Base):
     handover_enc: Mapped[bytes | None] = mapped_column(Envelope())
     requested_at: Mapped[datetime]
     accepted_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(sa.String(16), default="requested")  # requested / accepted / cancelled

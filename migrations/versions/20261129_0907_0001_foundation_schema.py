@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 08:56:24.856173
+Create Date: 2026-11-29 09:07:22.918522
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -436,6 +436,10 @@ def upgrade() -> None:
     sa.Column('opened_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('closed_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('leader_informed_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_by', sa.Uuid(), nullable=True),
+    sa.Column('close_reason_enc', mh_platform.db.base.Envelope(), nullable=True),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['closed_by'], ['app_user.id'], name=op.f('fk_case_file_closed_by_app_user')),
     sa.ForeignKeyConstraint(['counsellor_user_id'], ['app_user.id'], name=op.f('fk_case_file_counsellor_user_id_app_user')),
     sa.ForeignKeyConstraint(['flag_id'], ['flag.id'], name=op.f('fk_case_file_flag_id_flag')),
     sa.ForeignKeyConstraint(['school_unit_id'], ['org_unit.id'], name=op.f('fk_case_file_school_unit_id_org_unit')),
@@ -448,6 +452,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_case_file_school_unit_id'), ['school_unit_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_case_file_student_id'), ['student_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_case_file_unit_path'), ['unit_path'], unique=False)
+        batch_op.create_index('uq_case_one_open_per_student', ['student_id'], unique=True, sqlite_where=sa.text("status != 'closed'"), postgresql_where=sa.text("status != 'closed'"))
 
     op.create_table('concern',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -543,6 +548,7 @@ def upgrade() -> None:
     sa.Column('reviewed_by', sa.Uuid(), nullable=True),
     sa.Column('reviewed_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('verdict', sa.String(length=16), nullable=True),
+    sa.Column('unit_path', sa.String(length=400).with_variant(sa.String(length=400, collation='C'), 'postgresql'), nullable=True),
     sa.ForeignKeyConstraint(['case_id'], ['case_file.id'], name=op.f('fk_break_glass_case_id_case_file')),
     sa.ForeignKeyConstraint(['reviewed_by'], ['app_user.id'], name=op.f('fk_break_glass_reviewed_by_app_user')),
     sa.ForeignKeyConstraint(['user_id'], ['app_user.id'], name=op.f('fk_break_glass_user_id_app_user')),
@@ -550,6 +556,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('break_glass', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_break_glass_case_id'), ['case_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_break_glass_unit_path'), ['unit_path'], unique=False)
         batch_op.create_index(batch_op.f('ix_break_glass_user_id'), ['user_id'], unique=False)
 
     op.create_table('case_transfer',
@@ -562,6 +569,7 @@ def upgrade() -> None:
     sa.Column('handover_enc', mh_platform.db.base.Envelope(), nullable=True),
     sa.Column('requested_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('accepted_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
     sa.ForeignKeyConstraint(['accepted_by'], ['app_user.id'], name=op.f('fk_case_transfer_accepted_by_app_user')),
     sa.ForeignKeyConstraint(['case_id'], ['case_file.id'], name=op.f('fk_case_transfer_case_id_case_file')),
     sa.ForeignKeyConstraint(['from_school_id'], ['org_unit.id'], name=op.f('fk_case_transfer_from_school_id_org_unit')),
@@ -654,11 +662,16 @@ def upgrade() -> None:
     sa.Column('decline_reason', sa.String(length=32), nullable=True),
     sa.Column('appointment_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('feedback_enc', mh_platform.db.base.Envelope(), nullable=True),
+    sa.Column('diagnosis_enc', mh_platform.db.base.Envelope(), nullable=True),
     sa.Column('return_advice_enc', mh_platform.db.base.Envelope(), nullable=True),
     sa.Column('diagnosis_category', sa.String(length=32), nullable=True),
     sa.Column('state_entered_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('due_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('escalations', sa.Integer(), nullable=False),
+    sa.Column('requested_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('attended_once', sa.Boolean(), nullable=False),
+    sa.Column('first_appointment_escalated', sa.Boolean(), nullable=False),
+    sa.Column('closed_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_by', sa.Uuid(), nullable=True),
     sa.Column('created_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
@@ -737,6 +750,7 @@ def downgrade() -> None:
     op.drop_table('case_transfer')
     with op.batch_alter_table('break_glass', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_break_glass_user_id'))
+        batch_op.drop_index(batch_op.f('ix_break_glass_unit_path'))
         batch_op.drop_index(batch_op.f('ix_break_glass_case_id'))
 
     op.drop_table('break_glass')
@@ -760,6 +774,7 @@ def downgrade() -> None:
 
     op.drop_table('concern')
     with op.batch_alter_table('case_file', schema=None) as batch_op:
+        batch_op.drop_index('uq_case_one_open_per_student', sqlite_where=sa.text("status != 'closed'"), postgresql_where=sa.text("status != 'closed'"))
         batch_op.drop_index(batch_op.f('ix_case_file_unit_path'))
         batch_op.drop_index(batch_op.f('ix_case_file_student_id'))
         batch_op.drop_index(batch_op.f('ix_case_file_school_unit_id'))
