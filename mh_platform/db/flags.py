@@ -44,6 +44,14 @@ class Flag(Base):
         sa.Index("uq_flag_one_open_per_student", "student_id", unique=True,
                  sqlite_where=sa.text(OPEN_FLAG), postgresql_where=sa.text(OPEN_FLAG)),
         sa.Index("ix_flag_open_due", "status", "ack_due_at", "handle_due_at"),
+        # the sweep's two range scans: open flags by each running deadline
+        sa.Index("ix_flag_open_ack_due", "ack_due_at",
+                 sqlite_where=sa.text(OPEN_FLAG), postgresql_where=sa.text(OPEN_FLAG)),
+        sa.Index("ix_flag_open_handle_due", "handle_due_at",
+                 sqlite_where=sa.text(OPEN_FLAG), postgresql_where=sa.text(OPEN_FLAG)),
+        # cluster checks: recent red/orange flags per class and school
+        sa.Index("ix_flag_class_opened", "class_unit_id", "opened_at"),
+        sa.Index("ix_flag_school_opened", "school_unit_id", "opened_at"),
         sa.CheckConstraint("level in ('red','orange','yellow')", name="level"),
         sa.CheckConstraint("tier in ('class','school','county','city')", name="tier"),
     )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 09:07:22.918522
+Create Date: 2026-11-29 09:07:32.800548
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -330,8 +330,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_flag'))
     )
     with op.batch_alter_table('flag', schema=None) as batch_op:
+        batch_op.create_index('ix_flag_class_opened', ['class_unit_id', 'opened_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_flag_class_unit_id'), ['class_unit_id'], unique=False)
+        batch_op.create_index('ix_flag_open_ack_due', ['ack_due_at'], unique=False, sqlite_where=sa.text("status != 'closed'"), postgresql_where=sa.text("status != 'closed'"))
         batch_op.create_index('ix_flag_open_due', ['status', 'ack_due_at', 'handle_due_at'], unique=False)
+        batch_op.create_index('ix_flag_open_handle_due', ['handle_due_at'], unique=False, sqlite_where=sa.text("status != 'closed'"), postgresql_where=sa.text("status != 'closed'"))
+        batch_op.create_index('ix_flag_school_opened', ['school_unit_id', 'opened_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_flag_school_unit_id'), ['school_unit_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_flag_student_id'), ['student_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_flag_unit_path'), ['unit_path'], unique=False)
@@ -808,8 +812,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_flag_unit_path'))
         batch_op.drop_index(batch_op.f('ix_flag_student_id'))
         batch_op.drop_index(batch_op.f('ix_flag_school_unit_id'))
+        batch_op.drop_index('ix_flag_school_opened')
+        batch_op.drop_index('ix_flag_open_handle_due', sqlite_where=sa.text("status != 'closed'"), postgresql_where=sa.text("status != 'closed'"))
         batch_op.drop_index('ix_flag_open_due')
+        batch_op.drop_index('ix_flag_open_ack_due', sqlite_where=sa.text("status != 'closed'"), postgresql_where=sa.text("status != 'closed'"))
         batch_op.drop_index(batch_op.f('ix_flag_class_unit_id'))
+        batch_op.drop_index('ix_flag_class_opened')
 
     op.drop_table('flag')
     with op.batch_alter_table('consent', schema=None) as batch_op:
