@@ -1,0 +1,123 @@
+"""Optional TOTP second factor (RFC 6238, pyotp) for the roles in ``Settings.totp_roles``.
+
+Login is two steps: the password check (``auth.authenticate``) hands back the user's fresh session
+token; the web layer keeps it as *pending* (not signed in) until ``verify`` accepts a code. A user
+without a secret enrols first: the candidate secret is derived from the app secret and the pending
+session token (so it never sits in a cookie and changes with every login attempt), shown once as an
+otpauth URI, and stored sealed in ``User.totp_secret_enc`` only after a correct code.
+Wrong codes count as failed logins (same lockout as passwords).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pyotp
+import sqlalchemy as sa
+
+from mh_platform.core.types import Role
+from mh_platform.db.models import User
+from mh_platform.services import audit
+from mh_platform.services.auth import actor_for_user, new_session_token
+from mh_platform.services.context import Actor, ServiceContext
+
+ISSUER = "MHP 学生心理健康预警平台"
+
+
+def required_for(ctx: ServiceContext, role: Role | str | None) -> bool:
+    return role is not None and str(Role(role).value) in {str(r) for r in ctx.settings.totp_roles}
+
+
+@dataclass(frozen=True)
+class Pending:
+    actor: Actor
+    enrolled: bool
+
+
+def _user_for(s, token: str) -> User | None:
+    if not token:
+        return None
+    user = s.scalar(sa.select(User).where(User.session_token == token))
+    if user is None or not user.is_active:
+        return None
+    return user
+
+
+def pending(ctx: ServiceContext, token: str) -> Pending | None:
+    with ctx.uow() as uow:
+        user = _user_for(uow.session, token)
+        if user is None:
+            return None
+        actor = actor_for_user(uow.session, user)
+        return Pending(actor, user.totp_secret_enc is not None) if actor else None
+
+
+def candidate_secret(ctx: ServiceContext, token: str) -> str:
+    mac = hmac.new(ctx.settings.secret_key.encode(), b"totp-enrol\x00" + token.encode(), hashlib.sha256).digest()
+    return base64.b32encode(mac[:20]).decode().rstrip("=")
+
+
+def provisioning_uri(secret: str, username: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=ISSUER)
+
+
+def _fail(ctx: ServiceContext, s, user: User) -> None:
+    user.failed_logins += 1
+    data: dict = {"failures": user.failed_logins, "factor": "totp"}
+    if user.failed_logins >= ctx.settings.login_max_attempts:
+        user.locked_until = ctx.now() + timedelta(minutes=ctx.settings.login_lockout_minutes)
+        user.failed_logins = 0
+        user.session_token = new_session_token()  # the pending login dies with the lock
+        data["locked"] = True
+    audit.record(ctx, s, None, "auth:totp_failed", "user", user.id, data)
+
+
+def verify(ctx: ServiceContext, token: str, code: str) -> Actor | None:
+    """Second step of login for an enrolled user; the actor on success, else None."""
+    now = ctx.now()
+    with ctx.uow() as uow:
+        s = uow.session
+        user = _user_for(s, token)
+        if user is None or user.totp_secret_enc is None:
+            return None
+        if user.locked_until is not None and user.locked_until > now:
+            return None
+        secret = ctx.keyring.open_field(s, user.totp_secret_enc, table="app_user", column="totp_secret_enc",
+                                        row_id=user.id)
+        if not pyotp.TOTP(secret).verify((code or "").strip(), for_time=now, valid_window=1):
+            _fail(ctx, s, user)
+            uow.commit()
+            return None
+        user.failed_logins = 0
+        actor = actor_for_user(s, user)
+        audit.record(ctx, s, actor, "auth:totp_ok", "user", user.id, {})
+        uow.commit()
+        return actor
+
+
+def enrol(ctx: ServiceContext, token: str, code: str) -> Actor | None:
+    """Confirm the candidate secret with a code and store it sealed; the actor on success."""
+    now = ctx.now()
+    with ctx.uow() as uow:
+        s = uow.session
+        user = _user_for(s, token)
+        if user is None or user.totp_secret_enc is not None:
+            return None
+        if user.locked_until is not None and user.locked_until > now:
+            return None
+        secret = candidate_secret(ctx, token)
+        if not pyotp.TOTP(secret).verify((code or "").strip(), for_time=now, valid_window=1):
+            _fail(ctx, s, user)
+            uow.commit()
+            return None
+        user.totp_secret_enc = ctx.keyring.seal(s, table="app_user", column="totp_secret_enc", row_id=user.id,
+                                                value=secret, student_id=None, now=now)
+        user.failed_logins = 0
+        actor = actor_for_user(s, user)
+        audit.record(ctx, s, actor, "auth:totp_enrolled", "user", user.id, {})
+        uow.commit()
+        return actor

@@ -1,0 +1,198 @@
+"""The Flask application factory.
+
+``create_app(settings=None, ctx=None)`` builds (or accepts) the ServiceContext, checks the master
+key (``bootstrap_keys``), binds the extensions, the security headers and error handlers, and
+registers every blueprint listed in ``BLUEPRINTS``.
+
+To plug in an area, add ONE line to ``BLUEPRINTS``: ``"module.path:attribute"`` of a Blueprint.
+Pages go under ``mh_platform/web/blueprints/<area>.py`` with templates in
+``mh_platform/web/templates/<area>/``; JSON endpoints use a blueprint whose ``url_prefix`` starts with
+``/api/v1`` (see ``blueprints/api_v1.py``) and ``@api_doc`` on every view.
+
+Every endpoint is private by default: pages need a signed-in user, ``/api/v1`` a bearer token,
+every non-API POST/PUT/PATCH/DELETE a CSRF token. Use ``@public`` (web.authz) for the exceptions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pathlib
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, flash, g, redirect, request, session, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import current_user, logout_user
+
+from mh_platform.config import Settings, load_settings
+from mh_platform.services import auth as auth_service
+from mh_platform.services.context import ServiceContext, build_context
+from mh_platform.services.keys import bootstrap_keys
+from mh_platform.web import errors, security
+from mh_platform.web.authz import Unauthenticated, WebUser, is_public_endpoint, safe_next
+from mh_platform.web.extensions import SUPPORTED_LOCALES, babel, csrf, limiter, login_manager
+from mh_platform.web.labels import role_label, unit_kind_label
+
+log = logging.getLogger("mh_platform.web")
+
+# "module:attribute" of each Blueprint to register, in order. Other areas append one line each.
+BLUEPRINTS: list[str] = [
+    "mh_platform.web.blueprints.auth:bp",
+    "mh_platform.web.blueprints.main:bp",
+    "mh_platform.web.blueprints.api_v1:bp",
+]
+
+WEB_DIR = pathlib.Path(__file__).resolve().parent
+TRANSLATIONS = WEB_DIR / "translations"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ABSOLUTE_SESSION_HOURS = 12  # a session ends this long after login, however active
+
+
+def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None,
+               extra_config: dict[str, Any] | None = None) -> Flask:
+    if ctx is None:
+        settings = settings or load_settings()
+        ctx = build_context(settings)
+    settings = ctx.settings
+    bootstrap_keys(ctx)  # refuses a wrong master key before serving anything
+    _ensure_catalogs()
+
+    app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="__Host-mhp_session" if settings.cookie_secure else "mhp_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        SESSION_COOKIE_PATH="/",
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes),
+        SESSION_REFRESH_EACH_REQUEST=True,
+        REMEMBER_COOKIE_DURATION=timedelta(seconds=0),
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked in _guard for every non-API request (default on)
+        WTF_CSRF_TIME_LIMIT=None,  # the token is bound to the session, which has its own timeouts
+        WTF_CSRF_SSL_STRICT=settings.cookie_secure,
+        BABEL_DEFAULT_LOCALE=settings.default_locale,
+        BABEL_DEFAULT_TIMEZONE="Asia/Shanghai",
+        BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS),
+        RATELIMIT_STORAGE_URI=settings.rate_limit_storage,
+        RATELIMIT_HEADERS_ENABLED=True,
+        MAX_CONTENT_LENGTH=32 * 1024 * 1024,
+        MHP_LOGIN_RATE_LIMIT=settings.extra.get("login_rate_limit", "10 per minute; 100 per hour"),
+        MHP_PROPAGATE_ERRORS=False,
+    )
+    if extra_config:
+        app.config.update(extra_config)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions["mhp"] = ctx
+    app.extensions["mhp_settings"] = settings
+
+    login_manager.init_app(app)
+    login_manager.session_protection = "basic"
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=_select_locale)
+    limiter.init_app(app)
+
+    @login_manager.user_loader
+    def _load_user(token: str) -> WebUser | None:
+        actor = auth_service.actor_from_session_token(ctx, token)
+        return WebUser(actor, token) if actor is not None else None
+
+    app.before_request(_guard)
+    errors.register(app)
+    security.register(app)
+    app.jinja_env.globals.update(role_label=role_label, unit_kind_label=unit_kind_label,
+                                 current_locale=lambda: str(get_locale() or settings.default_locale),
+                                 settings=settings)
+
+    for target in BLUEPRINTS:
+        module_name, _sep, attr = target.partition(":")
+        bp = getattr(importlib.import_module(module_name), attr or "bp")
+        app.register_blueprint(bp)
+    return app
+
+
+def _select_locale() -> str:
+    if request.path.startswith("/api/"):
+        return "en"
+    lang = session.get("lang")
+    if lang in SUPPORTED_LOCALES:
+        return lang
+    return app_settings().default_locale
+
+
+def app_settings() -> Settings:
+    from flask import current_app
+
+    return current_app.extensions["mhp_settings"]
+
+
+def _bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _sep, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _guard() -> Any:
+    """Runs before every request: who is asking, and default-deny for everything not public."""
+    from flask import current_app
+
+    ctx: ServiceContext = current_app.extensions["mhp"]
+    g.actor = None
+    public = is_public_endpoint(request.endpoint)
+    if request.path.startswith("/api/"):
+        # Bearer tokens only: cookies are ignored, so the API needs no CSRF protection.
+        token = _bearer_token()
+        if token:
+            g.actor = auth_service.actor_from_api_token(ctx, token)
+            g.api_token = token
+        if g.actor is None and not public:
+            raise Unauthenticated()
+        return None
+
+    if request.method not in SAFE_METHODS:
+        csrf.protect()
+
+    if session.get("_user_id"):
+        now = ctx.now().timestamp()
+        seen, started = session.get("_seen"), session.get("_started")
+        idle = ctx.settings.session_minutes * 60
+        if (not isinstance(seen, int | float) or not isinstance(started, int | float)
+                or now - seen > idle or now - started > ABSOLUTE_SESSION_HOURS * 3600 or now < started):
+            logout_user()
+            lang = session.get("lang")
+            session.clear()
+            if lang:
+                session["lang"] = lang
+            flash(_("会话已超时，请重新登录。"), "info")
+        else:
+            session["_seen"] = now
+    if current_user.is_authenticated:
+        g.actor = current_user.actor
+    if g.actor is None and not public:
+        if request.method in SAFE_METHODS:
+            return redirect(url_for("auth.login", next=safe_next(request.full_path)))
+        return redirect(url_for("auth.login"))
+    return None
+
+
+def _ensure_catalogs() -> None:
+    """Compile a message catalog whose .mo is missing or older than its .po (dev convenience;
+    ``make translations`` does the same ahead of time for deployments)."""
+    for po in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po"):
+        mo = po.with_suffix(".mo")
+        try:
+            if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+                continue
+            from babel.messages.mofile import write_mo
+            from babel.messages.pofile import read_po
+
+            with po.open("rb") as f:
+                catalog = read_po(f)
+            with mo.open("wb") as f:
+                write_mo(f, catalog)
+        except OSError as exc:  # read-only install: use what is there
+            log.warning("cannot compile %s: %s", po, exc)

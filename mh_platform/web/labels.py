@@ -1,0 +1,50 @@
+"""Display names of roles, unit kinds and levels (Chinese first; English through the catalog)."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+
+from mh_platform.core.types import Level, Role, UnitKind
+
+ROLE_LABELS = {
+    Role.CLASS_MONITOR: _l("心理委员"),
+    Role.HEAD_TEACHER: _l("班主任"),
+    Role.COUNSELLOR: _l("心理教师"),
+    Role.SCHOOL_LEADER: _l("分管校长"),
+    Role.COUNTY_OFFICER: _l("县区教育局/心理中心"),
+    Role.CITY_OFFICER: _l("市教育局/未成年人心理健康辅导站"),
+    Role.CLINICIAN: _l("精神卫生机构医生"),
+    Role.SYSADMIN: _l("系统管理员"),
+}
+
+UNIT_KIND_LABELS = {
+    UnitKind.CITY: _l("市"),
+    UnitKind.COUNTY: _l("县区"),
+    UnitKind.SCHOOL: _l("学校"),
+    UnitKind.GRADE: _l("年级"),
+    UnitKind.CLASS: _l("班级"),
+}
+
+LEVEL_LABELS = {
+    Level.RED: _l("红色（I级）"),
+    Level.ORANGE: _l("橙色（II级）"),
+    Level.YELLOW: _l("黄色（III级）"),
+}
+
+
+def role_label(role: Role | str | None) -> str:
+    if role is None:
+        return ""
+    try:
+        return str(ROLE_LABELS[Role(role)])
+    except ValueError:
+        return str(role)
+
+
+def unit_kind_label(kind: UnitKind | str | None) -> str:
+    if kind is None:
+        return ""
+    try:
+        return str(UNIT_KIND_LABELS[UnitKind(kind)])
+    except ValueError:
+        return str(kind)
