@@ -36,6 +36,9 @@ class Settings:
     database_url: str = f"sqlite:///{DEFAULT_VAR / 'mhp.sqlite3'}"
     secret_key: str = DEFAULT_SECRET
     master_key_file: str = str(DEFAULT_VAR / "master.key")
+    # Append-only copy of the erasure ledger kept OUTSIDE the database (replayed after a restore).
+    erasure_ledger_file: str = str(DEFAULT_VAR / "erasure-ledger.jsonl")
+    breakglass_hours: int = 4
     audit_key: str = ""  # HMAC key for the event-log chain; derived from the master key when empty
     base_url: str = "http://127.0.0.1:5000"
     default_locale: str = "zh_CN"
