@@ -319,7 +319,7 @@ def apply_escalation(state: FlagState, step: EscalationStep,
         raise InvalidTransition("the flag is closed")
     if step.from_tier != state.tier or tier_rank(step.to_tier) < tier_rank(state.tier):
         raise InvalidTransition("stale escalation step")
-    if tier_rank(step.to_tier) > tier_rank(ceiling_for(state.level, state.is_watch, p)):
+    if step.to_tier != state.tier and tier_rank(step.to_tier) > tier_rank(ceiling_for(state.level, state.is_watch, p)):
         raise InvalidTransition("escalation above the ceiling")
     ack, handle = _deadlines(state.level, step.to_tier, state.status, step.at, p)
     new = replace(state, tier=step.to_tier, tier_entered_at=step.at, ack_due_at=ack, handle_due_at=handle,

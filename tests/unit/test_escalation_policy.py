@@ -179,3 +179,12 @@ def test_parse_duration(text, delta):
 def test_parse_duration_refuses(text):
     with pytest.raises(ValidationFailed):
         parse_duration(text)
+
+
+def test_flag_escalated_by_hand_above_its_ceiling_gets_reminders_there():
+    """Found by the state machine: a yellow flag pushed to the county by hand is reminded at the county."""
+    f = FlagState(Y, Tier.COUNTY, FlagStatus.RAISED, T0, T0, T0 + 72 * H, T0 + 168 * H)
+    step = due_escalation(f, T0 + 72 * H)
+    assert step.is_reminder and step.to_tier == Tier.COUNTY
+    f2, ev = apply_escalation(f, step)
+    assert f2.tier == Tier.COUNTY and ev.kind == "flag:reminded"
