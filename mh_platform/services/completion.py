@@ -1,0 +1,165 @@
+"""Completion of a campaign per class, school, county and city; the head teacher's to-finish list.
+
+Figures per unit: eligible (enrolled in a screened grade under a screened unit), consented,
+started (entered a code or has any response), completed (the whole battery submitted, online or
+on paper), re-administration advised (a response-quality check fired). County and city officers
+see small cells (1-4 students) suppressed, with a second cell suppressed where one suppressed cell
+could be recovered from the total.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+
+import sqlalchemy as sa
+
+from mh_platform.core.errors import Forbidden, NotFound
+from mh_platform.core.types import UNIT_DEPTH, Role, UnitKind
+from mh_platform.db.models import AccessCode, Enrolment, OrgUnit, Response, Student
+from mh_platform.services.access import in_scope
+from mh_platform.services.campaigns import eligible_condition, get_campaign
+from mh_platform.services.consent import consent_ok
+from mh_platform.services.context import Actor, ServiceContext
+
+SMALL_CELL = 5
+AGGREGATE_ONLY = {Role.COUNTY_OFFICER, Role.CITY_OFFICER}
+VIEWERS = {Role.HEAD_TEACHER, Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER, Role.CITY_OFFICER}
+FIGURES = ("eligible", "consented", "started", "completed", "readminister")
+
+
+@dataclass
+class Figures:
+    unit_id: uuid.UUID
+    name: str
+    kind: str
+    eligible: int | None = 0
+    consented: int | None = 0
+    started: int | None = 0
+    completed: int | None = 0
+    readminister: int | None = 0
+    suppressed: list[str] = field(default_factory=list)
+
+    def add(self, other: Figures) -> None:
+        for f in FIGURES:
+            setattr(self, f, (getattr(self, f) or 0) + (getattr(other, f) or 0))
+
+    @property
+    def rate(self) -> float | None:
+        if not self.consented or self.completed is None:
+            return None
+        return self.completed / self.consented
+
+
+@dataclass
+class CompletionReport:
+    campaign_id: uuid.UUID
+    unit: Figures
+    rows: list[Figures]
+
+
+def _suppress(rows: list[Figures], total: Figures) -> list[Figures]:
+    out = [replace(r, suppressed=[]) for r in rows]
+    for f in FIGURES:
+        small = [r for r in out if (getattr(r, f) or 0) > 0 and getattr(r, f) < SMALL_CELL]
+        for r in small:
+            setattr(r, f, None)
+            r.suppressed.append(f)
+        if len(small) == 1:  # one hidden cell is recoverable from the total: hide the next smallest too
+            rest = sorted((r for r in out if getattr(r, f) is not None and getattr(r, f) > 0), key=lambda r: getattr(r, f))
+            if rest:
+                setattr(rest[0], f, None)
+                rest[0].suppressed.append(f)
+    for f in FIGURES:
+        v = getattr(total, f)
+        if v is not None and 0 < v < SMALL_CELL:
+            setattr(total, f, None)
+            total.suppressed.append(f)
+    return out
+
+
+def completion(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID,
+               unit_id: uuid.UUID | None = None) -> CompletionReport:
+    """Figures for ``unit_id`` (default: the actor's unit) and one row per unit just below it
+    (city → counties, county → schools, school → classes, class → itself)."""
+    if actor.role not in VIEWERS or not actor.unit_path:
+        raise Forbidden("completion figures are for school staff and officers")
+    with ctx.uow() as uow:
+        s = uow.session
+        camp, units = get_campaign(s, actor, campaign_id)
+        unit = s.get(OrgUnit, unit_id or actor.unit_id)
+        if unit is None or not in_scope(actor, unit.path):
+            raise NotFound("unit not found")
+        from mh_platform.services.org import under
+
+        started = sa.or_(
+            sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Enrolment.student_id,
+                              AccessCode.first_used_at.is_not(None)),
+            sa.exists().where(Response.campaign_id == camp.id, Response.student_id == Enrolment.student_id))
+        completed = sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Enrolment.student_id,
+                                      AccessCode.completed_at.is_not(None))
+        readmin = sa.exists().where(Response.campaign_id == camp.id, Response.student_id == Enrolment.student_id,
+                                    Response.quality_suggestion == "readminister")
+        ok = consent_ok(Enrolment.student_id, camp.academic_year_id)
+
+        def n(cond):
+            return sa.func.sum(sa.case((cond, 1), else_=0))
+
+        q = (sa.select(Enrolment.class_unit_id, Enrolment.unit_path, sa.func.count(), n(ok), n(sa.and_(ok, started)),
+                       n(sa.and_(ok, completed)), n(sa.and_(ok, readmin)))
+             .where(eligible_condition(camp, units), under(Enrolment.unit_path, unit.path))
+             .group_by(Enrolment.class_unit_id, Enrolment.unit_path))
+        child_depth = min(UNIT_DEPTH[UnitKind(unit.kind)] + 1, UNIT_DEPTH[UnitKind.CLASS])
+        groups: dict[uuid.UUID, Figures] = {}
+        total = Figures(unit.id, unit.name, unit.kind)
+        for _cid, path, elig, cons, st, comp, ra in s.execute(q):
+            parts = path.strip("/").split("/")
+            child = uuid.UUID(parts[child_depth]) if UnitKind(unit.kind) != UnitKind.CLASS else unit.id
+            f = Figures(child, "", "", int(elig or 0), int(cons or 0), int(st or 0), int(comp or 0), int(ra or 0))
+            groups.setdefault(child, Figures(child, "", "")).add(f)
+            total.add(f)
+        names = {u.id: (u.name, u.kind) for u in s.scalars(sa.select(OrgUnit).where(OrgUnit.id.in_(list(groups))))}
+        rows = []
+        for cid, f in groups.items():
+            f.name, f.kind = names.get(cid, ("", ""))
+            rows.append(f)
+        rows.sort(key=lambda r: r.name)
+        if actor.role in AGGREGATE_ONLY:
+            rows = _suppress(rows, total)
+        return CompletionReport(camp.id, total, rows)
+
+
+@dataclass(frozen=True)
+class ToFinish:
+    student_id: uuid.UUID
+    name: str | None
+    state: str  # not_started / in_progress
+
+
+def to_finish(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID, class_unit_id: uuid.UUID) -> list[ToFinish]:
+    """Consented students of one class who have not finished (names opened through disclosure)."""
+    if actor.role not in (Role.HEAD_TEACHER, Role.COUNSELLOR):
+        raise Forbidden("the to-finish list is for the head teacher and the counsellor")
+    from mh_platform.services.disclosure import student_names
+
+    with ctx.uow() as uow:
+        s = uow.session
+        camp, units = get_campaign(s, actor, campaign_id)
+        cls = s.get(OrgUnit, class_unit_id)
+        if cls is None or cls.kind != UnitKind.CLASS.value or not in_scope(actor, cls.path):
+            raise NotFound("class not found")
+        started = sa.or_(
+            sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Student.id,
+                              AccessCode.first_used_at.is_not(None)),
+            sa.exists().where(Response.campaign_id == camp.id, Response.student_id == Student.id))
+        completed = sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Student.id,
+                                      AccessCode.completed_at.is_not(None))
+        rows = s.execute(sa.select(Student, started.label("started"))
+                         .join(Enrolment, Enrolment.student_id == Student.id)
+                         .where(eligible_condition(camp, units), Enrolment.class_unit_id == cls.id,
+                                consent_ok(Student.id, camp.academic_year_id), ~completed,
+                                Student.erased_at.is_(None))).all()
+        names = student_names(ctx, s, actor, [r[0] for r in rows], purpose="completion_follow_up")
+        uow.commit()  # the access-log rows
+        out = [ToFinish(st.id, names.get(st.id), "in_progress" if started else "not_started") for st, started in rows]
+        return sorted(out, key=lambda t: t.name or "")

@@ -1,0 +1,428 @@
+"""The student answering flow: code → consent check → one page per instrument → finished.
+
+Not a staff flow: the "actor" is an access code. Every call re-checks, in one query, that the code
+is not revoked, the campaign is open and inside its window, the student has a granted consent for
+the school year and the battery is not finished — so a page skipped, a URL edited or a consent
+withdrawn mid-campaign is refused by the service, whatever the page did.
+
+Answers are saved one at a time as given (``save_answer``): a read-modify-write of the encrypted
+``Response.answers_enc`` (JSON ``{item: value}`` sealed under the student's data key) under a row
+lock (``FOR UPDATE`` on PostgreSQL; SQLite transactions are serial), so a closed tab resumes where
+it stopped and two tabs cannot lose each other's answers. ``submit`` scores the page with the engine
+(``core.scoring.score``), runs the quality checks and the flag path — answers, score and flag in
+one transaction. A critical item answered positively triggers the flag path at once, on save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mh_platform.core.errors import DomainError, NotFound, ValidationFailed
+from mh_platform.core.instruments import Instrument, load_instrument
+from mh_platform.core.scoring import INVALID, ScoreResult, score
+from mh_platform.db.models import AccessCode, Campaign, Enrolment, Response, Student
+from mh_platform.services import audit, codes
+from mh_platform.services.consent import consent_ok
+from mh_platform.services.context import SYSTEM, ServiceContext
+
+log = logging.getLogger(__name__)
+
+FAST_SECONDS_PER_ITEM = 2.0  # same rule as risk.quality's page-time index
+LONGSTRING_MIN = 7  # every item of a >= 7-item page the same non-zero answer
+MAX_ITEM_MS = 3_600_000
+
+
+class CodeRejected(DomainError):
+    """The code cannot be used now. ``reason`` is one of: invalid, closed, no_consent, completed."""
+
+    code = "code_rejected"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- session state
+
+
+@dataclass(frozen=True)
+class StudentSession:
+    access_code_id: uuid.UUID
+    campaign_id: uuid.UUID
+    student_id: uuid.UUID
+    battery: tuple[str, ...]
+    submitted: frozenset[str]
+    closes_at: datetime
+    year_id: uuid.UUID
+    school_unit_id: uuid.UUID
+    unit_path: str
+    completed: bool = False
+
+    @property
+    def current(self) -> str | None:
+        return next((i for i in self.battery if i not in self.submitted), None)
+
+    @property
+    def index(self) -> int:
+        """1-based number of the current page (len(battery) + 1 when finished)."""
+        cur = self.current
+        return self.battery.index(cur) + 1 if cur else len(self.battery) + 1
+
+
+def _state(ctx: ServiceContext, s: Session, ac_filter: sa.ColumnElement[bool], *, lock: bool = False,
+           allow_completed: bool = False) -> tuple[AccessCode, Campaign, Enrolment, int | None]:
+    """The code, campaign and enrolment if the code may be used now; else CodeRejected."""
+    now = ctx.now()
+    q = (sa.select(AccessCode, Campaign, Enrolment, Student.birth_year,
+                   consent_ok(AccessCode.student_id, Campaign.academic_year_id).label("ok"))
+         .join(Campaign, Campaign.id == AccessCode.campaign_id)
+         .join(Student, Student.id == AccessCode.student_id)
+         .join(Enrolment, sa.and_(Enrolment.student_id == AccessCode.student_id,
+                                  Enrolment.academic_year_id == Campaign.academic_year_id,
+                                  Enrolment.active.is_(True)))
+         .where(ac_filter))
+    row = s.execute(q).first()
+    if row is None:
+        raise CodeRejected("invalid")
+    ac, camp, enr, birth_year, ok = row
+    if ac.revoked_at is not None and ok:
+        raise CodeRejected("invalid")  # replaced by a newer slip
+    if camp.status != "open" or not (camp.opens_at <= now < camp.closes_at):
+        raise CodeRejected("closed")
+    if not ok:
+        raise CodeRejected("no_consent")
+    if ac.completed_at is not None and not allow_completed:
+        raise CodeRejected("completed")
+    return ac, camp, enr, birth_year
+
+
+def _battery(camp: Campaign, enr: Enrolment, birth_year: int | None) -> tuple[str, ...]:
+    from mh_platform.services.campaigns import student_battery
+
+    return student_battery(camp, enr.grade_level, birth_year)
+
+
+def _session(s: Session, ac: AccessCode, camp: Campaign, enr: Enrolment, birth_year: int | None) -> StudentSession:
+    battery = _battery(camp, enr, birth_year)
+    done = frozenset(s.scalars(sa.select(Response.instrument_id).where(
+        Response.campaign_id == camp.id, Response.student_id == ac.student_id, Response.status == "submitted")))
+    return StudentSession(ac.id, camp.id, ac.student_id, battery, done, camp.closes_at, camp.academic_year_id,
+                          enr.school_unit_id, enr.unit_path, ac.completed_at is not None)
+
+
+def begin(ctx: ServiceContext, raw_code: str) -> StudentSession:
+    """Enter with a code. Marks the code used on first entry; resumes later entries."""
+    code = codes.normalise(raw_code)
+    if code is None:
+        raise CodeRejected("invalid")
+    with ctx.uow() as uow:
+        s = uow.session
+        h = codes.hash_code(ctx, s, code)
+        ac, camp, enr, by = _state(ctx, s, AccessCode.code_hash == h)
+        if ac.revoked_at is not None:
+            raise CodeRejected("invalid")
+        first = s.execute(sa.update(AccessCode).where(AccessCode.id == ac.id, AccessCode.first_used_at.is_(None))
+                          .values(first_used_at=ctx.now())).rowcount == 1
+        if first:
+            audit.record(ctx, s, SYSTEM, "screening:code_first_used", "access_code", ac.id,
+                         {"campaign_id": camp.id})
+        sess = _session(s, ac, camp, enr, by)
+        uow.commit()
+        return sess
+
+
+def load(ctx: ServiceContext, access_code_id: uuid.UUID, *, allow_completed: bool = False) -> StudentSession:
+    """Re-check a signed-in code on every request."""
+    with ctx.uow() as uow:
+        s = uow.session
+        ac, camp, enr, by = _state(ctx, s, AccessCode.id == access_code_id, allow_completed=allow_completed)
+        if ac.revoked_at is not None:
+            raise CodeRejected("invalid")
+        return _session(s, ac, camp, enr, by)
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def _open_answers(ctx: ServiceContext, s: Session, resp: Response) -> dict[str, Any]:
+    if resp.answers_enc is None:
+        return {}
+    txt = ctx.keyring.open_field(s, resp.answers_enc, table="response", column="answers_enc", row_id=resp.id)
+    return json.loads(txt) if txt else {}
+
+
+def _seal_answers(ctx: ServiceContext, s: Session, resp: Response, answers: Mapping[str, Any], now) -> None:
+    ordered = {k: answers[k] for k in sorted(answers, key=int)}
+    resp.answers_enc = ctx.keyring.seal(s, table="response", column="answers_enc", row_id=resp.id,
+                                        value=json.dumps(ordered, separators=(",", ":")), student_id=resp.student_id,
+                                        now=now)
+    resp.n_answered = len(ordered)
+
+
+def coerce_value(inst: Instrument, item: int | str, value: Any) -> tuple[str, Any]:
+    """(item key, printed value) from form/JSON input; ValidationFailed when not an option."""
+    try:
+        n = int(item)
+        it = inst.item(n)
+    except (TypeError, ValueError, KeyError, IndexError, NotFound):
+        raise ValidationFailed("unknown item") from None
+    if value is None or value == "":
+        return str(n), None
+    if it.kind == "yes_no":
+        v: Any = str(value)
+    else:
+        try:
+            v = int(value)
+        except (TypeError, ValueError):
+            raise ValidationFailed("not an option of this item") from None
+    if it.response_set.option(v) is None:
+        raise ValidationFailed("not an option of this item")
+    return str(n), v
+
+
+def _instrument(sess_battery: tuple[str, ...], instrument_id: str) -> Instrument:
+    if instrument_id not in sess_battery:
+        raise NotFound("instrument not in this battery")
+    return load_instrument(instrument_id)
+
+
+def _lock_response(s: Session, campaign_id: uuid.UUID, student_id: uuid.UUID, instrument_id: str) -> Response | None:
+    q = sa.select(Response).where(Response.campaign_id == campaign_id, Response.student_id == student_id,
+                                  Response.instrument_id == instrument_id)
+    if s.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    return s.scalar(q)
+
+
+def _get_or_create(s: Session, ac: AccessCode, enr: Enrolment, inst: Instrument, now) -> Response:
+    resp = _lock_response(s, ac.campaign_id, ac.student_id, inst.id)
+    if resp is not None:
+        return resp
+    resp = Response(id=uuid.uuid4(), campaign_id=ac.campaign_id, student_id=ac.student_id,
+                    school_unit_id=enr.school_unit_id, unit_path=enr.unit_path, instrument_id=inst.id,
+                    instrument_version=inst.version, source="online", status="in_progress", n_answered=0,
+                    item_ms={}, started_at=now, updated_at=now)
+    try:
+        with s.begin_nested():
+            s.add(resp)
+    except IntegrityError:  # a second tab created it at the same moment: use theirs, locked
+        resp = _lock_response(s, ac.campaign_id, ac.student_id, inst.id)
+        if resp is None:
+            raise
+    return resp
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    n_answered: int
+    critical: bool  # a critical item of this page is answered positively: show help at once
+
+
+def save_answer(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str, item: int | str, value: Any,
+                item_ms: int | None = None) -> SaveResult:
+    """Save one answer as given (None clears it). One transaction; the flag path on a critical item."""
+    return save_answers(ctx, access_code_id, instrument_id, {item: value}, {item: item_ms} if item_ms else None)
+
+
+def save_answers(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
+                 answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None = None) -> SaveResult:
+    with ctx.uow() as uow:
+        s = uow.session
+        now = ctx.now()
+        ac, camp, enr, by = _state(ctx, s, AccessCode.id == access_code_id)
+        if ac.revoked_at is not None:
+            raise CodeRejected("invalid")
+        inst = _instrument(_battery(camp, enr, by), instrument_id)
+        coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
+        resp = _get_or_create(s, ac, enr, inst, now)
+        if resp.status == "submitted":
+            raise ValidationFailed("this page is already submitted")
+        current = _open_answers(ctx, s, resp)
+        for k, v in coerced:
+            if v is None:
+                current.pop(k, None)
+            else:
+                current[k] = v
+        if item_ms:
+            ms = dict(resp.item_ms or {})
+            for k, v in item_ms.items():
+                try:
+                    ms[str(int(k))] = max(0, min(int(v), MAX_ITEM_MS))
+                except (TypeError, ValueError):
+                    continue
+            resp.item_ms = ms
+        _seal_answers(ctx, s, resp, current, now)
+        resp.updated_at = now
+        critical = False
+        if inst.critical_items:
+            result = score(inst, current)
+            critical = bool(result.critical)
+            if critical and not resp.critical_fired:
+                resp.critical_fired = True
+                s.flush()
+                flag_path(ctx, s, resp, result, now, trigger="critical_item", uow=uow)
+        uow.commit()
+        return SaveResult(len(current), critical)
+
+
+@dataclass(frozen=True)
+class PageState:
+    instrument: Instrument
+    index: int
+    count: int
+    answers: dict[int, Any]
+    critical: bool
+    submitted: bool
+    percent: int = 0
+    battery: tuple[str, ...] = field(default_factory=tuple)
+
+
+def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> PageState:
+    """What the student has answered so far on one page (the student's own answers: no access log)."""
+    with ctx.uow() as uow:
+        s = uow.session
+        ac, camp, enr, by = _state(ctx, s, AccessCode.id == access_code_id)
+        if ac.revoked_at is not None:
+            raise CodeRejected("invalid")
+        battery = _battery(camp, enr, by)
+        inst = _instrument(battery, instrument_id)
+        resp = s.scalar(sa.select(Response).where(Response.campaign_id == camp.id, Response.student_id == ac.student_id,
+                                                  Response.instrument_id == inst.id))
+        answers = _open_answers(ctx, s, resp) if resp is not None else {}
+        done = set(s.scalars(sa.select(Response.instrument_id).where(
+            Response.campaign_id == camp.id, Response.student_id == ac.student_id, Response.status == "submitted")))
+        total_items = sum(load_instrument(i).n_items for i in battery)
+        answered = sum(load_instrument(i).n_items for i in battery if i in done)
+        if instrument_id not in done:
+            answered += len(answers)
+        pct = int(100 * answered / total_items) if total_items else 100
+        return PageState(inst, battery.index(inst.id) + 1, len(battery), {int(k): v for k, v in answers.items()},
+                         bool(resp.critical_fired) if resp else False, resp is not None and resp.status == "submitted",
+                         pct, battery)
+
+
+# --------------------------------------------------------------------------- submit, score, flag
+
+
+def quality_checks(inst: Instrument, answers: Mapping[str, Any], item_ms: Mapping[str, Any] | None) -> tuple[dict[str, Any], str | None]:
+    """Response-quality indices for one page (advice for the counsellor; never lowers a flag)."""
+    q: dict[str, Any] = {}
+    times = [int(v) for v in (item_ms or {}).values() if isinstance(v, int | float)]
+    if times and len(times) >= max(1, inst.n_items // 2):
+        sec = sum(times) / 1000.0 / len(times)
+        q["seconds_per_item"] = round(sec, 2)
+        q["too_fast"] = sec < FAST_SECONDS_PER_ITEM
+    vals = [answers.get(str(n)) for n in range(1, inst.n_items + 1)]
+    choice = [v for v in vals if isinstance(v, int)]
+    q["longstring"] = (inst.n_items >= LONGSTRING_MIN and len(choice) == inst.n_items and len(set(choice)) == 1
+                       and choice[0] != min(o.value for o in inst.items[0].options if isinstance(o.value, int)))
+    suggestion = "readminister" if q.get("too_fast") or q["longstring"] else None
+    return q, suggestion
+
+
+def apply_score(resp: Response, result: ScoreResult, quality: dict[str, Any], suggestion: str | None, now) -> None:
+    resp.total = None if result.total is None else float(result.total)
+    resp.score_status = result.status
+    resp.band_id = result.band.id if result.band else None
+    concern = result.concern
+    resp.concern_level = concern.value if concern else None
+    resp.subscales = {k: {"score": v.score, "positive": v.positive} for k, v in result.subscales.items()} or None
+    resp.critical_fired = bool(result.critical) or resp.critical_fired
+    resp.critical_unanswered = bool(result.critical_unanswered)
+    resp.quality = quality
+    resp.quality_suggestion = suggestion
+    resp.instrument_version = result.instrument_version
+    resp.scored_at = now
+
+
+def flag_path(ctx: ServiceContext, s: Session, resp: Response, result: ScoreResult, now, *,
+              trigger: str = "submitted", uow: Any = None) -> Any:
+    """Hand a scored (or critical) response to the flags area, in the caller's transaction.
+
+    Calls ``services.flags.raise_from_response`` (answers, score and flag commit together); the
+    notifications it wrote to the outbox are sent after the commit.
+    """
+    from mh_platform.services import flags
+
+    out = flags.raise_from_response(ctx, s, resp, result, now=now, trigger=trigger)
+    ids = list(getattr(out, "outbox_ids", None) or [])
+    if ids and uow is not None:
+        def send() -> None:
+            from mh_platform.services import notify
+
+            try:
+                notify.send_soon(ctx, ids)
+            except Exception:  # noqa: BLE001 - the outbox job retries; the answer is already saved
+                log.exception("flag notification hand-off failed; the outbox sweep will retry")
+
+        uow.after_commit(send)
+    return out
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    next_instrument: str | None
+    finished: bool
+    critical: bool
+    missing: int
+
+
+def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
+           answers: Mapping[Any, Any] | None = None, item_ms: Mapping[Any, Any] | None = None) -> SubmitResult:
+    """Finish one page: merge any posted answers, score, quality, flag path, in one transaction."""
+    with ctx.uow() as uow:
+        s = uow.session
+        now = ctx.now()
+        ac, camp, enr, by = _state(ctx, s, AccessCode.id == access_code_id)
+        if ac.revoked_at is not None:
+            raise CodeRejected("invalid")
+        battery = _battery(camp, enr, by)
+        inst = _instrument(battery, instrument_id)
+        coerced = [coerce_value(inst, k, v) for k, v in (answers or {}).items()]
+        resp = _get_or_create(s, ac, enr, inst, now)
+        if resp.status == "submitted":
+            raise ValidationFailed("this page is already submitted")
+        current = _open_answers(ctx, s, resp)
+        for k, v in coerced:
+            if v is None:
+                current.pop(k, None)
+            else:
+                current[k] = v
+        if item_ms:
+            ms = dict(resp.item_ms or {})
+            ms.update({str(int(k)): max(0, min(int(v), MAX_ITEM_MS)) for k, v in item_ms.items()
+                       if str(v).isdigit()})
+            resp.item_ms = ms
+        _seal_answers(ctx, s, resp, current, now)
+        result = score(inst, current)
+        if result.errors and result.status == INVALID and any("not an option" in e or "unknown" in e for e in result.errors):
+            raise ValidationFailed("answers do not fit the instrument")
+        quality, suggestion = quality_checks(inst, current, resp.item_ms)
+        was_critical = resp.critical_fired
+        apply_score(resp, result, quality, suggestion, now)
+        resp.status, resp.submitted_at, resp.updated_at = "submitted", now, now
+        s.flush()
+        flag_path(ctx, s, resp, result, now, trigger="submitted", uow=uow)
+        done = set(s.scalars(sa.select(Response.instrument_id).where(
+            Response.campaign_id == camp.id, Response.student_id == ac.student_id, Response.status == "submitted")))
+        nxt = next((i for i in battery if i not in done), None)
+        finished = nxt is None
+        if finished:
+            s.execute(sa.update(AccessCode).where(AccessCode.id == ac.id, AccessCode.completed_at.is_(None))
+                      .values(completed_at=now))
+        audit.record(ctx, s, SYSTEM, "screening:response_submitted", "response", resp.id,
+                     {"campaign_id": camp.id, "instrument": inst.id, "status": result.status,
+                      "finished": finished})
+        uow.commit()
+        return SubmitResult(nxt, finished, bool(result.critical) or was_critical,
+                            inst.n_items - len(current))
