@@ -171,3 +171,19 @@ def enrol(s: Session, student: Student, class_unit: OrgUnit, year: AcademicYear,
                   active=True, started_at=now)
     s.add(e)
     return e
+
+
+def update_identity(ctx: ServiceContext, s: Session, student: Student, *, now: datetime, name: str | None = None,
+                    sex: str | None = None, birth_year: int | None = None) -> None:
+    """Correct a student's identity fields (roster re-import); the name is re-sealed under the student's key."""
+    if name is not None:
+        if not name.strip():
+            raise ValidationFailed("name is required")
+        student.name_enc = ctx.keyring.seal(s, table="student", column="name_enc", row_id=student.id,
+                                            value=name.strip(), student_id=student.id, now=now)
+    if sex is not None:
+        if sex not in ("F", "M"):
+            raise ValidationFailed("sex must be F or M")
+        student.sex = sex
+    if birth_year is not None:
+        student.birth_year = birth_year
