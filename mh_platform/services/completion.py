@@ -25,6 +25,8 @@ from mh_platform.services.context import Actor, ServiceContext
 SMALL_CELL = 5
 AGGREGATE_ONLY = {Role.COUNTY_OFFICER, Role.CITY_OFFICER}
 VIEWERS = {Role.HEAD_TEACHER, Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER, Role.CITY_OFFICER}
+CHILD_KIND = {UnitKind.CITY: UnitKind.COUNTY, UnitKind.COUNTY: UnitKind.SCHOOL, UnitKind.SCHOOL: UnitKind.CLASS,
+              UnitKind.GRADE: UnitKind.CLASS, UnitKind.CLASS: UnitKind.CLASS}
 FIGURES = ("eligible", "consented", "started", "completed", "readminister")
 
 
@@ -81,7 +83,7 @@ def _suppress(rows: list[Figures], total: Figures) -> list[Figures]:
 def completion(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID,
                unit_id: uuid.UUID | None = None) -> CompletionReport:
     """Figures for ``unit_id`` (default: the actor's unit) and one row per unit just below it
-    (city → counties, county → schools, school → classes, class → itself)."""
+    (city → counties, county → schools, school or grade → classes, class → itself)."""
     if actor.role not in VIEWERS or not actor.unit_path:
         raise Forbidden("completion figures are for school staff and officers")
     with ctx.uow() as uow:
@@ -109,7 +111,7 @@ def completion(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID,
                        n(sa.and_(ok, completed)), n(sa.and_(ok, readmin)))
              .where(eligible_condition(camp, units), under(Enrolment.unit_path, unit.path))
              .group_by(Enrolment.class_unit_id, Enrolment.unit_path))
-        child_depth = min(UNIT_DEPTH[UnitKind(unit.kind)] + 1, UNIT_DEPTH[UnitKind.CLASS])
+        child_depth = UNIT_DEPTH[CHILD_KIND[UnitKind(unit.kind)]]
         groups: dict[uuid.UUID, Figures] = {}
         total = Figures(unit.id, unit.name, unit.kind)
         for _cid, path, elig, cons, st, comp, ra in s.execute(q):
