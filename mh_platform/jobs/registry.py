@@ -65,6 +65,10 @@ JOBS: tuple[JobSpec, ...] = (
             "move overdue flags up a tier; oversight notices; cluster alerts"),
     JobSpec("notify_send_pending", every(seconds=20), "mh_platform.jobs.tasks:notify_send_pending",
             "deliver pending outbox messages (inbox, email, WeCom) with retries"),
+    JobSpec("campaign_windows", every(minutes=1), "mh_platform.jobs.campaign_jobs:campaign_windows",
+            "open screening campaigns whose window began, close those whose window ended"),
+    JobSpec("campaign_reminders", cron(hour=0, minute=30), "mh_platform.jobs.campaign_jobs:campaign_reminders",
+            "daily 08:30 Beijing: head teachers get a count of consented students still to finish"),
 )
 
 
