@@ -462,12 +462,13 @@ class BatchScores:
         band = self.cutoff.bands[b] if b >= 0 else None
         plan = _plan(inst, self.variant, self.cutoff.id)
         subres = {}
-        for sid, *_rest in plan.subs:
+        for sid, _items, _from, _maxm, _pr, pos_at, pos_below, blut, slo in plan.subs:
             v = self.subscales[sid][i]
             sc = None if np.isnan(v) else int(v)
-            blut, slo = _rest[-2], _rest[-1]
             sb = blut[sc - slo] if (sc is not None and blut) else None
-            subres[sid] = SubscaleResult(sc, None if sc is None else _opt_bool(self.subscale_positive[sid][i]), sb)
+            has_rule = pos_at is not None or pos_below is not None or bool(blut)
+            pos = bool(self.subscale_positive[sid][i]) if (sc is not None and has_rule) else None
+            subres[sid] = _subresult(sc, pos, sb)
         sfres = {}
         for sid in self.short_forms:
             v = self.short_forms[sid][i]
@@ -481,10 +482,6 @@ class BatchScores:
         errors = ["a value is not an option"] if self.invalid_value[i] else []
         return ScoreResult(inst.id, inst.version, self.variant, self.cutoff.id, total,
                            STATUS_CODES[int(self.status[i])], band, subres, crit, unans, sfres, [], errors, levels)
-
-
-def _opt_bool(x: Any) -> bool | None:
-    return None if x is None else bool(x)
 
 
 class _BatchPlan:
