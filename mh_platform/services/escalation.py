@@ -1,0 +1,211 @@
+"""The escalation sweep and cluster alerts.
+
+``sweep(ctx, now)`` moves every overdue open flag one tier up (or reminds at its ceiling) — exactly
+once per missed deadline, even with two scheduler processes or a run killed midway:
+
+- candidates come from two indexed range scans (open flags whose acknowledge / handle deadline has
+  passed), in id order, in small batches;
+- each batch is one transaction that first takes the audit anchor lock (the common lock order),
+  then claims each flag with ``UPDATE flag SET tier = :to, … , version = version + 1
+  WHERE id = :id AND tier = :from AND version = :v`` — a rowcount of 0 means another process (or a
+  person) changed it first, and the flag is skipped;
+- the claim, the ``flag_event`` row, the hash-chained audit entry and the outbox rows commit together,
+  and the new tier's clocks start at ``now``, so a rerun finds nothing more to do for that deadline;
+- a killed run loses only its uncommitted batch, which the next sweep redoes.
+
+It also sends the one-time oversight notices (a red flag open longer than the policy allows is
+reported to the city) with the same conditional-update claim.
+
+Cluster alerts: ``check_clusters`` runs when a flag opens or its level rises: at least
+``class_threshold`` (3) red/orange flags opened in one class, or ``school_threshold`` (5) in one
+school, within ``window`` (14 days) → one ``cluster_alert`` per unit per window (unique
+``dedupe_key``) and a notice to the school (counsellors, leader) and the county with the suggested
+postvention step (targeted re-screening of the class).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mh_platform.core import flag_lifecycle as fl
+from mh_platform.core.errors import Conflict
+from mh_platform.core.escalation import due_escalation
+from mh_platform.core.flag_rules import default_flag_policy
+from mh_platform.core.types import Role, Tier
+from mh_platform.db.models import ClusterAlert, Flag, OrgUnit
+from mh_platform.services import audit, notify
+from mh_platform.services.context import SYSTEM, ServiceContext
+from mh_platform.services.flags import (
+    add_event,
+    claim_update,
+    lock_audit,
+    notify_roles,
+    oversight,
+    state_values,
+    to_state,
+)
+from mh_platform.services.flags_access import escalation_policy
+
+BATCH = 100
+
+
+def _due_ids(s: Session, now: datetime, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
+    open_ = Flag.status != "closed"
+    conds_after = [Flag.id > after] if after is not None else []
+    a = sa.select(Flag.id).where(open_, Flag.ack_due_at <= now, *conds_after)
+    h = sa.select(Flag.id).where(open_, Flag.handle_due_at <= now, *conds_after)
+    u = sa.union(a, h).subquery()
+    return list(s.scalars(sa.select(u.c.id).order_by(u.c.id).limit(limit)))
+
+
+def _oversight_due_ids(ctx: ServiceContext, s: Session, now: datetime) -> list[uuid.UUID]:
+    p = escalation_policy(ctx)
+    conds = []
+    for lv, lp in p.levels.items():
+        if lp.inform_city_after is not None:
+            conds.append(sa.and_(Flag.level == lv.value, Flag.city_informed_at.is_(None),
+                                 Flag.opened_at < now - lp.inform_city_after))
+        if lp.inform_county_at_once:
+            conds.append(sa.and_(Flag.level == lv.value, Flag.county_informed_at.is_(None)))
+    if not conds:
+        return []
+    return list(s.scalars(sa.select(Flag.id).where(Flag.status != "closed", sa.or_(*conds)).order_by(Flag.id)))
+
+
+def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATCH,
+          limit: int | None = None) -> dict[str, Any]:
+    """One sweep at ``now``: ``{"checked": N, "escalated": [{"flag", "from_tier", "to_tier", "level"}], …}``.
+
+    ``checked`` counts the overdue open flags examined; ``escalated`` lists the steps this call made
+    (reminders at a level's ceiling are counted in ``reminded``, not listed)."""
+    now = now or ctx.now()
+    p = escalation_policy(ctx)
+    escalated: list[dict[str, Any]] = []
+    reminded = 0
+    checked = 0
+    skipped = 0
+    after: uuid.UUID | None = None
+    sent_ids: list[uuid.UUID] = []
+    while True:
+        with ctx.uow() as uow:
+            s = uow.session
+            ids = _due_ids(s, now, after, batch)
+            if not ids:
+                break
+            after = ids[-1]
+            lock_audit(s)
+            cache: dict[uuid.UUID, OrgUnit] = {}
+            flags = s.scalars(sa.select(Flag).where(Flag.id.in_(ids)).order_by(Flag.id)).all()
+            for flag in flags:
+                checked += 1
+                state = to_state(flag)
+                step = due_escalation(state, now, p)
+                if step is None:
+                    skipped += 1
+                    continue
+                new, ev = fl.apply_escalation(state, step, p)
+                if not claim_update(s, flag, state_values(new), tier=step.from_tier.value):
+                    skipped += 1
+                    continue
+                add_event(ctx, s, flag, ev, SYSTEM, extra={"missed": step.missed})
+                template = "flag_reminder" if step.is_reminder else "flag_escalated"
+                sent_ids += notify_roles(ctx, s, flag, step.inform, template,
+                                         f"flag:{flag.id}:esc{new.escalations}", now, cache)
+                if step.is_reminder:
+                    reminded += 1
+                else:
+                    escalated.append({"flag": str(flag.id), "from_tier": step.from_tier.value,
+                                      "to_tier": step.to_tier.value, "level": step.level.value})
+            uow.commit()
+        if limit is not None and checked >= limit:
+            break
+    informed = 0
+    with ctx.uow() as uow:
+        s = uow.session
+        oids = _oversight_due_ids(ctx, s, now)
+    for fid in oids:
+        with ctx.uow() as uow:
+            s = uow.session
+            lock_audit(s)
+            flag = s.get(Flag, fid)
+            if flag is None or flag.status == "closed":
+                continue
+            try:
+                got = oversight(ctx, s, flag, now, p)
+            except Conflict:  # lost the claim to another process: its notice, not ours
+                uow.session.rollback()
+                continue
+            if got:
+                informed += 1
+                sent_ids += got
+            uow.commit()
+    return {"checked": checked, "escalated": escalated, "reminded": reminded, "skipped": skipped,
+            "reported": informed, "queued": len(sent_ids)}
+
+
+# ----------------------------------------------------------------------------- clusters
+
+
+def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime) -> list[uuid.UUID]:
+    """Cluster alerts for the flag's class and school (in the caller's transaction); returns outbox ids."""
+    cp = default_flag_policy().cluster
+    levels = [lv.value for lv in cp.levels]
+    if flag.level not in levels:
+        return []
+    since = now - cp.window
+    ids: list[uuid.UUID] = []
+    for scope, col, unit_id, threshold in (("class", Flag.class_unit_id, flag.class_unit_id, cp.class_threshold),
+                                           ("school", Flag.school_unit_id, flag.school_unit_id, cp.school_threshold)):
+        n = s.scalar(sa.select(sa.func.count()).select_from(Flag)
+                     .where(col == unit_id, Flag.opened_at >= since, Flag.level.in_(levels))) or 0
+        if n < threshold:
+            continue
+        recent = s.scalar(sa.select(ClusterAlert.id).where(ClusterAlert.unit_id == unit_id,
+                                                           ClusterAlert.scope == scope,
+                                                           ClusterAlert.created_at >= since))
+        if recent is not None:
+            continue
+        alert = ClusterAlert(id=uuid.uuid4(), unit_id=unit_id, scope=scope, window_start=since, flag_count=n,
+                             suggestion="targeted_rescreening", created_at=now,
+                             dedupe_key=f"cluster:{scope}:{unit_id}:{now.date().isoformat()}")
+        try:
+            with s.begin_nested():
+                s.add(alert)
+                s.flush()
+        except sa.exc.IntegrityError:
+            continue
+        audit.record(ctx, s, SYSTEM, "cluster:alerted", "cluster_alert", alert.id,
+                     {"scope": scope, "unit": str(unit_id), "count": n, "suggestion": "targeted_rescreening"})
+        unit = s.get(OrgUnit, unit_id)
+        for role, tier in ((Role.COUNSELLOR, Tier.SCHOOL), (Role.SCHOOL_LEADER, Tier.SCHOOL),
+                           (Role.COUNTY_OFFICER, Tier.COUNTY)):
+            from mh_platform.services.flags import unit_for_tier
+
+            target = unit_for_tier(s, flag, tier)
+            if target is None or unit is None:
+                continue
+            ids += notify.notify_unit_role(ctx, s, role=role, unit=target, template="cluster_alert",
+                                           link=f"/flags/clusters/{alert.id}", dedupe=f"{alert.dedupe_key}:{role.value}",
+                                           now=now)
+    return ids
+
+
+def list_clusters(ctx: ServiceContext, actor: Any, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Cluster alerts under the actor's unit (counsellor, school leader, county and city officers)."""
+    from mh_platform.services.org import under
+
+    if actor.role not in (Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER, Role.CITY_OFFICER) \
+            or not actor.unit_path:
+        return []
+    with ctx.uow() as uow:
+        s = uow.session
+        rows = s.execute(sa.select(ClusterAlert, OrgUnit).join(OrgUnit, OrgUnit.id == ClusterAlert.unit_id)
+                         .where(under(OrgUnit.path, actor.unit_path))
+                         .order_by(ClusterAlert.created_at.desc()).limit(limit)).all()
+        return [{"id": str(a.id), "scope": a.scope, "unit": u.name, "unit_id": str(u.id), "count": a.flag_count,
+                 "suggestion": a.suggestion, "created_at": a.created_at.isoformat()} for a, u in rows]

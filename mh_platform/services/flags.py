@@ -1,0 +1,614 @@
+"""Risk flags: raise or attach evidence, and every person's action on a flag — one transaction each.
+
+Sources: a scored response (band, critical item, unanswered critical item, reliable deterioration
+since the student's previous screening on the same instrument), a concern from a class monitor or
+a teacher, and the risk model's watch signal (at most yellow, never above the school).
+
+One open flag per student per episode (a partial unique index): new evidence attaches to the open
+flag and may raise its level, never lower it. Where a flag starts and its deadlines come from the
+escalation policy (``core.escalation``); what may happen next from the transition table
+(``core.flag_lifecycle``). Every change is a ``flag_event`` row (reason sealed with the keyring)
+AND an entry in the hash-chained event log, in the same transaction as the change and its outbox
+notifications.
+
+Locking order (no deadlocks between the sweep, people and raises): every writer here first locks
+the audit anchor row (PostgreSQL ``FOR UPDATE``; SQLite transactions are serial anyway), then the
+flag row with a conditional UPDATE on ``version``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mh_platform.core import flag_lifecycle as fl
+from mh_platform.core import flag_rules as fr
+from mh_platform.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from mh_platform.core.escalation import EscalationPolicy, due_oversight_notices
+from mh_platform.core.types import Level, Role, Tier
+from mh_platform.db.models import (
+    AuditAnchor,
+    Concern,
+    Enrolment,
+    Flag,
+    FlagEvent,
+    FlagEvidence,
+    OrgUnit,
+    Response,
+    Student,
+)
+from mh_platform.services import audit, notify
+from mh_platform.services.access import current_enrolment
+from mh_platform.services.context import SYSTEM, Actor, ServiceContext
+from mh_platform.services.flags_access import (
+    access_flag_by_id,
+    escalation_policy,
+    flag_scope,
+    sees_clinical,
+)
+
+# What the person holding the flag should do, by level (shown to head teachers instead of scores).
+GUIDANCE: dict[str, tuple[str, str]] = {
+    "red": ("立即关注：确保学生不独处，1小时内联系学校心理教师，按危机干预流程处理。",
+            "Act now: keep the student accompanied, reach the school counsellor within 1 hour, follow the crisis protocol."),
+    "orange": ("尽快关注：24小时内与学校心理教师沟通，安排访谈。",
+               "Soon: talk to the school counsellor within 24 hours and arrange an interview."),
+    "yellow": ("持续关注：日常留意学生状态，72小时内确认，必要时与心理教师沟通。",
+               "Watch: keep an eye on the student, acknowledge within 72 hours, consult the counsellor if needed."),
+}
+
+# Which unit of a flag's path each role is reached at.
+ROLE_TIER: dict[Role, Tier] = {Role.HEAD_TEACHER: Tier.CLASS, Role.COUNSELLOR: Tier.SCHOOL,
+                               Role.SCHOOL_LEADER: Tier.SCHOOL, Role.COUNTY_OFFICER: Tier.COUNTY,
+                               Role.CITY_OFFICER: Tier.CITY}
+_PATH_INDEX = {Tier.CITY: 0, Tier.COUNTY: 1, Tier.SCHOOL: 2, Tier.CLASS: 4}
+
+
+@dataclass
+class FlagOutcome:
+    """What raising or attaching did."""
+
+    flag_id: uuid.UUID
+    created: bool
+    level: str
+    tier: str
+    level_raised: bool = False
+    outbox_ids: list[uuid.UUID] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def lock_audit(s: Session) -> None:
+    """Take the audit anchor lock first (PostgreSQL), so every writer locks in the same order."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(sa.select(AuditAnchor.id).where(AuditAnchor.id == 1).with_for_update())
+
+
+def to_state(flag: Flag) -> fl.FlagState:
+    return fl.FlagState(level=Level(flag.level), tier=Tier(flag.tier), status=fl.FlagStatus(flag.status),
+                        opened_at=flag.opened_at, tier_entered_at=flag.tier_entered_at, ack_due_at=flag.ack_due_at,
+                        handle_due_at=flag.handle_due_at, is_watch=flag.is_watch, escalations=flag.escalations,
+                        county_informed_at=flag.county_informed_at, city_informed_at=flag.city_informed_at)
+
+
+def state_values(state: fl.FlagState) -> dict[str, Any]:
+    return {"level": state.level.value, "tier": state.tier.value, "status": state.status.value,
+            "tier_entered_at": state.tier_entered_at, "ack_due_at": state.ack_due_at,
+            "handle_due_at": state.handle_due_at, "is_watch": state.is_watch, "escalations": state.escalations}
+
+
+def claim_update(s: Session, flag: Flag, values: dict[str, Any], *, tier: str | None = None) -> bool:
+    """``UPDATE flag SET … , version = version + 1 WHERE id = :id AND version = :v [AND tier = :t]``;
+    True when this transaction won (rowcount 1). The loaded object is refreshed on success."""
+    conds = [Flag.id == flag.id, Flag.version == flag.version]
+    if tier is not None:
+        conds.append(Flag.tier == tier)
+    res = s.execute(sa.update(Flag).where(*conds).values(**values, version=flag.version + 1)
+                    .execution_options(synchronize_session=False))
+    if res.rowcount != 1:
+        return False
+    s.refresh(flag)
+    return True
+
+
+def unit_for_tier(s: Session, flag: Flag, tier: Tier, cache: dict[uuid.UUID, OrgUnit] | None = None) -> OrgUnit | None:
+    parts = flag.unit_path.strip("/").split("/")
+    i = _PATH_INDEX[tier]
+    if i >= len(parts):
+        return None
+    uid = uuid.UUID(parts[i])
+    if cache is not None and uid in cache:
+        return cache[uid]
+    unit = s.get(OrgUnit, uid)
+    if cache is not None and unit is not None:
+        cache[uid] = unit
+    return unit
+
+
+def notify_roles(ctx: ServiceContext, s: Session, flag: Flag, roles: Iterable[Role], template: str, dedupe: str,
+                 now: datetime, cache: dict[uuid.UUID, OrgUnit] | None = None) -> list[uuid.UUID]:
+    """Queue ``template`` for each role at the flag's unit of that role's tier (link to the flag)."""
+    ids: list[uuid.UUID] = []
+    for role in dict.fromkeys(roles):
+        unit = unit_for_tier(s, flag, ROLE_TIER[role], cache)
+        if unit is None:
+            continue
+        ids += notify.notify_unit_role(ctx, s, role=role, unit=unit, template=template, link=f"/flags/{flag.id}",
+                                       dedupe=f"{dedupe}:{role.value}", now=now)
+    return ids
+
+
+def add_event(ctx: ServiceContext, s: Session, flag: Flag, ev: fl.FlagEvent, actor: Actor | None,
+              reason: str | None = None, *, extra: dict[str, Any] | None = None) -> FlagEvent:
+    """The flag_event row (reason sealed) and its hash-chained audit entry, in this transaction."""
+    eid = uuid.uuid4()
+    reason_enc = None
+    if reason:
+        reason_enc = ctx.keyring.seal(s, table="flag_event", column="reason_enc", row_id=eid, value=reason,
+                                      student_id=flag.student_id, now=ev.at)
+    row = FlagEvent(id=eid, flag_id=flag.id, kind=ev.kind.value,
+                    from_status=ev.from_status.value if ev.from_status else None, to_status=ev.to_status.value,
+                    from_tier=ev.from_tier.value if ev.from_tier else None, to_tier=ev.to_tier.value,
+                    from_level=ev.from_level.value if ev.from_level else None, to_level=ev.to_level.value,
+                    actor_user_id=actor.user_id if actor else None, reason_code=ev.reason_code,
+                    reason_enc=reason_enc, at=ev.at)
+    s.add(row)
+    data = {"event": str(eid), "from_status": row.from_status, "to_status": row.to_status,
+            "from_tier": row.from_tier, "to_tier": row.to_tier, "from_level": row.from_level,
+            "to_level": row.to_level, "reason_code": row.reason_code, "has_reason": reason_enc is not None,
+            **(extra or {})}
+    audit.record(ctx, s, actor, ev.kind.value, "flag", flag.id, data)
+    return row
+
+
+def oversight(ctx: ServiceContext, s: Session, flag: Flag, now: datetime, policy: EscalationPolicy,
+              cache: dict[uuid.UUID, OrgUnit] | None = None) -> list[uuid.UUID]:
+    """Send the one-time oversight notices still owed (red: county at once; city when open > 48 h).
+
+    Caller holds the flag (fresh claim or just created); the *_informed_at columns make it once."""
+    ids: list[uuid.UUID] = []
+    for n in due_oversight_notices(to_state(flag), now, policy):
+        col = "county_informed_at" if n.tier == Tier.COUNTY else "city_informed_at"
+        if not claim_update(s, flag, {col: now}):
+            raise Conflict("the flag changed meanwhile")
+        ids += notify_roles(ctx, s, flag, [n.role], "flag_oversight", f"flag:{flag.id}:{n.reason_code}", now, cache)
+        audit.record(ctx, s, SYSTEM, "flag:reported", "flag", flag.id,
+                     {"tier": n.tier.value, "reason_code": n.reason_code})
+    return ids
+
+
+def _open_flag(s: Session, student_id: uuid.UUID) -> Flag | None:
+    q = sa.select(Flag).where(Flag.student_id == student_id, Flag.status != "closed")
+    if s.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    return s.scalar(q)
+
+
+def _source_kind(evidence: Sequence[fr.Evidence]) -> str:
+    if fr.is_watch_only(evidence):
+        return "model"
+    if all(e.source == fr.EvidenceSource.CONCERN for e in evidence):
+        return "concern"
+    if any(e.source != fr.EvidenceSource.CONCERN and e.source != fr.EvidenceSource.MODEL for e in evidence):
+        return "screening"
+    return "concern"
+
+
+# ----------------------------------------------------------------------------- raise / attach
+
+
+def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, student_id: uuid.UUID,
+                      evidence: Sequence[fr.Evidence], now: datetime, reporter_role: Role | None = None,
+                      response_id: uuid.UUID | None = None, concern_id: uuid.UUID | None = None) -> FlagOutcome | None:
+    """Open the student's flag or attach ``evidence`` to the open one, in the caller's transaction."""
+    if not evidence:
+        return None
+    p = escalation_policy(ctx)
+    enrol = current_enrolment(s, student_id)
+    if enrol is None:
+        raise NotFound("student not found")
+    lock_audit(s)
+    level = fr.evidence_level(evidence)
+    assert level is not None
+    watch_only = fr.is_watch_only(evidence)
+    flag = _open_flag(s, student_id)
+    created = False
+    level_raised = False
+    ids: list[uuid.UUID] = []
+    cache: dict[uuid.UUID, OrgUnit] = {}
+    if flag is None:
+        kind = _source_kind(evidence)
+        state, ev = fl.raise_flag(level, kind, now, reporter_role=reporter_role if kind == "concern" else None,
+                                  is_watch=watch_only, policy=p)
+        candidate = Flag(id=uuid.uuid4(), student_id=student_id, school_unit_id=enrol.school_unit_id,
+                         class_unit_id=enrol.class_unit_id, unit_path=enrol.unit_path, opened_at=now,
+                         **state_values(state), version=1)
+        try:
+            with s.begin_nested():
+                s.add(candidate)
+                s.flush()
+            flag, created = candidate, True
+        except sa.exc.IntegrityError:  # a concurrent transaction opened the student's flag first
+            flag = _open_flag(s, student_id)
+            if flag is None:
+                raise Conflict("could not open or find the student's flag; retry") from None
+        if created:
+            add_event(ctx, s, flag, ev, actor, extra={"source": kind})
+            owner = p.tier_roles[state.tier]
+            ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action", f"flag:{flag.id}:raised", now, cache)
+            ids += oversight(ctx, s, flag, now, p, cache)
+    if not created:
+        old = to_state(flag)
+        new, ev2 = fl.add_evidence(old, level, now, watch_only=watch_only, policy=p)
+        if ev2 is not None:
+            if not claim_update(s, flag, state_values(new)):
+                raise Conflict("the flag changed meanwhile; retry")
+            add_event(ctx, s, flag, ev2, actor)
+            level_raised = new.level != old.level
+            if level_raised:
+                owner = p.tier_roles[new.tier]
+                ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action",
+                                    f"flag:{flag.id}:level:{new.level.value}", now, cache)
+                ids += oversight(ctx, s, flag, now, p, cache)
+    seen = set(s.execute(sa.select(FlagEvidence.reason_code, FlagEvidence.response_id, FlagEvidence.concern_id)
+                         .where(FlagEvidence.flag_id == flag.id)).all())
+    added = []
+    for e in evidence:
+        key = (e.reason_code, response_id, concern_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        s.add(FlagEvidence(flag_id=flag.id, source=e.source.value, level=e.level.value, reason_code=e.reason_code,
+                           response_id=response_id, concern_id=concern_id, detail=dict(e.detail), created_at=now))
+        added.append(e.reason_code)
+    if added and not created:
+        audit.record(ctx, s, actor, "flag:evidence_attached", "flag", flag.id,
+                     {"sources": sorted({e.source.value for e in evidence}), "count": len(added),
+                      "response": str(response_id) if response_id else None,
+                      "concern": str(concern_id) if concern_id else None})
+    s.flush()
+    if created or level_raised:
+        from mh_platform.services.escalation import check_clusters
+
+        ids += check_clusters(ctx, s, flag, now)
+    return FlagOutcome(flag.id, created, flag.level, flag.tier, level_raised, ids)
+
+
+def _previous_response(s: Session, response: Response) -> Response | None:
+    q = (sa.select(Response).where(Response.student_id == response.student_id,
+                                   Response.instrument_id == response.instrument_id,
+                                   Response.status == "submitted", Response.id != response.id,
+                                   Response.campaign_id != response.campaign_id,
+                                   Response.total.is_not(None))
+         .order_by(Response.submitted_at.desc()).limit(1))
+    if response.submitted_at is not None:
+        q = q.where(Response.submitted_at < response.submitted_at)
+    return s.scalar(q)
+
+
+def screening_evidence_for(s: Session, response: Response, result: Any, *, critical_only: bool = False
+                           ) -> list[fr.Evidence]:
+    """Evidence in a scored response (core.flag_rules), with the previous screening for deterioration."""
+    from mh_platform.core.instruments import load_instrument
+
+    rc_value = None
+    higher_is_worse = True
+    try:
+        inst = load_instrument(result.instrument_id)
+        if inst.reliable_change is not None:
+            rc_value = inst.reliable_change.value
+            higher_is_worse = inst.reliable_change.worse != "lower"
+    except Exception:  # noqa: BLE001 - an unknown instrument gives no deterioration evidence
+        inst = None
+    prev = None if critical_only else _previous_response(s, response)
+    band = result.band
+    fired_levels = {int(k): v for k, v in dict(getattr(result, "critical_levels", {}) or {}).items()
+                    if int(k) in set(result.critical)}
+    ev = fr.ScreeningEvidence(
+        instrument_id=result.instrument_id,
+        band_id=None if critical_only or band is None else band.id,
+        total=None if critical_only or result.total is None else float(result.total),
+        critical=tuple(result.critical),
+        critical_unanswered=() if critical_only else tuple(result.critical_unanswered),
+        previous_total=prev.total if prev else None, previous_band_id=prev.band_id if prev else None,
+        rc_value=rc_value, band_concern=None if band is None else band.concern,
+        critical_levels=fired_levels, higher_is_worse=higher_is_worse,
+        quality_ok=response.quality_suggestion != "readminister",
+    )
+    return fr.screening_evidence(ev)
+
+
+def raise_from_response_in(s: Session, ctx: ServiceContext, actor: Actor | None, response: Response, score_result: Any,
+                           *, now: datetime | None = None, trigger: str = "submitted") -> FlagOutcome | None:
+    """Flag path for a scored response inside the caller's (answer submission) transaction.
+
+    ``trigger="critical_item"`` (a critical item answered while the page is still open) uses only the
+    critical items: a partial total says nothing yet."""
+    now = now or ctx.now()
+    evidence = screening_evidence_for(s, response, score_result, critical_only=trigger == "critical_item")
+    if not evidence:
+        return None
+    return open_or_attach_in(s, ctx, actor or SYSTEM, student_id=response.student_id, evidence=evidence, now=now,
+                             response_id=response.id)
+
+
+def raise_from_response(ctx: ServiceContext, s: Session, response: Response, result: Any, *,
+                        now: datetime | None = None, trigger: str = "submitted") -> FlagOutcome | None:
+    """The hook ``services.responses.flag_path`` calls (same transaction as the answers)."""
+    out = raise_from_response_in(s, ctx, SYSTEM, response, result, now=now, trigger=trigger)
+    return out
+
+
+def raise_for_response(ctx: ServiceContext, actor: Actor, response_id: uuid.UUID) -> FlagOutcome | None:
+    """Standalone service: (re)run the flag rules for a stored response (e.g. after a policy change).
+
+    The answers are opened for system work only (no person sees them here)."""
+    from mh_platform.core.instruments import load_instrument
+    from mh_platform.core.scoring import score
+
+    with ctx.uow() as uow:
+        s = uow.session
+        resp = s.get(Response, response_id)
+        if resp is None or resp.status != "submitted" or resp.answers_enc is None:
+            raise NotFound("response not found")
+        import json
+
+        answers = json.loads(ctx.keyring.open_field(s, resp.answers_enc, table="response", column="answers_enc",
+                                                    row_id=resp.id))
+        result = score(load_instrument(resp.instrument_id), answers)
+        out = raise_from_response_in(s, ctx, actor, resp, result)
+        _commit_and_send(ctx, uow, out.outbox_ids if out else [])
+        return out
+
+
+def raise_from_concern_in(s: Session, ctx: ServiceContext, actor: Actor, concern: Concern, now: datetime
+                          ) -> FlagOutcome:
+    evidence = [fr.concern_evidence(fr.ConcernEvidence(fr.Urgency(concern.urgency), concern.category))]
+    out = open_or_attach_in(s, ctx, actor, student_id=concern.student_id, evidence=evidence, now=now,
+                            reporter_role=Role(concern.reporter_role), concern_id=concern.id)
+    assert out is not None
+    return out
+
+
+def raise_watch(ctx: ServiceContext, actor: Actor, student_id: uuid.UUID, signal: fr.WatchSignal
+                ) -> FlagOutcome | None:
+    """The risk model's watch signal: a yellow watch flag at the school (or evidence on the open flag).
+
+    Never escalates beyond the school while only the model speaks (core rules); the risk engineer's
+    job calls this per student the model flags."""
+    ev = fr.model_evidence(signal)
+    if ev is None:
+        return None
+    with ctx.uow() as uow:
+        out = open_or_attach_in(uow.session, ctx, actor, student_id=student_id, evidence=[ev], now=ctx.now())
+        _commit_and_send(ctx, uow, out.outbox_ids if out else [])
+        return out
+
+
+def _commit_and_send(ctx: ServiceContext, uow: Any, ids: Sequence[uuid.UUID]) -> None:
+    if ids:
+        ids = list(ids)
+        uow.after_commit(lambda: notify.send_soon(ctx, ids))
+    uow.commit()
+
+
+# ----------------------------------------------------------------------------- people's actions
+
+
+_STAMP = {fl.FlagStatus.ACKNOWLEDGED: "acknowledged_at", fl.FlagStatus.ASSESSED: "handled_at",
+          fl.FlagStatus.CLOSED: "closed_at"}
+
+
+def act(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, action: fl.FlagAction | str, *,
+        reason: str | None = None, new_level: Level | str | None = None) -> dict[str, Any]:
+    """One person's action on one flag: scope (404), table and permission (403/409), reason, event, audit."""
+    if actor.role is None:
+        raise Forbidden("a person must act on a flag")
+    try:
+        action = fl.FlagAction(action)
+    except ValueError:
+        raise ValidationFailed(f"unknown action {action!r}") from None
+    with ctx.uow() as uow:
+        s = uow.session
+        now = ctx.now()
+        p = escalation_policy(ctx)
+        lock_audit(s)
+        flag = access_flag_by_id(s, actor, flag_id, now, policy=p, for_update=True)
+        old = to_state(flag)
+        new, ev = fl.apply(old, action, Role(actor.role), reason, now,
+                           new_level=Level(new_level) if new_level else None, policy=p)
+        values = state_values(new)
+        stamp = _STAMP.get(new.status)
+        if stamp and new.status != old.status:
+            values[stamp] = now
+        if action == fl.FlagAction.ACKNOWLEDGE:
+            values["owner_user_id"] = actor.user_id
+        if not claim_update(s, flag, values):
+            raise Conflict("the flag changed meanwhile; reload and try again")
+        add_event(ctx, s, flag, ev, actor, ev.reason)
+        ids: list[uuid.UUID] = []
+        if action == fl.FlagAction.ESCALATE:
+            ids += notify_roles(ctx, s, flag, [p.tier_roles[new.tier]], "flag_escalated",
+                                f"flag:{flag.id}:esc{new.escalations}", now)
+        elif action == fl.FlagAction.REQUEST_CLOSE:
+            ids += notify_roles(ctx, s, flag, [Role.COUNSELLOR], "flag_needs_action",
+                                f"flag:{flag.id}:close_req:{flag.version}", now)
+        if new.level != old.level:
+            ids += oversight(ctx, s, flag, now, p)
+        view = flag_view(ctx, s, actor, flag, now, with_events=False)
+        _commit_and_send(ctx, uow, ids)
+        return view
+
+
+def acknowledge(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str) -> dict[str, Any]:
+    return act(ctx, actor, flag_id, fl.FlagAction.ACKNOWLEDGE)
+
+
+ASSESS_OUTCOMES = {"confirm": fl.FlagAction.CONFIRM, "change_level": fl.FlagAction.CHANGE_LEVEL,
+                   "dismiss": fl.FlagAction.DISMISS}
+
+
+def assess(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, outcome: str, *,
+           reason: str | None = None, new_level: Level | str | None = None) -> dict[str, Any]:
+    """The counsellor's interview: confirm, change the level (reason), or dismiss as false positive (reason)."""
+    if outcome not in ASSESS_OUTCOMES:
+        raise ValidationFailed("outcome must be confirm, change_level or dismiss",
+                               [{"field": "outcome", "error": "invalid"}])
+    return act(ctx, actor, flag_id, ASSESS_OUTCOMES[outcome], reason=reason, new_level=new_level)
+
+
+def start_intervention(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str) -> dict[str, Any]:
+    return act(ctx, actor, flag_id, fl.FlagAction.START_INTERVENTION)
+
+
+def refer(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str) -> dict[str, Any]:
+    return act(ctx, actor, flag_id, fl.FlagAction.REFER)
+
+
+def start_monitoring(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str) -> dict[str, Any]:
+    return act(ctx, actor, flag_id, fl.FlagAction.START_MONITORING)
+
+
+def close(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, reason: str | None) -> dict[str, Any]:
+    """Close with a reason: a counsellor closes a yellow flag directly; red and orange (or anyone
+    but the counsellor) request closing, which a counsellor then reviews (``review_close``)."""
+    with ctx.uow() as uow:
+        now = ctx.now()
+        flag = access_flag_by_id(uow.session, actor, flag_id, now, policy=escalation_policy(ctx))
+        direct = flag.level == Level.YELLOW.value and actor.role == Role.COUNSELLOR
+    return act(ctx, actor, flag_id, fl.FlagAction.CLOSE if direct else fl.FlagAction.REQUEST_CLOSE, reason=reason)
+
+
+def review_close(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, approve: bool,
+                 reason: str | None = None) -> dict[str, Any]:
+    return act(ctx, actor, flag_id, fl.FlagAction.REVIEW_CLOSE if approve else fl.FlagAction.REJECT_CLOSE,
+               reason=reason)
+
+
+def escalate(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, reason: str | None) -> dict[str, Any]:
+    """Push the flag one tier up by hand (a reason is required)."""
+    return act(ctx, actor, flag_id, fl.FlagAction.ESCALATE, reason=reason)
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def _iso(d: datetime | None) -> str | None:
+    return d.isoformat() if d else None
+
+
+def overdue(flag: Flag, now: datetime) -> bool:
+    return flag.status != "closed" and any(d is not None and d <= now for d in (flag.ack_due_at, flag.handle_due_at))
+
+
+def next_due(flag: Flag) -> datetime | None:
+    ds = [d for d in (flag.ack_due_at, flag.handle_due_at) if d is not None]
+    return min(ds) if ds else None
+
+
+def flag_view(ctx: ServiceContext, s: Session, actor: Actor, flag: Flag, now: datetime, *,
+              with_events: bool = True, reveal_reasons: bool = False) -> dict[str, Any]:
+    """What ``actor`` may see of a flag they already reach (``access_flag_by_id``/``flag_scope``).
+
+    Everyone: level, tier, status, deadlines, what to do, allowed actions, event kinds. The
+    counsellor also: evidence (scores, bands, critical items) and — with ``reveal_reasons`` — the
+    sealed event reasons through ``disclosure`` (access-logged). Nobody else sees scores or answers."""
+    from mh_platform.core.flag_lifecycle import allowed_actions
+
+    p = escalation_policy(ctx)
+    school = s.get(OrgUnit, flag.school_unit_id)
+    klass = s.get(OrgUnit, flag.class_unit_id)
+    out: dict[str, Any] = {
+        "id": str(flag.id), "level": flag.level, "tier": flag.tier, "status": flag.status,
+        "is_watch": flag.is_watch, "opened_at": _iso(flag.opened_at), "tier_entered_at": _iso(flag.tier_entered_at),
+        "ack_due_at": _iso(flag.ack_due_at), "handle_due_at": _iso(flag.handle_due_at),
+        "acknowledged_at": _iso(flag.acknowledged_at), "closed_at": _iso(flag.closed_at),
+        "overdue": overdue(flag, now), "escalations": flag.escalations,
+        "school": {"id": str(school.id), "name": school.name} if school else None,
+        "class": {"id": str(klass.id), "name": klass.name} if klass else None,
+        "what_to_do": {"zh": GUIDANCE[flag.level][0], "en": GUIDANCE[flag.level][1]},
+        "actions": [a.value for a in allowed_actions(to_state(flag), Role(actor.role), p)] if actor.role else [],
+    }
+    if actor.role in (Role.HEAD_TEACHER, Role.COUNSELLOR):
+        out["student_id"] = str(flag.student_id)
+    student = s.get(Student, flag.student_id)
+    out["pseudonym"] = student.pseudonym if student else None
+    if sees_clinical(actor):
+        ev_rows = s.scalars(sa.select(FlagEvidence).where(FlagEvidence.flag_id == flag.id)
+                            .order_by(FlagEvidence.created_at)).all()
+        out["evidence"] = [{"source": e.source, "level": e.level, "reason_code": e.reason_code,
+                            "detail": e.detail, "response_id": str(e.response_id) if e.response_id else None,
+                            "concern_id": str(e.concern_id) if e.concern_id else None,
+                            "at": _iso(e.created_at)} for e in ev_rows]
+    if with_events:
+        from mh_platform.services import disclosure
+
+        rows = s.scalars(sa.select(FlagEvent).where(FlagEvent.flag_id == flag.id).order_by(FlagEvent.at)).all()
+        events = []
+        for r in rows:
+            e = {"kind": r.kind, "at": _iso(r.at), "from_status": r.from_status, "to_status": r.to_status,
+                 "from_tier": r.from_tier, "to_tier": r.to_tier, "reason_code": r.reason_code,
+                 "has_reason": r.reason_enc is not None}
+            if sees_clinical(actor):
+                e["from_level"], e["to_level"] = r.from_level, r.to_level
+                if reveal_reasons and r.reason_enc is not None:
+                    e["reason"] = disclosure.reveal(ctx, s, actor, r, "reason_enc", student_id=flag.student_id,
+                                                    purpose="flag_review")
+            events.append(e)
+        out["events"] = events
+    return out
+
+
+def get_flag(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, *, reveal_reasons: bool = False
+             ) -> dict[str, Any]:
+    with ctx.uow() as uow:
+        s = uow.session
+        now = ctx.now()
+        flag = access_flag_by_id(s, actor, flag_id, now, policy=escalation_policy(ctx))
+        view = flag_view(ctx, s, actor, flag, now, reveal_reasons=reveal_reasons and sees_clinical(actor))
+        if reveal_reasons and sees_clinical(actor):
+            uow.commit()  # keep the access-log rows
+        return view
+
+
+def list_flags(ctx: ServiceContext, actor: Actor, *, status: str | None = None, level: str | None = None,
+               tier: str | None = None, open_only: bool = False, limit: int = 100, offset: int = 0
+               ) -> tuple[list[dict[str, Any]], int]:
+    """Flags ``actor`` may see, filtered; newest deadline first overdue first. Returns (page, total)."""
+    if status is not None and status not in {x.value for x in fl.FlagStatus}:
+        raise ValidationFailed("unknown status", [{"field": "status", "error": "invalid"}])
+    if level is not None and level not in {x.value for x in Level}:
+        raise ValidationFailed("unknown level", [{"field": "level", "error": "invalid"}])
+    if tier is not None and tier not in {x.value for x in Tier}:
+        raise ValidationFailed("unknown tier", [{"field": "tier", "error": "invalid"}])
+    limit = max(1, min(limit, 500))
+    with ctx.uow() as uow:
+        s = uow.session
+        now = ctx.now()
+        conds = [flag_scope(actor, now, escalation_policy(ctx))]
+        if status:
+            conds.append(Flag.status == status)
+        if open_only:
+            conds.append(Flag.status != "closed")
+        if level:
+            conds.append(Flag.level == level)
+        if tier:
+            conds.append(Flag.tier == tier)
+        total = s.scalar(sa.select(sa.func.count()).select_from(Flag).where(*conds)) or 0
+        due = sa.func.coalesce(Flag.ack_due_at, Flag.handle_due_at)
+        rows = s.scalars(sa.select(Flag).where(*conds).order_by(due.is_(None), due, Flag.opened_at)
+                         .limit(limit).offset(offset)).all()
+        return [flag_view(ctx, s, actor, f, now, with_events=False) for f in rows], total
+
+
+__all__ = ["GUIDANCE", "FlagOutcome", "access_flag_by_id", "acknowledge", "act", "assess", "close", "escalate",
+           "flag_view", "get_flag", "list_flags", "open_or_attach_in", "raise_for_response", "raise_from_concern_in",
+           "raise_from_response", "raise_from_response_in", "raise_watch", "refer", "review_close",
+           "start_intervention", "start_monitoring", "Enrolment"]

@@ -1,0 +1,116 @@
+"""Who may see which flag — the chokepoint for flags (``access_flag_by_id``) and its SQL twin.
+
+- class monitors, clinicians and system administrators: never any flag (NotFound / empty).
+- head teacher: flags of their own class (level, tier, status, what to do — never scores or answers).
+- counsellor: every flag of their school, with evidence (the only role that sees clinical detail).
+- school leader: red flags of their school, and any flag of their school that missed a deadline.
+- county officer: flags of their county that reached the county tier, and red flags at once.
+- city officer: flags of the city that reached the city tier, and red flags open longer than the
+  policy's ``inform_city_after`` (48 h by default).
+
+Out of scope and missing look the same: ``NotFound``.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mh_platform.core.errors import NotFound
+from mh_platform.core.escalation import EscalationPolicy, default_escalation_policy, parse_escalation_policy
+from mh_platform.core.types import Level, Role, Tier
+from mh_platform.db.models import Flag
+from mh_platform.services.context import Actor, ServiceContext
+from mh_platform.services.org import under
+
+FLAG_ROLES = frozenset({Role.HEAD_TEACHER, Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER,
+                        Role.CITY_OFFICER})
+CLINICAL_ROLES = frozenset({Role.COUNSELLOR})
+
+
+@functools.cache
+def _policy_from_file(path: str) -> EscalationPolicy:
+    return parse_escalation_policy(pathlib.Path(path).read_text(encoding="utf-8"))
+
+
+def escalation_policy(ctx: ServiceContext) -> EscalationPolicy:
+    """The city's policy file when configured (``MHP_ESCALATION_POLICY_FILE``), else the packaged default."""
+    path = getattr(ctx.settings, "escalation_policy_file", "")
+    return _policy_from_file(path) if path else default_escalation_policy()
+
+
+def sees_clinical(actor: Actor) -> bool:
+    """Scores, bands, evidence and sealed reasons: the counsellor only."""
+    return actor.role in CLINICAL_ROLES
+
+
+def _county_levels(p: EscalationPolicy) -> list[str]:
+    return [lv.value for lv, lp in p.levels.items() if lp.inform_county_at_once]
+
+
+def flag_scope(actor: Actor, now: datetime, policy: EscalationPolicy | None = None) -> sa.ColumnElement[bool]:
+    """SQL condition: the flags ``actor`` may see (false for everyone else)."""
+    p = policy or default_escalation_policy()
+    if actor.role not in FLAG_ROLES or not actor.unit_path:
+        return sa.false()
+    here = under(Flag.unit_path, actor.unit_path)
+    if actor.role in (Role.HEAD_TEACHER, Role.COUNSELLOR):
+        return here
+    if actor.role == Role.SCHOOL_LEADER:
+        return sa.and_(here, sa.or_(Flag.level == Level.RED.value, Flag.escalations > 0))
+    if actor.role == Role.COUNTY_OFFICER:
+        conds = [Flag.tier.in_((Tier.COUNTY.value, Tier.CITY.value))]
+        levels = _county_levels(p)
+        if levels:
+            conds.append(Flag.level.in_(levels))
+        return sa.and_(here, sa.or_(*conds))
+    # city officer
+    conds = [Flag.tier == Tier.CITY.value]
+    for lv, lp in p.levels.items():
+        if lp.inform_city_after is not None:
+            conds.append(sa.and_(Flag.level == lv.value, Flag.opened_at < now - lp.inform_city_after))
+    return sa.and_(here, sa.or_(*conds))
+
+
+def can_see(actor: Actor, flag: Flag, now: datetime, policy: EscalationPolicy | None = None) -> bool:
+    """Python twin of ``flag_scope`` for one loaded flag."""
+    p = policy or default_escalation_policy()
+    if actor.role not in FLAG_ROLES or not actor.unit_path or not flag.unit_path:
+        return False
+    if not flag.unit_path.startswith(actor.unit_path):
+        return False
+    if actor.role in (Role.HEAD_TEACHER, Role.COUNSELLOR):
+        return True
+    if actor.role == Role.SCHOOL_LEADER:
+        return flag.level == Level.RED.value or flag.escalations > 0
+    lp = p.levels[Level(flag.level)]
+    if actor.role == Role.COUNTY_OFFICER:
+        return flag.tier in (Tier.COUNTY.value, Tier.CITY.value) or lp.inform_county_at_once
+    if flag.tier == Tier.CITY.value:
+        return True
+    return lp.inform_city_after is not None and now - flag.opened_at > lp.inform_city_after
+
+
+def access_flag_by_id(s: Session, actor: Actor, flag_id: uuid.UUID | str, now: datetime, *,
+                      policy: EscalationPolicy | None = None, for_update: bool = False) -> Flag:
+    """The flag if ``actor`` may see it; NotFound for missing and out-of-scope alike."""
+    if actor.role not in FLAG_ROLES:
+        raise NotFound("flag not found")
+    try:
+        fid = flag_id if isinstance(flag_id, uuid.UUID) else uuid.UUID(str(flag_id))
+    except ValueError:
+        raise NotFound("flag not found") from None
+    q = sa.select(Flag).where(Flag.id == fid)
+    if for_update and s.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    flag = s.scalar(q)
+    if flag is None:
+        raise NotFound("flag not found")
+    if not can_see(actor, flag, now, policy):
+        raise NotFound("flag not found")
+    return flag
