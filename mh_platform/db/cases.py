@@ -119,6 +119,7 @@ class ReferralEvent(Base):
     detail: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     note_enc: Mapped[bytes | None] = mapped_column(Envelope())
     at: Mapped[datetime]
+    seq: Mapped[int] = mapped_column(default=0)  # the referral's version after this change: orders events
 
 
 class BreakGlass(Base):

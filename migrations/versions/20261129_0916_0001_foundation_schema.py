@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 09:07:32.800548
+Create Date: 2026-11-29 09:16:17.960472
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -704,6 +704,7 @@ def upgrade() -> None:
     sa.Column('detail', sa.JSON(), nullable=True),
     sa.Column('note_enc', mh_platform.db.base.Envelope(), nullable=True),
     sa.Column('at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['actor_user_id'], ['app_user.id'], name=op.f('fk_referral_event_actor_user_id_app_user')),
     sa.ForeignKeyConstraint(['institution_id'], ['institution.id'], name=op.f('fk_referral_event_institution_id_institution')),
     sa.ForeignKeyConstraint(['referral_id'], ['referral.id'], name=op.f('fk_referral_event_referral_id_referral')),
