@@ -1,0 +1,241 @@
+"""CSRF, security headers, login lockout and rate limiting, clear errors for bad form input, TOTP."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pyotp
+import pytest
+from web_helpers import CSRF_RE, PASSWORD, api_token, bearer, csrf_token, login
+
+from mh_platform.core.types import Role
+from mh_platform.web.app import create_app
+from mh_platform.web.security import CSP
+
+
+@pytest.fixture
+def counsellor(city):
+    return city.users[Role.COUNSELLOR]
+
+
+# ---- CSRF ---------------------------------------------------------------------------------------------
+
+def test_login_without_csrf_token_is_refused(client, counsellor):
+    client.get("/login")
+    r = client.post("/login", data={"username": counsellor, "password": PASSWORD})
+    assert r.status_code == 400
+    assert "表单已过期或无效" in r.get_data(as_text=True)
+    assert client.get("/").status_code == 302  # not signed in
+
+
+def test_logout_and_password_change_need_csrf(client, counsellor):
+    login(client, counsellor)
+    assert client.post("/logout").status_code == 400
+    assert client.post("/logout", data={"csrf_token": "forged"}).status_code == 400
+    new = "another horse battery 2"
+    r = client.post("/account/password", data={"current": PASSWORD, "new": new, "confirm": new})
+    assert r.status_code == 400
+    assert client.get("/").status_code == 200  # still signed in: nothing happened
+
+
+def test_csrf_token_of_another_session_is_refused(app, client, counsellor):
+    other = app.test_client()
+    foreign = csrf_token(other)
+    client.get("/login")
+    r = client.post("/login", data={"username": counsellor, "password": PASSWORD, "csrf_token": foreign})
+    assert r.status_code == 400
+
+
+def test_language_switch_needs_csrf(client):
+    assert client.post("/lang", data={"lang": "en"}).status_code == 400
+
+
+# ---- headers -----------------------------------------------------------------------------------------
+
+def _check_headers(r, *, no_store: bool = True) -> None:
+    h = r.headers
+    assert h["Content-Security-Policy"] == CSP
+    assert "default-src 'self'" in CSP and "frame-ancestors 'none'" in CSP
+    assert "unsafe-inline" not in CSP and "unsafe-eval" not in CSP
+    assert h["Strict-Transport-Security"].startswith("max-age=31536000")
+    assert h["X-Content-Type-Options"] == "nosniff"
+    assert h["Referrer-Policy"] == "no-referrer"
+    assert h["X-Frame-Options"] == "DENY"
+    if no_store:
+        assert h["Cache-Control"] == "no-store"
+
+
+def test_security_headers_on_every_kind_of_response(client, counsellor):
+    _check_headers(client.get("/login"))
+    _check_headers(client.get("/"))  # redirect
+    _check_headers(client.get("/no/such/page"))
+    _check_headers(client.get("/api/v1/me"))  # 401 JSON
+    _check_headers(client.get("/api/v1/openapi.json"))
+    with client.get("/static/css/app.css") as static:
+        _check_headers(static, no_store=False)
+    login(client, counsellor)
+    _check_headers(client.get("/"))
+    _check_headers(client.get("/roster"))
+    token = api_token(client, counsellor)
+    _check_headers(client.get("/api/v1/students", headers=bearer(token)))
+    _check_headers(client.get("/api/v1/nothing-here", headers=bearer(token)))
+
+
+def test_pages_have_no_inline_script_or_style(client, counsellor):
+    import re
+
+    def check(html: str) -> None:
+        assert "<script" not in html
+        assert "<style" not in html and not re.search(r"\sstyle=", html) and not re.search(r"\son[a-z]+=", html)
+        assert "http://" not in html and "https://" not in html  # nothing from a CDN
+
+    check(client.get("/login").get_data(as_text=True))
+    login(client, counsellor)
+    for path in ("/", "/roster", "/account/password"):
+        r = client.get(path)
+        assert r.status_code == 200
+        check(r.get_data(as_text=True))
+
+
+# ---- lockout, rate limit -----------------------------------------------------------------------------
+
+def test_login_lockout_and_identical_messages(ctx, client, counsellor):
+    unknown = login(client, "no.such.user", "wrong horse battery")
+    assert unknown.status_code == 401
+    msg = "用户名或密码错误，或账户已被暂时锁定。"
+    assert msg in unknown.get_data(as_text=True)
+    for _ in range(ctx.settings.login_max_attempts):
+        r = login(client, counsellor, "wrong horse battery")
+        assert r.status_code == 401 and msg in r.get_data(as_text=True)
+    locked = login(client, counsellor, PASSWORD)  # the right password, but locked now
+    assert locked.status_code == 401 and msg in locked.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+    r = client.post("/api/v1/auth/token", json={"username": counsellor, "password": PASSWORD})
+    assert r.status_code == 401
+    ctx.clock.advance(minutes=ctx.settings.login_lockout_minutes + 1)
+    assert login(client, counsellor, PASSWORD).status_code == 302
+    assert client.get("/").status_code == 200
+
+
+def test_login_rate_limit(ctx, city):
+    app = create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_LOGIN_RATE_LIMIT": "3 per minute"})
+    c = app.test_client()
+    codes = [login(c, "no.such.user", "wrong horse battery").status_code for _ in range(4)]
+    assert codes == [401, 401, 401, 429]
+    assert "尝试过于频繁" in login(c, "no.such.user", "x").get_data(as_text=True)
+    codes = [c.post("/api/v1/auth/token", json={"username": "x", "password": "y"}).status_code for _ in range(4)]
+    assert codes[-1] == 429
+
+
+# ---- bad input ---------------------------------------------------------------------------------------
+
+def test_empty_login_form_gives_clear_errors(client):
+    token = csrf_token(client)
+    r = client.post("/login", data={"username": "", "password": "", "csrf_token": token})
+    assert r.status_code == 422
+    html = r.get_data(as_text=True)
+    assert "请输入用户名" in html and "请输入密码" in html
+    assert 'aria-invalid="true"' in html
+
+
+@pytest.mark.parametrize(("form", "message"), [
+    ({"current": PASSWORD, "new": "short", "confirm": "short"}, "新密码长度须为10到200个字符"),
+    ({"current": PASSWORD, "new": "another horse 2", "confirm": "another horse 3"}, "两次输入的新密码不一致"),
+    ({"current": "wrong horse battery", "new": "another horse 2", "confirm": "another horse 2"}, "当前密码不正确"),
+    ({"current": PASSWORD, "new": PASSWORD, "confirm": PASSWORD}, "新密码不能与当前密码相同"),
+    ({"current": "", "new": "", "confirm": ""}, "请输入当前密码"),
+])
+def test_bad_password_change_gives_clear_errors(client, counsellor, form, message):
+    login(client, counsellor)
+    r = client.post("/account/password", data={**form, "csrf_token": csrf_token(client, "/account/password")})
+    assert r.status_code == 422
+    assert message in r.get_data(as_text=True)
+    assert client.get("/").status_code == 200  # still signed in with the old password
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"username": "x"}, "password"),
+    ({"password": "x"}, "username"),
+    ({"username": "", "password": "x"}, "username"),
+    ({"username": "x", "password": "y", "extra": 1}, "extra"),
+])
+def test_bad_token_request_gives_field_errors(client, body, field):
+    r = client.post("/api/v1/auth/token", json=body)
+    assert r.status_code == 422
+    assert field in {e["field"] for e in r.get_json()["errors"]}
+
+
+def test_non_json_token_request(client):
+    r = client.post("/api/v1/auth/token", data="username=x", content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 422 and r.get_json()["errors"][0]["field"] == "_body"
+
+
+def test_unexpected_errors_show_no_internals(ctx, city, monkeypatch):
+    from mh_platform.services import students_read
+
+    def boom(*a, **k):
+        raise RuntimeError("SELECT secret FROM student /work/main/x.py")
+
+    monkeypatch.setattr(students_read, "list_students", boom)
+    app = create_app(ctx=ctx, extra_config={"TESTING": True})
+    c = app.test_client()
+    token = api_token(c, city.users[Role.COUNSELLOR])
+    r = c.get("/api/v1/students", headers=bearer(token))
+    assert r.status_code == 500 and r.get_json() == {"error": "internal_error", "message": "internal error"}
+
+
+# ---- TOTP --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def totp_client(ctx, city):
+    ctx.settings = replace(ctx.settings, totp_roles=("counsellor",))
+    return create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_PROPAGATE_ERRORS": True}).test_client()
+
+
+def _code_form(client, code: str):
+    html = client.get("/login/totp").get_data(as_text=True)
+    return client.post("/login/totp", data={"code": code, "csrf_token": CSRF_RE.search(html).group(1)})
+
+
+def test_totp_enrolment_then_login(ctx, totp_client, counsellor):
+    import re
+
+    c = totp_client
+    r = login(c, counsellor)
+    assert r.headers["Location"] == "/login/totp"
+    assert c.get("/").status_code == 302  # the password alone does not sign in
+    html = c.get("/login/totp").get_data(as_text=True)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', html).group(1)
+    assert "otpauth://totp/" in html
+    assert _code_form(c, "000000" if pyotp.TOTP(secret).at(ctx.now()) != "000000" else "111111").status_code == 401
+    assert _code_form(c, "12ab").status_code == 422
+    r = _code_form(c, pyotp.TOTP(secret).at(ctx.now()))
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+    assert c.get("/").status_code == 200
+    # the secret is stored sealed, not in plaintext
+    from mh_platform.db.models import User
+
+    with ctx.uow() as uow:
+        import sqlalchemy as sa
+
+        u = uow.session.scalar(sa.select(User).where(User.username == counsellor))
+        assert u.totp_secret_enc is not None and secret.encode() not in u.totp_secret_enc
+    # next login: the enrolled secret is asked for, not shown again
+    c.post("/logout", data={"csrf_token": csrf_token(c, "/")})
+    login(c, counsellor)
+    html = c.get("/login/totp").get_data(as_text=True)
+    assert "totp-secret" not in html
+    ctx.clock.advance(minutes=2)
+    assert _code_form(c, pyotp.TOTP(secret).at(ctx.now())).status_code == 302
+    assert c.get("/").status_code == 200
+
+
+def test_totp_pending_login_expires(ctx, totp_client, counsellor):
+    login(totp_client, counsellor)
+    ctx.clock.advance(minutes=6)
+    r = totp_client.get("/login/totp")
+    assert r.status_code == 302 and r.headers["Location"] == "/login"
+
+
+def test_totp_not_asked_of_other_roles(totp_client, city):
+    assert login(totp_client, city.users[Role.HEAD_TEACHER]).headers["Location"] == "/"
