@@ -152,7 +152,7 @@ def create_referral(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str,
         s.add(row)
         s.flush()
         s.add(ReferralEvent(referral_id=row.id, from_state=None, to_state=row.state, actor_user_id=actor.user_id,
-                            institution_id=inst.id, detail={}, at=now))
+                            institution_id=inst.id, detail={}, at=now, seq=row.version))
         audit.record(ctx, s, actor, ev.kind, "referral", row.id, {"case_id": case.id, "institution_id": inst.id,
                                                                  "level": case.level})
         uow.commit()
@@ -222,7 +222,7 @@ def transition(ctx: ServiceContext, actor: Actor, referral_id: uuid.UUID | str, 
         event = ReferralEvent(id=uuid.uuid4(), referral_id=row.id, from_state=before.state.value,
                               to_state=new.state.value, actor_user_id=actor.user_id,
                               institution_id=new.institution_id if action == "reroute" else old_institution,
-                              detail=detail, at=now)
+                              detail=detail, at=now, seq=row.version)
         seal(ctx, s, event, "note_enc", ev.reason if action not in ("submit",) else None, row.student_id, now)
         s.add(event)
         if action == "submit" and new.consent_basis == core.ConsentBasis.OVERRIDE:
@@ -296,7 +296,7 @@ def _transition_notices(s: Session, row: Referral, case: Case, action: str, old_
 def _events(ctx: ServiceContext, s: Session, actor: Actor, r: Referral, view: str, purpose: str
             ) -> list[dict[str, Any]]:
     rows = s.scalars(sa.select(ReferralEvent).where(ReferralEvent.referral_id == r.id)
-                     .order_by(ReferralEvent.at, ReferralEvent.id)).all()
+                     .order_by(ReferralEvent.seq)).all()
     out = []
     for e in rows:
         if view == CLINICIAN and e.institution_id != actor.institution_id:
@@ -368,7 +368,7 @@ def _detail(ctx: ServiceContext, s: Session, actor: Actor, r: Referral, view: st
     out["events"] = _events(ctx, s, actor, r, view, purpose or "referral_oversight") if view != SUMMARY else [
         {"at": e.at.isoformat(), "from_state": e.from_state, "to_state": e.to_state, "detail": {}, "note": None}
         for e in s.scalars(sa.select(ReferralEvent).where(ReferralEvent.referral_id == r.id)
-                           .order_by(ReferralEvent.at, ReferralEvent.id))]
+                           .order_by(ReferralEvent.seq))]
     return out
 
 
@@ -452,7 +452,8 @@ def _escalate_one(ctx: ServiceContext, rid: uuid.UUID, now: datetime) -> dict[st
         s.add(ReferralEvent(referral_id=row.id, from_state=row.state, to_state=row.state, actor_user_id=None,
                             institution_id=row.institution_id,
                             detail={"kind": ev.kind, "missed": step.missed, "from_tier": step.from_tier.value,
-                                    "to_tier": step.to_tier.value, "due_at": step.due_at.isoformat()}, at=now))
+                                    "to_tier": step.to_tier.value, "due_at": step.due_at.isoformat()}, at=now,
+                            seq=row.version))
         audit.record(ctx, s, SYSTEM, ev.kind, "referral", row.id,
                      {"missed": step.missed, "from_tier": step.from_tier.value, "to_tier": step.to_tier.value,
                       "escalations": new.escalations})
