@@ -61,22 +61,21 @@ class CompletionReport:
 
 
 def _suppress(rows: list[Figures], total: Figures) -> list[Figures]:
+    """Each figure is a one-way table over the units with its total (core.suppression): counts of
+    1-4 hidden, plus a complement where a lone hidden count could be worked out from the total."""
+    from mh_platform.core.suppression import suppress_counts
+
     out = [replace(r, suppressed=[]) for r in rows]
     for f in FIGURES:
-        small = [r for r in out if (getattr(r, f) or 0) > 0 and getattr(r, f) < SMALL_CELL]
-        for r in small:
-            setattr(r, f, None)
-            r.suppressed.append(f)
-        if len(small) == 1:  # one hidden cell is recoverable from the total: hide the next smallest too
-            rest = sorted((r for r in out if getattr(r, f) is not None and getattr(r, f) > 0), key=lambda r: getattr(r, f))
-            if rest:
-                setattr(rest[0], f, None)
-                rest[0].suppressed.append(f)
-    for f in FIGURES:
-        v = getattr(total, f)
-        if v is not None and 0 < v < SMALL_CELL:
-            setattr(total, f, None)
+        published, tot = suppress_counts({str(i): int(getattr(r, f) or 0) for i, r in enumerate(out)}, SMALL_CELL)
+        for i, r in enumerate(out):
+            v = published[str(i)]
+            if v is None:
+                r.suppressed.append(f)
+            setattr(r, f, v)
+        if tot is None:
             total.suppressed.append(f)
+        setattr(total, f, tot)
     return out
 
 

@@ -107,3 +107,33 @@ def class_units(ctx: ServiceContext, school: OrgUnit) -> list[OrgUnit]:
                                        .order_by(OrgUnit.name)))
         uow.commit()  # nothing written; keeps the loaded rows readable after the session closes
         return out
+
+
+def screening_ready(ctx: ServiceContext, world: World, *, classes: int = 1, per_class: int = 6, refused: int = 1,
+                    grade: str = "七年级", birth_year: int = 2013):
+    """Roster imported, consents recorded (the last ``refused`` of each class refuse), a campaign for
+    the school open now, codes issued. Returns (campaign_id, {student_id: code}, refused_ids, head_teachers)."""
+    from datetime import timedelta
+
+    from mh_platform.db.models import Enrolment
+    from mh_platform.services import campaigns, consent, roster
+
+    roster.commit(ctx, world.counsellor, to_csv(roster_rows(classes=classes, per_class=per_class, grade=grade,
+                                                            birth_year=birth_year)), "r.csv")
+    hts, refused_ids = [], []
+    for i, cls in enumerate(class_units(ctx, world.school)):
+        ht = make_user(ctx, f"t.ht{i + 1}", Role.HEAD_TEACHER, cls.id)
+        hts.append(ht)
+        with ctx.uow() as uow:
+            ids = list(uow.session.scalars(sa.select(Enrolment.student_id).where(Enrolment.class_unit_id == cls.id)
+                                           .order_by(Enrolment.student_id)))
+        items = [consent.ConsentIn(sid, "granted" if j < len(ids) - refused else "refused") for j, sid in enumerate(ids)]
+        consent.record_many(ctx, ht, items)
+        refused_ids += ids[len(ids) - refused:]
+    grade_level = {"七年级": 7, "四年级": 4, "五年级": 5}.get(grade, 7)
+    now = ctx.now()
+    cid = campaigns.create(ctx, world.counsellor, name="普测", unit_ids=[world.school.id], grades=[grade_level],
+                           opens_at=now - timedelta(minutes=1), closes_at=now + timedelta(days=3))
+    campaigns.open_due(ctx, now)
+    codes = campaigns.issue_codes_system(ctx, cid)
+    return cid, codes, refused_ids, hts

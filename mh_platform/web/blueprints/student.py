@@ -1,0 +1,268 @@
+"""The student answering flow (public: a one-time access code is the credential).
+
+``/s/`` code entry → one page per instrument (``/s/p/<instrument>``) → ``/s/done``. Works with plain
+form posts (no JavaScript needed); ``static/student.js`` adds per-answer autosave via
+``POST /s/answer`` (JSON). The student's state is a separate short-lived signed cookie
+(``mhp_student``, path ``/s``, HttpOnly, SameSite=Strict) holding only the access-code row id; every
+request re-checks the code, window and consent in the service. Finishing or pausing clears that
+cookie and the Flask session, and the response asks the browser to clear cache and storage
+(``Clear-Site-Data``); every page is ``no-store``; nothing is written to local/session storage.
+Code entry is rate limited per IP and globally (failed attempts only): when the per-IP budget is
+spent the IP is locked out until the window rolls over.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from mh_platform.core.errors import NotFound, ValidationFailed
+from mh_platform.services import responses
+from mh_platform.services.responses import CodeRejected
+from mh_platform.web.authz import public, service_ctx
+from mh_platform.web.extensions import SUPPORTED_LOCALES, limiter
+
+bp = Blueprint("student", __name__, url_prefix="/s")
+
+COOKIE = "mhp_student"
+COOKIE_PATH = "/s"
+COOKIE_MAX_AGE = 2 * 3600  # a sitting is one lesson; resuming later means typing the code again
+CLEAR_SITE_DATA = '"cache", "cookies", "storage"'
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="mhp-student-session")
+
+
+def _code_id() -> uuid.UUID | None:
+    raw = request.cookies.get(COOKIE)
+    if not raw:
+        return None
+    try:
+        data = _serializer().loads(raw, max_age=COOKIE_MAX_AGE)
+        return uuid.UUID(data["c"])
+    except (BadSignature, KeyError, ValueError, TypeError):
+        return None
+
+
+def _set_cookie(resp: Response, code_id: uuid.UUID) -> None:
+    ctx = service_ctx()
+    resp.set_cookie(COOKIE, _serializer().dumps({"c": str(code_id)}), max_age=COOKIE_MAX_AGE, path=COOKIE_PATH,
+                    httponly=True, samesite="Strict", secure=ctx.settings.cookie_secure)
+
+
+def _clear(resp: Response) -> Response:
+    resp.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="Strict",
+                       secure=service_ctx().settings.cookie_secure)
+    lang = session.get("lang")
+    session.clear()
+    if lang:  # the language choice is not personal; keep it for the next student
+        session["lang"] = lang
+    resp.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
+    return resp
+
+
+def _rate(key: str, default: str) -> str:
+    return str(service_ctx().settings.extra.get(key, default))
+
+
+def _failed(resp: Response) -> bool:
+    return resp.status_code >= 400
+
+
+REASONS = {
+    "invalid": lambda: _("验证码无效，请核对后重新输入。 The code is not valid."),
+    "closed": lambda: _("本次测评不在开放时间内。 This screening is not open now."),
+    "no_consent": lambda: _("暂时无法参加本次测评，请联系班主任。 You cannot take part now; please ask your head teacher."),
+    "completed": lambda: _("你已完成本次测评，谢谢！ You have already finished. Thank you!"),
+}
+
+
+def _rejected(exc: CodeRejected, status: int = 403) -> Response:
+    resp = make_response(render_template("student/code.html", error=REASONS.get(exc.reason, REASONS["invalid"])()),
+                         status)
+    return _clear(resp)
+
+
+@bp.get("/")
+@public
+def start() -> Any:
+    if _code_id() is not None:
+        return redirect(url_for("student.resume"))
+    return render_template("student/code.html", error=None)
+
+
+@bp.post("/")
+@public
+@limiter.limit(lambda: _rate("student_code_rate_limit", "40 per 10 minutes"), deduct_when=_failed,
+               error_message="locked")
+@limiter.limit(lambda: _rate("student_code_global_limit", "2000 per minute"), key_func=lambda: "student-code-global",
+               deduct_when=_failed, error_message="busy")
+def enter() -> Any:
+    try:
+        sess = responses.begin(service_ctx(), request.form.get("code", ""))
+    except CodeRejected as exc:
+        return _rejected(exc)
+    target = url_for("student.page", instrument_id=sess.current) if sess.current else url_for("student.done")
+    resp = redirect(target, code=303)
+    _set_cookie(resp, sess.access_code_id)
+    return resp
+
+
+@bp.get("/resume")
+@public
+def resume() -> Any:
+    cid = _code_id()
+    if cid is None:
+        return redirect(url_for("student.start"))
+    try:
+        sess = responses.load(service_ctx(), cid)
+    except CodeRejected as exc:
+        return _rejected(exc)
+    return redirect(url_for("student.page", instrument_id=sess.current) if sess.current else url_for("student.done"))
+
+
+def _labels(inst) -> dict[str, Any]:
+    zh = not str(session.get("lang") or service_ctx().settings.default_locale).startswith("en")
+
+    def txt(zh_text: str | None, en_text: str | None, fallback: str) -> str:
+        return (zh_text or en_text or fallback) if zh else (en_text or zh_text or fallback)
+
+    items = []
+    for it in inst.items:
+        items.append({"n": it.number, "text": txt(it.zh, it.en, _("第%(n)d题", n=it.number)),
+                      "options": [{"value": o.value, "label": txt(o.zh, o.en, str(o.value))} for o in it.options]})
+    return {"title": txt(inst.name_zh, inst.name_en, inst.short_name),
+            "instructions": txt(inst.instructions_zh, inst.instructions_en, ""),
+            "time_frame": txt(inst.time_frame_zh, inst.time_frame_en, ""), "questions": items}
+
+
+def _state_or_redirect(instrument_id: str) -> tuple[Any, Any]:
+    cid = _code_id()
+    if cid is None:
+        return None, redirect(url_for("student.start"))
+    try:
+        return (cid, responses.page(service_ctx(), cid, instrument_id)), None
+    except CodeRejected as exc:
+        return None, _rejected(exc)
+
+
+@bp.get("/p/<instrument_id>")
+@public
+def page(instrument_id: str) -> Any:
+    got, early = _state_or_redirect(instrument_id)
+    if early is not None:
+        return early
+    _cid, st = got
+    if st.submitted:
+        return redirect(url_for("student.resume"))
+    return render_template("student/page.html", st=st, q=_labels(st.instrument), errors=None, now_ms=int(time.time() * 1000))
+
+
+def _form_answers(inst) -> tuple[dict[str, Any], dict[str, int]]:
+    answers: dict[str, Any] = {}
+    ms: dict[str, int] = {}
+    for it in inst.items:
+        v = request.form.get(f"i{it.number}")
+        if v not in (None, ""):
+            answers[str(it.number)] = v
+        t = request.form.get(f"t{it.number}")
+        if t and t.isdigit():
+            ms[str(it.number)] = int(t)
+    return answers, ms
+
+
+@bp.post("/p/<instrument_id>")
+@public
+def submit(instrument_id: str) -> Any:
+    got, early = _state_or_redirect(instrument_id)
+    if early is not None:
+        return early
+    cid, st = got
+    answers, ms = _form_answers(st.instrument)
+    try:
+        res = responses.submit(service_ctx(), cid, instrument_id, answers, ms)
+    except ValidationFailed:
+        return make_response(render_template("student/page.html", st=st, q=_labels(st.instrument),
+                                             errors=_("有答案无法识别，请重新选择。 Some answers were not recognised."),
+                                             now_ms=int(time.time() * 1000)), 422)
+    except CodeRejected as exc:
+        return _rejected(exc)
+    nxt = url_for("student.page", instrument_id=res.next_instrument) if res.next_instrument else url_for("student.done")
+    if res.critical:  # without JavaScript the help is shown here, before going on
+        return render_template("student/help.html", next_url=nxt)
+    return redirect(nxt, code=303)
+
+
+@bp.post("/answer")
+@public
+def answer() -> Any:
+    """Autosave of one answer (JSON {instrument, item, value, ms}); 200 {saved, n, critical}."""
+    cid = _code_id()
+    if cid is None:
+        return jsonify({"saved": False, "error": "signed_out"}), 401
+    data = request.get_json(silent=True) or {}
+    try:
+        res = responses.save_answer(service_ctx(), cid, str(data.get("instrument", ""))[:32], data.get("item"),
+                                    data.get("value"), _int(data.get("ms")))
+    except CodeRejected as exc:
+        return jsonify({"saved": False, "error": exc.reason}), 403
+    except (ValidationFailed, NotFound):
+        return jsonify({"saved": False, "error": "invalid"}), 422
+    return jsonify({"saved": True, "n": res.n_answered, "critical": res.critical})
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@bp.get("/done")
+@public
+def done() -> Any:
+    cid = _code_id()
+    finished = False
+    if cid is not None:
+        try:
+            finished = responses.load(service_ctx(), cid, allow_completed=True).completed
+        except CodeRejected:
+            finished = False
+    resp = make_response(render_template("student/done.html", finished=finished))
+    return _clear(resp)
+
+
+@bp.post("/pause")
+@public
+def pause() -> Any:
+    """"Leave for now": answers are already saved; the next entry with the same code resumes."""
+    return _clear(make_response(render_template("student/done.html", finished=False, paused=True)))
+
+
+@bp.post("/lang")
+@public
+def set_lang() -> Any:
+    lang = request.form.get("lang")
+    if lang in SUPPORTED_LOCALES:
+        session["lang"] = lang
+    nxt = request.form.get("next") or ""
+    if not nxt.startswith("/s/") or nxt.startswith("//"):
+        nxt = url_for("student.start")
+    return redirect(nxt, code=303)

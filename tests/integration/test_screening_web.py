@@ -1,0 +1,151 @@
+"""The student pages over HTTP (Flask test client on the real database): code entry, autosave,
+plain form posts, critical-item help, rate limiting with lock-out, and a clean browser at the end."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from mh_platform.core.instruments import load_instrument
+from mh_platform.db.models import Response
+from mh_platform.web.app import create_app
+
+from screening_world import build_world, screening_ready
+
+
+@pytest.fixture(autouse=True)
+def quick_argon2(monkeypatch):
+    from argon2 import PasswordHasher
+
+    from mh_platform.services import passwords
+
+    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture
+def ready(ctx):
+    world = build_world(ctx)
+    return world, *screening_ready(ctx, world, per_class=4, refused=1)
+
+
+@pytest.fixture
+def client(ctx):
+    from mh_platform.web.extensions import limiter
+
+    app = create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_PROPAGATE_ERRORS": True})
+    limiter.reset()
+    return app.test_client()
+
+
+def csrf(html: str) -> str:
+    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+def enter(client, code: str):
+    page = client.get("/s/")
+    return client.post("/s/", data={"code": code, "csrf_token": csrf(page.text)})
+
+
+def test_code_entry_autosave_and_plain_posts(ctx, ready, client):
+    world, cid, codes, refused, hts = ready
+    sid, code = next(iter(codes.items()))
+    r = enter(client, code[:5] + "-" + code[5:].lower())
+    assert r.status_code == 303 and r.headers["Location"].endswith("/s/p/phq9")
+    cookie = r.headers.getlist("Set-Cookie")
+    assert any(c.startswith("mhp_student=") and "HttpOnly" in c and "SameSite=Strict" in c and "Path=/s" in c
+               for c in cookie)
+    page = client.get("/s/p/phq9")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert "<fieldset" in page.text and "<legend>" in page.text and 'type="radio"' in page.text
+    assert "<script>" not in page.text and "student.js" in page.text  # no inline script (CSP)
+    token = csrf(page.text)
+    # autosave one answer at a time (JSON), including a positive critical item (PHQ-9 item 9)
+    r = client.post("/s/answer", json={"instrument": "phq9", "item": 1, "value": 2, "ms": 4000},
+                    headers={"X-CSRFToken": token})
+    assert r.status_code == 200 and r.json == {"saved": True, "n": 1, "critical": False}
+    r = client.post("/s/answer", json={"instrument": "phq9", "item": 9, "value": 1}, headers={"X-CSRFToken": token})
+    assert r.json["critical"] is True
+    # not an option / not in the battery / no CSRF header
+    assert client.post("/s/answer", json={"instrument": "phq9", "item": 1, "value": 7},
+                       headers={"X-CSRFToken": token}).status_code == 422
+    assert client.post("/s/answer", json={"instrument": "scared", "item": 1, "value": 0},
+                       headers={"X-CSRFToken": token}).status_code == 422
+    assert client.post("/s/answer", json={"instrument": "phq9", "item": 2, "value": 0}).status_code == 400
+    # reload: answers come back pre-selected, and the help stays visible
+    page = client.get("/s/p/phq9")
+    assert 'id="i1-2"' in page.text and re.search(r'id="i1-2"[^>]*checked', page.text)
+    assert 'id="help"' in page.text and 'id="help" role="alert" aria-live="assertive" tabindex="-1" hidden' not in page.text
+    # the rest of the page as a plain form post (no JavaScript)
+    inst = load_instrument("phq9")
+    form = {"csrf_token": token} | {f"i{it.number}": str(it.options[0].value) for it in inst.items if it.number not in (1, 9)}
+    r = client.post("/s/p/phq9", data=form)
+    assert r.status_code == 200 and "12356" in r.text and 'id="continue"' in r.text  # help before going on
+    assert re.search(r'href="/s/p/gad7"', r.text)
+    with ctx.uow() as uow:
+        resp = uow.session.scalar(sa.select(Response).where(Response.student_id == sid, Response.instrument_id == "phq9"))
+        assert resp.status == "submitted" and resp.critical_fired and resp.concern_level == "red"
+        assert resp.item_ms["1"] == 4000
+    # the other pages, then done: cookie and session cleared, site data cleared
+    for iid in ("gad7", "asq", "k10", "who5"):
+        inst = load_instrument(iid)
+        page = client.get(f"/s/p/{iid}")
+        assert page.status_code == 200
+        values = {}
+        for it in inst.items:
+            safe = [o.value for o in it.options if not any(it.number == c.item and o.value in c.levels
+                                                             for c in inst.critical_items)]
+            values[f"i{it.number}"] = str(safe[0])
+        r = client.post(f"/s/p/{iid}", data={"csrf_token": csrf(page.text)} | values)
+        assert r.status_code == 303
+    assert r.headers["Location"].endswith("/s/done")
+    done = client.get("/s/done")
+    assert "已完成" in done.text and done.headers["Clear-Site-Data"] == '"cache", "cookies", "storage"'
+    assert any(c.startswith("mhp_student=;") for c in done.headers.getlist("Set-Cookie"))
+    assert client.get("/s/p/phq9").status_code == 302  # back button: no answers, back to code entry
+    r = enter(client, code)
+    assert r.status_code == 403 and "已完成" in r.text  # finished codes do not open again
+
+
+def test_refused_consent_and_wrong_codes(ctx, ready, client):
+    world, cid, codes, refused, hts = ready
+    assert not set(refused) & set(codes)
+    r = enter(client, "ABCDE-FGHJK")
+    assert r.status_code == 403 and "验证码无效" in r.text
+    assert enter(client, "not a code!").status_code == 403
+    assert client.get("/s/p/phq9").status_code == 302  # no cookie: back to code entry
+
+
+def test_code_entry_lockout_per_ip(ctx, ready, client):
+    ctx.settings.extra["student_code_rate_limit"] = "5 per 10 minutes"
+    try:
+        world, cid, codes, refused, hts = ready
+        for _ in range(5):
+            assert enter(client, "ABCDE-FGHJK").status_code == 403
+        good = next(iter(codes.values()))
+        assert enter(client, good).status_code == 429  # locked out, even with a right code
+        other_ip = client.application.test_client()
+        page = other_ip.get("/s/", environ_base={"REMOTE_ADDR": "10.0.0.9"})
+        r = other_ip.post("/s/", data={"code": good, "csrf_token": csrf(page.text)},
+                          environ_base={"REMOTE_ADDR": "10.0.0.9"})
+        assert r.status_code == 303
+    finally:
+        ctx.settings.extra.pop("student_code_rate_limit", None)
+
+
+def test_pause_and_resume_keep_answers(ctx, ready, client):
+    world, cid, codes, refused, hts = ready
+    code = list(codes.values())[1]
+    enter(client, code)
+    page = client.get("/s/p/phq9")
+    token = csrf(page.text)
+    for item, v in ((1, 1), (2, 3)):
+        assert client.post("/s/answer", json={"instrument": "phq9", "item": item, "value": v},
+                           headers={"X-CSRFToken": token}).json["saved"]
+    r = client.post("/s/pause", data={"csrf_token": token})
+    assert "已暂停" in r.text and r.headers["Clear-Site-Data"]
+    assert client.get("/s/p/phq9").status_code == 302
+    r = enter(client, code)
+    page = client.get(r.headers["Location"])
+    assert re.search(r'id="i1-1"[^>]*checked', page.text) and re.search(r'id="i2-3"[^>]*checked', page.text)
