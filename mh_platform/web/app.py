@@ -42,6 +42,7 @@ BLUEPRINTS: list[str] = [
     "mh_platform.web.blueprints.auth:bp",
     "mh_platform.web.blueprints.main:bp",
     "mh_platform.web.blueprints.api_v1:bp",
+    "mh_platform.web.blueprints.student:bp",
 ]
 
 WEB_DIR = pathlib.Path(__file__).resolve().parent
