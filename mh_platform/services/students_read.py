@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from mh_platform.core.authz import Permission, can
 from mh_platform.core.errors import NotFound, ValidationFailed
 from mh_platform.core.types import UNIT_DEPTH, Role, UnitKind
 from mh_platform.db.models import Enrolment, OrgUnit, Student
@@ -58,8 +59,19 @@ def _reaches_students(actor: Actor) -> bool:
     return not class_only or _path_depth(actor.unit_path) == UNIT_DEPTH[UnitKind.CLASS]
 
 
+def _field_allowed(role: Role, name: str) -> bool:
+    """Identity fields also need the role → permission matrix to agree (belt and braces)."""
+    if name == "name":
+        return can(role, Permission.STUDENT_READ_ROSTER) or can(role, Permission.STUDENT_READ_NAME)
+    if name == "student_number":
+        return can(role, Permission.STUDENT_READ_NAME)
+    return True
+
+
 def fields_for(role: Role | None) -> tuple[str, ...]:
-    return FIELDS_BY_ROLE.get(role, ()) if role else ()
+    if role is None:
+        return ()
+    return tuple(f for f in FIELDS_BY_ROLE.get(role, ()) if _field_allowed(role, f))
 
 
 def _purpose(actor: Actor) -> str:

@@ -1,6 +1,6 @@
 """Sign in, second factor, sign out, change password.
 
-Session design: the cookie (a signed Flask session) carries the user's rotating ``session_token``
+How sessions work: the cookie (a signed Flask session) carries the user's rotating ``session_token``
 (Flask-Login's ``get_id``), never the user id. Login clears the old session and the service issues a
 new token; logout, password change, disable and role change rotate the token, so every earlier
 cookie is refused on its next request. Idle (``session_minutes``) and absolute timeouts are checked
