@@ -74,6 +74,8 @@ def _incoming(s: Any, actor: Actor, transfer_id: uuid.UUID | str) -> Transfer:
     tr = s.get(Transfer, tid)
     if tr is None or actor.role != Role.COUNSELLOR or tr.to_school_id != actor.unit_id:
         raise NotFound("transfer not found")
+    if tr.status == "cancelled":  # withdrawn: the receiving school has no business with it any more
+        raise NotFound("transfer not found")
     return tr
 
 
