@@ -39,10 +39,10 @@ def _chain_data(at: str, actor: str | None, kind: str, otype: str | None, oid: s
 def record(ctx: ServiceContext, s: Session, actor: Actor | None, kind: str, object_type: str | None,
            object_id: Any, data: dict[str, Any] | None = None) -> int:
     """Append one event to the chain in the current transaction; returns its sequence number."""
-    q = sa.select(AuditAnchor).where(AuditAnchor.id == 1)
     if s.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update()
-    anchor = s.scalar(q)
+        # One writer at a time, also before the first anchor row exists (FOR UPDATE locks nothing then).
+        s.execute(sa.text("SELECT pg_advisory_xact_lock(7303720601)"))
+    anchor = s.scalar(sa.select(AuditAnchor).where(AuditAnchor.id == 1))
     prev = audit_chain.Checkpoint(anchor.last_seq, anchor.last_mac) if anchor else None
     now = ctx.now()
     actor_id = str(actor.user_id) if actor and actor.user_id else None

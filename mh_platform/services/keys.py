@@ -110,6 +110,7 @@ class KeyService:
             if now is None:
                 raise env.UnknownKey(uuid.UUID(int=0), f"no active {purpose.value} key: run `mhp db upgrade`")
             key = self._create(s, purpose, None, now)
+            s.flush()
         else:
             key = self.keyring.unwrap(_wrapped(row))
         self._system_cache[purpose.value] = key
@@ -177,12 +178,24 @@ def attach(ctx: Any) -> None:
 
 
 def bootstrap_keys(ctx: Any) -> None:
-    """Verify the master key against the database and make sure the system keys exist (one transaction)."""
-    with ctx.uow() as uow:
-        ks: KeyService = ctx.keyring
-        ks.verify_masters(uow.session)
-        now = ctx.now()
-        for purpose in (kr.KeyPurpose.SYSTEM, kr.KeyPurpose.BLIND_INDEX, kr.KeyPurpose.AUDIT_MAC):
-            ks.system_key(uow.session, purpose, now=now)
-        ctx.audit_key = ks.audit_key(uow.session)
-        uow.commit()
+    """Verify the master key against the database and make sure the system keys exist (one transaction).
+
+    Several processes may start at once: the loser of a race to create a system key retries and
+    then finds the winner's key (the partial unique index allows one active key per purpose).
+    """
+    for attempt in range(3):
+        try:
+            with ctx.uow() as uow:
+                ks: KeyService = ctx.keyring
+                ks._system_cache.clear()
+                ks.verify_masters(uow.session)
+                now = ctx.now()
+                for purpose in (kr.KeyPurpose.SYSTEM, kr.KeyPurpose.BLIND_INDEX, kr.KeyPurpose.AUDIT_MAC):
+                    ks.system_key(uow.session, purpose, now=now)
+                ctx.audit_key = ks.audit_key(uow.session)
+                uow.session.flush()
+                uow.commit()
+            return
+        except sa.exc.IntegrityError:
+            if attempt == 2:
+                raise
