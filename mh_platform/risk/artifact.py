@@ -8,8 +8,9 @@ An artifact is a directory ``models/<name>/`` with
 * ``MODEL_CARD.md`` -- written by hand from the manifest's numbers.
 
 :func:`load_artifact` refuses (raises :class:`ArtifactRefused`) when the file's sha256 does not
-match the manifest (or the approved pointer), when the file contains any type outside
-``TRUSTED_TYPES`` (checked with ``skops.io.get_untrusted_types`` *before* loading), or when the
+match the manifest (or the approved pointer), when the file names any type outside
+``TRUSTED_TYPES`` + ``BASIC_TYPES`` (every type in the file's schema is checked *before* loading,
+not only those skops itself distrusts), or when the
 scikit-learn minor version differs from the one that trained it.
 
 Approval: ``models/ACTIVE`` (JSON) names the artifact the platform uses and the sha256 a person
@@ -23,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +57,41 @@ TRUSTED_TYPES: tuple[str, ...] = (
 )
 
 
+# Containers and numpy values skops writes around them; also checked explicitly (see artifact_types).
+BASIC_TYPES: tuple[str, ...] = (
+    "builtins.dict", "builtins.list", "builtins.tuple", "builtins.str", "builtins.int", "builtins.float",
+    "builtins.bool", "builtins.NoneType", "numpy.ndarray", "numpy.float64", "numpy.int64", "numpy.int8",
+    "numpy.bool_", "numpy.dtype",
+)
+
+
+def artifact_types(path: str | os.PathLike) -> set[str]:
+    """Every ``module.class`` named anywhere in a skops file's schema (not only the ones skops
+    itself considers untrusted: skops trusts many scikit-learn types by default, we do not)."""
+    with zipfile.ZipFile(path) as z:
+        schema = json.loads(z.read("schema.json"))
+    found: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("__class__"), str) and isinstance(node.get("__module__"), str):
+                found.add(f"{node['__module__']}.{node['__class__']}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _check_types(target: Path) -> list[str]:
+    """Types of ``target`` outside the explicit lists; raises ArtifactRefused if unreadable."""
+    try:
+        found = artifact_types(target) | set(sio.get_untrusted_types(file=target))
+    except Exception as exc:  # noqa: BLE001 - a corrupt file is refused, whatever the reason
+        raise ArtifactRefused(f"{target} cannot be inspected: {type(exc).__name__}") from exc
+    return sorted(found - set(TRUSTED_TYPES) - set(BASIC_TYPES))
+
+
 class ArtifactRefused(DomainError):
     """A model artifact that must not be loaded (hash mismatch, untrusted type, wrong version)."""
 
@@ -85,7 +122,7 @@ def save_artifact(model: Any, out_dir: str | os.PathLike, manifest_fields: dict[
     if target.exists():
         raise ArtifactRefused(f"{target} exists; an artifact is never overwritten -- write a new directory")
     sio.dump(model, target)
-    untrusted = sorted(set(sio.get_untrusted_types(file=target)) - set(TRUSTED_TYPES))
+    untrusted = _check_types(target)
     if untrusted:
         target.unlink()
         raise ArtifactRefused(f"model contains types outside the trusted list: {untrusted}")
@@ -148,14 +185,10 @@ def load_artifact(artifact_dir: str | os.PathLike, *, expected_sha256: str | Non
     if check_version and _minor(str(manifest.get("sklearn_version", ""))) != _minor(sklearn.__version__):
         raise ArtifactRefused(f"{target} was trained with scikit-learn {manifest.get('sklearn_version')}, "
                               f"this is {sklearn.__version__}; retrain or pin the version")
-    try:
-        found = sio.get_untrusted_types(file=target)
-    except Exception as exc:  # noqa: BLE001 - a corrupt file is refused, whatever the reason
-        raise ArtifactRefused(f"{target} cannot be inspected: {type(exc).__name__}") from exc
-    untrusted = sorted(set(found) - set(TRUSTED_TYPES))
+    untrusted = _check_types(target)
     if untrusted:
         raise ArtifactRefused(f"{target} contains types outside the trusted list: {untrusted}")
-    model = sio.load(target, trusted=list(found))
+    model = sio.load(target, trusted=[t for t in sio.get_untrusted_types(file=target) if t in TRUSTED_TYPES])
     return LoadedArtifact(model=model, manifest=manifest, path=d)
 
 

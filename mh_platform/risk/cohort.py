@@ -248,7 +248,7 @@ def _wave(rng: np.random.Generator, index: int, d: np.ndarray, a: np.ndarray, se
 
     # PHQ-9: somatic nuisance on items 3-5; items 6 and 9 without the girls' shift (no DIF)
     theta = np.repeat(d_obs[:, None], 9, axis=1)
-    theta[:, PHQ_SOMATIC] += rng.normal(0.0, p.somatic_sd, n)[:, None]
+    theta[:, PHQ_SOMATIC] += np.asarray(rng.normal(0.0, p.somatic_sd, n))[:, None]
     dif = np.zeros((n, 9))
     dif[:, PHQ_NO_SEX_DIF] = (p.girl_depression * sex)[:, None]
     phq = grm_sample(rng, theta, PHQ_A, PHQ_B, shift=dif)
@@ -267,12 +267,12 @@ def _wave(rng: np.random.Generator, index: int, d: np.ndarray, a: np.ndarray, se
     careless[u < careless_rate * straight_share] = CARELESS_STRAIGHT
     rnd = careless == CARELESS_RANDOM
     sl = careless == CARELESS_STRAIGHT
-    opt = rng.integers(1, 4, n)  # option position 1..3 (non-zero) for straight-liners
+    opt = np.asarray(rng.integers(1, 4, n))  # option position 1..3 (non-zero) for straight-liners
     for name, m in items.items():
         lo, hi = ITEM_RANGE[name]
         k = m.shape[1]
         m[rnd] = rng.integers(lo, hi + 1, (int(rnd.sum()), k))
-        m[sl] = (lo + opt[sl])[:, None]
+        m[sl] = np.add(opt[sl], lo).reshape(-1, 1)
     _apply_k10_skip(items["k10"])
 
     # response times (seconds per item)

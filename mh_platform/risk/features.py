@@ -136,7 +136,7 @@ def feature_vector(current: Mapping[str, object], previous: Mapping[str, object]
     def as_rows(m: Mapping[str, object] | None) -> dict[str, np.ndarray] | None:
         if m is None:
             return None
-        return {k: np.array([np.nan if v is None else v for v in vals], dtype=float)[None, :]  # type: ignore[attr-defined]
+        return {k: np.asarray([np.nan if v is None else v for v in vals], dtype=np.float64)[None, :]  # type: ignore[attr-defined]
                 for k, vals in m.items()}
 
     return build_features(as_rows(current) or {}, as_rows(previous), np.array([int(girl)]),

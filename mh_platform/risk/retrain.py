@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mh_platform.risk.artifact import (
+    CARD_FILE,
     ArtifactRefused,
     load_artifact,
     models_dir,
@@ -84,7 +85,8 @@ def new_artifact_dir(base: str | os.PathLike | None = None, prefix: str = "risk"
 def build_artifact(out_dir: str | os.PathLike, *, seed: int = 0, n_students: int = 20_000, n_eval: int = 20_000,
                    evaluate_bars: bool = True, dataset: Any = None, policy: WatchPolicy = DEFAULT_POLICY,
                    n_boot: int = 200) -> dict[str, Any]:
-    """Train (synthetic cohort from ``seed``, or ``dataset``), evaluate, and save into ``out_dir``."""
+    """Train (synthetic cohort from ``seed``, or ``dataset``), evaluate, save into ``out_dir`` and
+    write a draft ``MODEL_CARD.md`` from the manifest for a person to review."""
     from threadpoolctl import threadpool_limits
 
     from mh_platform.risk.evaluate import evaluate
@@ -106,7 +108,11 @@ def build_artifact(out_dir: str | os.PathLike, *, seed: int = 0, n_students: int
             source = "accumulated screenings"
         evaluation = evaluate(trained.model, trained.threshold, n_students=n_eval, seed=seed + 1,
                               n_boot=n_boot, policy=policy) if evaluate_bars else None
-    return save_artifact(trained.model, out_dir, manifest_fields(trained, evaluation, policy, source))
+    manifest = save_artifact(trained.model, out_dir, manifest_fields(trained, evaluation, policy, source))
+    from mh_platform.risk.card import render_model_card
+
+    (Path(out_dir) / CARD_FILE).write_text(render_model_card(manifest), encoding="utf-8")
+    return manifest
 
 
 def retrain_candidate(dataset: Any = None, *, enabled: bool | None = None, base: str | os.PathLike | None = None,

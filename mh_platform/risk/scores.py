@@ -53,12 +53,14 @@ def engine_has(instrument: str) -> bool:
 def engine_scores(instrument: str, matrix: np.ndarray) -> Any:
     """``score_many`` on ``matrix``; columns beyond the generated items (e.g. the PHQ-9/GAD-7
     functional-difficulty item, not scored) are passed as unanswered (NaN)."""
+    mod = _engine()
+    assert mod is not None
     inst = _instrument(instrument)
     x = np.asarray(matrix, dtype=float)
-    n_items = int(getattr(inst, "n_items", x.shape[1]))
+    n_items = int(getattr(inst, "n_items", None) or x.shape[1])
     if x.shape[1] < n_items:
         x = np.concatenate([x, np.full((x.shape[0], n_items - x.shape[1]), np.nan)], axis=1)
-    return _engine().score_many(inst, x)
+    return mod.score_many(inst, x)
 
 
 def _engine_totals(instrument: str, matrix: np.ndarray) -> np.ndarray:

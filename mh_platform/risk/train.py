@@ -27,8 +27,8 @@ from sklearn.preprocessing import StandardScaler
 from mh_platform.risk.cohort import Cohort
 from mh_platform.risk.estimators import NonNegativeLogisticRegression
 from mh_platform.risk.features import FEATURE_NAMES, SYMPTOM_MASK, build_features
-from mh_platform.risk.quality import assess
 from mh_platform.risk.policy import DEFAULT_POLICY, WatchPolicy, in_high_band
+from mh_platform.risk.quality import assess
 
 DEFAULT_C = 1.0
 N_SPLITS = 5
