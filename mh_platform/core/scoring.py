@@ -484,57 +484,127 @@ class BatchScores:
                            STATUS_CODES[int(self.status[i])], band, subres, crit, unans, sfres, [], errors, levels)
 
 
+class _Col:
+    """How one column's codes are validated and scored in the batch path."""
+
+    __slots__ = ("lo", "hi", "dense", "valid", "scores", "affine", "a", "b")
+
+    def __init__(self, codes_to_scores: dict[int, int]) -> None:
+        self.lo, self.hi = min(codes_to_scores), max(codes_to_scores)
+        w = self.hi - self.lo + 1
+        self.dense = len(codes_to_scores) == w
+        self.valid = np.zeros(w, dtype=bool)
+        self.scores = np.zeros(w, dtype=np.int32)
+        for c, sc in codes_to_scores.items():
+            self.valid[c - self.lo] = True
+            self.scores[c - self.lo] = sc
+        # affine: score = a * code + b over the whole (dense) range
+        self.a, self.b = 1, 0
+        if w == 1:
+            self.a, self.b = 0, int(self.scores[0])
+        else:
+            a_ = int(self.scores[1] - self.scores[0])
+            b_ = int(self.scores[0]) - a_ * self.lo
+            self.a, self.b = a_, b_
+        self.affine = self.dense and all(int(self.scores[c - self.lo]) == self.a * c + self.b
+                                         for c in range(self.lo, self.hi + 1))
+
+    def lookup(self, rc: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """table[relative code]; rc must already be valid or masked afterwards (clipped for safety)."""
+        return table[np.minimum(rc, self.hi - self.lo)]
+
+
 class _BatchPlan:
-    __slots__ = ("plan", "lut", "base", "vmin", "width", "cond_cols", "skip_fill", "unans_fill",
-                 "total_idx", "band_lut", "crit_cols", "crit_codes", "subs", "shorts", "total_sub_idx", "same")
+    __slots__ = ("plan", "cols", "lo_row", "zero_lo", "w_row", "a_row", "b_row", "identity", "all_affine", "nondense",
+                 "nonaffine", "skip_fill", "unans_fill", "total_cols", "band_lut", "crits", "subs", "shorts")
 
     def __init__(self, plan: _Plan) -> None:
         self.plan = plan
         inst = plan.inst
-        # one flat lookup table: column j's code c maps to lut[base[j] + c - vmin[j]] (NaN = not an option)
-        luts, base, vmin, width = [], [], [], []
-        pos = 0
-        for it in inst.items:
-            codes = {_code(it, o.value): plan.scores[it.number][o.value] for o in it.options}
-            lo, hi = min(codes), max(codes)
-            arr = np.full(hi - lo + 1, np.nan)
-            for c, s in codes.items():
-                arr[c - lo] = s
-            luts.append(arr)
-            base.append(pos)
-            vmin.append(lo)
-            width.append(hi - lo + 1)
-            pos += hi - lo + 1
-        self.lut = np.concatenate([*luts, [np.nan]])  # last slot: "not an option"
-        self.base = np.array(base, dtype=np.int64)
-        self.vmin = np.array(vmin, dtype=np.float64)
-        self.width = np.array(width, dtype=np.float64)
-        self.same = len({(b_w, v) for b_w, v in zip(width, vmin, strict=True)}) == 1
+        self.cols = [_Col({_code(it, o.value): plan.scores[it.number][o.value] for o in it.options})
+                     for it in inst.items]
+        # the batch path works on relative codes r = code - lo (0 .. width-1)
+        self.lo_row = np.array([c.lo for c in self.cols], dtype=np.float64)
+        self.zero_lo = all(c.lo == 0 for c in self.cols)
+        widths = {c.hi - c.lo for c in self.cols}
+        self.w_row: Any = widths.pop() if len(widths) == 1 else np.array([c.hi - c.lo for c in self.cols],
+                                                                         dtype=np.int16)
+        # affine score over relative codes: score = a * r + (a * lo + b)
+        self.a_row = np.array([c.a if c.affine else 0 for c in self.cols], dtype=np.int16)
+        self.b_row = np.array([(c.a * c.lo + c.b) if c.affine else 0 for c in self.cols], dtype=np.int16)
+        self.all_affine = all(c.affine for c in self.cols)
+        self.identity = self.all_affine and all(c.a == 1 and c.a * c.lo + c.b == 0 for c in self.cols)
+        self.nondense = [j for j, c in enumerate(self.cols) if not c.dense]
+        self.nonaffine = [j for j, c in enumerate(self.cols) if not c.affine]
         self.skip_fill = {n - 1: (cond, sv) for n, (cond, sv) in plan.skips.items()}
-        self.unans_fill = {n - 1: s for n, s in plan.unanswered.items()}
-        self.total_idx = np.array([n - 1 for n in plan.total_items], dtype=np.intp)
-        lo = plan.lo
+        self.unans_fill = {n - 1: sc for n, sc in plan.unanswered.items()}
+        self.total_cols = _cols(plan.total_items)
         self.band_lut = np.array([plan.cutoff.bands.index(b) if b is not None else -1 for b in plan.band_lut]
                                  + [-1], dtype=np.int16)
-        self.crit_cols = [n - 1 for n, _l, _u in plan.crits]
-        self.crit_codes = [np.array([_code(inst.item(n), v) for v in levels], dtype=np.float64)
-                           for n, levels, _u in plan.crits]
-        del lo
+        self.crits = []
+        for n, levels, _u in plan.crits:
+            it = inst.item(n)
+            col = self.cols[n - 1]
+            fire = np.zeros(col.hi - col.lo + 1, dtype=bool)
+            for v in levels:
+                fire[_code(it, v) - col.lo] = True
+            self.crits.append((n - 1, fire))
+        self.subs = []
+        for sid, items, from_subs, maxm, prorate, pos_at, pos_below, blut, slo in plan.subs:
+            conc = (np.array([b is not None and b.concern is not None for b in blut] + [False])
+                    if blut else None)
+            self.subs.append((sid, _cols(items) if items else None, from_subs, maxm, prorate, pos_at,
+                              pos_below, conc, slo))
+        self.shorts = []
+        for sid, items, sc, pos_at, skipsc in plan.shorts:
+            parts = []
+            for n in items:
+                it = inst.item(n)
+                col = self.cols[n - 1]
+                table = np.zeros(col.hi - col.lo + 1, dtype=np.int32)
+                for v, s_ in sc[n].items():
+                    table[_code(it, v) - col.lo] = s_
+                parts.append((n - 1, table, skipsc.get(n)))
+            self.shorts.append((sid, parts, pos_at))
+
+
+def _cols(items: tuple[int, ...]) -> list[int]:
+    return [n - 1 for n in items]
+
+
+def _row_sum(A: np.ndarray, cols: list[int]) -> np.ndarray:
+    """Sum of the given columns per row, column by column (faster than a short-axis reduction)."""
+    if not cols:
+        return np.zeros(A.shape[0], dtype=np.int64)
+    acc = A[:, cols[0]].astype(np.int64)
+    for j in cols[1:]:
+        acc += A[:, j]
+    return acc
+
+
+def _row_any(A: np.ndarray) -> np.ndarray:
+    acc = A[:, 0].copy()
+    for j in range(1, A.shape[1]):
+        acc |= A[:, j]
+    return acc
 
 
 def _code(item: Item, value: Any) -> int:
     return YES_NO_CODES[value] if item.kind == "yes_no" else int(value)
 
 
-def _cond_mask(cond: Condition, X: np.ndarray, item: Any) -> np.ndarray:
+def _cond_mask(cond: Condition, ci: np.ndarray, ok: np.ndarray, item: Any) -> np.ndarray:
+    """Skip condition over the valid raw codes of a chunk."""
     if cond.op == "in":
         it = item(cond.item)
-        col = X[:, cond.item - 1]
-        m = np.zeros(X.shape[0], dtype=bool)
+        j = cond.item - 1
+        col = ci[:, j]
+        m = np.zeros(ci.shape[0], dtype=bool)
+        lo = min(_code(it, o.value) for o in it.options)
         for v in cond.values:
-            m |= col == _code(it, v)
-        return m
-    masks = [_cond_mask(c, X, item) for c in cond.children]
+            m |= col == _code(it, v) - lo
+        return m & ok[:, j]
+    masks = [_cond_mask(c, ci, ok, item) for c in cond.children]
     out = masks[0].copy()
     for m in masks[1:]:
         if cond.op == "all":
@@ -553,22 +623,28 @@ def _batch_plan(inst: Instrument, variant: str | None, cutoff_set: str | None) -
     return bp
 
 
-def _prorate(s: np.ndarray, answered: np.ndarray, expected: np.ndarray, max_missing: int,
-             prorate: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(score as float with NaN for none, missing count) from integer sums, vectorised."""
-    miss = expected - answered
-    ok = (miss == 0) | ((miss <= max_missing) & prorate & (answered > 0))
+def _prorate(s: np.ndarray, answered: np.ndarray, expected: np.ndarray | int, max_missing: int,
+             prorate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(integer score, has-score mask, missing count) from integer sums, vectorised, exact half-up."""
+    miss = np.asarray(expected - answered)
+    if miss.ndim == 0:  # every row answered every item
+        zeros = np.zeros(s.shape[0], dtype=np.int64)
+        return s, zeros == 0, zeros
+    complete = miss == 0
+    if complete.all():
+        return s, complete, miss
+    ok = complete | ((miss <= max_missing) & prorate & (answered > 0))
     safe = np.where(answered > 0, answered, 1)
-    num = np.where(miss == 0, s, (2 * s * expected + safe) // (2 * safe))
-    return np.where(ok, num, np.nan), miss
+    num = np.where(complete, s, (2 * s * expected + safe) // (2 * safe))
+    return num, ok, miss
 
 
 def score_many(instrument: Instrument, matrix: np.ndarray, *, variant: str | None = None,
-               cutoff_set: str | None = None, chunk: int = 65536) -> BatchScores:
+               cutoff_set: str | None = None, chunk: int = 32768) -> BatchScores:
     """Score an (n, n_items) matrix of raw answers (NaN = unanswered; yes/no coded by YES_NO_CODES).
 
     Same results as ``score`` row by row for total, status, band, subscales, short forms and
-    critical items. Processed in chunks so intermediates stay in cache.
+    critical items. Processed in chunks so that intermediates stay in cache.
     """
     X = np.asarray(matrix, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != instrument.n_items:
@@ -576,147 +652,155 @@ def score_many(instrument: Instrument, matrix: np.ndarray, *, variant: str | Non
     bp = _batch_plan(instrument, variant, cutoff_set)
     p = bp.plan
     n = X.shape[0]
-    out_total = np.empty(n)
-    out_status = np.empty(n, dtype=np.int8)
-    out_band = np.empty(n, dtype=np.int16)
     nc = len(p.crits)
-    out_crit = np.empty((n, nc), dtype=bool)
-    out_unans = np.empty((n, nc), dtype=bool)
-    out_invalid = np.empty(n, dtype=bool)
-    sub_ids = [s[0] for s in p.subs]
-    out_sub = {sid: np.empty(n) for sid in sub_ids}
-    out_subpos = {sid: np.empty(n, dtype=bool) for sid in sub_ids}
-    sf_ids = [s[0] for s in p.shorts]
-    out_sf = {sid: np.empty(n) for sid in sf_ids}
-    out_sfpos = {sid: np.empty(n, dtype=bool) for sid in sf_ids}
+    out = {
+        "total": np.empty(n), "status": np.empty(n, dtype=np.int8), "band": np.empty(n, dtype=np.int16),
+        "crit": np.empty((n, nc), dtype=bool), "unans": np.empty((n, nc), dtype=bool),
+        "invalid": np.empty(n, dtype=bool),
+    }
+    sub = {s[0]: np.empty(n) for s in p.subs}
+    subpos = {s[0]: np.empty(n, dtype=bool) for s in p.subs}
+    sf = {s[0]: np.empty(n) for s in p.shorts}
+    sfpos = {s[0]: np.empty(n, dtype=bool) for s in p.shorts}
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
-        _score_chunk(bp, X[a:b], out_total[a:b], out_status[a:b], out_band[a:b], out_crit[a:b],
-                     out_unans[a:b], out_invalid[a:b], {k: v[a:b] for k, v in out_sub.items()},
-                     {k: v[a:b] for k, v in out_subpos.items()}, {k: v[a:b] for k, v in out_sf.items()},
-                     {k: v[a:b] for k, v in out_sfpos.items()})
-    return BatchScores(instrument, p.variant.id, p.cutoff, out_total, out_status, out_band,
-                       tuple(c[0] for c in p.crits), out_crit, out_unans, out_invalid,
-                       out_sub, out_subpos, out_sf, out_sfpos)
+        _score_chunk(bp, X[a:b], {k: v[a:b] for k, v in out.items()}, {k: v[a:b] for k, v in sub.items()},
+                     {k: v[a:b] for k, v in subpos.items()}, {k: v[a:b] for k, v in sf.items()},
+                     {k: v[a:b] for k, v in sfpos.items()})
+    return BatchScores(instrument, p.variant.id, p.cutoff, out["total"], out["status"], out["band"],
+                       tuple(c[0] for c in p.crits), out["crit"], out["unans"], out["invalid"],
+                       sub, subpos, sf, sfpos)
 
 
-def _score_chunk(bp: _BatchPlan, X: np.ndarray, o_total: np.ndarray, o_status: np.ndarray,
-                 o_band: np.ndarray, o_crit: np.ndarray, o_unans: np.ndarray, o_invalid: np.ndarray,
-                 o_sub: dict, o_subpos: dict, o_sf: dict, o_sfpos: dict) -> None:
+def _score_chunk(bp: _BatchPlan, X: np.ndarray, o: dict, o_sub: dict, o_subpos: dict, o_sf: dict,
+                 o_sfpos: dict) -> None:
     p = bp.plan
     inst = p.inst
     m = X.shape[0]
-    present = ~np.isnan(X)
-    # position in the flat LUT; anything not an integral option lands on the NaN slot
-    rel = X - bp.vmin
+    # relative codes r = value - lo; a value is valid when integral, 0 <= r <= width and an option
+    Xs = X if bp.zero_lo else X - bp.lo_row
     with np.errstate(invalid="ignore"):
-        ok = present & (rel >= 0) & (rel < bp.width) & (rel == np.floor(rel))
-    idx = np.where(ok, rel, 0).astype(np.int64) + bp.base
-    idx[~ok] = bp.lut.shape[0] - 1
-    S = bp.lut[idx]  # item scores, NaN = missing or invalid
-    valid = ~np.isnan(S)
-    invalid_row = (present & ~valid).any(axis=1)
-    o_invalid[:] = invalid_row
-    Xv = np.where(valid, X, np.nan)  # valid raw codes only
+        ci = Xs.astype(np.uint8)  # NaN / negative / huge / fractional values fail the comparison below
+    ok = ci == Xs
+    ok &= ci <= bp.w_row
+    for j in bp.nondense:
+        ok[:, j] &= bp.cols[j].lookup(ci[:, j], bp.cols[j].valid)
+    if ok.all():
+        invalid_row = np.zeros(m, dtype=bool)
+        any_invalid = False
+        complete = True
+    else:
+        complete = False
+        bad = ~ok
+        bad &= ~np.isnan(X)
+        any_invalid = bool(bad.any())
+        invalid_row = _row_any(bad) if any_invalid else np.zeros(m, dtype=bool)
+    o["invalid"][:] = invalid_row
+
+    # item scores (0 where missing or invalid)
+    if bp.identity:
+        S = ci.astype(np.int16) if complete else np.where(ok, ci, np.int16(0))
+    else:
+        S = np.where(ok, ci * bp.a_row + bp.b_row, np.int16(0))
+        for j in bp.nonaffine:
+            c = bp.cols[j]
+            S[:, j] = np.where(ok[:, j], c.lookup(ci[:, j], c.scores), 0)
 
     # skip logic and policy values for unanswered items
-    filled = valid.copy()
-    excluded = np.zeros_like(valid)
+    filled = ok
+    excluded = None
     skipped_cols: dict[int, np.ndarray] = {}
-    for j, (cond, sv) in bp.skip_fill.items():
-        cm = _cond_mask(cond, Xv, inst.item) & ~valid[:, j]
-        skipped_cols[j] = cm
-        if sv is None:
-            excluded[:, j] |= cm
-            S[:, j] = np.where(cm, 0.0, S[:, j])
-        else:
-            S[:, j] = np.where(cm, float(sv), S[:, j])
-            filled[:, j] |= cm
-    for j, sv in bp.unans_fill.items():
-        um = ~filled[:, j] & ~excluded[:, j]
-        S[:, j] = np.where(um, float(sv), S[:, j])
-        filled[:, j] |= um
-    Sz = np.where(filled, S, 0.0)
+    if bp.skip_fill or bp.unans_fill:
+        filled = ok.copy()
+        for j, (cond, sv) in bp.skip_fill.items():
+            cm = _cond_mask(cond, ci, ok, inst.item) & ~ok[:, j]
+            skipped_cols[j] = cm
+            if sv is None:
+                if excluded is None:
+                    excluded = np.zeros_like(ok)
+                excluded[:, j] = cm
+            else:
+                S[:, j] = np.where(cm, sv, S[:, j])
+                filled[:, j] |= cm
+        for j, sv in bp.unans_fill.items():
+            um = ~filled[:, j]
+            if excluded is not None:
+                um &= ~excluded[:, j]
+            S[:, j] = np.where(um, sv, S[:, j])
+            filled[:, j] |= um
 
-    def sums(cols: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        s = Sz[:, cols].sum(axis=1).astype(np.int64)
-        answered = filled[:, cols].sum(axis=1)
-        expected = len(cols) - excluded[:, cols].sum(axis=1)
+    def sums(cols: list[int]) -> tuple[np.ndarray, np.ndarray | int, np.ndarray | int]:
+        s = _row_sum(S, cols)
+        n_cols = len(cols)
+        if complete and filled is ok:
+            return s, n_cols, n_cols
+        answered = _row_sum(filled, cols)
+        expected = n_cols if excluded is None else n_cols - _row_sum(excluded, cols)
         return s, answered, expected
 
     # subscales
-    sub_scores: dict[str, np.ndarray] = {}
+    sub_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     any_missing = np.zeros(m, dtype=bool)
-    for sid, items, from_subs, maxm, prorate, pos_at, pos_below, blut, slo in p.subs:
+    for sid, cols, from_subs, maxm, prorate, pos_at, pos_below, conc, slo in bp.subs:
         if from_subs:
-            sc = np.sum([sub_scores[x] for x in from_subs], axis=0)
+            sc = np.sum([sub_scores[x][0] for x in from_subs], axis=0)
+            has = np.logical_and.reduce([sub_scores[x][1] for x in from_subs])
         else:
-            cols = np.array([i - 1 for i in items], dtype=np.intp)
             s, ans, exp = sums(cols)
-            sc, miss = _prorate(s, ans, exp, maxm, prorate)
+            sc, has, miss = _prorate(s, ans, exp, maxm, prorate)
             any_missing |= miss > 0
-        sc = np.where(invalid_row, np.nan, sc)
-        sub_scores[sid] = sc
-        o_sub[sid][:] = sc
+        has = has & ~invalid_row
+        sub_scores[sid] = (sc, has)
+        o_sub[sid][:] = np.where(has, sc, np.nan)
         if pos_at is not None:
             pos = sc >= pos_at
         elif pos_below is not None:
             pos = sc < pos_below
-        elif blut:
-            conc = np.array([b is not None and b.concern is not None for b in blut] + [False])
-            ii = np.where(np.isnan(sc), len(blut), sc - slo).astype(np.intp)
-            pos = conc[ii]
+        elif conc is not None:
+            pos = conc[np.where(has, sc - slo, len(conc) - 1).astype(np.intp)]
         else:
             pos = np.zeros(m, dtype=bool)
-        o_subpos[sid][:] = pos & ~np.isnan(sc)
+        o_subpos[sid][:] = pos & has
 
     # total
     if p.total_subs:
-        tot = np.sum([sub_scores[x] for x in p.total_subs], axis=0)
-        cols = np.array([n - 1 for s in inst.subscales if s.id in p.total_subs for n in s.items], dtype=np.intp)
-        _s, ans, exp = sums(cols)
+        tot = np.sum([sub_scores[x][0] for x in p.total_subs], axis=0)
+        has = np.logical_and.reduce([sub_scores[x][1] for x in p.total_subs])
+        _s, ans, exp = sums([n - 1 for n in p.total_sub_items])
         miss = exp - ans
-        tot = np.where(miss > p.max_missing, np.nan, tot)
-        status = np.where(np.isnan(tot), 2, np.where((miss > 0) | any_missing, 1, 0))
+        has &= miss <= p.max_missing
+        status = np.where(has, np.where((miss > 0) | any_missing, 1, 0), 2)
     else:
-        s, ans, exp = sums(bp.total_idx)
-        tot, miss = _prorate(s, ans, exp, p.max_missing, p.prorate)
-        status = np.where(np.isnan(tot), 2, np.where(miss > 0, 1, 0))
+        s, ans, exp = sums(bp.total_cols)
+        tot, has, miss = _prorate(s, ans, exp, p.max_missing, p.prorate)
+        status = np.where(has, np.where(miss > 0, 1, 0), 2)
+    if any_invalid:
+        has = has & ~invalid_row
+        status = np.where(invalid_row, 2, status)
     tot = tot * p.mult
-    tot = np.where(invalid_row, np.nan, tot)
-    status = np.where(invalid_row, 2, status)
-    o_total[:] = tot
-    o_status[:] = status
-    nb = len(bp.band_lut) - 1
-    bi = np.where(np.isnan(tot), nb, tot - p.lo).astype(np.intp)
-    o_band[:] = bp.band_lut[bi]
+    o["total"][:] = np.where(has, tot, np.nan)
+    o["status"][:] = status
+    o["band"][:] = bp.band_lut[np.where(has, tot - p.lo, len(bp.band_lut) - 1)]
 
-    # critical items on valid raw answers
-    for j, (col, codes) in enumerate(zip(bp.crit_cols, bp.crit_codes, strict=True)):
-        x = Xv[:, col]
-        fired = np.zeros(m, dtype=bool)
-        for c in codes:
-            fired |= x == c
-        o_crit[:, j] = fired
-        un = ~valid[:, col]
-        if col in skipped_cols:
-            un &= ~skipped_cols[col]
-        o_unans[:, j] = un
+    # critical items on valid raw answers, never imputed
+    for k, (j, fire) in enumerate(bp.crits):
+        okj = ok[:, j]
+        o["crit"][:, k] = okj & bp.cols[j].lookup(ci[:, j], fire)
+        un = ~okj
+        if j in skipped_cols:
+            un &= ~skipped_cols[j]
+        o["unans"][:, k] = un
 
-    # short forms: no proration; skipped items take their skip value when they have one
-    for sid, items, sc, pos_at, skipsc in p.shorts:
-        acc = np.zeros(m)
-        ok_all = ~invalid_row
-        for n in items:
-            it = inst.item(n)
-            col = Xv[:, n - 1]
-            v = np.full(m, np.nan)
-            for val, s in sc[n].items():
-                v = np.where(col == _code(it, val), float(s), v)
-            if n in skipsc and (n - 1) in skipped_cols:
-                v = np.where(skipped_cols[n - 1], float(skipsc[n]), v)
-            ok_all &= ~np.isnan(v)
-            acc += np.where(np.isnan(v), 0.0, v)
-        res = np.where(ok_all, acc, np.nan)
-        o_sf[sid][:] = res
-        o_sfpos[sid][:] = ok_all & (res >= pos_at)
+    # short forms: no proration; a skipped item takes its skip value when it has one
+    for sid, parts, pos_at in bp.shorts:
+        acc = np.zeros(m, dtype=np.int64)
+        has = ~invalid_row
+        for j, table, skipval in parts:
+            okj = ok[:, j]
+            acc += np.where(okj, bp.cols[j].lookup(ci[:, j], table), 0)
+            if skipval is not None and j in skipped_cols:
+                acc += np.where(skipped_cols[j], skipval, 0)
+                okj = okj | skipped_cols[j]
+            has &= okj
+        o_sf[sid][:] = np.where(has, acc, np.nan)
+        o_sfpos[sid][:] = has & (acc >= pos_at)
