@@ -220,7 +220,7 @@ def seal(key: DataKey, plaintext: bytes | str, aad: AAD, *, pad_to: int | None =
         raise TypeError("aad must be an AAD")
     header = bytes([FORMAT_V1]) + key.key_id.bytes
     nonce = os.urandom(NONCE_LEN)
-    ct = AESGCM(key.material).encrypt(nonce, _encode_inner(plaintext, pad_to), header + aad.encode())
+    ct = key.aead().encrypt(nonce, _encode_inner(plaintext, pad_to), header + aad.encode())
     return header + nonce + ct
 
 
@@ -248,7 +248,7 @@ def _open(key_lookup: KeyLookup, envelope: bytes | bytearray | memoryview, aad: 
         raise UnknownKey(header.key_id, f"key lookup returned an unusable key for {header.key_id}")
     nonce = data[HEADER_LEN : HEADER_LEN + NONCE_LEN]
     try:
-        inner = AESGCM(key.material).decrypt(
+        inner = key.aead().decrypt(
             nonce, data[HEADER_LEN + NONCE_LEN :], data[:HEADER_LEN] + aad.encode()
         )
     except InvalidTag:

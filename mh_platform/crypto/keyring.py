@@ -469,6 +469,15 @@ class DataKey:
     purpose: KeyPurpose
     owner_id: UUID | None = None
 
+    def aead(self) -> AESGCM:
+        """The AES-256-GCM cipher for this key, built once (its key schedule costs more than a
+        short decryption)."""
+        cipher = self.__dict__.get("_aead")
+        if cipher is None:
+            cipher = AESGCM(self.material)
+            object.__setattr__(self, "_aead", cipher)
+        return cipher
+
     def __post_init__(self) -> None:
         if not isinstance(self.key_id, UUID):
             raise TypeError("key_id must be a UUID")
