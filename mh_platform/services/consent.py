@@ -169,3 +169,39 @@ def coverage(ctx: ServiceContext, actor: Actor, unit_id: uuid.UUID | None = None
         out = [Coverage(cid, d["name"], d["granted"] + d["refused"] + d["withdrawn"] + d["missing"], d["granted"],
                         d["refused"], d["withdrawn"], d["missing"]) for cid, d in acc.items()]
         return sorted(out, key=lambda c: c.class_name)
+
+
+@dataclass(frozen=True)
+class ConsentRow:
+    student_id: uuid.UUID
+    name: str | None
+    status: str  # granted / refused / withdrawn / missing
+    method: str | None
+    decided_on: date | None
+
+
+def class_list(ctx: ServiceContext, actor: Actor, class_unit_id: uuid.UUID,
+               year_id: uuid.UUID | None = None) -> tuple[str, list[ConsentRow]]:
+    """(class name, one row per enrolled student) for recording consent; names through disclosure."""
+    if actor.role not in RECORDERS or not actor.unit_path:
+        raise Forbidden("your role does not record consent")
+    from mh_platform.db.models import Student
+    from mh_platform.services.disclosure import student_names
+
+    with ctx.uow() as uow:
+        s = uow.session
+        yid = _year(s, year_id)
+        cls = s.get(OrgUnit, class_unit_id)
+        if cls is None or cls.kind != "class" or not in_scope(actor, cls.path):
+            raise NotFound("class not found")
+        rows = s.execute(sa.select(Student, Consent)
+                         .join(Enrolment, Enrolment.student_id == Student.id)
+                         .outerjoin(Consent, sa.and_(Consent.student_id == Student.id, Consent.academic_year_id == yid))
+                         .where(Enrolment.class_unit_id == cls.id, Enrolment.academic_year_id == yid,
+                                Enrolment.active.is_(True), Student.erased_at.is_(None))).all()
+        names = student_names(ctx, s, actor, [r[0] for r in rows], purpose="consent_recording")
+        out = [ConsentRow(st.id, names.get(st.id), c.status if c else "missing", c.method if c else None,
+                          c.decided_on if c else None) for st, c in rows]
+        name = cls.name
+        uow.commit()  # the access-log rows
+    return name, sorted(out, key=lambda r: r.name or "")

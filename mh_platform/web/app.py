@@ -43,6 +43,8 @@ BLUEPRINTS: list[str] = [
     "mh_platform.web.blueprints.main:bp",
     "mh_platform.web.blueprints.api_v1:bp",
     "mh_platform.web.blueprints.student:bp",
+    "mh_platform.web.blueprints.cases:bp",
+    "mh_platform.web.blueprints.api_cases:bp",
 ]
 
 WEB_DIR = pathlib.Path(__file__).resolve().parent

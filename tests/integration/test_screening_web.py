@@ -149,3 +149,59 @@ def test_pause_and_resume_keep_answers(ctx, ready, client):
     r = enter(client, code)
     page = client.get(r.headers["Location"])
     assert re.search(r'id="i1-1"[^>]*checked', page.text) and re.search(r'id="i2-3"[^>]*checked', page.text)
+
+
+# --------------------------------------------------------------------------- staff pages
+
+
+def login(client, username: str) -> None:
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    r = client.post("/login", data={"username": username, "password": "correct horse 1", "csrf_token": token})
+    assert r.status_code in (302, 303), r.text[:300]
+
+
+def form_token(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_staff_pages_campaign_slips_todo_consent(ctx, ready, client):
+    world, cid, codes, refused, hts = ready
+    login(client, "t.ht1")
+    page = client.get(f"/screening/{cid}")
+    assert page.status_code == 200 and 'id="completion"' in page.text
+    cls = re.search(r'/screening/[0-9a-f-]+/class/([0-9a-f-]+)/slips', page.text).group(1)
+    slips = client.post(f"/screening/{cid}/class/{cls}/slips", data={"csrf_token": form_token(page.text)})
+    assert slips.status_code == 200 and "@media print" not in slips.text  # print rules live in slips.css
+    shown = re.findall(r'class="slip-code">([0-9A-Z]{5}-[0-9A-Z]{5})<', slips.text)
+    assert len(shown) == 3 and "未取得监护人同意" in slips.text and slips.headers["Cache-Control"] == "no-store"
+    assert codes[next(iter(codes))] not in slips.text.replace("-", "")  # old slips replaced by new codes
+    todo = client.get(f"/screening/{cid}/class/{cls}/todo")
+    assert todo.status_code == 200 and todo.text.count("未开始") == 3
+    cons = client.get(f"/screening/consent/{cls}")
+    assert cons.status_code == 200 and cons.text.count('value="withdraw"') == 3
+    assert client.get("/screening/consent").status_code == 200
+    # a head teacher may not create campaigns or import rosters; other classes are not found
+    assert client.get("/screening/new").status_code == 403
+    assert client.get("/screening/roster").status_code == 403
+    assert client.get(f"/screening/consent/{world.school.id}").status_code == 404
+
+
+def test_counsellor_creates_campaign_and_previews_roster(ctx, ready, client):
+    from screening_world import roster_rows, to_csv
+
+    world, cid, codes, refused, hts = ready
+    login(client, "t.counsellor")
+    page = client.get("/screening/new")
+    r = client.post("/screening/new", data={"csrf_token": form_token(page.text), "name": "春季复测",
+                                             "unit": str(world.school.id), "grade": ["7", "8"],
+                                             "opens_at": "2026-09-20T08:00", "closes_at": "2026-09-25T17:00"})
+    assert r.status_code == 303
+    page = client.get(r.headers["Location"])
+    assert "春季复测" in page.text and "2026-09-20 08:00" in page.text
+    page = client.get("/screening/roster")
+    data = to_csv(roster_rows(classes=1, per_class=2, start=50) + [["xlt-s001", "七年级", "1班", "bad!", "王五", "男", "", "", "", ""]])
+    import io
+    r = client.post("/screening/roster", data={"csrf_token": form_token(page.text), "action": "commit",
+                                               "file": (io.BytesIO(data), "r.csv")}, content_type="multipart/form-data")
+    assert r.status_code == 200 and 'id="row-errors"' in r.text and "<td>4</td>" in r.text
