@@ -45,6 +45,7 @@ BLUEPRINTS: list[str] = [
     "mh_platform.web.blueprints.student:bp",
     "mh_platform.web.blueprints.cases:bp",
     "mh_platform.web.blueprints.api_cases:bp",
+    "mh_platform.web.blueprints.screening:bp",
 ]
 
 WEB_DIR = pathlib.Path(__file__).resolve().parent
