@@ -144,7 +144,8 @@ class _Plan:
         self.scores = {it.number: {o.value: it.item_score(o.value, off) for o in it.options} for it in inst.items}
         self.types = {it.number: (str if it.kind == "yes_no" else int) for it in inst.items}
         # (answer key, raw value) -> (item number, item score): one look-up validates and scores
-        self.pairs = {(k, v): (n, s) for k, n in km.items() for v, s in self.scores[n].items()}
+        in_total = set(inst.total_items)
+        self.pairs = {(k, v): (n, s, n in in_total) for k, n in km.items() for v, s in self.scores[n].items()}
         self.total_items = inst.total_items
         self.total_subs = inst.total_from_subscales
         self.total_sub_items = tuple(n for s in inst.subscales if s.id in self.total_subs for n in s.items)
@@ -272,25 +273,30 @@ def score(instrument: Instrument, answers: Mapping[Any, Any], *, variant: str | 
         answers = {}
     pairs = p.pairs
     key_map = p.key_map
+    s_total = n_total = 0  # running sum and count over the total's items (common case)
     for k, v in answers.items():
         if v is None:
             if type(k) is bool or k not in key_map:
                 errors.append(f"unknown item {k!r}")
             continue
         tv = type(v)
-        hit = pairs.get((k, v)) if (tv is int or tv is str) and type(k) is not bool else None
-        if hit is None:
-            n = key_map.get(k) if type(k) is not bool else None
-            if n is None:
-                errors.append(f"unknown item {k!r}")
-            else:
-                errors.append(f"item {n}: {v!r} is not an option ({', '.join(repr(o) for o in p.scores[n])})")
-            continue
-        n = hit[0]
-        if n in raw:
-            errors.append(f"item {n} given twice")
-        raw[n] = v
-        got[n] = hit[1]
+        if (tv is int or tv is str) and type(k) is not bool:
+            hit = pairs.get((k, v))
+            if hit is not None:
+                n, sc, in_total = hit
+                if n in raw:
+                    errors.append(f"item {n} given twice")
+                raw[n] = v
+                got[n] = sc
+                if in_total:
+                    s_total += sc
+                    n_total += 1
+                continue
+        n = key_map.get(k) if type(k) is not bool else None
+        if n is None:
+            errors.append(f"unknown item {k!r}")
+        else:
+            errors.append(f"item {n}: {v!r} is not an option ({', '.join(repr(o) for o in p.scores[n])})")
 
     # skip logic, only for items whose skip matters to a score or a critical result
     skipped: dict[int, int | None] = {}
@@ -360,14 +366,8 @@ def score(instrument: Instrument, answers: Mapping[Any, Any], *, variant: str | 
     else:
         if skipped or unans:
             s, answered, expected = _sum_items(p.total_items, got, skipped, unans, notes)
-        else:  # the common case, inlined
-            s = answered = 0
-            for n in p.total_items:
-                v = got.get(n)
-                if v is not None:
-                    s += v
-                    answered += 1
-            expected = p.n_total
+        else:  # the common case: summed while reading the answers
+            s, answered, expected = s_total, n_total, p.n_total
         if answered == expected:
             total = s * p.mult
             status = COMPLETE
