@@ -597,3 +597,18 @@ def student_overview(s: Session, student_id: uuid.UUID, now: datetime) -> dict[s
     return {"pseudonym": st.pseudonym, "sex": st.sex,
             "age": (now.year - st.birth_year) if st.birth_year else None,
             "school_name": school.name if school else ""}
+
+
+def openable_flags(ctx: ServiceContext, actor: Actor, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Confirmed flags of the counsellor's school whose student has no open case (no names)."""
+    if actor.role != Role.COUNSELLOR or not actor.unit_path:
+        return []
+    with ctx.uow() as uow:
+        s = uow.session
+        has_case = sa.select(Case.id).where(Case.student_id == Flag.student_id, Case.status != "closed").exists()
+        rows = s.execute(sa.select(Flag, Student.pseudonym).join(Student, Student.id == Flag.student_id)
+                         .where(under(Flag.unit_path, actor.unit_path), Flag.status.in_(CONFIRMED_FLAG_STATUSES),
+                                ~has_case)
+                         .order_by(Flag.opened_at).limit(limit)).all()
+        return [{"id": str(f.id), "pseudonym": ps, "level": f.level, "status": f.status,
+                 "opened_at": f.opened_at.isoformat()} for f, ps in rows]

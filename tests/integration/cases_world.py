@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 
+import pytest
 import sqlalchemy as sa
 
 from mh_platform.core.types import Role, UnitKind
@@ -114,3 +115,13 @@ def confirmed_flag(ctx, student_id: uuid.UUID, level: str = "red", status: str =
         s.add(f)
         uow.commit()
         return f.id
+
+
+@pytest.fixture(autouse=True)
+def quick_argon2(monkeypatch):
+    """Real argon2id, light parameters (nothing here tests hash strength); import into a test module."""
+    from argon2 import PasswordHasher
+
+    from mh_platform.services import passwords
+
+    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))

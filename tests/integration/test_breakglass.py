@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from cases_world import build, confirmed_flag
+from cases_world import build, confirmed_flag, quick_argon2  # noqa: F401 - autouse fixture
 
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from mh_platform.db.models import AccessLog, BreakGlass, EventLog, Outbox

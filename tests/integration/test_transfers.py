@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from cases_world import build, confirmed_flag
+from cases_world import build, confirmed_flag, quick_argon2  # noqa: F401 - autouse fixture
 
 from mh_platform.core.errors import InvalidTransition, NotFound
 from mh_platform.db.models import (
