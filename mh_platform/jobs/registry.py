@@ -69,6 +69,8 @@ JOBS: tuple[JobSpec, ...] = (
             "open screening campaigns whose window began, close those whose window ended"),
     JobSpec("campaign_reminders", cron(hour=0, minute=30), "mh_platform.jobs.campaign_jobs:campaign_reminders",
             "daily 08:30 Beijing: head teachers get a count of consented students still to finish"),
+    JobSpec("referral_sweep", every(minutes=1), "mh_platform.services.referrals:sweep_job",
+            "escalate green-channel referrals whose deadline passed (school → county → city), once each"),
 )
 
 
