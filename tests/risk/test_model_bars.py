@@ -16,7 +16,7 @@ from mh_platform.risk.features import FEATURE_MAX, SYMPTOM_MASK
 from mh_platform.risk.policy import DEFAULT_POLICY
 from mh_platform.risk.train import predict_proba, train
 
-N_TRAIN, N_EVAL, SCHOOLS = 10_000, 10_000, 40
+N_TRAIN, N_EVAL, SCHOOLS = 8_000, 8_000, 40
 
 
 @pytest.fixture(scope="module")
