@@ -8,7 +8,7 @@ from mh_platform.core.types import Level, Tier
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 D = timedelta(days=1)
-R, O, Y = Level.RED, Level.ORANGE, Level.YELLOW
+R, OR, Y = Level.RED, Level.ORANGE, Level.YELLOW
 
 
 def flag(i, level=R, cls="c1", school="s1", days_ago=1.0, dismissed=False):
@@ -16,7 +16,7 @@ def flag(i, level=R, cls="c1", school="s1", days_ago=1.0, dismissed=False):
 
 
 def test_three_in_a_class_within_14_days():
-    alerts = detect_clusters([flag(1, R), flag(2, O, days_ago=5), flag(3, R, days_ago=13.9)], NOW)
+    alerts = detect_clusters([flag(1, R), flag(2, OR, days_ago=5), flag(3, R, days_ago=13.9)], NOW)
     assert len(alerts) == 1
     a = alerts[0]
     assert (a.scope, a.unit_id, a.count, a.suggestion) == ("class", "c1", 3, SUGGESTION_CLASS)
@@ -57,6 +57,6 @@ def test_announced_once_per_running_cluster():
 
 
 def test_configurable_thresholds():
-    p = ClusterPolicy(levels=frozenset({R, O, Y}), window=timedelta(days=30), class_threshold=2, school_threshold=10)
+    p = ClusterPolicy(levels=frozenset({R, OR, Y}), window=timedelta(days=30), class_threshold=2, school_threshold=10)
     alerts = detect_clusters([flag(1, Y, days_ago=20), flag(2, Y, days_ago=25)], NOW, p)
     assert [a.scope for a in alerts] == ["class"]

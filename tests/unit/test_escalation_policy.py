@@ -6,8 +6,8 @@ import pytest
 
 from mh_platform.core.errors import ValidationFailed
 from mh_platform.core.escalation import (
-    default_escalation_policy,
     deadlines_for,
+    default_escalation_policy,
     due_escalation,
     due_oversight_notices,
     observers,
@@ -20,18 +20,18 @@ from mh_platform.core.types import Level, Role, Tier
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 H = timedelta(hours=1)
-R, O, Y = Level.RED, Level.ORANGE, Level.YELLOW
+R, OR, Y = Level.RED, Level.ORANGE, Level.YELLOW
 
 
 def test_defaults_match_design_table():
     p = default_escalation_policy()
     assert deadlines_for(R, Tier.SCHOOL, T0) == (T0 + H, T0 + 24 * H)
-    assert deadlines_for(O, Tier.SCHOOL, T0) == (T0 + 24 * H, T0 + 72 * H)
+    assert deadlines_for(OR, Tier.SCHOOL, T0) == (T0 + 24 * H, T0 + 72 * H)
     assert deadlines_for(Y, Tier.CLASS, T0) == (T0 + 72 * H, T0 + 7 * 24 * H)
-    assert p.levels[R].ceiling == Tier.CITY and p.levels[O].ceiling == Tier.COUNTY
+    assert p.levels[R].ceiling == Tier.CITY and p.levels[OR].ceiling == Tier.COUNTY
     assert p.levels[Y].ceiling == Tier.SCHOOL and p.levels[Y].inform_on_miss == (Role.SCHOOL_LEADER,)
     assert p.levels[R].inform_county_at_once and p.levels[R].inform_city_after == 48 * H
-    assert not p.levels[O].inform_county_at_once and p.levels[O].inform_city_after is None
+    assert not p.levels[OR].inform_county_at_once and p.levels[OR].inform_city_after is None
 
 
 @pytest.mark.parametrize(("source", "role", "tier"), [
@@ -78,7 +78,7 @@ def test_acknowledged_red_escalates_on_missed_handle_deadline():
 
 
 def test_orange_stops_at_county_yellow_at_school():
-    f, _ = raise_flag(O, "screening", T0)
+    f, _ = raise_flag(OR, "screening", T0)
     step = due_escalation(f, T0 + 24 * H)
     assert step.to_tier == Tier.COUNTY and step.inform == (Role.COUNTY_OFFICER,)
     f, _ = apply_escalation(f, step)
@@ -113,11 +113,11 @@ def test_closed_and_assessed_flags_never_escalate():
 
 def test_observers():
     assert observers(Y, Tier.CLASS, T0, T0) == {Tier.CLASS}
-    assert observers(O, Tier.SCHOOL, T0, T0 + 100 * H) == {Tier.CLASS, Tier.SCHOOL}
+    assert observers(OR, Tier.SCHOOL, T0, T0 + 100 * H) == {Tier.CLASS, Tier.SCHOOL}
     assert observers(R, Tier.SCHOOL, T0, T0) == {Tier.CLASS, Tier.SCHOOL, Tier.COUNTY}
     assert observers(R, Tier.SCHOOL, T0, T0 + 48 * H) == {Tier.CLASS, Tier.SCHOOL, Tier.COUNTY}
     assert observers(R, Tier.SCHOOL, T0, T0 + 49 * H) == set(Tier)
-    assert observers(O, Tier.CITY, T0, T0) == set(Tier)
+    assert observers(OR, Tier.CITY, T0, T0) == set(Tier)
 
 
 def test_oversight_notices_once_each():
@@ -128,7 +128,7 @@ def test_oversight_notices_once_each():
     assert [n.tier for n in due_oversight_notices(informed, T0 + 49 * H)] == [Tier.CITY]
     done = FlagState(**{**informed.__dict__, "city_informed_at": T0 + 49 * H})
     assert due_oversight_notices(done, T0 + 100 * H) == []
-    o, _ = raise_flag(O, "screening", T0)
+    o, _ = raise_flag(OR, "screening", T0)
     assert due_oversight_notices(o, T0 + 100 * H) == []
 
 

@@ -27,7 +27,7 @@ from mh_platform.core.types import LEVEL_RANK, TIER_ORDER, Level, Role, Tier
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 C, HT = Role.COUNSELLOR, Role.HEAD_TEACHER
-R, O, Y = Level.RED, Level.ORANGE, Level.YELLOW
+R, OR, Y = Level.RED, Level.ORANGE, Level.YELLOW
 
 
 def walk(level=R, source="screening", **kw):
@@ -66,7 +66,7 @@ def test_yellow_closes_directly_with_reason():
 
 
 def test_dismiss_as_false_positive_needs_reason():
-    f, _ = apply(walk(O), "acknowledge", C, None, T0)
+    f, _ = apply(walk(OR), "acknowledge", C, None, T0)
     with pytest.raises(ValidationFailed):
         apply(f, "dismiss", C, None, T0)
     f2, ev = apply(f, "dismiss", C, "misread item; interview negative", T0)
@@ -136,7 +136,7 @@ def test_watch_only_flag_cannot_be_escalated_beyond_school_until_confirmed():
 
 def test_watch_flag_is_at_most_yellow():
     with pytest.raises(ValidationFailed):
-        raise_flag(O, "model", T0, is_watch=True)
+        raise_flag(OR, "model", T0, is_watch=True)
 
 
 def test_evidence_raises_level_and_only_shortens_deadlines():
@@ -211,7 +211,7 @@ class FlagMachine(RuleBasedStateMachine):
             assert ev.reason and ev.reason.strip(), "a required reason was skipped"
         if LEVEL_RANK[after.level] < LEVEL_RANK[before.level]:
             assert action == FlagAction.CHANGE_LEVEL and ev.reason
-        if after.status == FlagStatus.CLOSED and before.level in (R, O):
+        if after.status == FlagStatus.CLOSED and before.level in (R, OR):
             assert action in (FlagAction.REVIEW_CLOSE, FlagAction.DISMISS) and role == Role.COUNSELLOR
         if action == FlagAction.ESCALATE:
             assert after.status == before.status and TIER_ORDER.index(after.tier) == TIER_ORDER.index(before.tier) + 1
@@ -224,14 +224,14 @@ class FlagMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def act_legally(self, data):
         """Mostly-valid steps by a role that may act, so runs reach the late statuses."""
-        role = data.draw(st.sampled_from([C, HT, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER, Role.CITY_OFFICER]))
-        actions = [a for a in allowed_actions(self.flag, role) if a != FlagAction.DISMISS]
-        if not actions:
+        moves = [(a, role) for role in (C, HT, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER, Role.CITY_OFFICER)
+                 for a in allowed_actions(self.flag, role) if a != FlagAction.DISMISS]  # `act` covers dismiss
+        if not moves:
             return
-        action = data.draw(st.sampled_from(actions))
+        action, role = data.draw(st.sampled_from(moves))
         new_level = data.draw(st.sampled_from([lv for lv in Level if lv != self.flag.level])) \
             if action == FlagAction.CHANGE_LEVEL else None
-        self.act(action, role, data.draw(st.sampled_from([None, "because"])), new_level)
+        self.act(action, role, "because", new_level)  # `act` covers missing reasons
 
     @precondition(lambda self: self.flag is not None and self.flag.status != FlagStatus.CLOSED)
     @rule(level=st.sampled_from(list(Level)), watch=st.booleans())
@@ -285,7 +285,7 @@ class FlagMachine(RuleBasedStateMachine):
         assert (last.to_status, last.to_tier, last.to_level) == (f.status, f.tier, f.level)
 
 
-FlagMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=30, deadline=None,
+FlagMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=50, deadline=None, derandomize=True,
                                          suppress_health_check=[HealthCheck.too_slow])
 TestFlagMachine = FlagMachine.TestCase
 

@@ -24,7 +24,7 @@ from mh_platform.core.flag_rules import (
 )
 from mh_platform.core.types import LEVEL_RANK, Level
 
-R, O, Y = Level.RED, Level.ORANGE, Level.YELLOW
+R, OR, Y = Level.RED, Level.ORANGE, Level.YELLOW
 
 
 def phq9(band, total, **kw):
@@ -36,8 +36,8 @@ def by_source(evs):
 
 
 @pytest.mark.parametrize(("band", "total", "level"), [
-    ("minimal", 2, None), ("mild", 7, None), ("moderate", 12, Y), ("moderately_severe", 17, O),
-    ("severe", 23, R), ("negative", 14, None), ("positive", 15, O),
+    ("minimal", 2, None), ("mild", 7, None), ("moderate", 12, Y), ("moderately_severe", 17, OR),
+    ("severe", 23, R), ("negative", 14, None), ("positive", 15, OR),
 ])
 def test_phq9_band_levels(band, total, level):
     ev = [e for e in screening_evidence(phq9(band, total)) if e.source == EvidenceSource.BAND]
@@ -66,7 +66,7 @@ def test_low_quality_suppresses_band_and_deterioration_only():
 
 def test_unanswered_critical_is_orange_never_silent():
     evs = screening_evidence(phq9("minimal", 0, critical_unanswered=[9]))
-    assert [(e.source, e.level) for e in evs] == [(EvidenceSource.CRITICAL_UNANSWERED, O)]
+    assert [(e.source, e.level) for e in evs] == [(EvidenceSource.CRITICAL_UNANSWERED, OR)]
 
 
 def test_fired_and_unanswered_same_item_counts_once_as_fired():
@@ -78,8 +78,8 @@ def test_asq_acute_red_non_acute_orange():
     acute = screening_evidence(ScreeningEvidence("asq", "acute_positive", None, critical=[1, 5]))
     assert evidence_level(acute) == R
     non_acute = screening_evidence(ScreeningEvidence("asq", "non_acute_positive", None, critical=[2]))
-    assert evidence_level(non_acute) == O
-    assert {e.level for e in non_acute} == {O}
+    assert evidence_level(non_acute) == OR
+    assert {e.level for e in non_acute} == {OR}
 
 
 def test_unconfigured_critical_item_defaults_to_red_and_instrument_level_can_raise():
@@ -91,8 +91,8 @@ def test_unconfigured_critical_item_defaults_to_red_and_instrument_level_can_rai
 
 
 def test_unlisted_instrument_uses_band_concern_from_definition():
-    s = ScreeningEvidence("gad7", "severe", 18, band_concern=O)
-    assert evidence_level(screening_evidence(s)) == O
+    s = ScreeningEvidence("gad7", "severe", 18, band_concern=OR)
+    assert evidence_level(screening_evidence(s)) == OR
     assert screening_evidence(ScreeningEvidence("gad7", "mild", 6)) == []
 
 
@@ -124,7 +124,7 @@ def test_deterioration_on_strength_scale_is_a_drop():
                                                         previous_band_id="poor", rc_value=5, higher_is_worse=False))
 
 
-@pytest.mark.parametrize(("urgency", "level"), [("immediate", R), ("soon", O), ("routine", Y)])
+@pytest.mark.parametrize(("urgency", "level"), [("immediate", R), ("soon", OR), ("routine", Y)])
 def test_concern_urgency(urgency, level):
     e = concern_evidence(ConcernEvidence(Urgency(urgency), "withdrawn"))
     assert (e.source, e.level, e.reason_code) == (EvidenceSource.CONCERN, level, f"concern:{urgency}")
@@ -169,7 +169,7 @@ def test_policy_not_toml_and_wrong_format():
 def test_default_policy_loads_with_cluster_settings():
     p = default_flag_policy()
     assert p.cluster.class_threshold == 3 and p.cluster.school_threshold == 5
-    assert p.cluster.window.days == 14 and p.cluster.levels == {R, O}
+    assert p.cluster.window.days == 14 and p.cluster.levels == {R, OR}
 
 
 levels = st.sampled_from(list(Level))
