@@ -293,6 +293,8 @@ def add_evidence(state: FlagState, level: Level, now: datetime, *, watch_only: b
                  policy: EscalationPolicy | None = None) -> tuple[FlagState, FlagEvent | None]:
     """Attach new evidence to the open flag: the level may rise (never fall); deadlines only get earlier.
 
+    A rise after the interview (assessed … close_requested) sends the flag back to ``raised`` with fresh
+    clocks, so a monitored student whose risk goes up is acknowledged and re-assessed in time.
     Returns an event only when something changed (level raised or the flag stopped being watch-only).
     """
     p = policy or default_escalation_policy()
@@ -304,6 +306,12 @@ def add_evidence(state: FlagState, level: Level, now: datetime, *, watch_only: b
     is_watch = state.is_watch and watch_only
     if new_level == state.level and is_watch == state.is_watch:
         return state, None
+    if new_level != state.level and state.status not in HANDLE_CLOCK:
+        # Past the interview, a higher level means the situation changed: triage again, clocks from now.
+        ack, handle = _deadlines(new_level, state.tier, FlagStatus.RAISED, now, p)
+        new = replace(state, level=new_level, is_watch=is_watch, status=FlagStatus.RAISED,
+                      ack_due_at=ack, handle_due_at=handle)
+        return new, _event(FlagEventKind.LEVEL_RAISED, state, new, now, None, reason_code="evidence_retriage")
     ack, handle = _deadlines(new_level, state.tier, state.status, now, p)
     new = replace(state, level=new_level, is_watch=is_watch,
                   ack_due_at=_earlier(state.ack_due_at, ack) if state.status in ACK_CLOCK else None,

@@ -154,6 +154,22 @@ def test_evidence_raises_level_and_only_shortens_deadlines():
         add_evidence(closed, R, T0)
 
 
+def test_higher_level_after_the_interview_sends_the_flag_back_to_triage():
+    f = walk(Y)
+    for a in ("acknowledge", "confirm", "start_monitoring"):
+        f, _ = apply(f, a, C, None, T0)
+    assert f.ack_due_at is None and f.handle_due_at is None
+    f2, ev = add_evidence(f, R, T0 + 100 * H)
+    assert (f2.status, f2.level, f2.ack_due_at, f2.handle_due_at) == (FlagStatus.RAISED, R, T0 + 101 * H,
+                                                                      T0 + 124 * H)
+    assert (ev.from_status, ev.to_status, ev.reason_code) == (FlagStatus.MONITORING, FlagStatus.RAISED,
+                                                              "evidence_retriage")
+    assert due_escalation(f2, T0 + 101 * H).to_tier == Tier.COUNTY
+    # the same level again changes nothing
+    f3, ev = add_evidence(f, Y, T0 + 100 * H)
+    assert f3 == f and ev is None
+
+
 def test_unknown_action_and_stale_escalation():
     f = walk(R)
     with pytest.raises(InvalidTransition):
