@@ -94,14 +94,10 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
 
     login_manager.init_app(app)
     login_manager.session_protection = "basic"
+    login_manager.user_loader(_load_user)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_select_locale)
     limiter.init_app(app)
-
-    @login_manager.user_loader
-    def _load_user(token: str) -> WebUser | None:
-        actor = auth_service.actor_from_session_token(ctx, token)
-        return WebUser(actor, token) if actor is not None else None
 
     app.before_request(_guard)
     errors.register(app)
@@ -115,6 +111,14 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         bp = getattr(importlib.import_module(module_name), attr or "bp")
         app.register_blueprint(bp)
     return app
+
+
+def _load_user(token: str) -> WebUser | None:
+    """Flask-Login: the cookie's session token → the user's current actor (None once rotated)."""
+    from flask import current_app
+
+    actor = auth_service.actor_from_session_token(current_app.extensions["mhp"], token)
+    return WebUser(actor, token) if actor is not None else None
 
 
 def _select_locale() -> str:
