@@ -24,7 +24,7 @@ from importlib import resources
 from typing import Any
 
 from mh_platform.core.errors import Forbidden, InvalidTransition, ValidationFailed
-from mh_platform.core.escalation import default_escalation_policy, parse_duration
+from mh_platform.core.escalation import EscalationPolicy, default_escalation_policy, parse_duration
 from mh_platform.core.types import Level, Role, Tier, next_tier
 
 InstitutionRef = uuid.UUID | str
@@ -380,15 +380,15 @@ def apply(r: Referral, action: ReferralAction | str, actor_role: Role, now: date
                               reason, detail)
 
 
-def due_referral_escalation(r: Referral, now: datetime, policy: ReferralPolicy | None = None
-                            ) -> ReferralEscalationStep | None:
+def due_referral_escalation(r: Referral, now: datetime, policy: ReferralPolicy | None = None, *,
+                            escalation_policy: EscalationPolicy | None = None) -> ReferralEscalationStep | None:
     """The escalation due at ``now`` for a missed referral deadline, or None (closed and drafts never escalate)."""
     p = policy or default_referral_policy()
     if r.state in (S.CLOSED, S.DRAFT) or r.due_at is None or now < r.due_at:
         return None
     up = next_tier(r.tier)
     to = up if up is not None else r.tier
-    roles = default_escalation_policy().tier_roles
+    roles = (escalation_policy or default_escalation_policy()).tier_roles
     inform = tuple(dict.fromkeys([roles[to], C]))
     return ReferralEscalationStep(_missed_kind(r, p), r.due_at, now, r.level, r.tier, to, inform)
 
