@@ -301,7 +301,7 @@ class FlagMachine(RuleBasedStateMachine):
         assert (last.to_status, last.to_tier, last.to_level) == (f.status, f.tier, f.level)
 
 
-FlagMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=50, deadline=None, derandomize=True,
+FlagMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=50, deadline=None, derandomize=True,
                                          suppress_health_check=[HealthCheck.too_slow])
 TestFlagMachine = FlagMachine.TestCase
 

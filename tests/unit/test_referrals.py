@@ -272,7 +272,7 @@ class ReferralMachine(RuleBasedStateMachine):
             assert r.appointment_at is not None
 
 
-ReferralMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=50, deadline=None, derandomize=True,
+ReferralMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=50, deadline=None, derandomize=True,
                                              suppress_health_check=[HealthCheck.too_slow])
 TestReferralMachine = ReferralMachine.TestCase
 
