@@ -83,7 +83,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         RATELIMIT_STORAGE_URI=settings.rate_limit_storage,
         RATELIMIT_HEADERS_ENABLED=True,
         MAX_CONTENT_LENGTH=32 * 1024 * 1024,
-        MHP_LOGIN_RATE_LIMIT=settings.extra.get("login_rate_limit", "10 per minute; 100 per hour"),
+        MHP_LOGIN_RATE_LIMIT=settings.extra.get("login_rate_limit", "10 per minute; 50 per hour"),
+        MHP_LOGIN_IP_RATE_LIMIT=settings.extra.get("login_ip_rate_limit", "120 per minute; 2000 per hour"),
         MHP_PROPAGATE_ERRORS=False,
     )
     if extra_config:

@@ -28,3 +28,42 @@ babel = Babel()
 limiter = Limiter(key_func=_client_address, default_limits=[], headers_enabled=True)
 
 SUPPORTED_LOCALES = ("zh_CN", "en")
+
+
+# ---- login throttling ---------------------------------------------------------------------------------
+# Two limits on every password/TOTP/token endpoint: per (client address, username) — brute force on one
+# account (the service's lockout is the second line) — and a wider one per address against spraying.
+# A whole school behind one NAT address must still be able to sign in at 8 o'clock.
+
+def _login_name() -> str:
+    from flask import session
+
+    name = request.form.get("username")
+    if name is None and request.is_json:
+        body = request.get_json(silent=True)
+        name = body.get("username") if isinstance(body, dict) else None
+    if name is None and session.get("_2fa_token"):
+        name = "totp:" + str(session["_2fa_token"])[:12]
+    return str(name or "").strip().lower()[:64]
+
+
+def login_key() -> str:
+    return f"{_client_address()}|{_login_name()}"
+
+
+def login_limit() -> str:
+    from flask import current_app
+
+    return current_app.config["MHP_LOGIN_RATE_LIMIT"]
+
+
+def login_ip_limit() -> str:
+    from flask import current_app
+
+    return current_app.config["MHP_LOGIN_IP_RATE_LIMIT"]
+
+
+def throttle_login(view):  # noqa: ANN001, ANN201 - a view decorator
+    """Both login limits, counted on POST only."""
+    view = limiter.limit(login_limit, key_func=login_key, methods=["POST"])(view)
+    return limiter.limit(login_ip_limit, methods=["POST"])(view)

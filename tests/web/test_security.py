@@ -117,12 +117,17 @@ def test_login_lockout_and_identical_messages(ctx, client, counsellor):
     assert client.get("/").status_code == 200
 
 
-def test_login_rate_limit(ctx, city):
-    app = create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_LOGIN_RATE_LIMIT": "3 per minute"})
+def test_login_rate_limits_per_account_and_per_address(ctx, city):
+    app = create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_LOGIN_RATE_LIMIT": "3 per minute",
+                                            "MHP_LOGIN_IP_RATE_LIMIT": "6 per minute"})
     c = app.test_client()
     codes = [login(c, "no.such.user", "wrong horse battery").status_code for _ in range(4)]
     assert codes == [401, 401, 401, 429]
     assert "尝试过于频繁" in login(c, "no.such.user", "x").get_data(as_text=True)
+    # other accounts from the same address are not blocked by the first one's limit, until the
+    # per-address limit (6, three of which are spent) runs out
+    codes = [login(c, f"user{i}", "wrong horse battery").status_code for i in range(4)]
+    assert codes == [401, 401, 401, 429]
     codes = [c.post("/api/v1/auth/token", json={"username": "x", "password": "y"}).status_code for _ in range(4)]
     assert codes[-1] == 429
 

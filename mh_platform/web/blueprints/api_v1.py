@@ -21,7 +21,7 @@ from mh_platform.services import profile as profile_service
 from mh_platform.services import students_read
 from mh_platform.web.authz import api_auth, current_actor, public, service_ctx
 from mh_platform.web.errors import error_response
-from mh_platform.web.extensions import csrf, limiter
+from mh_platform.web.extensions import csrf, throttle_login
 from mh_platform.web.openapi import api_doc, build_spec
 from mh_platform.web.schemas.auth import MeSchema, RevokedSchema, TokenRequestSchema, TokenSchema
 from mh_platform.web.schemas.common import PageQuerySchema
@@ -69,15 +69,11 @@ def parse_uuid(value: str) -> uuid.UUID:
         raise NotFound("not found") from None
 
 
-def _login_limit() -> str:
-    return current_app.config["MHP_LOGIN_RATE_LIMIT"]
-
-
 # ---- auth -------------------------------------------------------------------------------------------
 
 @bp.post("/auth/token")
 @public
-@limiter.limit(_login_limit)
+@throttle_login
 @api_doc(summary="Exchange a username and password for a short-lived bearer token", tags=["auth"],
          body=TokenRequestSchema, responses={200: TokenSchema, 401: None, 422: None, 429: None}, public=True)
 def issue_token() -> Any:

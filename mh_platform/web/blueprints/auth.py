@@ -13,7 +13,6 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     g,
     make_response,
@@ -31,16 +30,12 @@ from mh_platform.services import auth as auth_service
 from mh_platform.services import totp as totp_service
 from mh_platform.services.context import Actor
 from mh_platform.web.authz import WebUser, current_actor, public, safe_next, service_ctx
-from mh_platform.web.extensions import limiter
+from mh_platform.web.extensions import throttle_login
 from mh_platform.web.forms import ChangePasswordForm, LoginForm, TotpForm
 
 bp = Blueprint("auth", __name__)
 
 PENDING_TOTP_SECONDS = 300
-
-
-def _login_limit() -> str:
-    return current_app.config["MHP_LOGIN_RATE_LIMIT"]
 
 
 def _fresh_session() -> None:
@@ -63,7 +58,7 @@ def _start_session(actor: Actor, token: str, next_url: str | None) -> Any:
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
-@limiter.limit(_login_limit, methods=["POST"])
+@throttle_login
 def login() -> Any:
     if g.get("actor") is not None:
         return redirect(url_for("main.home"))
@@ -100,7 +95,7 @@ def _pending_token() -> str | None:
 
 @bp.route("/login/totp", methods=["GET", "POST"])
 @public
-@limiter.limit(_login_limit, methods=["POST"])
+@throttle_login
 def totp() -> Any:
     ctx = service_ctx()
     token = _pending_token()
