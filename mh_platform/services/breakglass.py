@@ -26,10 +26,11 @@ from mh_platform.services.cases import (
     active_break_glass,
     ancestor_id,
     notify_users,
+    rowcount,
+    scoped,
     seal,
 )
 from mh_platform.services.context import Actor, ServiceContext
-from mh_platform.services.org import under
 
 VERDICTS = ("justified", "unjustified")
 
@@ -76,7 +77,8 @@ def open_break_glass(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str
                 ids += notify_users(s, [owner], template="breakglass_opened", unit_name=unit_name,
                                     link=f"/cases/{case.id}", dedupe=f"breakglass:{bg.id}", now=now)
         city_id = ancestor_id(case.unit_path, UnitKind.CITY)
-        city_officers = [u for u in notify.users_with_role(s, Role.CITY_OFFICER, city_id) if u.id != actor.user_id]
+        city_officers = [u for u in notify.users_with_role(s, Role.CITY_OFFICER, city_id) if u.id != actor.user_id] \
+            if city_id is not None else []
         ids += notify_users(s, city_officers, template="breakglass_opened", unit_name=unit_name,
                             link="/break-glass/review", dedupe=f"breakglass:{bg.id}", now=now)
         audit.record(ctx, s, actor, "breakglass:opened", "break_glass", bg.id,
@@ -96,7 +98,7 @@ def review_queue(ctx: ServiceContext, actor: Actor, *, include_closed: bool = Fa
         q = (sa.select(BreakGlass, Case, User.username, Student.pseudonym)
              .join(Case, Case.id == BreakGlass.case_id).join(User, User.id == BreakGlass.user_id)
              .join(Student, Student.id == Case.student_id)
-             .where(under(BreakGlass.unit_path, actor.unit_path)))
+             .where(scoped(BreakGlass.unit_path, actor.unit_path)))
         if not include_closed:
             q = q.where(BreakGlass.reviewed_at.is_(None))
         out = []
@@ -147,7 +149,7 @@ def review(ctx: ServiceContext, actor: Actor, break_glass_id: uuid.UUID | str, *
         res = s.execute(sa.update(BreakGlass).where(BreakGlass.id == bg.id, BreakGlass.reviewed_at.is_(None))
                         .values(reviewed_by=actor.user_id, reviewed_at=now, verdict=verdict)
                         .execution_options(synchronize_session=False))
-        if res.rowcount != 1:
+        if rowcount(res) != 1:
             raise InvalidTransition("already reviewed")
         audit.record(ctx, s, actor, "breakglass:reviewed", "break_glass", bg.id,
                      {"verdict": verdict, "user_id": bg.user_id, "case_id": bg.case_id})

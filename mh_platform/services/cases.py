@@ -19,7 +19,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -124,6 +124,10 @@ def ancestor_id(path: str, kind: UnitKind) -> uuid.UUID | None:
 # ----------------------------------------------------------------------------- helpers
 
 
+@overload
+def _text(value: str | None, field: str, *, required: Literal[True]) -> str: ...
+@overload
+def _text(value: str | None, field: str, *, required: bool = False) -> str | None: ...
 def _text(value: str | None, field: str, *, required: bool = False) -> str | None:
     if value is None or not str(value).strip():
         if required:
@@ -135,6 +139,10 @@ def _text(value: str | None, field: str, *, required: bool = False) -> str | Non
     return value
 
 
+@overload
+def _aware(value: datetime | None, field: str) -> datetime: ...
+@overload
+def _aware(value: datetime | None, field: str, *, required: bool) -> datetime | None: ...
 def _aware(value: datetime | None, field: str, *, required: bool = True) -> datetime | None:
     if value is None:
         if required:
@@ -143,6 +151,22 @@ def _aware(value: datetime | None, field: str, *, required: bool = True) -> date
     if value.tzinfo is None:
         raise ValidationFailed(f"{field} needs a time zone", [{"field": field, "error": "timezone required"}])
     return value
+
+
+def rowcount(result: Any) -> int:
+    """Rows matched by an UPDATE (a CursorResult's rowcount)."""
+    return int(result.rowcount)
+
+
+def scoped(column: Any, path: str) -> sa.ColumnElement[bool]:
+    """``services.org.under`` for a mapped attribute."""
+    return under(column, path)
+
+
+def role_of(actor: Actor) -> Role:
+    if actor.role is None:
+        raise Forbidden("a person's role is needed")
+    return Role(actor.role)
 
 
 def seal(ctx: ServiceContext, s: Session, obj: Any, column: str, value: str | None, student_id: uuid.UUID,
@@ -156,7 +180,7 @@ def _bump(s: Session, case: Case) -> None:
     """Optimistic concurrency: a case changes only if nobody changed it since we read it."""
     res = s.execute(sa.update(Case).where(Case.id == case.id, Case.version == case.version)
                     .values(version=case.version + 1).execution_options(synchronize_session=False))
-    if res.rowcount != 1:
+    if rowcount(res) != 1:
         raise Conflict("the case changed meanwhile; reload and try again")
     case.version += 1
 
@@ -498,7 +522,7 @@ def list_cases(ctx: ServiceContext, actor: Actor, *, status: str | None = None, 
         s = uow.session
         now = ctx.now()
         q = (sa.select(Case, Student.pseudonym, OrgUnit.name).join(Student, Student.id == Case.student_id)
-             .join(OrgUnit, OrgUnit.id == Case.school_unit_id).where(under(Case.unit_path, actor.unit_path)))
+             .join(OrgUnit, OrgUnit.id == Case.school_unit_id).where(scoped(Case.unit_path, actor.unit_path)))
         if actor.role in OFFICER_ROLES:
             q = q.where(Case.level == "red")
         if status is not None:
@@ -552,7 +576,7 @@ def due_tasks(ctx: ServiceContext, actor: Actor, now: datetime, *, horizon: time
     me = actor.user_id
     with ctx.uow() as uow:
         s = uow.session
-        scope = sa.and_(under(Case.unit_path, actor.unit_path), Case.status != "closed")
+        scope = sa.and_(scoped(Case.unit_path, actor.unit_path), Case.status != "closed")
         mine = Case.counsellor_user_id == me
         tasks: list[Task] = []
         for fu, ps in s.execute(sa.select(FollowUp, Student.pseudonym).join(Case, Case.id == FollowUp.case_id)
@@ -607,7 +631,7 @@ def openable_flags(ctx: ServiceContext, actor: Actor, *, limit: int = 100) -> li
         s = uow.session
         has_case = sa.select(Case.id).where(Case.student_id == Flag.student_id, Case.status != "closed").exists()
         rows = s.execute(sa.select(Flag, Student.pseudonym).join(Student, Student.id == Flag.student_id)
-                         .where(under(Flag.unit_path, actor.unit_path), Flag.status.in_(CONFIRMED_FLAG_STATUSES),
+                         .where(scoped(Flag.unit_path, actor.unit_path), Flag.status.in_(CONFIRMED_FLAG_STATUSES),
                                 ~has_case)
                          .order_by(Flag.opened_at).limit(limit)).all()
         return [{"id": str(f.id), "pseudonym": ps, "level": f.level, "status": f.status,

@@ -69,6 +69,8 @@ def _confirmed_flag(ctx: ServiceContext, counsellor: Actor, student_id: uuid.UUI
                 evidence=[fr.Evidence(fr.EvidenceSource.CONCERN, fr.Level(level), "demo_case")],
                 reporter_role=Role.HEAD_TEACHER)
             uow.commit()
+        if out is None:
+            raise LookupError("no flag")
         flag_service.acknowledge(ctx, counsellor, out.flag_id)
         flag_service.assess(ctx, counsellor, out.flag_id, "confirm")
     except Exception as exc:  # noqa: BLE001 - the demo must seed whatever the flags area can do today
@@ -80,6 +82,8 @@ def _confirmed_flag(ctx: ServiceContext, counsellor: Actor, student_id: uuid.UUI
         flag = s.scalar(sa.select(Flag).where(Flag.student_id == student_id, Flag.status != "closed"))
         if flag is None:
             e = current_enrolment(s, student_id)
+            if e is None:
+                raise LookupError("student not enrolled")
             flag = Flag(id=uuid.uuid4(), student_id=student_id, school_unit_id=e.school_unit_id,
                         class_unit_id=e.class_unit_id, unit_path=e.unit_path, level=level, tier="school",
                         status="assessed", opened_at=now, tier_entered_at=now, acknowledged_at=now, version=1)
@@ -94,12 +98,14 @@ def _confirmed_flag(ctx: ServiceContext, counsellor: Actor, student_id: uuid.UUI
 def seed(ctx: ServiceContext, rng: random.Random, now: datetime, demo: Any) -> dict[str, int]:
     """Seed the demo cases and referrals; returns counts."""
     stages = ("primary", "junior", "senior")
-    counsellors = {st: _actor(ctx, f"counsellor.{st}") for st in stages}
-    clinicians = [_actor(ctx, "clinician.pjmh"), _actor(ctx, "clinician.lhyt")]
-    if not all(counsellors.values()) or not all(clinicians):
+    found = {st: _actor(ctx, f"counsellor.{st}") for st in stages}
+    found_cl = [_actor(ctx, "clinician.pjmh"), _actor(ctx, "clinician.lhyt")]
+    counsellors = {st: a for st, a in found.items() if a is not None and a.unit_id is not None}
+    clinicians = [a for a in found_cl if a is not None and a.institution_id is not None]
+    if len(counsellors) != len(stages) or len(clinicians) != 2:
         return {"cases": 0, "referrals": 0}
-    insts = [c.institution_id for c in clinicians]
-    pools = {st: _students_of(ctx, counsellors[st].unit_id, 8) for st in stages}
+    insts: list[uuid.UUID] = [c.institution_id for c in clinicians if c.institution_id is not None]
+    pools = {st: _students_of(ctx, counsellors[st].unit_id, 8) for st in stages}  # type: ignore[arg-type]
     made = {"cases": 0, "referrals": 0}
     case_ids: dict[str, uuid.UUID] = {}
     for i, (scenario, level, k) in enumerate(SCENARIOS):
@@ -124,9 +130,9 @@ def seed(ctx: ServiceContext, rng: random.Random, now: datetime, demo: Any) -> d
     red = case_ids.get("overdue_requested")
     if red is not None:
         with ctx.uow() as uow:
-            path = uow.session.scalar(sa.select(Case.unit_path).where(Case.id == red))
-            county_code = uow.session.scalar(sa.select(OrgUnit.code).where(
-                OrgUnit.id == uuid.UUID(path.strip("/").split("/")[1])))
+            path = uow.session.scalar(sa.select(Case.unit_path).where(Case.id == red)) or "/"
+            county_id = uuid.UUID(path.strip("/").split("/")[1])
+            county_code = uow.session.scalar(sa.select(OrgUnit.code).where(OrgUnit.id == county_id))
         officer = _actor(ctx, f"county.{county_code}")
         if officer is not None:
             breakglass.open_break_glass(_at(ctx, now - 2 * H), officer, red,
@@ -204,13 +210,18 @@ def _transfer(ctx: ServiceContext, c: Actor, cid: uuid.UUID, student: uuid.UUID,
     with ctx.uow() as uow:
         s = uow.session
         e = current_enrolment(s, student)
-        school = s.get(OrgUnit, e.school_unit_id)
+        school = s.get(OrgUnit, e.school_unit_id) if e is not None else None
+        if e is None or school is None:
+            return
         target = next((k for k in demo.classes if k.grade_level == e.grade_level
                        and not k.path.startswith(school.path)), None)
         if target is None:
             return
         year = s.get(AcademicYear, e.academic_year_id)
-        student_service.enrol(s, s.get(Student, student), target, year, now - 2 * D)
+        st = s.get(Student, student)
+        if year is None or st is None:
+            return
+        student_service.enrol(s, st, target, year, now - 2 * D)
         uow.commit()
     transfers.request_transfer(_at(ctx, now - D), c, cid,
                                handover_note="演示交接：学生随家庭迁居转学；每周一次个别辅导有效，请继续。")

@@ -110,10 +110,11 @@ def list_institutions(ctx: ServiceContext, actor: Actor, *, include_inactive: bo
         if not include_inactive:
             q = q.where(Institution.active.is_(True))
         rows = s.scalars(q.order_by(Institution.name)).all()
-        counts = dict(s.execute(sa.select(RoleAssignment.institution_id, sa.func.count())
-                                .join(User, User.id == RoleAssignment.user_id)
-                                .where(RoleAssignment.role == Role.CLINICIAN.value, User.is_active.is_(True))
-                                .group_by(RoleAssignment.institution_id)).all())
+        rows_n = s.execute(sa.select(RoleAssignment.institution_id, sa.func.count())
+                           .join(User, User.id == RoleAssignment.user_id)
+                           .where(RoleAssignment.role == Role.CLINICIAN.value, User.is_active.is_(True))
+                           .group_by(RoleAssignment.institution_id)).all()
+        counts: dict[Any, int] = {k: int(v) for k, v in rows_n}
         return [{"id": str(i.id), "name": i.name, "code": i.code, "active": i.active,
                  "clinicians": int(counts.get(i.id, 0))} for i in rows]
 

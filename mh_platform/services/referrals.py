@@ -48,7 +48,6 @@ from mh_platform.services.cases import (
 )
 from mh_platform.services.context import SYSTEM, Actor, ServiceContext
 from mh_platform.services.institutions import clinicians_of
-from mh_platform.services.org import under
 
 CLINICIAN = "clinician"
 DIAGNOSIS_CATEGORIES = ("none", "adjustment", "depressive_episode", "anxiety", "bipolar", "psychotic",
@@ -91,7 +90,7 @@ def _write_back(s: Session, row: Referral, new: core.Referral) -> None:
         values["closed_at"] = new.state_entered_at
     res = s.execute(sa.update(Referral).where(Referral.id == row.id, Referral.version == row.version)
                     .values(**values).execution_options(synchronize_session=False))
-    if res.rowcount != 1:
+    if case_service.rowcount(res) != 1:
         raise Conflict("the referral changed meanwhile; reload and try again")
     for k, v in values.items():
         setattr(row, k, v)
@@ -143,7 +142,7 @@ def create_referral(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str,
         inst = _active_institution(s, institution_id, case)
         if s.scalar(sa.select(Referral.id).where(Referral.case_id == case.id, Referral.state != "closed").limit(1)):
             raise Conflict("the case already has an open referral")
-        draft, ev = core.new_referral(Level(case.level), inst.id, Role(actor.role), now)
+        draft, ev = core.new_referral(Level(case.level), inst.id, case_service.role_of(actor), now)
         row = Referral(id=uuid.uuid4(), case_id=case.id, student_id=case.student_id, institution_id=inst.id,
                        school_unit_id=case.school_unit_id, unit_path=case.unit_path, level=case.level,
                        state=draft.state.value, tier=draft.tier.value, state_entered_at=now, due_at=None,
@@ -195,6 +194,8 @@ def transition(ctx: ServiceContext, actor: Actor, referral_id: uuid.UUID | str, 
         if view not in (FULL, CLINICIAN):
             raise Forbidden("your role may not change a referral")
         case = s.get(Case, row.case_id)
+        if case is None:
+            raise NotFound("referral not found")
         if view == FULL and case.status == "transferring":
             raise InvalidTransition("the case is being handed over; the receiving counsellor continues")
         new_inst: Institution | None = None
@@ -213,7 +214,7 @@ def transition(ctx: ServiceContext, actor: Actor, referral_id: uuid.UUID | str, 
             raise ValidationFailed("a re-entry plan starts with the school follow-up",
                                    [{"field": "reentry_items", "error": "only with start_follow_up"}])
         before = to_core(row)
-        new, ev = core.apply(before, action, Role(actor.role), now, reason=reason,
+        new, ev = core.apply(before, action, case_service.role_of(actor), now, reason=reason,
                              institution_id=new_inst.id if new_inst else None, appointment_at=appointment_at,
                              consent=consent, decline_code=decline_code, diagnosis_category=diagnosis_category)
         old_institution = row.institution_id
@@ -322,7 +323,7 @@ def _summary(r: Referral, inst: Institution | None, school: OrgUnit | None, pseu
             "due_at": r.due_at.isoformat() if r.due_at else None,
             "overdue": r.due_at is not None and r.due_at <= now, "escalations": r.escalations,
             "created_at": r.created_at.isoformat(),
-            "actions": [a.value for a in core.allowed_actions(c, Role(actor.role))]
+            "actions": [a.value for a in core.allowed_actions(c, case_service.role_of(actor))]
             if view in (FULL, CLINICIAN) else []}
 
 
@@ -395,7 +396,7 @@ def list_referrals(ctx: ServiceContext, actor: Actor, *, state: str | None = Non
             q = q.where(Referral.institution_id == actor.institution_id, Referral.state != "draft")
             view = CLINICIAN
         elif actor.role in frozenset({Role.COUNSELLOR, Role.SCHOOL_LEADER}) | OFFICER_ROLES and actor.unit_path:
-            q = q.where(under(Referral.unit_path, actor.unit_path))
+            q = q.where(case_service.scoped(Referral.unit_path, actor.unit_path))
             view = FULL if actor.role == Role.COUNSELLOR else SUMMARY
             if actor.role in OFFICER_ROLES:
                 q = q.where(Referral.state != "draft")

@@ -29,6 +29,7 @@ from mh_platform.services.cases import (
     _text,
     case_for_work,
     notify_users,
+    rowcount,
     seal,
     users_at,
 )
@@ -85,6 +86,8 @@ def transfer_detail(ctx: ServiceContext, actor: Actor, transfer_id: uuid.UUID | 
         s = uow.session
         tr = _incoming(s, actor, transfer_id)
         case = s.get(Case, tr.case_id)
+        if case is None:
+            raise NotFound("transfer not found")
         student = s.get(Student, case.student_id)
         from_school = s.get(OrgUnit, tr.from_school_id)
         out = {"id": str(tr.id), "case_id": str(case.id), "status": tr.status, "level": case.level,
@@ -126,7 +129,7 @@ def accept_transfer(ctx: ServiceContext, actor: Actor, transfer_id: uuid.UUID | 
         res = s.execute(sa.update(Transfer).where(Transfer.id == tr.id, Transfer.status == "requested")
                         .values(status="accepted", accepted_by=actor.user_id, accepted_at=now)
                         .execution_options(synchronize_session=False))
-        if res.rowcount != 1:
+        if rowcount(res) != 1:
             raise Conflict("the handover was taken meanwhile")
         old_counsellor = case.counsellor_user_id
         _bump(s, case)
