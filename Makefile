@@ -24,7 +24,7 @@ install: $(STAMP) translations ## create .venv and install the project with its 
 
 translations: $(STAMP) ## compile the zh_CN/en message catalogs
 	@if ls mh_platform/web/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
-	  $(VENV)/bin/pybabel compile -q -d mh_platform/web/translations; fi
+	  $(VENV)/bin/pybabel -q compile -d mh_platform/web/translations; fi
 
 var/master.key: | $(STAMP)
 	mkdir -p var
