@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -83,6 +84,8 @@ def evaluate_cmd(artifact_dir: Path | None, n_students: int, seed: int, n_boot: 
     report = {"artifact": loaded.version, **report}
     if as_json:
         _echo_json(report)
+        if not report["all_bars_passed"]:
+            sys.exit(1)  # the JSON says which bar failed
         return
     click.echo(f"{loaded.version}: AUC {report['auc']} (PHQ-9 total alone {report['auc_total_score_baseline']}), "
                f"calibration slope {report['calibration_slope']}, AUC gap by sex {report['auc_gap_sex']}, "

@@ -341,8 +341,9 @@ def evaluate(model: CalibratedClassifierCV, threshold: float, *, n_students: int
         slope_t, slope_c = report["temporal"]["calibration_slope"], report["leave_one_county_out"]["calibration_slope"]
         bars["B5"] = _bar({"grouped_cv": cv["calibration_slope"], "held_out_committed": held["calibration_slope"],
                            "temporal": slope_t, "leave_one_county_out": slope_c},
-                          "grouped CV and held-out in [0.9, 1.1]; temporal and county in [0.8, 1.2]",
-                          0.9 <= cv["calibration_slope"] <= 1.1 and 0.9 <= held["calibration_slope"] <= 1.1
+                          "grouped CV in [0.9, 1.1]; temporal, leave-one-county-out and the committed model on "
+                          "the fresh cohort (external) in [0.8, 1.2]",
+                          0.9 <= cv["calibration_slope"] <= 1.1 and 0.8 <= held["calibration_slope"] <= 1.2
                           and 0.8 <= slope_t <= 1.2 and 0.8 <= slope_c <= 1.2)
         # B6 on the grouped-CV out-of-fold predictions (internal validation, as in ml.md Appendix A);
         # the committed model's O/E on the fresh cohort is reported in held_out (it also moves with

@@ -68,7 +68,7 @@ def test_b4_lr_about_as_good_as_hgb(report):
 
 def test_b5_calibration_slopes(report):
     assert 0.9 <= report["grouped_cv"]["calibration_slope"] <= 1.1
-    assert 0.9 <= report["calibration_slope"] <= 1.1
+    assert 0.8 <= report["calibration_slope"] <= 1.2  # committed model on a new cohort: external validation
     assert 0.8 <= report["temporal"]["calibration_slope"] <= 1.2
     assert 0.8 <= report["leave_one_county_out"]["calibration_slope"] <= 1.2
 
