@@ -9,9 +9,9 @@ regardless (ml.md §4.3).
   identical *non-zero* answers across the PHQ-9 + GAD-7 battery (plain longstring would flag the
   healthy all-zero students).
 * **Person fit**: polytomous lz (lz^p, Drasgow et al. 1985) under the graded-response model at the
-  EAP latent; low values = aberrant pattern. ``lz < -2.33`` is the advisory cut-off. The core engine
-  was meant to provide lz (``mh_platform.core.quality``); when it has a ``lzp`` function it is used,
-  otherwise the local implementation below is (see :func:`lz_source`). Item parameters default to
+  EAP latent; low values = aberrant pattern. ``lz < -2.33`` (after standardisation) is the advisory
+  cut-off. The raw lz comes from the core engine (``mh_platform.core.quality.lz_many``) when it is
+  there, otherwise from the identical local implementation below (see :func:`lz_source`). Item parameters default to
   the synthetic generator's; for real data they should be refitted on the city's own responses.
 * **IsolationForest**: exploratory only, fitted on paradata and index features (seconds per item,
   page-time index, longstrings, IRV, lz), never on raw answers, and audited for confounding with
@@ -24,6 +24,7 @@ import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -39,13 +40,18 @@ PRIOR = np.exp(-GRID ** 2 / 2)
 GRM_PARAMS: dict[str, tuple[np.ndarray, np.ndarray]] = {"phq9": (PHQ_A, PHQ_B), "gad7": (GAD_A, GAD_B)}
 
 
-def lz_source() -> str:
-    """Which lz implementation is in use: ``core`` or ``risk-local``."""
+def _core_quality() -> Any | None:
+    """The core engine's quality module if it provides ``lz_many`` and ``GRMItem``, else None."""
     try:
         mod = importlib.import_module("mh_platform.core.quality")
-    except ImportError:
-        return "risk-local"
-    return "core" if hasattr(mod, "lzp") else "risk-local"
+    except Exception:  # noqa: BLE001 - absent or not importable: use the local implementation
+        return None
+    return mod if hasattr(mod, "lz_many") and hasattr(mod, "GRMItem") else None
+
+
+def lz_source() -> str:
+    """Which lz implementation is in use: ``core`` (``core.quality.lz_many``) or ``risk-local``."""
+    return "core" if _core_quality() is not None else "risk-local"
 
 
 def longstring(battery: np.ndarray) -> np.ndarray:
@@ -83,7 +89,11 @@ def page_time_index(seconds: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def _lzp_local(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(lz^p, EAP latent) of each row of item scores ``x`` under the GRM (a, b)."""
+    """(lz^p, EAP latent) of each row of item scores ``x`` under the GRM (a, b).
+
+    Same definition as ``core.quality.lz_many`` (81-point grid, standard-normal prior, EAP); used
+    when the core module is not available, and checked against it in the tests when it is.
+    """
     x = np.asarray(x, dtype=np.int64)
     log_p = np.log(np.clip(category_probs(GRID, a, b), 1e-12, 1.0))           # (grid, k, K)
     ll = np.zeros((GRID.shape[0], x.shape[0]))
@@ -97,6 +107,17 @@ def _lzp_local(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray,
     expected = (p * lp).sum(axis=(1, 2))
     variance = ((p * lp ** 2).sum(axis=2) - (p * lp).sum(axis=2) ** 2).sum(axis=1)
     return (observed - expected) / np.sqrt(np.maximum(variance, 1e-12)), theta
+
+
+def _raw_lz(instrument: str, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(raw lz^p, EAP latent): the core engine's ``lz_many`` when present, else the local one."""
+    a, b = GRM_PARAMS[instrument]
+    core = _core_quality()
+    if core is not None:
+        grm = [core.GRMItem(a=float(ai), b=tuple(float(v) for v in bi)) for ai, bi in zip(a, b, strict=True)]
+        lz, theta = core.lz_many(np.asarray(items, dtype=float), grm)
+        return np.asarray(lz, dtype=float), np.asarray(theta, dtype=float)
+    return _lzp_local(items, a, b)
 
 
 @lru_cache(maxsize=4)
@@ -113,7 +134,7 @@ def _null_reference(instrument: str, n: int = 30_000, seed: int = 20240601) -> t
     a, b = GRM_PARAMS[instrument]
     rng = np.random.default_rng(seed)
     theta = rng.normal(0.0, 1.3, n)
-    lz, eap = _lzp_local(grm_sample(rng, theta, a, b), a, b)
+    lz, eap = _raw_lz(instrument, grm_sample(rng, theta, a, b))
     edges = np.unique(np.quantile(eap, np.linspace(0, 1, 31)))
     mids, means, sds = [], [], []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
@@ -131,11 +152,7 @@ def lzp(instrument: str, items: np.ndarray, *, standardise: bool = True) -> np.n
     ``standardise`` (default) returns lz^p centred and scaled by its model-implied null
     distribution at the same EAP latent, so that the score is not a proxy for severity (B12).
     """
-    a, b = GRM_PARAMS[instrument]
-    raw, eap = _lzp_local(items, a, b)
-    if lz_source() == "core":
-        mod = importlib.import_module("mh_platform.core.quality")
-        raw = np.asarray(mod.lzp(items, a, b), dtype=float)
+    raw, eap = _raw_lz(instrument, items)
     if not standardise:
         return raw
     mids, means, sds = _null_reference(instrument)

@@ -71,3 +71,20 @@ def test_quality_advice_never_touches_answers():
     rep = assess(w.items, w.seconds)
     assert all(np.array_equal(before[k], w.items[k]) for k in before)
     assert rep.advisory.shape == (500,)
+
+
+def test_lz_source_and_local_implementation_agree_with_core():
+    from mh_platform.risk import quality as q
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 4, (200, 9))
+    local, theta_local = q._lzp_local(x, *q.GRM_PARAMS["phq9"])
+    core = q._core_quality()
+    if core is None:
+        assert lz_source() == "risk-local"
+        raw, theta = q._raw_lz("phq9", x)
+        assert np.array_equal(raw, local)
+    else:
+        assert lz_source() == "core"
+        raw, theta = q._raw_lz("phq9", x)
+        assert np.allclose(raw, local, atol=1e-9) and np.allclose(theta, theta_local, atol=1e-9)
