@@ -134,3 +134,23 @@ def classmates(ctx: ServiceContext, actor: Actor) -> list[dict[str, Any]]:
         names = student_names(ctx, s, actor, students, purpose="concern_report")
         uow.commit()
         return [{"id": str(st.id), "name": names.get(st.id) or st.pseudonym} for st in students]
+
+
+def list_concerns(ctx: ServiceContext, actor: Actor, *, limit: int = 200) -> list[dict[str, Any]]:
+    """Concerns the actor may list: a monitor only their own; a head teacher their class's; a counsellor
+    their school's (codes and status only — the note stays sealed; the reporter is not named)."""
+    from mh_platform.services.org import under
+
+    if actor.role == Role.CLASS_MONITOR:
+        return my_concerns(ctx, actor, limit=limit)
+    if actor.role not in (Role.HEAD_TEACHER, Role.COUNSELLOR) or not actor.unit_path:
+        return []
+    with ctx.uow() as uow:
+        s = uow.session
+        rows = s.execute(sa.select(Concern, Flag.status).outerjoin(Flag, Flag.id == Concern.flag_id)
+                         .where(under(Concern.unit_path, actor.unit_path))
+                         .order_by(Concern.created_at.desc()).limit(max(1, min(limit, 500)))).all()
+        return [{"id": str(c.id), "created_at": c.created_at.isoformat(), "category": c.category,
+                 "urgency": c.urgency, "status": reporter_status(st), "student_id": str(c.student_id),
+                 "flag_id": str(c.flag_id) if c.flag_id else None, "reporter_role": c.reporter_role,
+                 "mine": c.reporter_user_id == actor.user_id} for c, st in rows]

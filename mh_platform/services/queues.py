@@ -88,3 +88,30 @@ def waiting_count(ctx: ServiceContext, actor: Actor) -> int:
                           Role.CITY_OFFICER):
         return 0
     return int(queue_for(ctx, actor).get("waiting", 0))
+
+
+NAME_ROLES = frozenset({Role.HEAD_TEACHER, Role.COUNSELLOR})
+
+
+def with_names(ctx: ServiceContext, actor: Actor, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add the student's name to each view for the head teacher and the counsellor (their own class /
+    school, whom they may name) — opened through ``disclosure`` and access-logged. Others keep the
+    pseudonym only."""
+    import uuid as _uuid
+
+    from mh_platform.db.models import Student
+    from mh_platform.services.disclosure import student_names
+
+    if actor.role not in NAME_ROLES or not views:
+        return views
+    ids = {_uuid.UUID(v["student_id"]) for v in views if v.get("student_id")}
+    with ctx.uow() as uow:
+        s = uow.session
+        studs = s.scalars(sa.select(Student).where(Student.id.in_(ids))).all()
+        names = student_names(ctx, s, actor, studs, purpose="flag_queue")
+        uow.commit()
+    for v in views:
+        sid = v.get("student_id")
+        if sid:
+            v["name"] = names.get(_uuid.UUID(sid))
+    return views

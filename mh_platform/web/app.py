@@ -46,6 +46,8 @@ BLUEPRINTS: list[str] = [
     "mh_platform.web.blueprints.cases:bp",
     "mh_platform.web.blueprints.api_cases:bp",
     "mh_platform.web.blueprints.screening:bp",
+    "mh_platform.web.blueprints.flags:bp",
+    "mh_platform.web.blueprints.api_flags:bp",
 ]
 
 WEB_DIR = pathlib.Path(__file__).resolve().parent

@@ -101,3 +101,12 @@ def build_world(ctx, n: int = 6, *, emails: bool = True, prefix: str = "") -> Wo
                          student_id=student_id)
         w.actors[key] = _actor(ctx, name)
     return w
+
+
+def light_hashes(monkeypatch) -> None:
+    """Real argon2id with light parameters so building users stays fast on 2 cores."""
+    from argon2 import PasswordHasher
+
+    from mh_platform.services import passwords
+
+    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))

@@ -6,12 +6,17 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from flags_world import build_world
+from flags_world import build_world, light_hashes
 
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from mh_platform.core.flag_rules import WatchSignal
 from mh_platform.db.models import ClusterAlert, EventLog, Flag, FlagEvent, Outbox
 from mh_platform.services import audit, concerns, escalation, flags, notify
+
+
+@pytest.fixture(autouse=True)
+def _quick(monkeypatch):
+    light_hashes(monkeypatch)
 
 
 @pytest.fixture

@@ -14,10 +14,15 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
-from flags_world import build_world
+from flags_world import build_world, light_hashes
 
 from mh_platform.db.models import InboxMessage, Outbox
 from mh_platform.services import concerns, notify
+
+
+@pytest.fixture(autouse=True)
+def _quick(monkeypatch):
+    light_hashes(monkeypatch)
 
 
 def free_port() -> int:

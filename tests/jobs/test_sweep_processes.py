@@ -19,13 +19,18 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from flags_world import build_world  # noqa: E402
+from flags_world import build_world, light_hashes  # noqa: E402
 from procs_helpers import MHP, Proc, mhp_env, run_mhp  # noqa: E402
 
 from mh_platform.db.engine import normalise_url  # noqa: E402
 from mh_platform.db.models import Enrolment, Flag, FlagEvent, InboxMessage, Outbox, Student  # noqa: E402
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _quick(monkeypatch):
+    light_hashes(monkeypatch)
 
 
 class Collector:
