@@ -36,7 +36,7 @@ from mh_platform.core.instruments import (
     Variant,
     max_concern,
 )
-from mh_platform.core.types import Level
+from mh_platform.core.types import LEVEL_RANK, Level
 
 COMPLETE = "complete"
 PRORATED = "prorated"
@@ -44,6 +44,7 @@ INVALID = "invalid"
 STATUS_CODES: tuple[str, str, str] = (COMPLETE, PRORATED, INVALID)  # index = code in BatchScores.status
 
 _EMPTY: tuple = ()
+_RANK_LEVEL = {rank: level for level, rank in LEVEL_RANK.items()}
 
 
 def round_half_up(numerator: int, denominator: int) -> int:
@@ -334,7 +335,6 @@ def score(instrument: Instrument, answers: Mapping[Any, Any], *, variant: str | 
     status = INVALID
     unans = p.unanswered
     subres: dict[str, SubscaleResult] = {}
-    any_missing = False
     if p.subs:
         for sid, items, from_subs, maxm, prorate, pos_at, pos_below, blut, slo in p.subs:
             if from_subs:
@@ -347,10 +347,8 @@ def score(instrument: Instrument, answers: Mapping[Any, Any], *, variant: str | 
                     sscore = s
                 elif miss <= maxm and prorate and answered:
                     sscore = round_half_up(s * expected, answered)
-                    any_missing = True
                 else:
                     sscore = None
-                    any_missing = True
             sb = blut[sscore - slo] if (sscore is not None and blut) else None
             subres[sid] = _subresult(sscore, _pos(sscore, pos_at, pos_below, sb), sb)
 
@@ -362,7 +360,7 @@ def score(instrument: Instrument, answers: Mapping[Any, Any], *, variant: str | 
             notes.append("a subscale of the total has no score: no total")
         else:
             total = sum(parts) * p.mult  # type: ignore[arg-type]
-            status = PRORATED if (miss or any_missing) else COMPLETE
+            status = PRORATED if miss else COMPLETE  # only the total's own items count
     else:
         if skipped or unans:
             s, answered, expected = _sum_items(p.total_items, got, skipped, unans, notes)
@@ -449,6 +447,7 @@ class BatchScores:
     subscale_positive: dict[str, np.ndarray]
     short_forms: dict[str, np.ndarray]
     short_form_positive: dict[str, np.ndarray]
+    critical_level: np.ndarray | None = None  # (n, c) LEVEL_RANK of a fired item's level, 0 = not fired
 
     def __len__(self) -> int:
         return int(self.total.shape[0])
@@ -476,9 +475,11 @@ class BatchScores:
         crit = [n for j, n in enumerate(self.critical_items) if self.critical[i, j]]
         unans = [n for j, n in enumerate(self.critical_items) if self.critical_unanswered[i, j]]
         levels: dict[int, Level] = {}
-        for n, lv, ul in plan.crits:
+        for j, (n, _lv, ul) in enumerate(plan.crits):
             if n in unans:
                 levels[n] = ul
+            elif n in crit and self.critical_level is not None:
+                levels[n] = _RANK_LEVEL[int(self.critical_level[i, j])]
         errors = ["a value is not an option"] if self.invalid_value[i] else []
         return ScoreResult(inst.id, inst.version, self.variant, self.cutoff.id, total,
                            STATUS_CODES[int(self.status[i])], band, subres, crit, unans, sfres, [], errors, levels)
@@ -545,9 +546,9 @@ class _BatchPlan:
         for n, levels, _u in plan.crits:
             it = inst.item(n)
             col = self.cols[n - 1]
-            fire = np.zeros(col.hi - col.lo + 1, dtype=bool)
-            for v in levels:
-                fire[_code(it, v) - col.lo] = True
+            fire = np.zeros(col.hi - col.lo + 1, dtype=np.int8)  # LEVEL_RANK of the level, 0 = no fire
+            for v, lv in levels.items():
+                fire[_code(it, v) - col.lo] = LEVEL_RANK[lv]
             self.crits.append((n - 1, fire))
         self.subs = []
         for sid, items, from_subs, maxm, prorate, pos_at, pos_below, blut, slo in plan.subs:
@@ -656,7 +657,7 @@ def score_many(instrument: Instrument, matrix: np.ndarray, *, variant: str | Non
     out = {
         "total": np.empty(n), "status": np.empty(n, dtype=np.int8), "band": np.empty(n, dtype=np.int16),
         "crit": np.empty((n, nc), dtype=bool), "unans": np.empty((n, nc), dtype=bool),
-        "invalid": np.empty(n, dtype=bool),
+        "invalid": np.empty(n, dtype=bool), "level": np.empty((n, nc), dtype=np.int8),
     }
     sub = {s[0]: np.empty(n) for s in p.subs}
     subpos = {s[0]: np.empty(n, dtype=bool) for s in p.subs}
@@ -669,7 +670,7 @@ def score_many(instrument: Instrument, matrix: np.ndarray, *, variant: str | Non
                      {k: v[a:b] for k, v in sfpos.items()})
     return BatchScores(instrument, p.variant.id, p.cutoff, out["total"], out["status"], out["band"],
                        tuple(c[0] for c in p.crits), out["crit"], out["unans"], out["invalid"],
-                       sub, subpos, sf, sfpos)
+                       sub, subpos, sf, sfpos, out["level"])
 
 
 def _score_chunk(bp: _BatchPlan, X: np.ndarray, o: dict, o_sub: dict, o_subpos: dict, o_sf: dict,
@@ -740,15 +741,13 @@ def _score_chunk(bp: _BatchPlan, X: np.ndarray, o: dict, o_sub: dict, o_subpos: 
 
     # subscales
     sub_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    any_missing = np.zeros(m, dtype=bool)
     for sid, cols, from_subs, maxm, prorate, pos_at, pos_below, conc, slo in bp.subs:
         if from_subs:
             sc = np.sum([sub_scores[x][0] for x in from_subs], axis=0)
             has = np.logical_and.reduce([sub_scores[x][1] for x in from_subs])
         else:
             s, ans, exp = sums(cols)
-            sc, has, miss = _prorate(s, ans, exp, maxm, prorate)
-            any_missing |= miss > 0
+            sc, has, _miss = _prorate(s, ans, exp, maxm, prorate)
         has = has & ~invalid_row
         sub_scores[sid] = (sc, has)
         o_sub[sid][:] = np.where(has, sc, np.nan)
@@ -769,7 +768,7 @@ def _score_chunk(bp: _BatchPlan, X: np.ndarray, o: dict, o_sub: dict, o_subpos: 
         _s, ans, exp = sums([n - 1 for n in p.total_sub_items])
         miss = exp - ans
         has &= miss <= p.max_missing
-        status = np.where(has, np.where((miss > 0) | any_missing, 1, 0), 2)
+        status = np.where(has, np.where(miss > 0, 1, 0), 2)
     else:
         s, ans, exp = sums(bp.total_cols)
         tot, has, miss = _prorate(s, ans, exp, p.max_missing, p.prorate)
@@ -785,7 +784,9 @@ def _score_chunk(bp: _BatchPlan, X: np.ndarray, o: dict, o_sub: dict, o_subpos: 
     # critical items on valid raw answers, never imputed
     for k, (j, fire) in enumerate(bp.crits):
         okj = ok[:, j]
-        o["crit"][:, k] = okj & bp.cols[j].lookup(ci[:, j], fire)
+        rank = np.where(okj, bp.cols[j].lookup(ci[:, j], fire), 0)
+        o["crit"][:, k] = rank > 0
+        o["level"][:, k] = rank
         un = ~okj
         if j in skipped_cols:
             un &= ~skipped_cols[j]

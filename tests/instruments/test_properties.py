@@ -135,4 +135,5 @@ def test_score_many_equals_score_row_by_row(iid, data):
         assert {k: (v.score, v.positive) for k, v in got.subscales.items()} == \
                {k: (v.score, v.positive) for k, v in r.subscales.items()}
         assert dict(got.short_forms) == dict(r.short_forms)
+        assert dict(got.critical_levels) == dict(r.critical_levels)
         assert bool(got.errors) == bool(r.errors)
