@@ -92,8 +92,10 @@ def create_user(ctx: ServiceContext, actor: Actor, *, username: str, password: s
         return user.id
 
 
-def authenticate(ctx: ServiceContext, username: str, password: str) -> LoginResult:
-    """Check a password; count failures; lock the account after too many; never say which part was wrong."""
+def authenticate(ctx: ServiceContext, username: str, password: str, *, new_session: bool = True) -> LoginResult:
+    """Check a password; count failures; lock the account after too many; never say which part was wrong.
+
+    ``new_session=False`` (API token requests) leaves the user's web session token alone."""
     now = ctx.now()
     st = ctx.settings
     with ctx.uow() as uow:
@@ -124,8 +126,9 @@ def authenticate(ctx: ServiceContext, username: str, password: str) -> LoginResu
         user.failed_logins = 0
         user.locked_until = None
         user.last_login_at = now
-        user.session_token = new_session_token()  # a fresh session at every login
-        audit.record(ctx, s, actor, "auth:login", "user", user.id, {})
+        if new_session:
+            user.session_token = new_session_token()  # a fresh session at every login
+        audit.record(ctx, s, actor, "auth:login", "user", user.id, {"web": new_session})
         uow.commit()
         return LoginResult(True, actor=actor, session_token=user.session_token)
 
@@ -204,17 +207,23 @@ def _revoke_tokens(s: Session, user_id: uuid.UUID, now: datetime) -> None:
 
 
 def issue_api_token(ctx: ServiceContext, username: str, password: str) -> tuple[str, datetime] | None:
-    """Password → short-lived bearer token. Only the hash is stored."""
-    res = authenticate(ctx, username, password)
+    """Password → short-lived bearer token. Only the hash is stored. (Roles that need a second
+    factor go through ``services.totp.issue_api_token`` instead.)"""
+    res = authenticate(ctx, username, password, new_session=False)
     if not res.ok or res.actor is None:
         return None
+    return mint_api_token(ctx, res.actor)
+
+
+def mint_api_token(ctx: ServiceContext, actor: Actor) -> tuple[str, datetime]:
+    """A new bearer token for an actor whose credentials were already checked."""
     token = secrets.token_urlsafe(32)
     now = ctx.now()
     expires = now + timedelta(minutes=ctx.settings.api_token_minutes)
     with ctx.uow() as uow:
-        uow.session.add(ApiToken(user_id=res.actor.user_id, token_hash=_token_hash(token), created_at=now,
+        uow.session.add(ApiToken(user_id=actor.user_id, token_hash=_token_hash(token), created_at=now,
                                  expires_at=expires))
-        audit.record(ctx, uow.session, res.actor, "auth:token_issued", "user", res.actor.user_id, {})
+        audit.record(ctx, uow.session, actor, "auth:token_issued", "user", actor.user_id, {})
         uow.commit()
     return token, expires
 

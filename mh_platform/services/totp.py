@@ -14,7 +14,7 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pyotp
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from mh_platform.core.types import Role
 from mh_platform.db.models import User
 from mh_platform.services import audit
-from mh_platform.services.auth import actor_for_user, new_session_token
+from mh_platform.services.auth import actor_for_user, authenticate, mint_api_token, new_session_token
 from mh_platform.services.context import Actor, ServiceContext
 
 ISSUER = "MHP 学生心理健康预警平台"
@@ -76,27 +76,57 @@ def _fail(ctx: ServiceContext, s, user: User) -> None:
     audit.record(ctx, s, None, "auth:totp_failed", "user", user.id, data)
 
 
+def _check(ctx: ServiceContext, s, user: User, code: str | None) -> Actor | None:
+    """Verify an enrolled user's code inside the caller's transaction (failures count; lockout)."""
+    now = ctx.now()
+    if user.totp_secret_enc is None or (user.locked_until is not None and user.locked_until > now):
+        return None
+    secret = ctx.keyring.open_field(s, user.totp_secret_enc, table="app_user", column="totp_secret_enc",
+                                    row_id=user.id)
+    if not pyotp.TOTP(secret).verify((code or "").strip(), for_time=now, valid_window=1):
+        _fail(ctx, s, user)
+        return None
+    user.failed_logins = 0
+    actor = actor_for_user(s, user)
+    audit.record(ctx, s, actor, "auth:totp_ok", "user", user.id, {})
+    return actor
+
+
 def verify(ctx: ServiceContext, token: str, code: str) -> Actor | None:
     """Second step of login for an enrolled user; the actor on success, else None."""
-    now = ctx.now()
     with ctx.uow() as uow:
-        s = uow.session
-        user = _user_for(s, token)
-        if user is None or user.totp_secret_enc is None:
-            return None
-        if user.locked_until is not None and user.locked_until > now:
-            return None
-        secret = ctx.keyring.open_field(s, user.totp_secret_enc, table="app_user", column="totp_secret_enc",
-                                        row_id=user.id)
-        if not pyotp.TOTP(secret).verify((code or "").strip(), for_time=now, valid_window=1):
-            _fail(ctx, s, user)
-            uow.commit()
-            return None
-        user.failed_logins = 0
-        actor = actor_for_user(s, user)
-        audit.record(ctx, s, actor, "auth:totp_ok", "user", user.id, {})
+        user = _user_for(uow.session, token)
+        actor = _check(ctx, uow.session, user, code) if user is not None else None
         uow.commit()
         return actor
+
+
+@dataclass(frozen=True)
+class TokenResult:
+    token: str | None = None
+    expires_at: datetime | None = None
+    reason: str = ""  # bad_credentials / totp_required / totp_not_enrolled
+
+
+def issue_api_token(ctx: ServiceContext, username: str, password: str, code: str | None) -> TokenResult:
+    """Password (and, for the roles in ``totp_roles``, a TOTP code) → a bearer token.
+    A second-factor role cannot get a token with the password alone."""
+    res = authenticate(ctx, username, password, new_session=False)
+    if not res.ok or res.actor is None:
+        return TokenResult(reason="bad_credentials")
+    if required_for(ctx, res.actor.role):
+        with ctx.uow() as uow:
+            user = uow.session.get(User, res.actor.user_id)
+            if user is None or user.totp_secret_enc is None:
+                return TokenResult(reason="totp_not_enrolled")
+            if not (code or "").strip():
+                return TokenResult(reason="totp_required")
+            actor = _check(ctx, uow.session, user, code)
+            uow.commit()
+        if actor is None:
+            return TokenResult(reason="bad_credentials")
+    token, expires = mint_api_token(ctx, res.actor)
+    return TokenResult(token, expires)
 
 
 def enrol(ctx: ServiceContext, token: str, code: str) -> Actor | None:

@@ -244,3 +244,23 @@ def test_totp_pending_login_expires(ctx, totp_client, counsellor):
 
 def test_totp_not_asked_of_other_roles(totp_client, city):
     assert login(totp_client, city.users[Role.HEAD_TEACHER]).headers["Location"] == "/"
+
+
+def test_api_token_for_a_second_factor_role_needs_the_code(ctx, totp_client, counsellor):
+    import re
+
+    c = totp_client
+    r = c.post("/api/v1/auth/token", json={"username": counsellor, "password": PASSWORD})
+    assert r.status_code == 401 and r.get_json()["error"] == "totp_not_enrolled"
+    login(c, counsellor)  # enrol on the web
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', c.get("/login/totp").get_data(as_text=True)).group(1)
+    assert _code_form(c, pyotp.TOTP(secret).at(ctx.now())).status_code == 302
+    r = c.post("/api/v1/auth/token", json={"username": counsellor, "password": PASSWORD})
+    assert r.status_code == 401 and r.get_json()["error"] == "totp_required"
+    wrong = "000000" if pyotp.TOTP(secret).at(ctx.now()) != "000000" else "111111"
+    r = c.post("/api/v1/auth/token", json={"username": counsellor, "password": PASSWORD, "totp": wrong})
+    assert r.status_code == 401 and r.get_json()["error"] == "invalid_credentials"
+    r = c.post("/api/v1/auth/token", json={"username": counsellor, "password": PASSWORD,
+                                           "totp": pyotp.TOTP(secret).at(ctx.now())})
+    assert r.status_code == 200 and r.get_json()["token"]
+    assert c.get("/").status_code == 200  # the web session survives the token request

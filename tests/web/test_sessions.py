@@ -207,3 +207,9 @@ def test_wrong_credentials_give_no_token(client, counsellor):
     assert r.status_code == 401 and r.get_json()["error"] == "invalid_credentials"
     r2 = client.post("/api/v1/auth/token", json={"username": "nobody.here", "password": "wrong horse battery"})
     assert r2.status_code == 401 and r2.get_json() == r.get_json()
+
+
+def test_getting_an_api_token_does_not_end_the_web_session(client, counsellor):
+    login(client, counsellor)
+    api_token(client, counsellor)
+    assert _signed_in(client)

@@ -19,6 +19,7 @@ from mh_platform.core.errors import NotFound, ValidationFailed
 from mh_platform.services import auth as auth_service
 from mh_platform.services import profile as profile_service
 from mh_platform.services import students_read
+from mh_platform.services import totp as totp_service
 from mh_platform.web.authz import api_auth, current_actor, public, service_ctx
 from mh_platform.web.errors import error_response
 from mh_platform.web.extensions import csrf, throttle_login
@@ -78,11 +79,15 @@ def parse_uuid(value: str) -> uuid.UUID:
          body=TokenRequestSchema, responses={200: TokenSchema, 401: None, 422: None, 429: None}, public=True)
 def issue_token() -> Any:
     data = load_json(TokenRequestSchema())
-    issued = auth_service.issue_api_token(service_ctx(), data["username"], data["password"])
-    if issued is None:
-        return error_response(401, "invalid_credentials", "wrong username or password, or the account is locked")
-    token, expires = issued
-    return jsonify(TokenSchema().dump({"token": token, "expires_at": expires}))
+    res = totp_service.issue_api_token(service_ctx(), data["username"], data["password"], data.get("totp"))
+    if res.token is None:
+        if res.reason == "totp_required":
+            return error_response(401, "totp_required", "this role needs a one-time code: send it as \"totp\"")
+        if res.reason == "totp_not_enrolled":
+            return error_response(401, "totp_not_enrolled", "this role needs a second factor: sign in on the web "
+                                                            "once to set it up")
+        return error_response(401, "invalid_credentials", "wrong username, password or code, or the account is locked")
+    return jsonify(TokenSchema().dump({"token": res.token, "expires_at": res.expires_at}))
 
 
 @bp.post("/auth/revoke")

@@ -8,6 +8,8 @@ from marshmallow import Schema, fields, validate
 class TokenRequestSchema(Schema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=64))
     password = fields.String(required=True, validate=validate.Length(min=1, max=200), load_only=True)
+    totp = fields.String(validate=validate.Regexp(r"^\d{6}$"), load_only=True,
+                         metadata={"description": "6-digit one-time code, for roles that need a second factor"})
 
 
 class TokenSchema(Schema):
