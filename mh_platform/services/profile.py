@@ -91,5 +91,6 @@ def account_summary(ctx: ServiceContext, actor: Actor) -> AccountSummary:
         active = s.scalar(sa.select(sa.func.count()).select_from(User).where(User.is_active.is_(True))) or 0
         disabled = s.scalar(sa.select(sa.func.count()).select_from(User).where(User.is_active.is_(False))) or 0
         locked = s.scalar(sa.select(sa.func.count()).select_from(User).where(User.locked_until > now)) or 0
-        by_role = dict(s.execute(sa.select(RoleAssignment.role, sa.func.count()).group_by(RoleAssignment.role)).all())
+        by_role: dict[str, int] = {role: n for role, n in s.execute(
+            sa.select(RoleAssignment.role, sa.func.count()).group_by(RoleAssignment.role)).all()}
         return AccountSummary(active, disabled, locked, by_role)

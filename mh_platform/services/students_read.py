@@ -81,7 +81,10 @@ def _purpose(actor: Actor) -> str:
 def _views(ctx: ServiceContext, s: Session, actor: Actor, rows: list[tuple[Student, Enrolment]]) -> list[dict]:
     wanted = fields_for(actor.role)
     unit_ids = {e.class_unit_id for _, e in rows} | {e.school_unit_id for _, e in rows}
-    names = dict(s.execute(sa.select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(unit_ids))).all()) if unit_ids else {}
+    names: dict[uuid.UUID, str] = {}
+    if unit_ids:
+        names = {uid: name for uid, name in s.execute(sa.select(OrgUnit.id, OrgUnit.name)
+                                                      .where(OrgUnit.id.in_(unit_ids))).all()}
     students = [st for st, _ in rows]
     purpose = _purpose(actor)
     person_names = disclosure.student_names(ctx, s, actor, students, purpose=purpose) if "name" in wanted else {}

@@ -91,3 +91,12 @@ def test_serve_refuses_bad_configuration(fresh_db_url, master_key_file):
     assert r.returncode != 0
     assert r.stderr.strip().startswith("error: configuration:")
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["--port", "0"], ["--port", "http"], ["--workers", "0"], ["--nonsense"]])
+def test_serve_bad_arguments_are_one_clear_line(args):
+    r = subprocess.run([sys.executable, "-m", "mh_platform.cli", "serve", *args], capture_output=True, text=True,
+                       timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("MHP_")})
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
