@@ -37,6 +37,15 @@ STATUS: dict[type[DomainError], int] = {
 }
 
 
+_DB_DOWN = {"OperationalError", "InterfaceError", "DisconnectionError"}
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached (fail closed with 503; nothing was acknowledged)."""
+    cls = type(exc)
+    return cls.__module__.startswith("sqlalchemy") and any(c.__name__ in _DB_DOWN for c in cls.__mro__)
+
+
 def status_for(exc: DomainError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
@@ -60,6 +69,7 @@ def _page_message(status: int) -> str:
         422: _("输入有误，请检查后重试。"),
         429: _("尝试过于频繁，请稍后再试。"),
         500: _("服务器出错，请稍后再试。"),
+        503: _("服务暂时不可用，请稍后再试。"),
     }.get(status, _("请求无法完成。"))
 
 
@@ -117,6 +127,10 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
+        if _database_unavailable(exc):
+            log.error("database unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
+            return error_response(503, "unavailable", _page_message(503) if not wants_json()
+                                  else "the service is temporarily unavailable", headers={"Retry-After": "30"})
         if app.config.get("MHP_PROPAGATE_ERRORS"):
             raise exc
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -264,3 +264,21 @@ def test_api_token_for_a_second_factor_role_needs_the_code(ctx, totp_client, cou
                                            "totp": pyotp.TOTP(secret).at(ctx.now())})
     assert r.status_code == 200 and r.get_json()["token"]
     assert c.get("/").status_code == 200  # the web session survives the token request
+
+
+def test_database_down_is_a_503_without_internals(fresh_ctx):
+    from mh_platform.db.engine import make_engine, make_sessionmaker
+
+    app = create_app(ctx=fresh_ctx, extra_config={"TESTING": True})
+    dead = make_engine("postgresql://postgres@127.0.0.1:9/nowhere", pool_pre_ping=False,
+                       connect_args={"connect_timeout": 2})
+    fresh_ctx.sessions = make_sessionmaker(dead)
+    c = app.test_client()
+    r = c.post("/api/v1/auth/token", json={"username": "someone", "password": "something long"})
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
+    assert r.get_json() == {"error": "unavailable", "message": "the service is temporarily unavailable"}
+    r = c.get("/", headers={"Cookie": "mhp_session=x"})
+    assert r.status_code in (302, 503)
+    html = c.get("/login").get_data(as_text=True)
+    assert "Traceback" not in html and "nowhere" not in html
+    dead.dispose()

@@ -17,6 +17,7 @@ EN = {
     "输入有误，请检查后重试。": "Some input is invalid. Please check and try again.",
     "尝试过于频繁，请稍后再试。": "Too many attempts. Please try again later.",
     "服务器出错，请稍后再试。": "Server error. Please try again later.",
+    "服务暂时不可用，请稍后再试。": "The service is temporarily unavailable. Please try again later.",
     "请求无法完成。": "The request could not be completed.",
     "表单已过期或无效，请返回刷新页面后重试。": "The form has expired or is invalid. Go back, refresh the page and try again.",
     "表单已过期或无效，请刷新页面后重试。": "The form has expired or is invalid. Refresh the page and try again.",
@@ -106,9 +107,15 @@ def apply(po_path: pathlib.Path) -> int:
         catalog = read_po(f, locale="en")
     n = 0
     for msg in catalog:
-        if msg.id and isinstance(msg.id, str) and msg.id in EN and not msg.string:
+        if not msg.id or not isinstance(msg.id, str):
+            continue
+        if msg.id in EN and (not msg.string or msg.fuzzy):
             msg.string = EN[msg.id]
+            msg.flags.discard("fuzzy")
             n += 1
+        elif msg.fuzzy:  # pybabel's guess from a similar string is wrong more often than not
+            msg.string = ""
+            msg.flags.discard("fuzzy")
     with po_path.open("wb") as f:
         write_po(f, catalog, width=0)
     return n
