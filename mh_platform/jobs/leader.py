@@ -14,6 +14,7 @@ overlap (a leader paused past its lock) cannot double any effect.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -136,10 +137,8 @@ class LeaderLock:
     def _drop_pg(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001, S110
-                pass
 
     # -- SQLite -----------------------------------------------------------------------------
     def _acquire_file(self) -> bool:

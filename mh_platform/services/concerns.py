@@ -148,7 +148,7 @@ def list_concerns(ctx: ServiceContext, actor: Actor, *, limit: int = 200) -> lis
     with ctx.uow() as uow:
         s = uow.session
         rows = s.execute(sa.select(Concern, Flag.status).outerjoin(Flag, Flag.id == Concern.flag_id)
-                         .where(under(Concern.unit_path, actor.unit_path))
+                         .where(under(Concern.unit_path.expression, actor.unit_path))
                          .order_by(Concern.created_at.desc()).limit(max(1, min(limit, 500)))).all()
         return [{"id": str(c.id), "created_at": c.created_at.isoformat(), "category": c.category,
                  "urgency": c.urgency, "status": reporter_status(st), "student_id": str(c.student_id),

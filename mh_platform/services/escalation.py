@@ -132,11 +132,11 @@ def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATC
         with ctx.uow() as uow:
             s = uow.session
             lock_audit(s)
-            flag = s.get(Flag, fid)
-            if flag is None or flag.status == "closed":
+            held = s.get(Flag, fid)
+            if held is None or held.status == "closed":
                 continue
             try:
-                got = oversight(ctx, s, flag, now, p)
+                got = oversight(ctx, s, held, now, p)
             except Conflict:  # lost the claim to another process: its notice, not ours
                 uow.session.rollback()
                 continue
@@ -205,7 +205,7 @@ def list_clusters(ctx: ServiceContext, actor: Any, *, limit: int = 50) -> list[d
     with ctx.uow() as uow:
         s = uow.session
         rows = s.execute(sa.select(ClusterAlert, OrgUnit).join(OrgUnit, OrgUnit.id == ClusterAlert.unit_id)
-                         .where(under(OrgUnit.path, actor.unit_path))
+                         .where(under(OrgUnit.path.expression, actor.unit_path))
                          .order_by(ClusterAlert.created_at.desc()).limit(limit)).all()
         return [{"id": str(a.id), "scope": a.scope, "unit": u.name, "unit_id": str(u.id), "count": a.flag_count,
                  "suggestion": a.suggestion, "created_at": a.created_at.isoformat()} for a, u in rows]

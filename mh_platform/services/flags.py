@@ -110,8 +110,9 @@ def claim_update(s: Session, flag: Flag, values: dict[str, Any], *, tier: str | 
     conds = [Flag.id == flag.id, Flag.version == flag.version]
     if tier is not None:
         conds.append(Flag.tier == tier)
-    res = s.execute(sa.update(Flag).where(*conds).values(**values, version=flag.version + 1)
-                    .execution_options(synchronize_session=False))
+    stmt = (sa.update(Flag).where(*conds).values(**values, version=flag.version + 1)
+            .execution_options(synchronize_session=False))
+    res: sa.CursorResult[Any] = s.execute(stmt)  # type: ignore[assignment]
     if res.rowcount != 1:
         return False
     s.refresh(flag)
@@ -257,8 +258,9 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                 ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action",
                                     f"flag:{flag.id}:level:{new.level.value}", now, cache)
                 ids += oversight(ctx, s, flag, now, p, cache)
-    seen = set(s.execute(sa.select(FlagEvidence.reason_code, FlagEvidence.response_id, FlagEvidence.concern_id)
-                         .where(FlagEvidence.flag_id == flag.id)).all())
+    seen: set[tuple[Any, ...]] = {tuple(r) for r in s.execute(
+        sa.select(FlagEvidence.reason_code, FlagEvidence.response_id, FlagEvidence.concern_id)
+        .where(FlagEvidence.flag_id == flag.id)).all()}
     added = []
     for e in evidence:
         key = (e.reason_code, response_id, concern_id)

@@ -58,23 +58,23 @@ def flag_scope(actor: Actor, now: datetime, policy: EscalationPolicy | None = No
     p = policy or default_escalation_policy()
     if actor.role not in FLAG_ROLES or not actor.unit_path:
         return sa.false()
-    here = under(Flag.unit_path, actor.unit_path)
+    here = under(Flag.unit_path.expression, actor.unit_path)
     if actor.role in (Role.HEAD_TEACHER, Role.COUNSELLOR):
         return here
     if actor.role == Role.SCHOOL_LEADER:
         return sa.and_(here, sa.or_(Flag.level == Level.RED.value, Flag.escalations > 0))
     if actor.role == Role.COUNTY_OFFICER:
-        conds = [Flag.tier.in_((Tier.COUNTY.value, Tier.CITY.value))]
+        conds: list[sa.ColumnElement[bool]] = [Flag.tier.in_((Tier.COUNTY.value, Tier.CITY.value))]
         levels = _county_levels(p)
         if levels:
             conds.append(Flag.level.in_(levels))
         return sa.and_(here, sa.or_(*conds))
     # city officer
-    conds = [Flag.tier == Tier.CITY.value]
+    conds2: list[sa.ColumnElement[bool]] = [Flag.tier == Tier.CITY.value]
     for lv, lp in p.levels.items():
         if lp.inform_city_after is not None:
-            conds.append(sa.and_(Flag.level == lv.value, Flag.opened_at < now - lp.inform_city_after))
-    return sa.and_(here, sa.or_(*conds))
+            conds2.append(sa.and_(Flag.level == lv.value, Flag.opened_at < now - lp.inform_city_after))
+    return sa.and_(here, sa.or_(*conds2))
 
 
 def can_see(actor: Actor, flag: Flag, now: datetime, policy: EscalationPolicy | None = None) -> bool:

@@ -213,7 +213,7 @@ def backoff(attempts: int) -> timedelta:
 def _claim(ctx: ServiceContext, row_id: uuid.UUID, status: str, attempts: int, worker: str,
            now: datetime) -> bool:
     with ctx.uow() as uow:
-        res = uow.session.execute(
+        res: sa.CursorResult[Any] = uow.session.execute(  # type: ignore[assignment]
             sa.update(Outbox).where(Outbox.id == row_id, Outbox.status == status, Outbox.attempts == attempts)
             .values(status="sending", attempts=attempts + 1, claimed_by=worker[:64], next_attempt_at=now + CLAIM_LEASE))
         uow.commit()
