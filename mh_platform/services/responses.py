@@ -357,15 +357,21 @@ def flag_path(ctx: ServiceContext, s: Session, resp: Response, result: ScoreResu
     out = flags.raise_from_response(ctx, s, resp, result, now=now, trigger=trigger)
     ids = list(getattr(out, "outbox_ids", None) or [])
     if ids and uow is not None:
-        def send() -> None:
-            from mh_platform.services import notify
+        pending = getattr(uow, "_mhp_flag_outbox", None)
+        if pending is None:  # one hand-off per transaction, however many responses it flagged
+            pending = []
+            uow._mhp_flag_outbox = pending
 
-            try:
-                notify.send_soon(ctx, ids)
-            except Exception:  # noqa: BLE001 - the outbox job retries; the answer is already saved
-                log.exception("flag notification hand-off failed; the outbox sweep will retry")
+            def send() -> None:
+                from mh_platform.services import notify
 
-        uow.after_commit(send)
+                try:
+                    notify.send_soon(ctx, list(pending))
+                except Exception:  # noqa: BLE001 - the outbox job retries; the answer is already saved
+                    log.exception("flag notification hand-off failed; the outbox sweep will retry")
+
+            uow.after_commit(send)
+        pending.extend(ids)
     return out
 
 

@@ -7,7 +7,7 @@ row has an error. Re-importing the same file finds every row already present and
 students are matched on the blind index of their student number (学籍号).
 
 Hostile files are refused before they can cost memory or time: a size cap (settings
-``extra.import_max_bytes``, default 5 MB); for XLSX the zip directory is checked first (member count,
+``extra.import_max_bytes``, default 5 MB) and a row cap (``extra.import_max_rows``, default 50,000); for XLSX the zip directory is checked first (member count,
 declared uncompressed sizes, compression ratio), XML members are streamed with a byte cap and any
 DTD/entity declaration is refused, and openpyxl then parses with defusedxml; CSV fields are
 bounded; text cells starting with ``= + - @`` (or a tab/CR) are refused as formula injection.
@@ -116,6 +116,10 @@ def _max_bytes(ctx: ServiceContext) -> int:
     return int(ctx.settings.extra.get("import_max_bytes", DEFAULT_MAX_BYTES))
 
 
+def _max_rows(ctx: ServiceContext) -> int:
+    return int(ctx.settings.extra.get("import_max_rows", MAX_ROWS))
+
+
 def _check_zip(data: bytes) -> None:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -169,7 +173,7 @@ def _cell_text(v: Any) -> str:
     return str(v)
 
 
-def _read_xlsx(data: bytes) -> list[list[str]]:
+def _read_xlsx(data: bytes, max_rows: int = MAX_ROWS) -> list[list[str]]:
     _check_zip(data)
     import openpyxl  # defusedxml is installed, so openpyxl parses with it
 
@@ -181,8 +185,8 @@ def _read_xlsx(data: bytes) -> list[list[str]]:
         ws = wb.worksheets[0]
         out: list[list[str]] = []
         for row in ws.iter_rows(max_col=MAX_COLS, values_only=True):
-            if len(out) > MAX_ROWS:
-                raise ImportRefused(f"too many rows (at most {MAX_ROWS})")
+            if len(out) > max_rows:
+                raise ImportRefused(f"too many rows (at most {max_rows})")
             out.append([_cell_text(v) for v in row])
         return out
     finally:
@@ -204,7 +208,7 @@ def _decode(data: bytes) -> str:
         raise ImportRefused("unknown text encoding (use UTF-8 or GBK)") from None
 
 
-def _read_csv(data: bytes) -> list[list[str]]:
+def _read_csv(data: bytes, max_rows: int = MAX_ROWS) -> list[list[str]]:
     if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ImportRefused("not a text file")
     text = _decode(data)
@@ -217,8 +221,8 @@ def _read_csv(data: bytes) -> list[list[str]]:
     csv.field_size_limit(MAX_FIELD * 8)
     try:
         for row in csv.reader(io.StringIO(text, newline=""), dialect):
-            if len(out) > MAX_ROWS:
-                raise ImportRefused(f"too many rows (at most {MAX_ROWS})")
+            if len(out) > max_rows:
+                raise ImportRefused(f"too many rows (at most {max_rows})")
             out.append(row[:MAX_COLS])
     except csv.Error:
         raise ImportRefused("the CSV cannot be read (a field too long or a broken quote)") from None
@@ -237,9 +241,9 @@ def read_table(ctx: ServiceContext, data: bytes, filename: str) -> list[list[str
     if data[:4] == b"PK\x03\x04" or name.endswith((".xlsx", ".xlsm")):
         if name.endswith((".csv", ".txt")):
             raise ImportRefused("file content does not match its .csv name")
-        return _read_xlsx(data)
+        return _read_xlsx(data, _max_rows(ctx))
     if name.endswith((".csv", ".txt")) or not name:
-        return _read_csv(data)
+        return _read_csv(data, _max_rows(ctx))
     raise ImportRefused("only .csv and .xlsx files are accepted")
 
 

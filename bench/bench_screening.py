@@ -1,0 +1,505 @@
+"""Screening benchmarks (issue 4), each against a baseline measured in the same run, on SQLite and
+on PostgreSQL (when MHP_BENCH_PG_URL names a server database the bench may create and drop):
+
+1. answer-save path (signed student cookie, CSRF, code/window/consent check, validation, row lock,
+   decrypt-modify-encrypt of the answers, critical-item check via the engine, commit) vs a minimal
+   single-row insert endpoint in the same app and database; gunicorn 4 sync workers, 32 connections
+   from a load-generator process on 127.0.0.1. Targets: throughput ratio >= 0.5, p99 <= 3x.
+2. zero lost answers: 500 students at once each autosave a full PHQ-9; every acknowledged answer
+   must be in the database (decrypted), nothing else.
+3. paper import of ~1,000,000 item answers (scoring and encryption included) vs the raw driver's bulk
+   insert of the same answer rows (sqlite3 executemany / psycopg COPY). Target <= 3x.
+Bounded: about 2-4 minutes per database.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing as mp
+import os
+import pathlib
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+
+from bench.common import absolute, result
+
+META = sa.MetaData()
+BENCH_ANSWER = sa.Table(  # the baseline endpoint's table (bench/screening_app.py)
+    "bench_answer", META,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("student_id", sa.Integer),
+    sa.Column("instrument", sa.String(16)),
+    *[sa.Column(f"i{n}", sa.SmallInteger) for n in range(1, 21)],
+    sa.Column("score", sa.Integer),
+)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PY = sys.executable
+CONNECTIONS = 32
+DURATION = float(os.environ.get("MHP_BENCH_SECONDS", "8"))
+PAPER_ANSWERS = int(os.environ.get("MHP_BENCH_PAPER_ANSWERS", "1000000"))
+BATTERY = ("phq9", "gad7", "asq", "k10", "who5")
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def _settings(url: str, key: str):
+    from mh_platform.config import load_settings
+
+    return load_settings({"env": "test", "database_url": url, "master_key_file": key, "secret_key": "b" * 40,
+                          "extra": {"import_max_bytes": 200_000_000, "import_max_rows": 2_000_000,
+                                    "student_code_rate_limit": "100000 per minute",
+                                    "student_code_global_limit": "100000 per minute"}}, environ={})
+
+
+def _context(url: str, key: str):
+    from mh_platform.services.context import build_context
+    from mh_platform.services.keys import bootstrap_keys
+
+    ctx = build_context(_settings(url, key))
+    bootstrap_keys(ctx)
+    return ctx
+
+
+def _seed(ctx, n_students: int, *, per_class: int = 50) -> tuple:
+    """A school with ``n_students`` in grade 7 (consent granted), a counsellor and an open campaign."""
+    import sqlalchemy as sa
+
+    from mh_platform.core.types import Role, UnitKind
+    from mh_platform.db.models import Consent, Student
+    from mh_platform.services import auth, campaigns, students
+    from mh_platform.services.context import SYSTEM
+    from mh_platform.services.org import add_unit
+
+    now = ctx.now()
+    with ctx.uow() as uow:
+        s = uow.session
+        city = add_unit(s, kind=UnitKind.CITY, name="盘锦市", code="b-city", parent=None, now=now)
+        county = add_unit(s, kind=UnitKind.COUNTY, name="兴隆台区", code="b-c", parent=city, now=now)
+        school = add_unit(s, kind=UnitKind.SCHOOL, name="一中", code="b-s", parent=county, now=now, stage="junior")
+        grade = add_unit(s, kind=UnitKind.GRADE, name="七年级", code="b-g7", parent=school, now=now, grade_level=7)
+        year = students.ensure_academic_year(s, "2026-2027", date(2026, 9, 1), date(2027, 7, 15))
+        classes = [add_unit(s, kind=UnitKind.CLASS, name=f"七年级{k + 1}班", code=f"b-c{k}", parent=grade, now=now,
+                            grade_level=7) for k in range((n_students + per_class - 1) // per_class)]
+        s.flush()
+        for i in range(0, n_students, 2000):
+            items = [students.StudentIn(name=f"学生{k}", sex="F" if k % 2 else "M", birth_year=2013,
+                                        class_unit=classes[k // per_class], student_number=f"G2100{k:08d}")
+                     for k in range(i, min(n_students, i + 2000))]
+            students.add_students_bulk(ctx, s, items, year, now)
+        ids = list(s.scalars(sa.select(Student.id)))
+        s.execute(sa.insert(Consent), [{"id": uuid.uuid4(), "student_id": sid, "academic_year_id": year.id,
+                                        "status": "granted", "method": "paper", "decided_on": now.date(),
+                                        "recorded_by": None, "recorded_at": now, "withdrawn_at": None} for sid in ids])
+        uow.commit()
+    uid = auth.create_user(ctx, SYSTEM, username="b.counsellor", password="correct horse 1",  # noqa: S106
+                           role=Role.COUNSELLOR,
+                           unit_id=school.id)
+    from mh_platform.db.models import User
+
+    with ctx.uow() as uow:
+        actor = auth.actor_for_user(uow.session, uow.session.get(User, uid))
+    cid = campaigns.create(ctx, actor, name="bench", unit_ids=[school.id], grades=[7],
+                           opens_at=now - timedelta(minutes=5), closes_at=now + timedelta(days=2))
+    campaigns.open_due(ctx, now)
+    return actor, cid
+
+
+# --------------------------------------------------------------------------- HTTP load
+
+
+class Client:
+    """One keep-alive-capable connection with a tiny cookie jar."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        h = dict(headers or {})
+        if self.cookies:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        for attempt in range(3):
+            try:
+                self.conn.request(method, path, body=body, headers=h)
+                r = self.conn.getresponse()
+                data = r.read()
+                break
+            except (ConnectionError, http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                if attempt == 2:
+                    raise
+        for k, v in r.getheaders():
+            if k.lower() == "set-cookie":
+                name, _, rest = v.partition("=")
+                val = rest.split(";", 1)[0]
+                if val == "" or "Max-Age=0" in v or "expires=Thu, 01 Jan 1970" in v:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = val
+        if r.getheader("Connection", "").lower() == "close":
+            self.conn.close()
+        return r.status, data
+
+    def login(self, code: str) -> str:
+        import re
+
+        st, html = self.request("GET", "/s/")
+        token = re.search(rb'name="csrf-token" content="([^"]+)"', html).group(1).decode()
+        body = f"code={code}&csrf_token={token}".encode()
+        st, _ = self.request("POST", "/s/", body, {"Content-Type": "application/x-www-form-urlencoded"})
+        if st != 303:
+            raise RuntimeError(f"login failed: {st}")
+        return token
+
+
+def _load_worker(port: int, kind: str, logins: list[str], seconds: float, out: mp.Queue) -> None:
+    """A load-generator process: one thread per login (or per slot for the baseline)."""
+    lat: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def run(i: int, code: str) -> None:
+        c = Client(port)
+        token = c.login(code) if kind == "save" else ""
+        rnd = random.Random(i)
+        mine: list[float] = []
+        bad = 0
+        n = 0
+        while time.perf_counter() < stop:
+            n += 1
+            if kind == "save":
+                body = json.dumps({"instrument": "phq9", "item": (n % 8) + 1, "value": rnd.randrange(4),
+                                   "ms": 3000}).encode()
+                path, hdr = "/s/answer", {"Content-Type": "application/json", "X-CSRFToken": token}
+            else:
+                body = json.dumps({"student_id": i, "instrument": "phq9",
+                                   "items": [rnd.randrange(4) for _ in range(20)]}).encode()
+                path, hdr = "/api/bench/insert", {"Content-Type": "application/json"}
+            t = time.perf_counter()
+            st, _ = c.request("POST", path, body, hdr)
+            mine.append(time.perf_counter() - t)
+            if st != 200:
+                bad += 1
+        with lock:
+            lat.extend(mine)
+            errors[0] += bad
+
+    threads = [threading.Thread(target=run, args=(i, code)) for i, code in enumerate(logins)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put((lat, errors[0]))
+
+
+def _load(port: int, kind: str, codes: list[str], seconds: float) -> dict:
+    q: mp.Queue = mp.Queue()
+    half = len(codes) // 2
+    procs = [mp.Process(target=_load_worker, args=(port, kind, part, seconds, q)) for part in (codes[:half], codes[half:])]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    got = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    wall = time.perf_counter() - t0
+    lat = sorted(x for g in got for x in g[0])
+    errs = sum(g[1] for g in got)
+    n = len(lat)
+    return {"rps": n / seconds, "p50": lat[n // 2] * 1000, "p99": lat[int(n * 0.99) - 1] * 1000, "n": n,
+            "errors": errs, "wall": wall}
+
+
+def _lost_worker(port: int, codes: list[str], out: mp.Queue) -> None:
+    acked: dict[str, dict[str, int]] = {}
+    bad = [0]
+    lock = threading.Lock()
+
+    def run(code: str) -> None:
+        c = Client(port)
+        try:
+            token = c.login(code)
+        except Exception:  # noqa: BLE001 - counted as an error
+            with lock:
+                bad[0] += 1
+            return
+        rnd = random.Random(code)
+        mine: dict[str, int] = {}
+        for item in range(1, 11):
+            v = rnd.randrange(4) if item < 10 else rnd.randrange(4)
+            if item == 9:
+                v = 0
+            st, data = c.request("POST", "/s/answer", json.dumps({"instrument": "phq9", "item": item, "value": v}).encode(),
+                                 {"Content-Type": "application/json", "X-CSRFToken": token})
+            if st == 200 and json.loads(data).get("saved"):
+                mine[str(item)] = v
+            else:
+                with lock:
+                    bad[0] += 1
+        with lock:
+            acked[code] = mine
+
+    threads = [threading.Thread(target=run, args=(code,)) for code in codes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put((acked, bad[0]))
+
+
+def _serve(url: str, key: str, port: int) -> subprocess.Popen:
+    env = dict(os.environ, MHP_ENV="test", MHP_DATABASE_URL=url, MHP_MASTER_KEY_FILE=key, MHP_SECRET_KEY="b" * 40,
+               MHP_CONFIG_FILE="/nonexistent")
+    env.pop("MHP_MASTER_KEY", None)
+    # same settings as _settings(): the rate limits are lifted through the instance file
+    inst = pathlib.Path(tempfile.mkdtemp()) / "mhp.toml"
+    inst.write_text('[extra]\nstudent_code_rate_limit = "100000 per minute"\n'
+                    'student_code_global_limit = "100000 per minute"\n')
+    env["MHP_CONFIG_FILE"] = str(inst)
+    proc = subprocess.Popen([str(pathlib.Path(PY).with_name("gunicorn")), "-w", "4", "-k", "sync", "-b",
+                             f"127.0.0.1:{port}", "--log-level", "warning", "bench.screening_app:app"],
+                            cwd=ROOT, env=env, start_new_session=True)
+    for _ in range(200):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/s/")
+            if c.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def _http_benches(label: str, url: str, key: str) -> list[dict]:
+    import sqlalchemy as sa
+
+    from mh_platform.db.models import Response
+    from mh_platform.services import campaigns
+
+    ctx = _context(url, key)
+    _actor, cid = _seed(ctx, 600)
+    META.create_all(ctx.engine)
+    codes = list(campaigns.issue_codes_system(ctx, cid).values())
+    port = _free_port()
+    proc = _serve(url, key, port)
+    rows: list[dict] = []
+    try:
+        _load(port, "insert", [f"x{i}" for i in range(CONNECTIONS)], 1.0)  # warm-up
+        base = _load(port, "insert", [f"x{i}" for i in range(CONNECTIONS)], DURATION)
+        save = _load(port, "save", codes[:CONNECTIONS], DURATION)
+        rows.append(result(f"screening.answer_save_throughput.{label}", "req/s", save["rps"], base["rps"], 0.5,
+                           p50_ms=round(save["p50"], 1), baseline_p50_ms=round(base["p50"], 1),
+                           errors=save["errors"], baseline_errors=base["errors"], connections=CONNECTIONS))
+        rows.append(result(f"screening.answer_save_p99.{label}", "ms", save["p99"], base["p99"], 3.0,
+                           higher_is_better=False))
+        # 500 students at once, a full PHQ-9 each: saved == acknowledged
+        students = codes[CONNECTIONS:CONNECTIONS + 500]
+        q: mp.Queue = mp.Queue()
+        procs = [mp.Process(target=_lost_worker, args=(port, part, q)) for part in (students[:250], students[250:])]
+        t0 = time.perf_counter()
+        for p in procs:
+            p.start()
+        got = [q.get() for _ in procs]
+        for p in procs:
+            p.join()
+        secs = time.perf_counter() - t0
+        acked = {k: v for g in got for k, v in g[0].items()}
+        errors = sum(g[1] for g in got)
+        from mh_platform.services import codes as code_service
+        lost = extra = 0
+        with ctx.uow() as uow:
+            s = uow.session
+            from mh_platform.db.models import AccessCode
+
+            for code, ans in acked.items():
+                h = code_service.hash_code(ctx, s, code)
+                sid = s.scalar(sa.select(AccessCode.student_id).where(AccessCode.code_hash == h))
+                r = s.scalar(sa.select(Response).where(Response.campaign_id == cid, Response.student_id == sid,
+                                                       Response.instrument_id == "phq9"))
+                stored = json.loads(ctx.keyring.open_field(s, r.answers_enc, table="response", column="answers_enc",
+                                                           row_id=r.id)) if r is not None else {}
+                lost += sum(1 for k, v in ans.items() if stored.get(k) != v)
+                extra += sum(1 for k in stored if k not in ans)
+        n_acked = sum(len(v) for v in acked.values())
+        rows.append(absolute(f"screening.lost_answers_500_students.{label}", "answers", lost + extra, 0,
+                             acknowledged=n_acked, students=len(acked), errors=errors, seconds=round(secs, 1)))
+        rows[-1]["passed"] = lost + extra == 0 and len(acked) == 500 and n_acked == 5000
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        ctx.engine.dispose()
+    return rows
+
+
+# --------------------------------------------------------------------------- paper import
+
+
+def _paper_bench(label: str, url: str, key: str) -> list[dict]:
+    import csv
+    import io
+
+    import sqlalchemy as sa
+
+    from mh_platform.core.instruments import load_instrument
+    from mh_platform.services import paper_import
+
+    items_per_student = sum(load_instrument(i).n_items for i in BATTERY)
+    n_students = max(1, PAPER_ANSWERS // items_per_student)
+    ctx = _context(url, key)
+    actor, cid = _seed(ctx, n_students, per_class=50)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["学籍号", "量表"] + [str(n) for n in range(1, 11)])
+    raw_rows = []
+    for k in range(n_students):
+        num = f"G2100{k:08d}"
+        for iid in BATTERY:
+            inst = load_instrument(iid)
+            vals = []
+            for it in inst.items:  # a class with no concern: the flag path (measured separately) is idle
+                if it.kind == "yes_no":
+                    vals.append("否")
+                else:
+                    opts = sorted(o.value for o in it.options)
+                    vals.append(str(opts[-1] if iid == "who5" else opts[0]))
+            w.writerow([num, iid] + vals)
+            raw_rows.extend((k, iid, n + 1, 0) for n in range(len(vals)))
+    data = buf.getvalue().encode("utf-8")
+    n_answers = len(raw_rows)
+    # baseline: the raw driver's bulk insert of the same answer rows (one transaction)
+    eng = ctx.engine
+    with eng.begin() as c:
+        c.exec_driver_sql("CREATE TABLE bench_answer_rows (id INTEGER PRIMARY KEY, student_id INTEGER, "
+                          "instrument VARCHAR(16), item SMALLINT, value SMALLINT)" if eng.dialect.name == "sqlite" else
+                          "CREATE TABLE bench_answer_rows (id BIGSERIAL PRIMARY KEY, student_id INTEGER, "
+                          "instrument VARCHAR(16), item SMALLINT, value SMALLINT)")
+    raw = eng.raw_connection()
+    try:
+        t0 = time.perf_counter()
+        cur = raw.cursor()
+        if eng.dialect.name == "sqlite":
+            cur.executemany("INSERT INTO bench_answer_rows (student_id, instrument, item, value) VALUES (?, ?, ?, ?)",
+                            raw_rows)
+        else:
+            with cur.copy("COPY bench_answer_rows (student_id, instrument, item, value) FROM STDIN") as cp:
+                for r in raw_rows:
+                    cp.write_row(r)
+        raw.commit()
+        t_raw = time.perf_counter() - t0
+    finally:
+        raw.close()
+    t0 = time.perf_counter()
+    pv = paper_import.commit(ctx, actor, data, "paper.csv", cid)
+    t_imp = time.perf_counter() - t0
+    with ctx.uow() as uow:
+        from mh_platform.db.models import Response
+
+        n_resp = uow.session.scalar(sa.select(sa.func.count()).select_from(Response).where(Response.source == "paper"))
+    ctx.engine.dispose()
+    return [result(f"screening.paper_import_1M_answers.{label}", "s", t_imp, t_raw, 3.0, higher_is_better=False,
+                   answers=n_answers, responses=int(n_resp), students=n_students, flag_checks=pv.flagged,
+                   baseline_kind="sqlite3 executemany" if label == "sqlite" else "psycopg COPY")]
+
+
+# --------------------------------------------------------------------------- entry
+
+
+def _databases() -> list[tuple[str, str, object]]:
+    dbs: list[tuple[str, str, object]] = []
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="mhp-bench-screening-"))
+    dbs.append(("sqlite", f"sqlite:///{tmp}/bench.sqlite3", None))
+    pg = os.environ.get("MHP_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    if pg:
+        dbs.append(("postgresql", pg, None))
+    return dbs
+
+
+def _fresh(label: str, url: str) -> str:
+    from mh_platform.db import migrate
+
+    if label == "sqlite":
+        p = pathlib.Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            pathlib.Path(str(p) + suffix).unlink(missing_ok=True)
+        migrate.upgrade(url)
+        return url
+    import sqlalchemy as sa
+
+    from mh_platform.db.engine import normalise_url
+
+    base = normalise_url(url).rsplit("/", 1)[0]
+    name = f"mhp_bench_scr_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    new = base + "/" + name
+    migrate.upgrade(new)
+    return new
+
+
+def _drop(label: str, url: str) -> None:
+    if label != "postgresql":
+        return
+    import sqlalchemy as sa
+
+    base, name = url.rsplit("/", 1)
+    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def run() -> list[dict]:
+    from mh_platform.services.keys import write_new_master_key_file
+
+    key = str(pathlib.Path(tempfile.mkdtemp()) / "master.key")
+    write_new_master_key_file(key)
+    rows: list[dict] = []
+    only = os.environ.get("MHP_BENCH_SCREENING_PARTS", "http,paper").split(",")
+    for label, url, _ in _databases():
+        if "http" in only:
+            u = _fresh(label, url)
+            try:
+                rows += _http_benches(label, u, key)
+            except Exception as exc:  # noqa: BLE001 - report, go on with the other database
+                rows.append({"name": f"screening.http.{label}", "unit": "error", "value": 0, "baseline": 0,
+                             "ratio": 0, "target": 0, "passed": False, "error": repr(exc)[:300]})
+            finally:
+                _drop(label, u)
+        if "paper" in only:
+            u = _fresh(label, url)
+            try:
+                rows += _paper_bench(label, u, key)
+            except Exception as exc:  # noqa: BLE001
+                rows.append({"name": f"screening.paper.{label}", "unit": "error", "value": 0, "baseline": 0,
+                             "ratio": 0, "target": 0, "passed": False, "error": repr(exc)[:300]})
+            finally:
+                _drop(label, u)
+    _ = statistics
+    return rows
