@@ -31,10 +31,45 @@ def _lines(p: subprocess.CompletedProcess) -> list[dict]:
     return [json.loads(x) for x in p.stdout.decode("utf-8").splitlines()]
 
 
-def test_score_phq9_exact_shape():
-    out = _lines(mhp("instruments", "score", "phq9", stdin='{"answers": {"1": 2, "2": 0, "9": null}}\n'))
-    assert len(out) == 1
-    o = out[0]
+MALFORMED = [
+    '{"answers": {"1": 0, "2": 0, "3": 0, "4": 0, "5": 0, "6": 0, "7": 0, "8": 0, "9": 0}}',
+    "this is not json",
+    "[1, 2, 3]",
+    '{"no_answers": 1}',
+    '{"answers": {"1": 7}}',
+    '{"answers": {"1": "2", "2": true, "3": 1.5}}',
+    '{"answers": {"42": 1}}',
+    "",
+    '{"answers": {"1": 3, "2": 3, "3": 3, "4": 3, "5": 3, "6": 3, "7": 3, "8": 3, "9": 3}}',
+]
+
+
+def _random_answers(n: int = 3000) -> list[dict]:
+    import random
+
+    rnd = random.Random(7)
+    out = []
+    for _ in range(n):
+        a = {str(i): rnd.choice([0, 0, 1, 1, 2, 3, None]) for i in range(1, 11)}
+        if rnd.random() < 0.02:
+            a[str(rnd.randint(1, 10))] = rnd.choice([4, -1, "x"])
+        out.append(a)
+    return out
+
+
+@pytest.fixture(scope="module")
+def phq9_run():
+    """One subprocess run of `mhp instruments score phq9` shared by the tests below (startup is slow)."""
+    first = ['{"answers": {"1": 2, "2": 0, "9": null}}', json.dumps({"answers": {str(i): 1 for i in range(1, 10)}})]
+    rand = _random_answers()
+    stdin = "\n".join(first + MALFORMED + [json.dumps({"answers": a}) for a in rand]) + "\n"
+    out = _lines(mhp("instruments", "score", "phq9", stdin=stdin))
+    assert len(out) == len(first) + len(MALFORMED) + len(rand), "one output line per input line"
+    return out[:2], out[2:2 + len(MALFORMED)], out[2 + len(MALFORMED):], rand
+
+
+def test_score_phq9_exact_shape(phq9_run):
+    o = phq9_run[0][0]
     assert list(o) == KEYS
     assert o["instrument"] == "phq9"
     assert o["total"] is None and o["status"] == "invalid" and o["band"] is None
@@ -43,54 +78,30 @@ def test_score_phq9_exact_shape():
     assert o["subscales"] == {} and o["errors"] == []
 
 
-def test_score_phq9_band_object_and_critical():
-    line = json.dumps({"answers": {str(i): 1 for i in range(1, 10)}})
-    (o,) = _lines(mhp("instruments", "score", "phq9", stdin=line + "\n"))
+def test_score_phq9_band_object_and_critical(phq9_run):
+    o = phq9_run[0][1]
     assert o["total"] == 9 and o["status"] == "complete"
     assert o["band"] == {"id": "mild", "en": "Mild", "zh": "轻度"}
     assert o["critical"] == [9]
 
 
-def test_malformed_lines_give_errors_and_the_run_goes_on():
-    stdin = "\n".join([
-        '{"answers": {"1": 0, "2": 0, "3": 0, "4": 0, "5": 0, "6": 0, "7": 0, "8": 0, "9": 0}}',
-        "this is not json",
-        "[1, 2, 3]",
-        '{"no_answers": 1}',
-        '{"answers": {"1": 7}}',
-        '{"answers": {"1": "2", "2": true, "3": 1.5}}',
-        '{"answers": {"42": 1}}',
-        "",
-        '{"answers": {"1": 3, "2": 3, "3": 3, "4": 3, "5": 3, "6": 3, "7": 3, "8": 3, "9": 3}}',
-    ]) + "\n"
-    p = mhp("instruments", "score", "phq9", stdin=stdin)
-    out = _lines(p)
-    assert len(out) == 9, "one output line per input line"
+def test_malformed_lines_give_errors_and_the_run_goes_on(phq9_run):
+    out = phq9_run[1]
     assert all(list(o) == KEYS for o in out)
     assert out[0]["total"] == 0 and out[0]["errors"] == []
     for i in (1, 2, 3, 7):
         assert out[i]["status"] == "invalid" and out[i]["errors"], out[i]
-        assert out[i]["errors"][0].startswith(f"line {i + 1}:")
+        assert out[i]["errors"][0].startswith(f"line {i + 3}:")  # line numbers count from the first input line
     assert out[4]["errors"] == ["item 1: 7 is not an option (0, 1, 2, 3)"]
     assert len(out[5]["errors"]) == 3
     assert out[6]["errors"] == ["unknown item '42'"]
     assert out[8]["total"] == 27 and out[8]["band"]["id"] == "severe" and out[8]["critical"] == [9]
 
 
-def test_cli_matches_the_engine_line_by_line():
-    import random
-
-    rnd = random.Random(7)
+def test_cli_matches_the_engine_line_by_line(phq9_run):
     inst = load_instrument("phq9")
-    answers = []
-    for _ in range(3000):
-        a = {str(i): rnd.choice([0, 0, 1, 1, 2, 3, None]) for i in range(1, 11)}
-        if rnd.random() < 0.02:
-            a[str(rnd.randint(1, 10))] = rnd.choice([4, -1, "x"])
-        answers.append(a)
-    stdin = "".join(json.dumps({"answers": a}) + "\n" for a in answers)
-    out = _lines(mhp("instruments", "score", "phq9", stdin=stdin))
-    assert out == [score(inst, a).to_json() for a in answers]
+    _first, _bad, out, rand = phq9_run
+    assert out == [score(inst, a).to_json() for a in rand]
 
 
 def test_score_asq_yes_no_answers():
