@@ -109,7 +109,7 @@ def test_b11_monotone_and_no_rule_flag_lost(report, trained):
 
 def test_risk_non_decreasing_in_every_symptom_item_exhaustively(trained):
     rng = np.random.default_rng(1)
-    n = 300
+    n = 120
     X = np.zeros((n, len(SYMPTOM_MASK)))
     X[:, :31] = rng.integers(0, 4, (n, 31)).astype(float)
     X[:, :31] = np.minimum(X[:, :31], FEATURE_MAX[:31])
