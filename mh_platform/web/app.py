@@ -153,6 +153,8 @@ def _guard() -> Any:
 
     ctx: ServiceContext = current_app.extensions["mhp"]
     g.actor = None
+    if request.endpoint == "static":
+        return None  # no session work (and no database look-up) for stylesheets and icons
     public = is_public_endpoint(request.endpoint)
     if request.path.startswith("/api/"):
         # Bearer tokens only: cookies are ignored, so the API needs no CSRF protection.
