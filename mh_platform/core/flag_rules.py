@@ -70,7 +70,9 @@ class ScreeningEvidence:
     ``total``/``band_id`` are None on an invalid form; ``critical`` lists fired critical item numbers,
     ``critical_levels`` the instrument file's level for each (optional); ``band_concern`` is the
     instrument file's ``concern`` for the band (used only when the policy does not list the instrument).
-    ``quality_ok`` False (marked for re-administration) suppresses band and deterioration evidence only.
+    ``quality_ok`` False (marked for re-administration) never suppresses evidence: a careless-looking form
+    can still be a child in trouble (ml.md §4). It only annotates the evidence (``detail["quality"]``) so
+    the counsellor re-administers or interviews.
     """
 
     instrument_id: str
@@ -254,8 +256,10 @@ def screening_evidence(s: ScreeningEvidence, policy: FlagPolicy | None = None) -
     p = policy or default_flag_policy()
     ip = p.instruments.get(s.instrument_id, InstrumentFlagPolicy())
     out: list[Evidence] = []
-    base = {"instrument": s.instrument_id}
-    if s.quality_ok and s.band_id is not None:
+    base: dict = {"instrument": s.instrument_id}
+    if not s.quality_ok:
+        base["quality"] = "readminister"
+    if s.band_id is not None:
         level = _band_level(s, p)
         if level is not None:
             out.append(Evidence(EvidenceSource.BAND, level, f"band:{s.instrument_id}:{s.band_id}",
@@ -287,14 +291,15 @@ def reliable_deterioration(s: ScreeningEvidence) -> bool:
 def deterioration_evidence(s: ScreeningEvidence, policy: FlagPolicy | None = None) -> Evidence | None:
     """Evidence of reliable deterioration since the last screening, or None."""
     p = policy or default_flag_policy()
-    if not s.quality_ok or not reliable_deterioration(s):
+    if not reliable_deterioration(s):
         return None
     ip = p.instruments.get(s.instrument_id)
     level = (ip.deterioration if ip is not None else None) or p.deterioration
     assert s.total is not None and s.previous_total is not None
     return Evidence(EvidenceSource.DETERIORATION, level, f"deterioration:{s.instrument_id}",
                     {"instrument": s.instrument_id, "from_band": s.previous_band_id, "to_band": s.band_id,
-                     "change": s.total - s.previous_total, "rc": s.rc_value})
+                     "change": s.total - s.previous_total, "rc": s.rc_value,
+                     **({} if s.quality_ok else {"quality": "readminister"})})
 
 
 def concern_evidence(c: ConcernEvidence, policy: FlagPolicy | None = None) -> Evidence:

@@ -59,9 +59,14 @@ def test_critical_counts_on_invalid_form_and_low_quality():
     assert [(e.source, e.level) for e in evs] == [(EvidenceSource.CRITICAL, R)]
 
 
-def test_low_quality_suppresses_band_and_deterioration_only():
+def test_low_quality_never_suppresses_evidence_only_annotates_it():
+    """ml.md §4: a quality note suggests re-administration; it never removes a risk flag."""
     s = phq9("severe", 23, previous_total=3, previous_band_id="minimal", rc_value=6, quality_ok=False)
-    assert screening_evidence(s) == []
+    low = screening_evidence(s)
+    ok = screening_evidence(phq9("severe", 23, previous_total=3, previous_band_id="minimal", rc_value=6))
+    assert [(e.source, e.level) for e in low] == [(e.source, e.level) for e in ok]
+    assert {e.source for e in low} == {EvidenceSource.BAND, EvidenceSource.DETERIORATION}
+    assert all(e.detail.get("quality") == "readminister" for e in low)
 
 
 def test_unanswered_critical_is_orange_never_silent():
