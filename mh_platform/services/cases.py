@@ -255,6 +255,32 @@ def _check_owner(s: Session, case: Case, owner_user_id: uuid.UUID | str | None) 
     return oid
 
 
+def advance_flag(ctx: ServiceContext, s: Session, actor: Actor, flag_id: uuid.UUID | None, action: str,
+                 now: datetime) -> None:
+    """Keep the flag's lifecycle in step with the case work, in the caller's transaction: opening a case
+    starts the intervention, submitting a referral marks the flag ``referral``. Skipped when the flag is
+    already further along (the flag table refuses the step); audit lock taken first, as the flags service does."""
+    if flag_id is None:
+        return
+    from mh_platform.core import flag_lifecycle as fl
+    from mh_platform.services import flags as flag_service
+    from mh_platform.services.flags_access import escalation_policy
+
+    flag = s.get(Flag, flag_id)
+    if flag is None or flag.status == "closed":
+        return
+    flag_service.lock_audit(s)
+    s.refresh(flag)
+    try:
+        new, ev = fl.apply(flag_service.to_state(flag), action, role_of(actor), None, now,
+                           policy=escalation_policy(ctx))
+    except (InvalidTransition, Forbidden, ValidationFailed):
+        return
+    if not flag_service.claim_update(s, flag, flag_service.state_values(new)):
+        raise Conflict("the flag changed meanwhile; reload and try again")
+    flag_service.add_event(ctx, s, flag, ev, actor)
+
+
 # ----------------------------------------------------------------------------- opening and closing
 
 
@@ -289,6 +315,7 @@ def open_case(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, *, su
             ids = notify_users(s, users_at(s, Role.SCHOOL_LEADER, school.id), template="case_red_opened",
                                unit_name=school.name, link=f"/cases/{case.id}", dedupe=f"case:{case.id}:red", now=now)
             case.leader_informed_at = now
+        advance_flag(ctx, s, actor, flag.id, "start_intervention", now)
         audit.record(ctx, s, actor, "case:opened", "case_file", case.id,
                      {"flag_id": flag.id, "level": flag.level, "school_id": school.id,
                       "leader_informed": flag.level == "red"})

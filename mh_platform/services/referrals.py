@@ -226,6 +226,8 @@ def transition(ctx: ServiceContext, actor: Actor, referral_id: uuid.UUID | str, 
                               detail=detail, at=now, seq=row.version)
         seal(ctx, s, event, "note_enc", ev.reason if action not in ("submit",) else None, row.student_id, now)
         s.add(event)
+        if action == "submit":
+            case_service.advance_flag(ctx, s, actor, case.flag_id, "refer", now)
         if action == "submit" and new.consent_basis == core.ConsentBasis.OVERRIDE:
             seal(ctx, s, row, "override_reason_enc", ev.reason, row.student_id, now)
         if action == "record_feedback":

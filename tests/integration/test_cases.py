@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from cases_world import build, confirmed_flag, quick_argon2  # noqa: F401 - autouse fixture
 
 from mh_platform.core.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
-from mh_platform.db.models import AccessLog, Case, EventLog, FollowUp, GuardianContact, Outbox, PlanItem
+from mh_platform.db.models import AccessLog, Case, EventLog, Flag, FollowUp, GuardianContact, Outbox, PlanItem
 from mh_platform.services import audit, cases, referrals
 
 
@@ -54,6 +54,8 @@ def test_red_case_informs_the_leader_without_names_and_one_open_case_per_student
             assert "学生甲0" not in text and "自伤" not in text and set(r.params) == {"unit", "link"}
         ev = s.scalars(sa.select(EventLog).where(EventLog.kind == "case:opened")).one()
         assert ev.data["leader_informed"] is True and "summary" not in ev.data
+        flag = s.get(Flag, case.flag_id)  # the flag's lifecycle follows the case work
+        assert flag.status == "intervention" and flag.version == 2
     flag2 = confirmed_flag(ctx, w.students[1], "orange")
     cid2 = cases.open_case(ctx, w.actors["counsellor.a"], flag2)
     with ctx.uow() as uow:

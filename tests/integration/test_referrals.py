@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from cases_world import build, confirmed_flag, quick_argon2  # noqa: F401 - autouse fixture
 
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
-from mh_platform.db.models import AccessLog, EventLog, Outbox, PlanItem, Referral, ReferralEvent
+from mh_platform.db.models import AccessLog, Case, EventLog, Flag, Outbox, PlanItem, Referral, ReferralEvent
 from mh_platform.services import audit, cases, institutions, referrals
 
 H = timedelta(hours=1)
@@ -57,6 +57,9 @@ def test_end_to_end_through_every_state_with_decline_and_reroute(ctx, world, clo
     assert referrals.list_referrals(ctx, one) == []
     r = referrals.transition(ctx, c, rid, "submit", consent="guardian")
     assert r["state"] == "requested" and r["due_at"] == (clock.now() + 24 * H).isoformat()
+    with ctx.uow() as uow:
+        flag = uow.session.get(Flag, uow.session.get(Case, cid).flag_id)
+        assert flag.status == "referral"  # intervention (case opened) → referral (submitted)
     assert {o.recipient_user_id for o in _outbox(ctx, "referral_received")} == {w.user_ids["clinician.one"]}
     # the clinician's inbox: only this institution's referrals
     assert [x["id"] for x in referrals.list_referrals(ctx, one)] == [str(rid)]
