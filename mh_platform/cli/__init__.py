@@ -30,6 +30,7 @@ AREAS: dict[str, str] = {
     "model": "model",
     "campaigns": "campaigns",
     "notify": "notify",
+    "referrals": "referrals",
 }
 
 

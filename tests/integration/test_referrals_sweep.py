@@ -65,3 +65,33 @@ def test_concurrent_sweepers_escalate_each_referral_once(fresh_ctx):
         assert len(rows) == N * 2 * 2
     assert referrals.sweep(ctx, later)["escalated"] == []
     assert audit.verify(ctx).ok
+
+
+def test_cli_sweep_prints_the_summary_and_refuses_a_bad_instant(fresh_ctx, fresh_db_url, master_key_file):
+    import json
+    import os
+    import pathlib
+    import subprocess
+
+    ctx = fresh_ctx
+    w = build(ctx, n=1)
+    c = w.actors["counsellor.a"]
+    cid = cases.open_case(ctx, c, confirmed_flag(ctx, w.students[0], "red"))
+    rid = referrals.create_referral(ctx, c, cid, institution_id=w.inst1, reason="r")
+    referrals.transition(ctx, c, rid, "submit", consent="guardian")
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MHP_")}
+    env.update({"MHP_ENV": "test", "MHP_DATABASE_URL": fresh_db_url, "MHP_MASTER_KEY_FILE": master_key_file,
+                "MHP_SECRET_KEY": "t" * 40, "MHP_CONFIG_FILE": "/nonexistent/mhp.toml"})
+    mhp = str(repo / ".venv" / "bin" / "mhp")
+
+    def run(*args):
+        return subprocess.run([mhp, "referrals", "sweep", *args], env=env, capture_output=True, text=True,
+                              timeout=120, cwd=str(repo), check=False)
+
+    late = run("--now", (ctx.now() + timedelta(hours=24, minutes=1)).isoformat())
+    assert late.returncode == 0, late.stderr
+    assert json.loads(late.stdout) == {"checked": 1, "escalated": [
+        {"referral": str(rid), "missed": "requested", "from_tier": "school", "to_tier": "county"}]}
+    bad = run("--now", "yesterday")
+    assert bad.returncode != 0 and "ISO-8601" in bad.stderr and "Traceback" not in bad.stderr
