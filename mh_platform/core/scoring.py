@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ INVALID = "invalid"
 STATUS_CODES: tuple[str, str, str] = (COMPLETE, PRORATED, INVALID)  # index = code in BatchScores.status
 
 _EMPTY: tuple = ()
+_NO_MAPPING: Mapping[Any, Any] = MappingProxyType({})  # shared read-only empty mapping: one object fewer per result
 _RANK_LEVEL = {rank: level for level, rank in LEVEL_RANK.items()}
 
 
@@ -146,7 +148,8 @@ class _Plan:
         self.types = {it.number: (str if it.kind == "yes_no" else int) for it in inst.items}
         # (answer key, raw value) -> (item number, item score): one look-up validates and scores
         in_total = set(inst.total_items)
-        self.pairs = {(k, v): (n, s, n in in_total) for k, n in km.items() for v, s in self.scores[n].items()}
+        self.pairs = {(k, v): (n, s, s if n in in_total else 0, 1 if n in in_total else 0)
+                      for k, n in km.items() for v, s in self.scores[n].items()}
         self.total_items = inst.total_items
         self.total_subs = inst.total_from_subscales
         self.total_sub_items = tuple(n for s in inst.subscales if s.id in self.total_subs for n in s.items)
@@ -284,14 +287,13 @@ def score(instrument: Instrument, answers: Mapping[Any, Any], *, variant: str | 
         if (tv is int or tv is str) and type(k) is not bool:
             hit = pairs.get((k, v))
             if hit is not None:
-                n, sc, in_total = hit
+                n, sc, st, ct = hit  # item, score, its share of the total's sum and count
                 if n in raw:
                     errors.append(f"item {n} given twice")
                 raw[n] = v
                 got[n] = sc
-                if in_total:
-                    s_total += sc
-                    n_total += 1
+                s_total += st
+                n_total += ct
                 continue
         n = key_map.get(k) if type(k) is not bool else None
         if n is None:
@@ -393,7 +395,7 @@ def score(instrument: Instrument, answers: Mapping[Any, Any], *, variant: str | 
         sfres[sid] = (s, None if s is None else s >= pos_at)
 
     return _result(instrument.id, instrument.version, p.variant.id, p.cutoff.id, total, status, band,
-                   subres, critical, unanswered, sfres, notes, errors, clevels)
+                   subres or _NO_MAPPING, critical, unanswered, sfres, notes, errors, clevels or _NO_MAPPING)
 
 
 # --------------------------------------------------------------------------- batch
