@@ -79,19 +79,33 @@ class StudentSession:
         return self.battery.index(cur) + 1 if cur else len(self.battery) + 1
 
 
-def _state(ctx: ServiceContext, s: Session, ac_filter: sa.ColumnElement[bool], *, lock: bool = False,
+def _state_query(by_hash: bool) -> sa.Select:
+    """Built once per process: a reused statement keeps its cache key (no per-request re-keying)."""
+    crit = (AccessCode.code_hash == sa.bindparam("code_hash")) if by_hash else \
+        (AccessCode.id == sa.bindparam("access_code_id", type_=sa.Uuid()))
+    return (sa.select(AccessCode, Campaign, Enrolment, Student.birth_year,
+                      consent_ok(AccessCode.student_id, Campaign.academic_year_id).label("ok"))
+            .join(Campaign, Campaign.id == AccessCode.campaign_id)
+            .join(Student, Student.id == AccessCode.student_id)
+            .join(Enrolment, sa.and_(Enrolment.student_id == AccessCode.student_id,
+                                     Enrolment.academic_year_id == Campaign.academic_year_id,
+                                     Enrolment.active.is_(True)))
+            .where(crit))
+
+
+_STATE_BY_ID = _state_query(False)
+_STATE_BY_HASH = _state_query(True)
+
+
+def _state(ctx: ServiceContext, s: Session, *, access_code_id: uuid.UUID | None = None, code_hash: bytes | None = None,
            allow_completed: bool = False) -> tuple[AccessCode, Campaign, Enrolment, int | None]:
     """The code, campaign and enrolment if the code may be used now; else CodeRejected."""
     now = ctx.now()
-    q = (sa.select(AccessCode, Campaign, Enrolment, Student.birth_year,
-                   consent_ok(AccessCode.student_id, Campaign.academic_year_id).label("ok"))
-         .join(Campaign, Campaign.id == AccessCode.campaign_id)
-         .join(Student, Student.id == AccessCode.student_id)
-         .join(Enrolment, sa.and_(Enrolment.student_id == AccessCode.student_id,
-                                  Enrolment.academic_year_id == Campaign.academic_year_id,
-                                  Enrolment.active.is_(True)))
-         .where(ac_filter))
-    row = s.execute(q).first()
+    if code_hash is not None:
+        q, params = _STATE_BY_HASH, {"code_hash": code_hash}
+    else:
+        q, params = _STATE_BY_ID, {"access_code_id": access_code_id}
+    row = s.execute(q, params).first()
     if row is None:
         raise CodeRejected("invalid")
     ac, camp, enr, birth_year, ok = row
@@ -128,7 +142,7 @@ def begin(ctx: ServiceContext, raw_code: str) -> StudentSession:
     with ctx.uow() as uow:
         s = uow.session
         h = codes.hash_code(ctx, s, code)
-        ac, camp, enr, by = _state(ctx, s, AccessCode.code_hash == h)
+        ac, camp, enr, by = _state(ctx, s, code_hash=h)
         if ac.revoked_at is not None:
             raise CodeRejected("invalid")
         first = s.execute(sa.update(AccessCode).where(AccessCode.id == ac.id, AccessCode.first_used_at.is_(None))
@@ -145,7 +159,7 @@ def load(ctx: ServiceContext, access_code_id: uuid.UUID, *, allow_completed: boo
     """Re-check a signed-in code on every request."""
     with ctx.uow() as uow:
         s = uow.session
-        ac, camp, enr, by = _state(ctx, s, AccessCode.id == access_code_id, allow_completed=allow_completed)
+        ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id, allow_completed=allow_completed)
         if ac.revoked_at is not None:
             raise CodeRejected("invalid")
         return _session(s, ac, camp, enr, by)
@@ -196,12 +210,15 @@ def _instrument(sess_battery: tuple[str, ...], instrument_id: str) -> Instrument
     return load_instrument(instrument_id)
 
 
+_RESPONSE_Q = sa.select(Response).where(Response.campaign_id == sa.bindparam("c", type_=sa.Uuid()),
+                                         Response.student_id == sa.bindparam("s", type_=sa.Uuid()),
+                                         Response.instrument_id == sa.bindparam("i"))
+_RESPONSE_Q_LOCK = _RESPONSE_Q.with_for_update()
+
+
 def _lock_response(s: Session, campaign_id: uuid.UUID, student_id: uuid.UUID, instrument_id: str) -> Response | None:
-    q = sa.select(Response).where(Response.campaign_id == campaign_id, Response.student_id == student_id,
-                                  Response.instrument_id == instrument_id)
-    if s.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update()
-    return s.scalar(q)
+    q = _RESPONSE_Q_LOCK if s.get_bind().dialect.name == "postgresql" else _RESPONSE_Q
+    return s.scalar(q, {"c": campaign_id, "s": student_id, "i": instrument_id})
 
 
 def _get_or_create(s: Session, ac: AccessCode, enr: Enrolment, inst: Instrument, now) -> Response:
@@ -239,7 +256,7 @@ def save_answers(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: 
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
-        ac, camp, enr, by = _state(ctx, s, AccessCode.id == access_code_id)
+        ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id)
         if ac.revoked_at is not None:
             raise CodeRejected("invalid")
         inst = _instrument(_battery(camp, enr, by), instrument_id)
@@ -291,7 +308,7 @@ def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> 
     """What the student has answered so far on one page (the student's own answers: no access log)."""
     with ctx.uow() as uow:
         s = uow.session
-        ac, camp, enr, by = _state(ctx, s, AccessCode.id == access_code_id)
+        ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id)
         if ac.revoked_at is not None:
             raise CodeRejected("invalid")
         battery = _battery(camp, enr, by)
@@ -301,8 +318,9 @@ def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> 
         answers = _open_answers(ctx, s, resp) if resp is not None else {}
         done = set(s.scalars(sa.select(Response.instrument_id).where(
             Response.campaign_id == camp.id, Response.student_id == ac.student_id, Response.status == "submitted")))
-        total_items = sum(load_instrument(i).n_items for i in battery)
-        answered = sum(load_instrument(i).n_items for i in battery if i in done)
+        sizes = {i: (inst.n_items if i == inst.id else load_instrument(i).n_items) for i in battery}
+        total_items = sum(sizes.values())
+        answered = sum(sizes[i] for i in battery if i in done)
         if instrument_id not in done:
             answered += len(answers)
         pct = int(100 * answered / total_items) if total_items else 100
@@ -389,7 +407,7 @@ def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
-        ac, camp, enr, by = _state(ctx, s, AccessCode.id == access_code_id)
+        ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id)
         if ac.revoked_at is not None:
             raise CodeRejected("invalid")
         battery = _battery(camp, enr, by)
