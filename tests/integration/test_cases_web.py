@@ -126,6 +126,10 @@ def test_pages_counsellor_makes_a_referral_and_clinician_accepts(ctx, world, cli
     r = client.post(f"/referrals/{rid}/accept", data={"csrf_token": csrf(client, f"/referrals/{rid}")})
     assert r.status_code == 302
     assert "机构已受理" in client.get(f"/referrals/{rid}").get_data(as_text=True)
+    client.post("/lang", data={"lang": "en", "csrf_token": csrf(client, f"/referrals/{rid}")})
+    english = client.get(f"/referrals/{rid}").get_data(as_text=True)
+    assert "Accepted by the institution" in english and "Schedule an appointment" in english
+    client.post("/lang", data={"lang": "zh_CN", "csrf_token": csrf(client, f"/referrals/{rid}")})
     assert client.get(f"/cases/{cid}").status_code == 404  # a clinician never sees the case
     client.post("/logout", data={"csrf_token": csrf(client, "/")})
 
