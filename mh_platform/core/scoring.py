@@ -807,3 +807,34 @@ def _score_chunk(bp: _BatchPlan, X: np.ndarray, o: dict, o_sub: dict, o_subpos: 
             has &= okj
         o_sf[sid][:] = np.where(has, acc, np.nan)
         o_sfpos[sid][:] = has & (acc >= pos_at)
+
+
+# --------------------------------------------------------------------------- re-screening
+
+
+def reliable_change(instrument: Instrument, previous: ScoreResult, current: ScoreResult) -> dict[str, Any]:
+    """Change between two screenings of one student (Jacobson & Truax; ml.md §3).
+
+    ``reliable`` when the change in the worse direction reaches the definition's reliable-change value
+    (scaled to the result's variant); ``deterioration`` when it is reliable **and** the band moved in
+    the worse direction (the clinically-significant criterion). Both results must use the same
+    variant and cut-off set. Without a total on either side, nothing is reliable.
+    """
+    rc = instrument.reliable_change
+    out: dict[str, Any] = {"delta": None, "reliable": False, "deterioration": False,
+                           "threshold": None if rc is None else rc.value}
+    if previous.variant != current.variant or previous.cutoff_set != current.cutoff_set:
+        raise ValueError("compare results scored with the same variant and cut-off set")
+    if rc is None or previous.total is None or current.total is None:
+        return out
+    scale = instrument.variant(current.variant).total_multiplier / instrument.default_variant.total_multiplier
+    sign = 1 if rc.worse == "higher" else -1
+    delta = current.total - previous.total
+    worse_by = sign * delta
+    threshold = rc.value * scale
+    out.update(delta=delta, threshold=threshold, reliable=worse_by >= threshold)
+    bands = instrument.cutoff_set(current.cutoff_set).bands
+    if out["reliable"] and previous.band is not None and current.band is not None:
+        moved = bands.index(current.band) - bands.index(previous.band)
+        out["deterioration"] = sign * moved > 0
+    return out
