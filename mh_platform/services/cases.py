@@ -224,6 +224,9 @@ def case_for_work(s: Session, actor: Actor, case_id: uuid.UUID | str, now: datet
         raise Forbidden("only the school's counsellor may change a case")
     if open_only and case.status == "closed":
         raise InvalidTransition("the case is closed")
+    student = s.get(Student, case.student_id)
+    if student is None or student.erased_at is not None:
+        raise InvalidTransition("the student's data was erased; the case is kept as history only")
     return case
 
 

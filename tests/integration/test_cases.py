@@ -195,3 +195,20 @@ def test_close_case_needs_reason_and_no_open_referral(ctx, world):
         assert uow.session.scalar(sa.select(sa.func.count()).select_from(FollowUp)) == 0
     with pytest.raises(InvalidTransition):
         cases.add_plan_item(ctx, c, cid, goal="g", action="a", review_at=ctx.now())
+
+
+def test_after_shredding_the_case_stays_as_history_but_reads_unreadable(ctx, world, clock, tmp_path):
+    import dataclasses
+
+    from mh_platform.services import key_ops
+    from mh_platform.services.disclosure import UNREADABLE
+
+    w = world
+    ctx.settings = dataclasses.replace(ctx.settings, erasure_ledger_file=str(tmp_path / "ledger.jsonl"))
+    cid = _open(ctx, w)
+    cases.add_plan_item(ctx, w.actors["counsellor.a"], cid, goal="目标", action="措施", review_at=clock.now())
+    key_ops.shred_student(ctx, w.actors["admin"], w.students[0])
+    d = cases.case_detail(ctx, w.actors["counsellor.a"], cid)
+    assert d["summary"] == UNREADABLE and d["plan"][0]["goal"] == UNREADABLE and d["student_name"] == UNREADABLE
+    with pytest.raises(InvalidTransition, match="erased"):
+        cases.add_plan_item(ctx, w.actors["counsellor.a"], cid, goal="g", action="a", review_at=clock.now())
