@@ -156,7 +156,9 @@ def change_password() -> Any:
                 logout_user()
                 _fresh_session()
                 flash(_("密码已修改，请用新密码重新登录。"), "info")
-                return redirect(url_for("auth.login"))
+                resp = make_response(redirect(url_for("auth.login")))
+                resp.headers["Clear-Site-Data"] = '"cache", "storage"'
+                return resp
         else:
             status = 422
     return render_template("auth/change_password.html", form=form), status
