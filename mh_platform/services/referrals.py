@@ -282,7 +282,7 @@ def _transition_notices(s: Session, row: Referral, case: Case, action: str, old_
     if action in ("submit", "reroute"):
         ids += notify_users(s, clinicians_of(s, row.institution_id), template="referral_received", unit_name=unit_name,
                             link=f"/referrals/{row.id}", dedupe=dedupe, now=now)
-    if action == "cancel" and before_state != "draft":
+    if (action == "cancel" and before_state != "draft") or (action == "reroute" and before_state == "requested"):
         ids += notify_users(s, clinicians_of(s, old_institution), template="referral_updated", unit_name=unit_name,
                             link="/referrals", dedupe=dedupe, now=now)
     if action in TELL_SCHOOL and case.counsellor_user_id is not None:

@@ -301,3 +301,20 @@ def test_referral_event_notes_are_sealed_and_logged_when_read(ctx, world):
         n = uow.session.scalar(sa.select(sa.func.count()).select_from(AccessLog)
                                .where(AccessLog.user_id == c.user_id, AccessLog.purpose == "referral_work"))
         assert n == 2  # the reason and the decline note (the override reason is empty)
+
+
+def test_withdraw_from_a_silent_institution_needs_a_reason_and_tells_it(ctx, world, clock):
+    w = world
+    c = w.actors["counsellor.a"]
+    _, rid = _requested(ctx, w, "red")
+    clock.advance(hours=20)
+    with pytest.raises(ValidationFailed, match="reason"):
+        referrals.transition(ctx, c, rid, "reroute", institution_id=w.inst2)
+    referrals.transition(ctx, c, rid, "reroute", institution_id=w.inst2, reason="机构20小时未回应")
+    told = [o.recipient_user_id for o in _outbox(ctx, "referral_updated")]
+    assert w.user_ids["clinician.one"] in told
+    assert [o.recipient_user_id for o in _outbox(ctx, "referral_received")][-1] == w.user_ids["clinician.two"]
+    with ctx.uow() as uow:
+        row = uow.session.get(Referral, rid)
+        assert row.requested_at == clock.now() - timedelta(hours=20)  # the first request still counts
+        assert row.due_at == clock.now() + 24 * H  # the new institution's 24 h (earlier than the 72 h target)
