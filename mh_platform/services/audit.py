@@ -60,6 +60,39 @@ def record(ctx: ServiceContext, s: Session, actor: Actor | None, kind: str, obje
     return rec.seq
 
 
+def record_many(ctx: ServiceContext, s: Session, actor: Actor | None,
+                items: list[tuple[str, str | None, Any, dict[str, Any] | None]]) -> list[int]:
+    """``record`` for many events at once — (kind, object_type, object_id, data) each — in the current
+    transaction: one lock, one anchor read, one bulk insert (batch jobs such as the escalation sweep)."""
+    if not items:
+        return []
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(sa.text("SELECT pg_advisory_xact_lock(7303720601)"))
+    s.flush()
+    anchor = s.scalar(sa.select(AuditAnchor).where(AuditAnchor.id == 1))
+    prev: Any = audit_chain.Checkpoint(anchor.last_seq, anchor.last_mac) if anchor else None
+    now = ctx.now()
+    actor_id = str(actor.user_id) if actor and actor.user_id else None
+    rows, seqs = [], []
+    for kind, object_type, object_id, data in items:
+        oid = str(object_id) if object_id is not None else None
+        payload = _jsonable(data or {})
+        rec = audit_chain.append(prev, _chain_data(now.isoformat(), actor_id, kind, object_type, oid, payload),
+                                 ctx.audit_key)
+        rows.append({"seq": rec.seq, "at": now, "actor_user_id": actor.user_id if actor else None, "kind": kind,
+                     "object_type": object_type, "object_id": oid, "data": payload, "prev_mac": rec.prev_mac,
+                     "mac": rec.mac})
+        seqs.append(rec.seq)
+        prev = rec
+    s.execute(sa.insert(EventLog), rows)
+    if anchor is None:
+        s.add(AuditAnchor(id=1, last_seq=prev.seq, last_mac=prev.mac))
+    else:
+        anchor.last_seq, anchor.last_mac = prev.seq, prev.mac
+    s.flush()
+    return seqs
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool

@@ -37,10 +37,12 @@ from mh_platform.core.errors import Conflict
 from mh_platform.core.escalation import due_escalation
 from mh_platform.core.flag_rules import default_flag_policy
 from mh_platform.core.types import Role, Tier
-from mh_platform.db.models import ClusterAlert, Flag, OrgUnit
+from mh_platform.db.models import ClusterAlert, Flag, FlagEvent, OrgUnit
 from mh_platform.services import audit, notify
 from mh_platform.services.context import SYSTEM, ServiceContext
 from mh_platform.services.flags import (
+    _PATH_INDEX,
+    ROLE_TIER,
     add_event,
     claim_update,
     lock_audit,
@@ -77,6 +79,79 @@ def _oversight_due_ids(ctx: ServiceContext, s: Session, now: datetime) -> list[u
     return list(s.scalars(sa.select(Flag.id).where(Flag.status != "closed", sa.or_(*conds)).order_by(Flag.id)))
 
 
+def _fast_batch(ctx: ServiceContext, s: Session, flags: list[Flag], now: datetime, p: Any
+                ) -> tuple[list[tuple[uuid.UUID, Any]], list[uuid.UUID]] | None:
+    """Escalate a batch with a handful of statements: one executemany of conditional UPDATEs
+    (``WHERE id AND version AND tier``), bulk events, one chained audit append, bulk outbox rows.
+    Returns None — and writes nothing that the caller must keep — if any claim was lost."""
+    plans = []
+    for flag in flags:
+        state = to_state(flag)
+        step = due_escalation(state, now, p)
+        if step is None:
+            continue
+        new, ev = fl.apply_escalation(state, step, p)
+        plans.append((flag, step, new, ev))
+    if not plans:
+        return [], []
+    stmt = (sa.update(Flag)
+            .where(Flag.id == sa.bindparam("b_id"), Flag.version == sa.bindparam("b_version"),
+                   Flag.tier == sa.bindparam("b_tier"))
+            .values(tier=sa.bindparam("n_tier"), tier_entered_at=sa.bindparam("n_entered"),
+                    ack_due_at=sa.bindparam("n_ack"), handle_due_at=sa.bindparam("n_handle"),
+                    escalations=sa.bindparam("n_esc"), version=sa.bindparam("n_version")))
+    params = [{"b_id": f.id, "b_version": f.version, "b_tier": st.from_tier.value, "n_tier": new.tier.value,
+               "n_entered": new.tier_entered_at, "n_ack": new.ack_due_at, "n_handle": new.handle_due_at,
+               "n_esc": new.escalations, "n_version": f.version + 1} for f, st, new, _ev in plans]
+    conn = s.connection()
+    if not conn.dialect.supports_sane_multi_rowcount:
+        return None
+    res = conn.execute(stmt, params)
+    if res.rowcount != len(plans):
+        return None
+    events, audit_items = [], []
+    for f, st, _new, ev in plans:
+        eid = uuid.uuid4()
+        row = {"id": eid, "flag_id": f.id, "kind": ev.kind.value, "from_status": ev.from_status.value if ev.from_status
+               else None, "to_status": ev.to_status.value, "from_tier": ev.from_tier.value if ev.from_tier else None,
+               "to_tier": ev.to_tier.value, "from_level": ev.from_level.value if ev.from_level else None,
+               "to_level": ev.to_level.value, "actor_user_id": None, "reason_code": ev.reason_code,
+               "reason_enc": None, "at": ev.at}
+        events.append(row)
+        audit_items.append((ev.kind.value, "flag", f.id, {
+            "event": str(eid), "from_status": row["from_status"], "to_status": row["to_status"],
+            "from_tier": row["from_tier"], "to_tier": row["to_tier"], "from_level": row["from_level"],
+            "to_level": row["to_level"], "reason_code": row["reason_code"], "has_reason": False,
+            "missed": st.missed}))
+    s.execute(sa.insert(FlagEvent), events)
+    audit.record_many(ctx, s, SYSTEM, audit_items)
+    # notifications: units and recipients for the whole batch in two queries
+    wanted: dict[tuple[Role, uuid.UUID], None] = {}
+    targets = []
+    for f, st, new, _ev in plans:
+        parts = f.unit_path.strip("/").split("/")
+        for role in dict.fromkeys(st.inform):
+            i = _PATH_INDEX[ROLE_TIER[role]]
+            if i < len(parts):
+                uid = uuid.UUID(parts[i])
+                wanted[(role, uid)] = None
+                template = "flag_reminder" if st.is_reminder else "flag_escalated"
+                targets.append((role, uid, template, f"/flags/{f.id}",
+                                f"flag:{f.id}:esc{new.escalations}:{role.value}"))
+    unit_ids = {u for _, u in wanted}
+    units = {u.id: u for u in s.scalars(sa.select(OrgUnit).where(OrgUnit.id.in_(unit_ids)))} if unit_ids else {}
+    people = notify.recipients_by_unit(s, wanted)
+    rows: list[dict[str, Any]] = []
+    for role, uid, template, link, dedupe in targets:
+        unit = units.get(uid)
+        if unit is None:
+            continue
+        rows += notify.plan_unit_role(ctx, people.get((role.value, uid), []), role=role, unit=unit,
+                                      template=template, link=link, dedupe=dedupe, now=now)
+    queued = notify.enqueue_many(s, rows)
+    return [(f.id, st) for f, st, _n, _e in plans], queued
+
+
 def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATCH,
           limit: int | None = None) -> dict[str, Any]:
     """One sweep at ``now``: ``{"checked": N, "escalated": [{"flag", "from_tier", "to_tier", "level"}], …}``.
@@ -101,26 +176,41 @@ def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATC
             lock_audit(s)
             cache: dict[uuid.UUID, OrgUnit] = {}
             flags = s.scalars(sa.select(Flag).where(Flag.id.in_(ids)).order_by(Flag.id)).all()
-            for flag in flags:
-                checked += 1
-                state = to_state(flag)
-                step = due_escalation(state, now, p)
-                if step is None:
-                    skipped += 1
-                    continue
-                new, ev = fl.apply_escalation(state, step, p)
-                if not claim_update(s, flag, state_values(new), tier=step.from_tier.value):
-                    skipped += 1
-                    continue
-                add_event(ctx, s, flag, ev, SYSTEM, extra={"missed": step.missed})
-                template = "flag_reminder" if step.is_reminder else "flag_escalated"
-                sent_ids += notify_roles(ctx, s, flag, step.inform, template,
-                                         f"flag:{flag.id}:esc{new.escalations}", now, cache)
-                if step.is_reminder:
-                    reminded += 1
-                else:
-                    escalated.append({"flag": str(flag.id), "from_tier": step.from_tier.value,
-                                      "to_tier": step.to_tier.value, "level": step.level.value})
+            checked += len(flags)
+            fast = _fast_batch(ctx, s, list(flags), now, p)
+            if fast is None:  # another writer changed one of them: redo this batch flag by flag
+                s.rollback()
+                lock_audit(s)
+                flags = s.scalars(sa.select(Flag).where(Flag.id.in_(ids)).order_by(Flag.id)).all()
+                for flag in flags:
+                    state = to_state(flag)
+                    step = due_escalation(state, now, p)
+                    if step is None:
+                        skipped += 1
+                        continue
+                    new, ev = fl.apply_escalation(state, step, p)
+                    if not claim_update(s, flag, state_values(new), tier=step.from_tier.value):
+                        skipped += 1
+                        continue
+                    add_event(ctx, s, flag, ev, SYSTEM, extra={"missed": step.missed})
+                    template = "flag_reminder" if step.is_reminder else "flag_escalated"
+                    sent_ids += notify_roles(ctx, s, flag, step.inform, template,
+                                             f"flag:{flag.id}:esc{new.escalations}", now, cache)
+                    if step.is_reminder:
+                        reminded += 1
+                    else:
+                        escalated.append({"flag": str(flag.id), "from_tier": step.from_tier.value,
+                                          "to_tier": step.to_tier.value, "level": step.level.value})
+            else:
+                steps, queued = fast
+                sent_ids += queued
+                skipped += len(flags) - len(steps)
+                for flag_id, step in steps:
+                    if step.is_reminder:
+                        reminded += 1
+                    else:
+                        escalated.append({"flag": str(flag_id), "from_tier": step.from_tier.value,
+                                          "to_tier": step.to_tier.value, "level": step.level.value})
             uow.commit()
         if limit is not None and checked >= limit:
             break

@@ -33,7 +33,6 @@ from mh_platform.core.errors import Conflict, Forbidden, NotFound, ValidationFai
 from mh_platform.core.escalation import EscalationPolicy, due_oversight_notices
 from mh_platform.core.types import Level, Role, Tier
 from mh_platform.db.models import (
-    AuditAnchor,
     Concern,
     Enrolment,
     Flag,
@@ -85,10 +84,14 @@ class FlagOutcome:
 # ----------------------------------------------------------------------------- helpers
 
 
+AUDIT_LOCK = 7303720601  # services.audit's writer lock (pg_advisory_xact_lock)
+
+
 def lock_audit(s: Session) -> None:
-    """Take the audit anchor lock first (PostgreSQL), so every writer locks in the same order."""
+    """Take the audit writers' lock first (PostgreSQL), so every writer locks in the same order:
+    audit lock, then flag rows. SQLite transactions are serial (BEGIN IMMEDIATE) anyway."""
     if s.get_bind().dialect.name == "postgresql":
-        s.execute(sa.select(AuditAnchor.id).where(AuditAnchor.id == 1).with_for_update())
+        s.execute(sa.text(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})"))
 
 
 def to_state(flag: Flag) -> fl.FlagState:

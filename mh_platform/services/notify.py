@@ -158,6 +158,64 @@ def notify_unit_role(ctx: ServiceContext, s: Session, *, role: Role, unit: OrgUn
     return ids
 
 
+def recipients_by_unit(s: Session, pairs: Iterable[tuple[Role, uuid.UUID]]
+                       ) -> dict[tuple[str, uuid.UUID], list[tuple[uuid.UUID, str | None]]]:
+    """Active users for many (role, unit) pairs in one query: {(role, unit_id): [(user_id, email)]}."""
+    pairs = {(Role(r).value, u) for r, u in pairs}
+    out: dict[tuple[str, uuid.UUID], list[tuple[uuid.UUID, str | None]]] = {p: [] for p in pairs}
+    if not pairs:
+        return out
+    rows = s.execute(sa.select(RoleAssignment.role, RoleAssignment.unit_id, User.id, User.email)
+                     .join(User, User.id == RoleAssignment.user_id)
+                     .where(RoleAssignment.unit_id.in_({u for _, u in pairs}),
+                            RoleAssignment.role.in_({r for r, _ in pairs}), User.is_active.is_(True))
+                     .order_by(User.username)).all()
+    for role, unit_id, uid, email in rows:
+        if (role, unit_id) in out:
+            out[(role, unit_id)].append((uid, email))
+    return out
+
+
+def plan_unit_role(ctx: ServiceContext, users: list[tuple[uuid.UUID, str | None]], *, role: Role, unit: OrgUnit,
+                   template: str, link: str, dedupe: str, now: datetime, wecom: bool = True) -> list[dict[str, Any]]:
+    """The outbox rows ``notify_unit_role`` would write, as dicts for ``enqueue_many`` (batch jobs)."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown template {template!r}")
+    params = {"unit": unit.name, "link": link, "unit_id": str(unit.id), "role": Role(role).value}
+    rows: list[dict[str, Any]] = []
+
+    def row(channel: str, key: str, user_id: uuid.UUID | None, address: str | None) -> None:
+        rows.append({"id": uuid.uuid4(), "channel": channel, "recipient_user_id": user_id, "address": address,
+                     "template": template, "params": params, "dedupe_key": key[:200], "status": "pending",
+                     "attempts": 0, "next_attempt_at": now, "created_at": now})
+
+    for uid, email_ in users:
+        row("inbox", f"{dedupe}:{uid}:inbox", uid, None)
+        if email_:
+            row("email", f"{dedupe}:{uid}:email", uid, email_)
+    if wecom and ctx.settings.wecom_webhook_url:
+        row("wecom", f"{dedupe}:{unit.id}:wecom", None, None)
+    return rows
+
+
+def enqueue_many(s: Session, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
+    """Insert planned outbox rows in the caller's transaction, skipping dedupe keys already queued
+    (``ON CONFLICT DO NOTHING`` on both databases). Returns the ids actually queued."""
+    if not rows:
+        return []
+    keys = [r["dedupe_key"] for r in rows]
+    existing = set(s.scalars(sa.select(Outbox.dedupe_key).where(Outbox.dedupe_key.in_(keys))))
+    fresh = [r for r in rows if r["dedupe_key"] not in existing]
+    if not fresh:
+        return []
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    s.execute(dialect_insert(Outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]), fresh)
+    return [r["id"] for r in fresh]
+
+
 # ----------------------------------------------------------------------------- delivering (after commit)
 
 
