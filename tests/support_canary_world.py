@@ -178,8 +178,8 @@ def _screening(ctx, cn: Canaries, n_classes: int, per_class: int, n_answering: i
         seeded.response_ids = list(uow.session.scalars(sa.select(Response.id)))
 
 
-def seed(ctx, *, n_students: int = 100, n_cases: int = 12, roster_classes: int = 2, per_class: int = 30,
-         n_answering: int = 12, totp_users: tuple[str, ...] = ("counsellor.a", "county.a", "city")) -> Seeded:
+def seed(ctx, *, n_students: int = 130, n_cases: int = 6, roster_classes: int = 2, per_class: int = 30,
+         n_answering: int = 6, totp_users: tuple[str, ...] = ("counsellor.a", "county.a", "city")) -> Seeded:
     cn = Canaries()
     w = build(ctx, n=1)
     seeded = Seeded(w, cn)

@@ -28,6 +28,7 @@ def forms(canary: str) -> list[tuple[str, bytes]]:
     escaped = json.dumps(canary)[1:-1].encode()  # inside a JSON document written with ensure_ascii
     if escaped != raw:
         out.append(("json-escaped", escaped))
+        out.append(("json-escaped-in-copy", escaped.replace(b"\\", b"\\\\")))  # pg_dump COPY text doubles "\\"
     for k in range(3):  # base64 of the canary at each alignment inside a longer encoded value
         enc = base64.b64encode(b"\x00" * k + raw)
         start = 4 if k else 0

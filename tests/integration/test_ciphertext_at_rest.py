@@ -154,3 +154,28 @@ def test_canaries_are_nowhere_at_rest(fresh_ctx, fresh_db_url, app_log, tmp_path
     assert hits == [], describe(hits)
     print(f"T3: {len(cn.issued)} canaries in {len(columns)} columns, {scanner.pattern_count} byte patterns, "
           f"log {len(log)} bytes: 0 hits")
+
+
+def test_the_search_finds_every_form_anywhere():
+    """The scanner itself: each form of each canary planted at a random offset in random bytes is found."""
+    import os
+    import random
+
+    from support_security import forms
+
+    cn = Canaries("S")
+    cans = [cn.text("x.y"), cn.name("x.y"), cn.phone("x.y"), cn.id_number("x.y"), cn.student_number("x.y")]
+    scanner = Scanner(cans)
+    rng = random.Random(3)
+    for c in cans:
+        for form, pattern in forms(c):
+            noise = bytearray(os.urandom(4096))
+            at = rng.randrange(0, len(noise) - len(pattern))
+            noise[at:at + len(pattern)] = pattern
+            hits = scanner.scan(bytes(noise), "noise")
+            assert (c, form, at) in {(h.canary, h.form, h.offset) for h in hits}
+    assert scanner.scan(os.urandom(1 << 20), "noise") == []
+    import base64 as b64
+    for k in range(3):  # base64 of a longer value that contains the canary somewhere inside
+        blob = b64.b64encode(os.urandom(k + 7) + cans[0].encode() + os.urandom(5))
+        assert scanner.scan(blob, "b64"), k
