@@ -36,6 +36,13 @@ SCENARIOS: list[tuple[str, str, int]] = [
     ("no_show", "orange", 1), ("attended", "red", 0), ("feedback", "red", 1), ("school_follow_up", "orange", 0),
     ("closed", "yellow", 1), ("override", "red", 0), ("transfer", "orange", 1),
 ]
+# How long before "now" each scenario's referral was created, so that at "now" every referral is
+# within its deadlines except the one meant to be overdue (the demo's sweep escalates only that one).
+REFERRAL_AGE: dict[str, timedelta] = {
+    "draft": D, "requested": 3 * H, "override": 3 * H, "overdue_requested": 30 * H, "declined": 7 * H,
+    "accepted": 8 * H, "scheduled": 10 * H, "no_show": 44 * H, "attended": 44 * H, "feedback": 3 * D + 2 * H,
+    "school_follow_up": 5 * D, "closed": 8 * D,
+}
 
 
 def _actor(ctx: ServiceContext, username: str) -> Actor | None:
@@ -114,10 +121,10 @@ def seed(ctx: ServiceContext, rng: random.Random, now: datetime, demo: Any) -> d
             continue
         c = counsellors[st]
         student = pools[st].pop(0)
-        t0 = now - timedelta(days=12) + i * 7 * H
+        t_ref = now - REFERRAL_AGE.get(scenario, D)
+        t0 = t_ref - 4 * D  # the case's own history comes first
         try:
-            cid = _scenario(ctx, rng, scenario, level, c, clinicians[k], clinicians[1 - k], insts[k], insts[1 - k],
-                            student, t0, now, demo)
+            cid = _scenario(ctx, rng, scenario, level, c, clinicians[k], insts[k], student, t0, t_ref, now, demo)
         except Exception:  # noqa: BLE001 - one scenario failing must not stop the demo
             log.exception("demo_cases: scenario %s failed", scenario)
             continue
@@ -141,8 +148,8 @@ def seed(ctx: ServiceContext, rng: random.Random, now: datetime, demo: Any) -> d
 
 
 def _scenario(ctx: ServiceContext, rng: random.Random, scenario: str, level: str, c: Actor, cl: Actor,
-              other_cl: Actor, inst: uuid.UUID, other_inst: uuid.UUID, student: uuid.UUID, t0: datetime,
-              now: datetime, demo: Any) -> uuid.UUID:
+              inst: uuid.UUID, student: uuid.UUID, t0: datetime, t_ref: datetime, now: datetime,
+              demo: Any) -> uuid.UUID:
     at = lambda t: _at(ctx, t)  # noqa: E731
     flag = _confirmed_flag(at(t0), c, student, level)
     cid = cases.open_case(at(t0 + H), c, flag, summary="演示个案：访谈复核确认，情绪低落伴睡眠问题，需持续关注。")
@@ -159,9 +166,7 @@ def _scenario(ctx: ServiceContext, rng: random.Random, scenario: str, level: str
     if scenario == "transfer":
         _transfer(ctx, c, cid, student, now, demo)
         return cid
-    t = t0 + 5 * H
-    if scenario == "overdue_requested":
-        t = now - 30 * H  # requested 30 h ago, nobody answered: the sweep escalates it
+    t = t_ref  # "overdue_requested": requested 30 h ago, nobody answered — the sweep escalates it
     rid = referrals.create_referral(at(t), c, cid, institution_id=inst, reason="演示转介原因：持续情绪低落并有自伤念头，需专业评估。")
     if scenario == "draft":
         return cid

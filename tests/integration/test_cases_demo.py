@@ -22,7 +22,10 @@ def test_demo_cases_cover_every_state(ctx):
         assert states == {st.value for st in ReferralState}
         assert set(s.scalars(sa.select(Referral.institution_id))) == {i.id for i in city.institutions}
         assert set(s.scalars(sa.select(Case.status))) == {"open", "transferring", "closed"}
-        assert "county" in set(s.scalars(sa.select(Referral.tier)))  # the overdue one was escalated
+        # only the referral meant to be overdue was escalated; every other one is within its deadlines
+        assert s.scalar(sa.select(sa.func.count()).select_from(Referral).where(Referral.tier == "county")) == 1
+        assert s.scalar(sa.select(sa.func.count()).select_from(Referral)
+                        .where(Referral.due_at <= ctx.now(), Referral.state != "closed")) == 0
         assert s.scalar(sa.select(sa.func.count()).select_from(BreakGlass).where(BreakGlass.reviewed_at.is_(None))) == 1
         assert s.scalar(sa.select(sa.func.count()).select_from(Transfer).where(Transfer.status == "requested")) == 1
     assert audit.verify(ctx).ok
