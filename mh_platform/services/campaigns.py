@@ -185,7 +185,7 @@ def cancel(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID) -> None:
             raise Forbidden("the campaign reaches beyond your units")
         res = s.execute(sa.update(Campaign).where(Campaign.id == camp.id, Campaign.status.in_(("scheduled", "open")))
                         .values(status="cancelled", closed_at=ctx.now()))
-        if res.rowcount != 1:
+        if res.rowcount != 1:  # type: ignore[attr-defined]
             raise InvalidTransition("only a scheduled or open campaign can be cancelled")
         audit.record(ctx, s, actor, "campaign:cancelled", "campaign", camp.id, {})
         uow.commit()
@@ -223,7 +223,7 @@ def close_due(ctx: ServiceContext, now: datetime | None = None) -> dict[str, Any
         for cid in due:
             res = s.execute(sa.update(Campaign).where(Campaign.id == cid, Campaign.status.in_(("scheduled", "open")))
                             .values(status="closed", closed_at=now))
-            if res.rowcount == 1:
+            if res.rowcount == 1:  # type: ignore[attr-defined]
                 n_open = s.scalar(sa.select(sa.func.count()).select_from(AccessCode)
                                   .where(AccessCode.campaign_id == cid, AccessCode.completed_at.is_(None),
                                          AccessCode.first_used_at.is_not(None))) or 0
@@ -255,7 +255,7 @@ def send_reminders(ctx: ServiceContext, now: datetime | None = None) -> dict[str
                  .where(eligible_condition(camp, units), consent_ok(Enrolment.student_id, camp.academic_year_id),
                         ~done)
                  .group_by(Enrolment.class_unit_id))
-            remaining = dict(s.execute(q).all())
+            remaining: dict[uuid.UUID, int] = {r[0]: int(r[1]) for r in s.execute(q)}
             if not remaining:
                 continue
             prefix = f"screening-reminder:{camp.id}:"

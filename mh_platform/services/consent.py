@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ RECORDERS = {Role.HEAD_TEACHER, Role.COUNSELLOR, Role.SCHOOL_LEADER}
 COVERAGE_VIEWERS = {Role.HEAD_TEACHER, Role.COUNSELLOR, Role.SCHOOL_LEADER}
 
 
-def consent_ok(student_id_col: sa.ColumnElement[uuid.UUID], year_id: uuid.UUID | sa.ColumnElement) -> sa.ColumnElement[bool]:
+def consent_ok(student_id_col: Any, year_id: Any) -> sa.ColumnElement[bool]:
     """SQL: the student has a granted (and not withdrawn) consent for the school year."""
     return sa.exists().where(Consent.student_id == student_id_col, Consent.academic_year_id == year_id,
                              Consent.status == "granted", Consent.withdrawn_at.is_(None))
@@ -106,7 +107,7 @@ def _revoke_codes(s: Session, student_id: uuid.UUID, year_id: uuid.UUID, now) ->
                                                 AccessCode.campaign_id.in_(camp_ids),
                                                 AccessCode.completed_at.is_(None), AccessCode.revoked_at.is_(None))
                     .values(revoked_at=now))
-    return res.rowcount or 0
+    return res.rowcount or 0  # type: ignore[attr-defined]
 
 
 def withdraw(ctx: ServiceContext, actor: Actor, student_id: uuid.UUID, year_id: uuid.UUID | None = None) -> None:

@@ -101,6 +101,7 @@ def _state(ctx: ServiceContext, s: Session, *, access_code_id: uuid.UUID | None 
            allow_completed: bool = False) -> tuple[AccessCode, Campaign, Enrolment, int | None]:
     """The code, campaign and enrolment if the code may be used now; else CodeRejected."""
     now = ctx.now()
+    params: dict[str, Any]
     if code_hash is not None:
         q, params = _STATE_BY_HASH, {"code_hash": code_hash}
     else:
@@ -146,7 +147,7 @@ def begin(ctx: ServiceContext, raw_code: str) -> StudentSession:
         if ac.revoked_at is not None:
             raise CodeRejected("invalid")
         first = s.execute(sa.update(AccessCode).where(AccessCode.id == ac.id, AccessCode.first_used_at.is_(None))
-                          .values(first_used_at=ctx.now())).rowcount == 1
+                          .values(first_used_at=ctx.now())).rowcount == 1  # type: ignore[attr-defined]
         if first:
             audit.record(ctx, s, SYSTEM, "screening:code_first_used", "access_code", ac.id,
                          {"campaign_id": camp.id})

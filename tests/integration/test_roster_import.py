@@ -9,13 +9,12 @@ import zipfile
 
 import pytest
 import sqlalchemy as sa
+from screening_world import HEADER, build_world, roster_rows, to_csv, to_xlsx
 
 from mh_platform.core.errors import Forbidden, ValidationFailed
 from mh_platform.db.models import EventLog, Guardian, OrgUnit, Student
 from mh_platform.services import roster
 from mh_platform.services.roster import ImportRefused
-
-from screening_world import HEADER, build_world, roster_rows, to_csv, to_xlsx
 
 
 @pytest.fixture
@@ -89,7 +88,7 @@ BAD_ROWS = [
 ]
 
 
-@pytest.mark.parametrize("bad,column", BAD_ROWS)
+@pytest.mark.parametrize(("bad", "column"), BAD_ROWS)
 def test_each_bad_row_is_reported_and_nothing_is_committed(ctx, world, bad, column):
     rows = roster_rows(classes=1, per_class=3) + [bad]
     pv = roster.preview(ctx, world.counsellor, to_csv(rows), "x.csv")
@@ -140,6 +139,7 @@ def test_scope_and_role(ctx, world):
     pv = roster.preview(ctx, world.county_officer, data, "x.csv")  # the county above: fine
     assert pv.ok
     from dataclasses import replace
+
     from mh_platform.core.types import Role
     with pytest.raises(Forbidden):
         roster.preview(ctx, replace(world.counsellor, role=Role.HEAD_TEACHER), data, "x.csv")

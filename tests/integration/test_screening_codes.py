@@ -9,12 +9,11 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from screening_world import build_world, screening_ready
 
 from mh_platform.db.models import AccessCode
 from mh_platform.services import campaigns, codes, consent, responses
 from mh_platform.services.responses import CodeRejected
-
-from screening_world import build_world, screening_ready
 
 
 def test_alphabet_length_and_entropy():

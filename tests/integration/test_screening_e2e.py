@@ -9,15 +9,15 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from screening_world import build_world, class_units, make_user, roster_rows, to_csv
 
+from mh_platform.core.errors import NotFound
 from mh_platform.core.instruments import load_instrument
 from mh_platform.core.types import Role
-from mh_platform.db.models import AccessCode, Campaign, Consent, EventLog, Outbox, Response
+from mh_platform.db.models import AccessCode, Campaign, EventLog, Outbox, Response
 from mh_platform.jobs import campaign_jobs
 from mh_platform.services import audit, campaigns, completion, consent, responses, roster
 from mh_platform.services.responses import CodeRejected
-
-from screening_world import build_world, class_units, make_user, roster_rows, to_csv
 
 
 def answers_for(inst, rng: random.Random, *, critical: bool = False) -> dict[str, object]:
@@ -171,7 +171,7 @@ def test_full_campaign(ctx, world):
     assert county.unit.completed == 40 and [r.unit_id for r in county.rows] == [world.school.id]
     left = completion.to_finish(ctx, ht2, cid, c2.id)
     assert len(left) == 4 and sum(x.state == "in_progress" for x in left) == 1 and all(x.name for x in left)
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         completion.to_finish(ctx, ht1, cid, c2.id)  # another class: not found
 
     # 10. reminders: once a day per class, counts only

@@ -8,15 +8,14 @@ import random
 
 import pytest
 import sqlalchemy as sa
+from screening_world import build_world, screening_ready, to_csv
 
+from mh_platform.core.errors import NotFound, ValidationFailed
 from mh_platform.core.instruments import load_instrument
 from mh_platform.core.scoring import score
-from mh_platform.core.errors import ValidationFailed
 from mh_platform.db.models import AccessCode, Flag, Response
 from mh_platform.services import completion, paper_import, responses
 from mh_platform.services.codes import normalise
-
-from screening_world import build_world, screening_ready, to_csv
 
 BATTERY = ("phq9", "gad7", "asq", "k10", "who5")
 
@@ -122,7 +121,7 @@ def test_bad_rows_are_reported_and_nothing_is_written(ctx, ready):
     # another school's counsellor reaches none of these students
     pv = paper_import.preview(ctx, world.counsellor, sheet([ok]), "p.csv", cid)
     assert pv.ok
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         paper_import.preview(ctx, world.other_counsellor, sheet([ok]), "p.csv", cid)
     # a student who already answered online cannot get a paper response for the same page
     sess = responses.begin(ctx, codes[sids[5 - 1]])

@@ -8,12 +8,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from screening_world import build_world
 
 from mh_platform.db.models import Campaign, EventLog
 from mh_platform.jobs.registry import job_by_id
 from mh_platform.services import campaigns
-
-from screening_world import build_world
 
 MHP = os.path.join(os.path.dirname(sys.executable), "mhp")
 

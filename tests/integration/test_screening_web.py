@@ -7,12 +7,11 @@ import re
 
 import pytest
 import sqlalchemy as sa
+from screening_world import build_world, screening_ready
 
 from mh_platform.core.instruments import load_instrument
 from mh_platform.db.models import Response
 from mh_platform.web.app import create_app
-
-from screening_world import build_world, screening_ready
 
 
 @pytest.fixture(autouse=True)
