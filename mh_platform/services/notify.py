@@ -212,7 +212,9 @@ def enqueue_many(s: Session, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-    s.execute(dialect_insert(Outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]), fresh)
+    # core executemany (batched "insertmanyvalues"), not the ORM bulk path that goes row by row here
+    s.connection().execute(dialect_insert(Outbox.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"]),
+                           fresh)
     return [r["id"] for r in fresh]
 
 
