@@ -138,6 +138,17 @@ def test_pages_counsellor_makes_a_referral_and_clinician_accepts(ctx, world, cli
     assert "暂无转介" in client.get("/referrals").get_data(as_text=True)
 
 
+def test_leader_home_panel_counts_open_red_cases_and_case_page_hides_text(ctx, world, client):
+    w = world
+    cid = cases.open_case(ctx, w.actors["counsellor.a"], confirmed_flag(ctx, w.students[0], "red"), summary="机密摘要")
+    login(client, "leader.a")
+    home = client.get("/").get_data(as_text=True)
+    panel = home.split('id="panel-cases-leader"', 1)[1].split("</article>", 1)[0]
+    assert re.search(r'class="count"><a href="[^"]+">1</a>', panel)
+    page = client.get(f"/cases/{cid}").get_data(as_text=True)
+    assert "校领导督导视图" in page and "机密摘要" not in page and "学生甲0" not in page
+
+
 def test_break_glass_and_review_pages(ctx, world, client):
     w = world
     flag = confirmed_flag(ctx, w.students[0], "red")

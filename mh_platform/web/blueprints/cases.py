@@ -148,6 +148,13 @@ def _officer_panel(ctx, actor) -> PanelData:  # noqa: ANN001
     return PanelData(count=len(overdue), link=url_for("cases.referrals"), lines=lines)
 
 
+def _leader_panel(ctx, actor) -> PanelData:  # noqa: ANN001
+    red = [c for c in case_service.list_cases(ctx, actor, status="open") if c["level"] == "red"]
+    return PanelData(count=len(red), link=url_for("cases.index", status="open"))
+
+
+register_panel(HomePanel(key="cases.leader", title=_l("进行中的红色个案"), roles=frozenset({Role.SCHOOL_LEADER}),
+                         loader=_leader_panel, order=25))
 register_panel(HomePanel(key="cases.tasks", title=_l("个案待办（一生一策）"), roles=frozenset({Role.COUNSELLOR}),
                          loader=_tasks_panel, order=20, urgent=True))
 register_panel(HomePanel(key="cases.clinician", title=_l("待处理的转介"), roles=frozenset({Role.CLINICIAN}),
