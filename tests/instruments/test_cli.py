@@ -148,17 +148,4 @@ def test_fhir_command_prints_a_questionnaire():
     q = json.loads(mhp("instruments", "fhir", "gad7").stdout)
     assert q["resourceType"] == "Questionnaire" and q["code"][0]["code"] == "69737-5"
 
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("MHP_RUN_SLOW"), reason="set MHP_RUN_SLOW=1 (takes up to a minute)")
-def test_one_million_lines_under_a_minute(tmp_path):
-    import time
-
-    line = json.dumps({"answers": {str(i): i % 4 for i in range(1, 10)}}) + "\n"
-    f = tmp_path / "in.jsonl"
-    f.write_text(line * 1_000_000)
-    t0 = time.perf_counter()
-    with f.open("rb") as fin:
-        p = subprocess.run([str(MHP), "instruments", "score", "phq9"], stdin=fin, capture_output=True, check=True)
-    assert p.stdout.count(b"\n") == 1_000_000
-    assert time.perf_counter() - t0 < 60
+# The 1,000,000-line throughput run is a benchmark (bench/bench_cli_score.py), not a timed test.

@@ -22,13 +22,11 @@ from mh_platform.core.fhir import (
 from mh_platform.core.instruments import load_all, load_instrument
 from mh_platform.core.scoring import score
 
-REF = Path("/work/shared/reference/fhir/lhcforms_phq9_r4.json")
+REF = Path(__file__).resolve().parents[1] / "fixtures" / "fhir" / "lhcforms_phq9_r4.json"  # NLM LHC-Forms PHQ-9
 ALL = load_all()
 
 
 def _ref() -> dict:
-    if not REF.exists():
-        pytest.skip("NLM reference file not available")
     return json.loads(REF.read_text(encoding="utf-8"))
 
 

@@ -201,9 +201,6 @@ def test_psc17_total_is_the_sum_of_prorated_subscales():
 # --------------------------------------------------------------------------- open engine questions
 
 
-@pytest.mark.xfail(strict=True, reason="engine marks status 'prorated' when only a subscale outside the total "
-                   "(SDQ prosocial) is missing; by the SDQ syntax total difficulties is complete "
-                   "(requested from the engine owner)")
 def test_sdq_status_complete_when_only_prosocial_is_missing():
     sdq = load_instrument("sdq")
     ans = {str(n): 0 for n in range(1, 26)}

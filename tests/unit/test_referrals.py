@@ -279,8 +279,8 @@ TestReferralMachine = ReferralMachine.TestCase
 
 def test_state_machine_reached_every_state():
     """Runs after the machine (file order): its random walks got past the easy states."""
-    if not REACHED:
-        pytest.skip("state machine not run in this session")
+    if not REACHED:  # run alone (e.g. -k): walk the machine here first
+        TestReferralMachine("runTest").runTest()
     assert set(S) == REACHED
 
 
