@@ -100,7 +100,7 @@ EN = {
     "显示已复核的记录": "Show reviewed uses", "已复核": "Reviewed", "个案交接": "Case handover", "原学校": "Previous school",
     "交接说明": "Handover note", "接收个案": "Take over the case", "已接收。": "Taken over.",
     "未能完成：": "Not done: ", "未能建档：": "Could not open the case: ", "未能启用：": "Could not start: ",
-    "未能接收：": "Could not take over: ", "进行中的红色个案": "Open red cases",
+    "未能接收：": "Could not take over: ", "进行中的红色个案": "Open red cases", "可执行操作：": "You can: ",
 }
 
 
