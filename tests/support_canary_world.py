@@ -139,7 +139,7 @@ def _totp(ctx, w: CaseWorld, cn: Canaries, usernames: tuple[str, ...]) -> None:
     for username in usernames:
         res = auth.authenticate(ctx, username, PASSWORD)
         assert res.ok, username
-        secret = cn.extra(totp.candidate_secret(ctx, res.session_token), "app_user.totp_secret_enc")
+        secret = cn.given(totp.candidate_secret(ctx, res.session_token), "app_user.totp_secret_enc")
         assert totp.enrol(ctx, res.session_token, pyotp.TOTP(secret).at(ctx.now())) is not None
 
 

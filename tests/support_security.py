@@ -10,8 +10,8 @@ size whatever the number of canaries (thousands of canaries × ~8 forms).
 from __future__ import annotations
 
 import base64
-import json
 import itertools
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -124,7 +124,7 @@ class Canaries:
     def id_number(self, target: str) -> str:
         return self._keep(f"2111032012{next(self._n):08d}", target)
 
-    def extra(self, value: str, target: str) -> str:
+    def given(self, value: str, target: str) -> str:
         return self._keep(value, target)
 
     def by_target(self) -> dict[str, list[str]]:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from cases_world import PASSWORD, build, confirmed_flag, quick_argon2  # noqa: F401 - autouse fixture
 from support_security import Canaries, Scanner
 
-from mh_platform.db.models import AccessLog, AcademicYear, Enrolment, OrgUnit, Student
+from mh_platform.db.models import AcademicYear, AccessLog, Enrolment, OrgUnit, Student
 from mh_platform.services import (
     breakglass,
     cases,

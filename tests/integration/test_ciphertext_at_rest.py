@@ -95,9 +95,9 @@ def test_canaries_are_nowhere_at_rest(fresh_ctx, fresh_db_url, app_log, tmp_path
     opened = _opened_values(ctx)
     for value in opened["response.answers_enc"]:  # numeric answers: the JSON payload is the canary
         if value not in cn.issued:
-            cn.extra(value, "response.answers_enc")
+            cn.given(value, "response.answers_enc")
     for code in set(seeded.diagnoses):  # a category code, sealed (not a column)
-        cn.extra(code, "referral.diagnosis_enc")
+        cn.given(code, "referral.diagnosis_enc")
     by_target = cn.by_target()
     columns = {f"{t.name}.{c.name}" for t, c in envelope_columns()}
     missing = sorted(col for col in columns if not by_target.get(col))

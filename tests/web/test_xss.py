@@ -171,7 +171,7 @@ def _shown_escaped(html: str, payloads: list[str], where: str) -> None:
 
 
 def test_free_text_payloads_render_escaped_for_every_reader(ctx, world):
-    w, x = world, world.x
+    x = world.x
     client = create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_PROPAGATE_ERRORS": True}).test_client()
 
     _login(client, "counsellor.a")
