@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 from cases_world import build, confirmed_flag, quick_argon2  # noqa: F401 - autouse fixture
 
+from mh_platform.db import cases as case_models
 from mh_platform.db.base import Envelope
 from mh_platform.db.models import AcademicYear, Student
-from mh_platform.db import cases as case_models
 from mh_platform.services import breakglass, cases, referrals, students, transfers
 
 CASE_TABLES = [m.__table__ for m in (case_models.Case, case_models.PlanItem, case_models.FollowUp,
