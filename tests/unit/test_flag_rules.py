@@ -79,18 +79,23 @@ def test_fired_and_unanswered_same_item_counts_once_as_fired():
     assert [e.source for e in evs] == [EvidenceSource.CRITICAL]
 
 
-def test_asq_acute_red_non_acute_orange():
+def test_asq_any_positive_is_red():
+    """NIMH: a non-acute positive still needs a safety assessment before the student leaves (same day)."""
     acute = screening_evidence(ScreeningEvidence("asq", "acute_positive", None, critical=[1, 5]))
     assert evidence_level(acute) == R
     non_acute = screening_evidence(ScreeningEvidence("asq", "non_acute_positive", None, critical=[2]))
-    assert evidence_level(non_acute) == OR
-    assert {e.level for e in non_acute} == {OR}
+    assert {e.level for e in non_acute} == {R}
+
+
+def test_k10_moderate_is_shown_not_flagged_severe_is_yellow():
+    assert screening_evidence(ScreeningEvidence("k10", "moderate", 27)) == []
+    assert evidence_level(screening_evidence(ScreeningEvidence("k10", "severe", 33))) == Y
 
 
 def test_unconfigured_critical_item_defaults_to_red_and_instrument_level_can_raise():
     evs = screening_evidence(ScreeningEvidence("newscale", "low", 1, critical=[3]))
     assert evs[0].level == R
-    # configured orange (ASQ Q1), but the instrument file says red for this answer → red
+    # configured orange (PHQ-9 unanswered-style level), but the instrument file says red → red
     evs = screening_evidence(ScreeningEvidence("asq", None, None, critical=[1], critical_levels={1: R}))
     assert evs[0].level == R
 
