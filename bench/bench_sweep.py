@@ -167,8 +167,9 @@ def run() -> list[dict]:
                                  checked_per_sweep=int(statistics.median(checked)),
                                  baseline_count_s=round(baseline, 6), ratio_to_count=round(steady / baseline, 2),
                                  seed_seconds=round(seed_s, 1)))
-            rows.append(result("sweep_vs_bare_count_open_flags", "s", steady, baseline, 1e9, higher_is_better=False,
-                               note="informational: a sweep's work over a bare count(*) of the same open flags"))
+            rows.append(result("sweep_vs_bare_count_open_flags", "s", steady, baseline, 100.0, higher_is_better=False,
+                               note="a minute's sweep (~100 escalations written) vs a bare count(*) of the same "
+                                    "open flags; bound: within 100x"))
             later = base + timedelta(minutes=18)  # ~1,000 due at once (a 10-minute outage)
             t = time.perf_counter()
             out = sweep(ctx, later)
