@@ -225,3 +225,61 @@ def test_cluster_alert_once_per_class_window(ctx, world):
     assert {r.channel for r in county_notes} == {"inbox", "email"}
     assert escalation.list_clusters(ctx, a["county"])[0]["suggestion"] == "targeted_rescreening"
     assert escalation.list_clusters(ctx, a["county2"]) == []
+
+
+def _campaign_response(ctx, world, student_id, *, days_ago: int, answers: dict, name: str):
+    """A submitted, scored PHQ-9 response in its own campaign (as the campaigns area stores it)."""
+    from datetime import timedelta
+
+    from mh_platform.core.instruments import load_instrument
+    from mh_platform.core.scoring import score
+    from mh_platform.db.models import AcademicYear, Campaign, Response
+
+    inst = load_instrument("phq9")
+    result = score(inst, answers)
+    at = ctx.now() - timedelta(days=days_ago)
+    with ctx.uow() as uow:
+        s = uow.session
+        year = s.scalar(sa.select(AcademicYear))
+        camp = Campaign(name=name, academic_year_id=year.id, owner_unit_id=world.school.id, grades=[7],
+                        battery={"junior": ["phq9"]}, opens_at=at, closes_at=at + timedelta(days=3), status="closed",
+                        created_at=at)
+        s.add(camp)
+        s.flush()
+        resp = Response(campaign_id=camp.id, student_id=student_id, school_unit_id=world.school.id,
+                        unit_path=world.klass.path, instrument_id="phq9", instrument_version=result.instrument_version,
+                        status="submitted", n_answered=9, started_at=at, updated_at=at, submitted_at=at,
+                        total=float(result.total), score_status=result.status,
+                        band_id=result.band.id if result.band else None, scored_at=at)
+        s.add(resp)
+        s.flush()
+        out = flags.raise_from_response(ctx, s, resp, result, now=ctx.now())
+        uow.commit()
+    return out
+
+
+def test_screening_critical_item_and_reliable_deterioration(ctx, world):
+    sid, sid2 = world.students[0], world.students[1]
+    base = {str(i): 0 for i in range(1, 10)}
+    # a previous screening, minimal (3): no flag
+    assert _campaign_response(ctx, world, sid, days_ago=90, answers={**base, "1": 1, "2": 1, "3": 1},
+                              name="秋季") is None
+    # now mild (9): +6 >= RC 6 and a band crossing → reliable deterioration, yellow, at the school
+    out = _campaign_response(ctx, world, sid, days_ago=0, name="春季",
+                             answers={**base, "1": 2, "2": 2, "3": 2, "4": 1, "5": 1, "6": 1})
+    assert out is not None and out.created
+    f = _flag(ctx, out.flag_id)
+    assert (f.level, f.tier) == ("yellow", "school")
+    ev = flags.get_flag(ctx, world.actors["counsellor"], f.id)["evidence"]
+    assert [e["source"] for e in ev] == ["deterioration"] and ev[0]["detail"]["to_band"] == "mild"
+    # a smaller rise (+5) is not reliable: no flag for the second student
+    assert _campaign_response(ctx, world, sid2, days_ago=90, answers={**base, "1": 1, "2": 1, "3": 1},
+                              name="秋季2") is None
+    assert _campaign_response(ctx, world, sid2, days_ago=0, name="春季2",
+                              answers={**base, "1": 2, "2": 2, "3": 2, "4": 1, "5": 1}) is None
+    # item 9 answered > 0 → red (critical), at the school, county informed at once
+    crit = _campaign_response(ctx, world, sid2, days_ago=0, name="复测", answers={**base, "9": 1})
+    f2 = _flag(ctx, crit.flag_id)
+    assert (f2.level, f2.tier) == ("red", "school") and f2.county_informed_at is not None
+    head_view = flags.get_flag(ctx, world.actors["head"], f2.id)
+    assert "evidence" not in head_view and "total" not in str(head_view)
