@@ -283,3 +283,26 @@ def test_screening_critical_item_and_reliable_deterioration(ctx, world):
     assert (f2.level, f2.tier) == ("red", "school") and f2.county_informed_at is not None
     head_view = flags.get_flag(ctx, world.actors["head"], f2.id)
     assert "evidence" not in head_view and "total" not in str(head_view)
+
+
+def test_red_flag_open_over_48h_is_reported_to_the_city_once(ctx, world):
+    from mh_platform.services import queues
+
+    a = world.actors
+    fid = concerns.submit_concern(ctx, a["head"], student_id=world.students[3], category="self_harm",
+                                  urgency="immediate", note="")["flag_id"]
+    flags.acknowledge(ctx, a["counsellor"], fid)
+    flags.assess(ctx, a["counsellor"], fid, "confirm")  # handled: no deadline runs any more
+    with pytest.raises(NotFound):
+        flags.get_flag(ctx, a["city"], fid)
+    ctx.clock.advance(hours=47)
+    assert escalation.sweep(ctx, ctx.now())["reported"] == 0
+    ctx.clock.advance(hours=2)
+    assert escalation.sweep(ctx, ctx.now())["reported"] == 1
+    assert escalation.sweep(ctx, ctx.now())["reported"] == 0
+    f = _flag(ctx, fid)
+    assert f.city_informed_at is not None and f.tier == "school"
+    assert str(fid) in [v["id"] for v in queues.queue_for(ctx, a["city"])["oversight"]]
+    notes = fetch(ctx, sa.select(Outbox).where(Outbox.recipient_user_id == a["city"].user_id,
+                                               Outbox.template == "flag_oversight"))
+    assert {n.channel for n in notes} == {"inbox", "email"}
