@@ -1,0 +1,237 @@
+"""What field encryption and the hash-chained audit event cost answer submission (issue 6).
+
+The same service call — ``responses.submit`` of one PHQ-9 page per student (validation, row lock,
+seal the answers under the student's data key, score, quality checks, flag path, the
+``screening:response_submitted`` audit event, commit) — is timed with encryption and audit ON (the
+real key service and ``audit.record``) and OFF (a bench-only key service whose ``seal`` returns the
+plaintext bytes without touching any key, and an ``audit.record`` that does nothing). OFF exists only
+in this file, switched by patching objects for the duration of one timed batch; nothing in the
+configuration can reach it. Calls are interleaved one by one across the modes (ON, OFF, and for the breakdown encryption-only
+and audit-only) on fresh students, so drift on the shared machine hits all alike; the result is
+the ratio of the median per-round throughputs ON/OFF (target ≥ 0.90), on
+SQLite (file, WAL) and on PostgreSQL (``MHP_BENCH_PG_URL``, default
+postgresql://postgres@127.0.0.1:5432/mhp_bench — dropped and re-created here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+
+from bench.common import result
+
+PER_BATCH = int(os.environ.get("MHP_BENCH_ENC_BATCH", "50"))
+REPEATS = int(os.environ.get("MHP_BENCH_ENC_REPEATS", "7"))
+PG_URL = os.environ.get("MHP_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/mhp_bench")
+INSTRUMENT = "phq9"
+
+
+# --------------------------------------------------------------------------- the OFF seam (bench only)
+
+
+def _plain_key_service(real):
+    """A key service that stores the plaintext: same interface, no key lookup, no AES-GCM."""
+    from mh_platform.services.keys import KeyService
+
+    class PlainKeys(KeyService):
+        def __init__(self) -> None:  # share the real one's state; only sealing/opening differ
+            self.__dict__.update(real.__dict__)
+
+        def seal(self, s, *, table, column, row_id, value, student_id, now, pad_to=None):  # noqa: ANN001
+            if value is None:
+                return None
+            return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+        def open_field(self, s, envelope, *, table, column, row_id):  # noqa: ANN001
+            return None if envelope is None else bytes(envelope).decode("utf-8")
+
+    return PlainKeys()
+
+
+@contextlib.contextmanager
+def _mode(ctx, mode: str) -> Iterator[None]:
+    """``on``; ``off`` (plaintext seal, no audit); ``no_crypto`` (audit kept); ``no_audit`` (crypto kept)."""
+    from mh_platform.services import audit
+
+    real_keys, real_record = ctx.keyring, audit.record
+    if mode in ("off", "no_crypto"):
+        ctx.keyring = _plain_key_service(real_keys)
+    if mode in ("off", "no_audit"):
+        audit.record = lambda *a, **k: 0  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        ctx.keyring, audit.record = real_keys, real_record
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def _context(url: str, key_file: str):
+    from mh_platform.config import load_settings
+    from mh_platform.db import migrate
+    from mh_platform.services.context import build_context
+    from mh_platform.services.keys import bootstrap_keys
+
+    migrate.upgrade(url)
+    st = load_settings({"env": "test", "database_url": url, "master_key_file": key_file, "secret_key": "e" * 40,
+                        "extra": {"student_code_rate_limit": "100000 per minute",
+                                  "student_code_global_limit": "100000 per minute"}}, environ={})
+    ctx = build_context(st)
+    bootstrap_keys(ctx)
+    return ctx
+
+
+def _seed(ctx, n: int) -> list[uuid.UUID]:
+    """``n`` consenting grade-7 students in an open campaign; returns their access-code ids (entered)."""
+    from mh_platform.core.types import Role, UnitKind
+    from mh_platform.db.models import Consent, Student, User
+    from mh_platform.services import auth, campaigns, responses, students
+    from mh_platform.services.context import SYSTEM
+    from mh_platform.services.org import add_unit
+
+    now = ctx.now()
+    with ctx.uow() as uow:
+        s = uow.session
+        city = add_unit(s, kind=UnitKind.CITY, name="盘锦市", code="e-city", parent=None, now=now)
+        county = add_unit(s, kind=UnitKind.COUNTY, name="兴隆台区", code="e-c", parent=city, now=now)
+        school = add_unit(s, kind=UnitKind.SCHOOL, name="一中", code="e-s", parent=county, now=now, stage="junior")
+        grade = add_unit(s, kind=UnitKind.GRADE, name="七年级", code="e-g7", parent=school, now=now, grade_level=7)
+        year = students.ensure_academic_year(s, "2026-2027", date(2026, 9, 1), date(2027, 7, 15))
+        classes = [add_unit(s, kind=UnitKind.CLASS, name=f"七年级{k + 1}班", code=f"e-c{k}", parent=grade, now=now,
+                            grade_level=7) for k in range((n + 49) // 50)]
+        s.flush()
+        items = [students.StudentIn(name=f"学生{k}", sex="F" if k % 2 else "M", birth_year=2013,
+                                    class_unit=classes[k // 50], student_number=f"E2100{k:08d}") for k in range(n)]
+        students.add_students_bulk(ctx, s, items, year, now)
+        ids = list(s.scalars(sa.select(Student.id)))
+        s.execute(sa.insert(Consent), [{"id": uuid.uuid4(), "student_id": sid, "academic_year_id": year.id,
+                                        "status": "granted", "method": "paper", "decided_on": now.date(),
+                                        "recorded_by": None, "recorded_at": now, "withdrawn_at": None} for sid in ids])
+        uow.commit()
+    uid = auth.create_user(ctx, SYSTEM, username="e.counsellor", password="correct horse 1",  # noqa: S106
+                           role=Role.COUNSELLOR, unit_id=school.id)
+    with ctx.uow() as uow:
+        actor = auth.actor_for_user(uow.session, uow.session.get(User, uid))
+    cid = campaigns.create(ctx, actor, name="bench", unit_ids=[school.id], grades=[7],
+                           opens_at=now - timedelta(minutes=5), closes_at=now + timedelta(days=2))
+    campaigns.open_due(ctx, now)
+    codes = campaigns.issue_codes_system(ctx, cid)
+    return [responses.begin(ctx, code).access_code_id for code in codes.values()]
+
+
+def _answers(rng: random.Random) -> dict[str, int]:
+    # mild answers: no critical item, no flag — the path under test is seal + score + audit + commit
+    return {str(i): rng.choice((0, 1)) for i in range(1, 9)} | {"9": 0}
+
+
+MODES = ("on", "off", "no_crypto", "no_audit")
+
+
+def _check(ctx, done: dict[str, list[uuid.UUID]]) -> None:
+    """ON rows hold envelopes that open to JSON; OFF rows hold the plaintext (proof the switch worked)."""
+    from mh_platform.db.models import AccessCode, EventLog, Response
+
+    with ctx.uow() as uow:
+        s = uow.session
+        for mode, codes in done.items():
+            sealed = mode in ("on", "no_audit")
+            for ac in codes[:3]:
+                sid = s.scalar(sa.select(AccessCode.student_id).where(AccessCode.id == ac))
+                r = s.scalar(sa.select(Response).where(Response.student_id == sid, Response.instrument_id == INSTRUMENT))
+                blob = bytes(r.answers_enc)
+                assert blob.startswith(b"{") != sealed, (mode, blob[:20])
+                if sealed:
+                    assert ctx.keyring.open_field(s, blob, table="response", column="answers_enc",
+                                                  row_id=r.id).startswith("{")
+                audited = s.scalar(sa.select(sa.func.count()).select_from(EventLog).where(
+                    EventLog.kind == "screening:response_submitted", EventLog.object_id == str(r.id)))
+                assert audited == (1 if mode in ("on", "no_crypto") else 0), (mode, audited)
+    from mh_platform.services import audit
+
+    assert audit.verify(ctx).ok  # the chain is whole around the gaps the OFF calls left
+
+
+def _measure(url: str, key_file: str, label: str) -> list[dict]:
+    from mh_platform.services import responses
+
+    ctx = _context(url, key_file)
+    try:
+        codes = iter(_seed(ctx, len(MODES) * REPEATS * PER_BATCH + 2 * PER_BATCH))
+        rng = random.Random(11)
+        for _ in range(2 * PER_BATCH):  # warm-up (caches, prepared statements), not counted
+            responses.submit(ctx, next(codes), INSTRUMENT, _answers(rng))
+        rounds: dict[str, list[float]] = {m: [] for m in MODES}
+        done: dict[str, list[uuid.UUID]] = {m: [] for m in MODES}
+        for _ in range(REPEATS):
+            spent = dict.fromkeys(MODES, 0.0)
+            for _ in range(PER_BATCH):  # interleaved call by call: drift on the shared box hits every mode alike
+                order = list(MODES)
+                rng.shuffle(order)
+                for mode in order:
+                    ac = next(codes)
+                    answers = _answers(rng)
+                    with _mode(ctx, mode):
+                        t0 = time.perf_counter()
+                        responses.submit(ctx, ac, INSTRUMENT, answers)
+                        spent[mode] += time.perf_counter() - t0
+                    done[mode].append(ac)
+            for mode in MODES:
+                rounds[mode].append(PER_BATCH / spent[mode])
+        _check(ctx, done)
+        med = {m: statistics.median(v) for m, v in rounds.items()}
+        return [result(f"encryption_cost_answer_submit_{label}", "submits/s", med["on"], med["off"], 0.90,
+                       note=f"responses.submit of one PHQ-9 page; {REPEATS} rounds x {PER_BATCH} calls per mode, "
+                            "interleaved call by call; ON = AES-GCM envelope under the student's key + hash-chained "
+                            "audit event; OFF = plaintext seal, no audit event (bench-only seam)",
+                       no_crypto_per_s=round(med["no_crypto"], 2), no_audit_per_s=round(med["no_audit"], 2),
+                       crypto_only_ratio=round(med["no_audit"] / med["off"], 4),
+                       audit_only_ratio=round(med["no_crypto"] / med["off"], 4),
+                       on_rounds=[round(x, 1) for x in rounds["on"]], off_rounds=[round(x, 1) for x in rounds["off"]])]
+    finally:
+        ctx.engine.dispose()
+
+
+def _pg_available(url: str) -> bool:
+    from mh_platform.db.engine import normalise_url
+
+    base = normalise_url(url).rsplit("/", 1)[0] + "/postgres"
+    try:
+        eng = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        name = url.rsplit("/", 1)[1]
+        with eng.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        eng.dispose()
+        return True
+    except sa.exc.OperationalError:
+        return False
+
+
+def run() -> list[dict]:
+    from mh_platform.services.keys import write_new_master_key_file
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        key = os.path.join(tmp, "master.key")
+        write_new_master_key_file(key)
+        rows += _measure(f"sqlite:///{tmp}/enc.sqlite3", key, "sqlite")
+        if _pg_available(PG_URL):
+            rows += _measure(PG_URL, key, "postgres")
+        else:
+            print(f"   PostgreSQL at {PG_URL} unavailable: skipped")
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)
