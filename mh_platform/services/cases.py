@@ -565,6 +565,11 @@ def list_cases(ctx: ServiceContext, actor: Actor, *, status: str | None = None, 
                                     .where(FollowUp.case_id.in_(ids), FollowUp.done_at.is_(None))
                                     .group_by(FollowUp.case_id)):
                 due[cid] = d
+        granted: set[uuid.UUID] = set()
+        if actor.role in OFFICER_ROLES and actor.user_id is not None and ids:
+            granted = set(s.scalars(sa.select(BreakGlass.case_id).where(
+                BreakGlass.user_id == actor.user_id, BreakGlass.case_id.in_(ids), BreakGlass.opened_at <= now,
+                BreakGlass.expires_at > now)))
         out = []
         for c, pseudonym, school_name in rows:
             out.append({"id": str(c.id), "pseudonym": pseudonym, "school_name": school_name, "level": c.level,
@@ -572,8 +577,7 @@ def list_cases(ctx: ServiceContext, actor: Actor, *, status: str | None = None, 
                         "mine": actor.user_id is not None and c.counsellor_user_id == actor.user_id,
                         "next_follow_up": due[c.id].isoformat() if c.id in due else None,
                         "overdue": c.id in due and due[c.id] <= now,
-                        "break_glass_active": (actor.role in OFFICER_ROLES
-                                               and active_break_glass(s, actor, c.id, now) is not None)})
+                        "break_glass_active": c.id in granted})
         return out
 
 
@@ -625,10 +629,11 @@ def due_tasks(ctx: ServiceContext, actor: Actor, now: datetime, *, horizon: time
                                  .join(Student, Student.id == Case.student_id)
                                  .where(scope, mine, Referral.state.in_(COUNSELLOR_REFERRAL_STATES))):
             tasks.append(Task("referral", ref.case_id, ref.due_at, ref.id, ps, ref.state))
-        for case, ps in s.execute(sa.select(Case, Student.pseudonym).join(Student, Student.id == Case.student_id)
-                                  .where(scope, mine, Case.status == "open")):
-            if _moved_to_school(s, case) is not None:
-                tasks.append(Task("handover_needed", case.id, None, case.id, ps))
+        moved = (sa.select(Case.id, Student.pseudonym).join(Student, Student.id == Case.student_id)
+                 .join(Enrolment, sa.and_(Enrolment.student_id == Case.student_id, Enrolment.active.is_(True)))
+                 .where(scope, mine, Case.status == "open", Enrolment.school_unit_id != Case.school_unit_id))
+        for case_id, ps in s.execute(moved):
+            tasks.append(Task("handover_needed", case_id, None, case_id, ps))
         if actor.unit_id is not None:
             for tr, ps in s.execute(sa.select(Transfer, Student.pseudonym).join(Case, Case.id == Transfer.case_id)
                                     .join(Student, Student.id == Case.student_id)

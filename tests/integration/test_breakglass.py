@@ -40,7 +40,9 @@ def test_officer_gets_time_limited_access_with_notices(ctx, world, clock):
     orange = _case(ctx, w, "orange", i=1)
     with pytest.raises(Forbidden, match="red"):
         breakglass.open_break_glass(ctx, county, orange, reason=REASON)
+    assert {c["id"]: c["break_glass_active"] for c in cases.list_cases(ctx, county)} == {str(cid): False}
     g = breakglass.open_break_glass(ctx, county, cid, reason=REASON)
+    assert {c["id"]: c["break_glass_active"] for c in cases.list_cases(ctx, county)} == {str(cid): True}
     assert g["expires_at"] == (clock.now() + __import__("datetime").timedelta(hours=4)).isoformat()
     with pytest.raises(InvalidTransition):
         breakglass.open_break_glass(ctx, county, cid, reason=REASON)
