@@ -45,21 +45,26 @@ def _pg_db_url(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def template_db(tmp_path_factory) -> str:
+def template_db(tmp_path_factory):
     """A migrated database to copy from (SQLite file, or a PostgreSQL template database)."""
     if IS_PG:
-        name = f"mhp_tpl_{_worker()}"
+        # unique per test process: two runs on one server never drop each other's template
+        name = f"mhp_tpl_{_worker()}_{os.getpid()}"
         admin = _pg_admin()
         with admin.connect() as c:
             c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
         url = _pg_db_url(name)
+        migrate.upgrade(url)
+        yield url
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
     else:
         path = tmp_path_factory.mktemp("db") / "template.sqlite3"
         url = f"sqlite:///{path}"
-    migrate.upgrade(url)
-    return url
+        migrate.upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
