@@ -161,12 +161,60 @@ def _check(ctx, done: dict[str, list[uuid.UUID]]) -> None:
     assert audit.verify(ctx).ok  # the chain is whole around the gaps the OFF calls left
 
 
+def _measure_http(ctx, codes: Iterator[uuid.UUID], rng: random.Random,
+                  done: dict[str, list[uuid.UUID]]) -> dict[str, list[float]]:
+    """The same submission as a student's browser sends it, through the app (ON and OFF only)."""
+    import re
+
+    from itsdangerous import URLSafeTimedSerializer
+
+    from mh_platform.web.app import create_app
+
+    app = create_app(ctx=ctx, extra_config={"TESTING": True})
+    client = app.test_client()
+    ser = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="mhp-student-session")
+
+    def enter(ac: uuid.UUID) -> None:
+        client.set_cookie("mhp_student", ser.dumps({"c": str(ac)}), path="/s")
+
+    first = next(codes)
+    enter(first)
+    html = client.get(f"/s/p/{INSTRUMENT}").get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+
+    def post(ac: uuid.UUID) -> None:
+        enter(ac)
+        form = {f"i{k}": str(v) for k, v in _answers(rng).items()} | {"csrf_token": token}
+        r = client.post(f"/s/p/{INSTRUMENT}", data=form)
+        assert r.status_code == 303, (r.status_code, r.get_data(as_text=True)[:200])
+
+    post(first)
+    for _ in range(PER_BATCH):  # warm-up
+        post(next(codes))
+    rounds: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(REPEATS):
+        spent = {"on": 0.0, "off": 0.0}
+        for _ in range(PER_BATCH):
+            order = ["on", "off"]
+            rng.shuffle(order)
+            for mode in order:
+                ac = next(codes)
+                with _mode(ctx, mode):
+                    t0 = time.perf_counter()
+                    post(ac)
+                    spent[mode] += time.perf_counter() - t0
+                done[mode].append(ac)
+        for mode in spent:
+            rounds[mode].append(PER_BATCH / spent[mode])
+    return rounds
+
+
 def _measure(url: str, key_file: str, label: str) -> list[dict]:
     from mh_platform.services import responses
 
     ctx = _context(url, key_file)
     try:
-        codes = iter(_seed(ctx, len(MODES) * REPEATS * PER_BATCH + 2 * PER_BATCH))
+        codes = iter(_seed(ctx, (len(MODES) + 2) * REPEATS * PER_BATCH + 4 * PER_BATCH))
         rng = random.Random(11)
         for _ in range(2 * PER_BATCH):  # warm-up (caches, prepared statements), not counted
             responses.submit(ctx, next(codes), INSTRUMENT, _answers(rng))
@@ -187,9 +235,16 @@ def _measure(url: str, key_file: str, label: str) -> list[dict]:
                     done[mode].append(ac)
             for mode in MODES:
                 rounds[mode].append(PER_BATCH / spent[mode])
+        http_rounds = _measure_http(ctx, codes, rng, done)
         _check(ctx, done)
         med = {m: statistics.median(v) for m, v in rounds.items()}
-        return [result(f"encryption_cost_answer_submit_{label}", "submits/s", med["on"], med["off"], 0.90,
+        hmed = {m: statistics.median(v) for m, v in http_rounds.items()}
+        return [result(f"encryption_cost_answer_submit_http_{label}", "submits/s", hmed["on"], hmed["off"], 0.90,
+                       note=f"POST /s/p/phq9 through the Flask app in-process (student cookie, CSRF, page state, "
+                            f"responses.submit, redirect); {REPEATS} rounds x {PER_BATCH} per mode, interleaved",
+                       on_rounds=[round(x, 1) for x in http_rounds["on"]],
+                       off_rounds=[round(x, 1) for x in http_rounds["off"]]),
+                result(f"encryption_cost_answer_submit_{label}", "submits/s", med["on"], med["off"], 0.90,
                        note=f"responses.submit of one PHQ-9 page; {REPEATS} rounds x {PER_BATCH} calls per mode, "
                             "interleaved call by call; ON = AES-GCM envelope under the student's key + hash-chained "
                             "audit event; OFF = plaintext seal, no audit event (bench-only seam)",
