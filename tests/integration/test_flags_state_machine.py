@@ -97,6 +97,7 @@ def test_random_actors_and_orders_never_reach_a_forbidden_state(ctx):
                 assert who in NEVER or who in {"leader", "county", "city"}, f"{who} got NotFound in scope"
             except (Forbidden, InvalidTransition, ValidationFailed, Conflict):
                 ok = False
+                assert who not in NEVER, f"{who} (out of scope) learnt the flag exists"
             after = self._state()
             if not ok:
                 assert after == before, "a refused action changed the flag"
@@ -119,6 +120,22 @@ def test_random_actors_and_orders_never_reach_a_forbidden_state(ctx):
             n = self._event_count()
             assert n == self.events + 1, "every change is exactly one event"
             self.events = n
+
+        @rule()
+        def outsiders_try_everything(self):
+            """Every out-of-scope actor, every action, with a reason: always NotFound, nothing changes."""
+            before = self._state()
+            fid = self._flag().id
+            for who in sorted(NEVER):
+                for action in ACTIONS:
+                    with pytest.raises(NotFound):
+                        if action == "close_wrapper":
+                            flags.close(ctx, world.actors[who], fid, "理由")
+                        else:
+                            flags.act(ctx, world.actors[who], fid, action, reason="理由", new_level="yellow")
+                with pytest.raises(NotFound):
+                    flags.get_flag(ctx, world.actors[who], fid)
+            assert self._state() == before and self._event_count() == self.events
 
         @rule(urgency=st.sampled_from(["immediate", "soon", "routine"]))
         def new_evidence(self, urgency):
