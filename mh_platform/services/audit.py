@@ -9,6 +9,7 @@ Event data holds codes, ids and numbers only — never plaintext of a sensitive 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,7 @@ def record(ctx: ServiceContext, s: Session, actor: Actor | None, kind: str, obje
 
 
 def record_many(ctx: ServiceContext, s: Session, actor: Actor | None,
-                items: list[tuple[str, str | None, Any, dict[str, Any] | None]]) -> list[int]:
+                items: Sequence[tuple[str, str | None, Any, dict[str, Any] | None]]) -> list[int]:
     """``record`` for many events at once — (kind, object_type, object_id, data) each — in the current
     transaction: one lock, one anchor read, one bulk insert (batch jobs such as the escalation sweep)."""
     if not items:

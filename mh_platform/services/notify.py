@@ -161,14 +161,14 @@ def notify_unit_role(ctx: ServiceContext, s: Session, *, role: Role, unit: OrgUn
 def recipients_by_unit(s: Session, pairs: Iterable[tuple[Role, uuid.UUID]]
                        ) -> dict[tuple[str, uuid.UUID], list[tuple[uuid.UUID, str | None]]]:
     """Active users for many (role, unit) pairs in one query: {(role, unit_id): [(user_id, email)]}."""
-    pairs = {(Role(r).value, u) for r, u in pairs}
-    out: dict[tuple[str, uuid.UUID], list[tuple[uuid.UUID, str | None]]] = {p: [] for p in pairs}
-    if not pairs:
+    keys = {(Role(r).value, u) for r, u in pairs}
+    out: dict[tuple[str, uuid.UUID], list[tuple[uuid.UUID, str | None]]] = {k: [] for k in keys}
+    if not keys:
         return out
     rows = s.execute(sa.select(RoleAssignment.role, RoleAssignment.unit_id, User.id, User.email)
                      .join(User, User.id == RoleAssignment.user_id)
-                     .where(RoleAssignment.unit_id.in_({u for _, u in pairs}),
-                            RoleAssignment.role.in_({r for r, _ in pairs}), User.is_active.is_(True))
+                     .where(RoleAssignment.unit_id.in_({u for _, u in keys}),
+                            RoleAssignment.role.in_({r for r, _ in keys}), User.is_active.is_(True))
                      .order_by(User.username)).all()
     for role, unit_id, uid, email in rows:
         if (role, unit_id) in out:
@@ -213,8 +213,8 @@ def enqueue_many(s: Session, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
     # core executemany (batched "insertmanyvalues"), not the ORM bulk path that goes row by row here
-    s.connection().execute(dialect_insert(Outbox.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"]),
-                           fresh)
+    table = sa.Table("outbox", Outbox.metadata)  # the Table object, for the core insert
+    s.connection().execute(dialect_insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"]), fresh)
     return [r["id"] for r in fresh]
 
 
