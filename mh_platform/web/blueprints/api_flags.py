@@ -30,7 +30,6 @@ from mh_platform.web.schemas.flags import (
     FlagListQuerySchema,
     FlagListSchema,
     FlagSummarySchema,
-    OptionalReasonSchema,
     ProgressSchema,
     ReasonSchema,
 )
@@ -84,7 +83,7 @@ def _act(flag_id: str, fn: Any) -> Any:
 
 @bp.post("/flags/<flag_id>/acknowledge")
 @api_auth
-@api_doc(summary="Acknowledge a flag (stops the acknowledge clock)", tags=["flags"], body=OptionalReasonSchema,
+@api_doc(summary="Acknowledge a flag (stops the acknowledge clock)", tags=["flags"],
          responses={200: FlagSummarySchema, 403: None, 404: None, 409: None})
 def acknowledge(flag_id: str) -> Any:
     return _act(flag_id, flag_service.acknowledge)
