@@ -184,7 +184,7 @@ def test_every_person_caused_decryption_is_logged_once_with_a_purpose(ctx, world
     h = _token(client, "counsellor.a")
     n_api = led.check(_get(client, f"/api/v1/cases/{w.case_id}", h), a["counsellor.a"], CASE_WORK, sealed)
     _login(client, "counsellor.a")
-    led.new_rows()
+    assert led.new_rows() == []  # signing in opens nothing
     page = _get(client, f"/cases/{w.case_id}")
     # the case page also shows the referral's events and feedback (purposes differ by what is read)
     rows = led.new_rows()
@@ -205,6 +205,8 @@ def test_every_person_caused_decryption_is_logged_once_with_a_purpose(ctx, world
     # the head teacher's roster (names) through the service and the students page
     led.check(str(students_read.list_students(ctx, a["teacher.a"]).items), a["teacher.a"], "roster", sealed)
     led.check(_get(client, "/api/v1/students", _token(client, "teacher.a")), a["teacher.a"], "roster", sealed)
+    _login(client, "teacher.a")
+    led.check(_get(client, "/roster"), a["teacher.a"], "roster", sealed)
 
     # views without text: school leader, county officer without break-glass
     led.check(str(cases.case_detail(ctx, a["leader.a"], w.case_id)), a["leader.a"], "-", sealed, expect_some=False)
