@@ -87,6 +87,7 @@ def _refused(ctx, actor, model, row_id: uuid.UUID, column: str, student_id: uuid
         before = s.scalar(sa.select(sa.func.count()).select_from(EventLog)
                           .where(EventLog.kind == "security:envelope_refused"))
         assert disclosure.reveal(ctx, s, actor, obj, column, student_id=student_id, purpose="t5") == disclosure.UNREADABLE
+        s.flush()  # the event is pending in this transaction (sessions do not autoflush)
         ev = s.scalars(sa.select(EventLog).where(EventLog.kind == "security:envelope_refused")
                        .order_by(EventLog.seq.desc())).first()
         assert ev is not None and s.scalar(sa.select(sa.func.count()).select_from(EventLog)
