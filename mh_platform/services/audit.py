@@ -37,13 +37,28 @@ def _chain_data(at: str, actor: str | None, kind: str, otype: str | None, oid: s
     return {"at": at, "actor": actor, "kind": kind, "object_type": otype, "object_id": oid, "data": data or {}}
 
 
+def _lock_and_anchor(s: Session) -> AuditAnchor | None:
+    """Take the writers' lock (once per transaction on PostgreSQL) and return the anchor row.
+
+    Within one transaction the anchor object is kept in ``s.info`` (we hold the lock, so nobody
+    else can move it); a new transaction, or a rolled-back savepoint, reads it again.
+    """
+    s.connection()  # make sure the transaction has begun: get_transaction() is None before that
+    root = s.get_transaction()
+    if s.get_bind().dialect.name == "postgresql" and s.info.get("mhp_audit_lock") is not root:
+        # One writer at a time, also before the first anchor row exists (FOR UPDATE locks nothing then).
+        s.execute(sa.text("SELECT pg_advisory_xact_lock(7303720601)"))
+        s.info["mhp_audit_lock"] = root
+    anchor = s.info.get("mhp_audit_anchor")
+    if anchor is None or s.info.get("mhp_audit_anchor_tx") is not root or anchor not in s:
+        anchor = s.scalar(sa.select(AuditAnchor).where(AuditAnchor.id == 1))
+    return anchor
+
+
 def record(ctx: ServiceContext, s: Session, actor: Actor | None, kind: str, object_type: str | None,
            object_id: Any, data: dict[str, Any] | None = None) -> int:
     """Append one event to the chain in the current transaction; returns its sequence number."""
-    if s.get_bind().dialect.name == "postgresql":
-        # One writer at a time, also before the first anchor row exists (FOR UPDATE locks nothing then).
-        s.execute(sa.text("SELECT pg_advisory_xact_lock(7303720601)"))
-    anchor = s.scalar(sa.select(AuditAnchor).where(AuditAnchor.id == 1))
+    anchor = _lock_and_anchor(s)
     prev = audit_chain.Checkpoint(anchor.last_seq, anchor.last_mac) if anchor else None
     now = ctx.now()
     actor_id = str(actor.user_id) if actor and actor.user_id else None
@@ -54,10 +69,12 @@ def record(ctx: ServiceContext, s: Session, actor: Actor | None, kind: str, obje
     s.add(EventLog(seq=rec.seq, at=now, actor_user_id=actor.user_id if actor else None, kind=kind,
                    object_type=object_type, object_id=oid, data=payload, prev_mac=rec.prev_mac, mac=rec.mac))
     if anchor is None:
-        s.add(AuditAnchor(id=1, last_seq=rec.seq, last_mac=rec.mac))
+        anchor = AuditAnchor(id=1, last_seq=rec.seq, last_mac=rec.mac)
+        s.add(anchor)
+        s.flush()
     else:
         anchor.last_seq, anchor.last_mac = rec.seq, rec.mac
-    s.flush()
+    s.info["mhp_audit_anchor"], s.info["mhp_audit_anchor_tx"] = anchor, s.get_transaction()
     return rec.seq
 
 
@@ -67,10 +84,8 @@ def record_many(ctx: ServiceContext, s: Session, actor: Actor | None,
     transaction: one lock, one anchor read, one bulk insert (batch jobs such as the escalation sweep)."""
     if not items:
         return []
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(sa.text("SELECT pg_advisory_xact_lock(7303720601)"))
+    anchor = _lock_and_anchor(s)
     s.flush()
-    anchor = s.scalar(sa.select(AuditAnchor).where(AuditAnchor.id == 1))
     prev: Any = audit_chain.Checkpoint(anchor.last_seq, anchor.last_mac) if anchor else None
     now = ctx.now()
     actor_id = str(actor.user_id) if actor and actor.user_id else None
