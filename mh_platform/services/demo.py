@@ -50,6 +50,9 @@ class DemoCity:
     student_ids: list[uuid.UUID]
     institutions: list[Institution]
     accounts: list[dict] = field(default_factory=list)
+    # Schools that get screening activity: the demo accounts' schools and the first 12. A large city
+    # (--students 200000, for benchmarks) keeps the same amount of activity, so seeding stays bounded.
+    active_school_ids: set[uuid.UUID] = field(default_factory=set)
 
 
 def chinese_name(rng: random.Random, sex: str) -> str:
@@ -131,6 +134,8 @@ def seed_city(ctx: ServiceContext, *, n_students: int = 4000, seed: int = 2026,
         uow.commit()
     demo = DemoCity(city, counties, schools, classes, year.id, student_ids, institutions)
     demo.accounts = _seed_accounts(ctx, demo, class_stage, password)
+    demo.active_school_ids = {sc.id for sc in schools[:12]} | {
+        next(sc.id for sc in schools if sc.stage == stage) for stage in ("primary", "junior", "senior")}
     return demo
 
 

@@ -122,7 +122,10 @@ def seed(ctx: ServiceContext, rng: random.Random, now: datetime, demo: Any) -> d
                                     Enrolment.unit_path, Enrolment.class_unit_id)
                           .join(Enrolment, Enrolment.student_id == Student.id)
                           .where(Enrolment.academic_year_id == demo.year_id, Enrolment.active.is_(True),
-                                 Enrolment.grade_level >= 3).order_by(Student.pseudonym)).all()
+                                 Enrolment.grade_level >= 3,
+                                 Enrolment.school_unit_id.in_(getattr(demo, "active_school_ids", None)
+                                                              or [sc.id for sc in demo.schools]))
+                          .order_by(Student.pseudonym)).all()
         consents, granted = [], []
         for sid, grade, by, sch, path, cls in studs:
             u = rng.random()
