@@ -149,12 +149,12 @@ def answers_from_response(inst: Instrument, qr: Mapping[str, Any]) -> dict[str, 
     if qr.get("resourceType") != "QuestionnaireResponse":
         raise ValueError("not a QuestionnaireResponse")
     by_link: dict[str, Item] = {}
-    for it in inst.items:
-        by_link[link_id(it)] = it
-        by_link[f"item-{it.number}"] = it
-        by_link[str(it.number)] = it
-        if it.loinc:
-            by_link[it.loinc] = it
+    for known in inst.items:
+        by_link[link_id(known)] = known
+        by_link[f"item-{known.number}"] = known
+        by_link[str(known.number)] = known
+        if known.loinc:
+            by_link[known.loinc] = known
     sys_own = option_system(inst)
     out: dict[str, Any] = {}
     for node in _walk(qr.get("item", ())):

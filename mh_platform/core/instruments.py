@@ -750,23 +750,23 @@ def _semantic_checks(inst: Instrument) -> list[str]:
     if not any(c.variant == inst.default_variant.id for c in inst.cutoff_sets):
         p.append("no cut-off set for the default variant")
 
-    for c in inst.critical_items:
-        it = by_num[c.item]
-        for v in c.levels:
+    for ci in inst.critical_items:
+        it = by_num[ci.item]
+        for v in ci.levels:
             if not valid_value(it, v):
-                p.append(f"critical item {c.item}: {v!r} is not an option of the item")
+                p.append(f"critical item {ci.item}: {v!r} is not an option of the item")
     if len({c.item for c in inst.critical_items}) != len(inst.critical_items):
         p.append("an item may be listed once in critical_items")
 
     sf_ids = [s.id for s in inst.short_forms]
     if len(set(sf_ids)) != len(sf_ids):
         p.append("short form ids must be unique")
-    for s in inst.short_forms:
-        if s.variant is not None and s.variant not in vids:
-            p.append(f"short form {s.id}: unknown variant {s.variant!r}")
-        for n in s.items:
+    for sf in inst.short_forms:
+        if sf.variant is not None and sf.variant not in vids:
+            p.append(f"short form {sf.id}: unknown variant {sf.variant!r}")
+        for n in sf.items:
             if not by_num[n].scored:
-                p.append(f"short form {s.id}: item {n} is not scored")
+                p.append(f"short form {sf.id}: item {n} is not scored")
     return p
 
 

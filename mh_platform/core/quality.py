@@ -281,14 +281,14 @@ def assess(pages: Sequence[Page], *, grm: Mapping[str, Sequence[GRMItem]] | None
     if grm:
         lzs: dict[str, float] = {}
         for iid, params in grm.items():
-            page = by_id.get(iid)
-            if page is None:
+            fit_page = by_id.get(iid)
+            if fit_page is None:
                 continue
-            inst = page.instrument
+            inst = fit_page.instrument
             scored = [it.number for it in inst.items if it.scored]
             if len(params) != len(scored):
                 raise ValueError(f"{iid}: {len(params)} item parameter sets for {len(scored)} scored items")
-            cats = [_category(inst, n, _raw(page.answers, n)) for n in scored]
+            cats = [_category(inst, n, _raw(fit_page.answers, n)) for n in scored]
             if sum(c is not None for c in cats) >= th.min_items_for_lz:
                 value = lz_one(cats, params)
                 if value is not None:

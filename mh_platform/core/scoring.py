@@ -144,7 +144,8 @@ class _Plan:
             km[str(it.number)] = it.number
         self.key_map = km
         off = variant.item_score_offset
-        self.scores = {it.number: {o.value: it.item_score(o.value, off) for o in it.options} for it in inst.items}
+        self.scores: dict[int, dict[Any, int]] = {
+            it.number: {o.value: _option_score(it, o.value, off) for o in it.options} for it in inst.items}
         self.types = {it.number: (str if it.kind == "yes_no" else int) for it in inst.items}
         # (answer key, raw value) -> (item number, item score): one look-up validates and scores
         in_total = set(inst.total_items)
@@ -191,15 +192,24 @@ class _Plan:
         shorts = []
         for sf in inst.short_forms:
             v = inst.variant(sf.variant) if sf.variant else variant
-            sc = {n: {o.value: inst.item(n).item_score(o.value, v.item_score_offset) for o in inst.item(n).options}
+            sc = {n: {o.value: _option_score(inst.item(n), o.value, v.item_score_offset)
+                      for o in inst.item(n).options}
                   for n in sf.items}
-            skipsc = {}
+            skipsc: dict[int, int] = {}
             for n in sf.items:
                 it = inst.item(n)
                 if it.skip is not None and it.skip.value is not None:
                     skipsc[n] = sc[n][it.skip.value]
             shorts.append((sf.id, sf.items, sc, sf.positive_at, skipsc))
         self.shorts = tuple(shorts)
+
+
+def _option_score(it: Item, value: Any, offset: int) -> int:
+    """``item_score`` of one of the item's own options, which always has a score."""
+    s = it.item_score(value, offset)
+    if s is None:
+        raise ValueError(f"item {it.number}: option {value!r} has no score")
+    return s
 
 
 def _plan(inst: Instrument, variant: str | None, cutoff_set: str | None) -> _Plan:
@@ -382,17 +392,18 @@ def score(instrument: Instrument, answers: Mapping[Any, Any], *, variant: str | 
 
     sfres: dict[str, tuple[int | None, bool | None]] = {}
     for sid, items, sc, pos_at, skipsc in p.shorts:
-        s = 0
+        sf_score = 0
         for n in items:
             v = raw.get(n)
             if v is not None:
-                s += sc[n][v]
+                sf_score += sc[n][v]
             elif n in skipped and n in skipsc:
-                s += skipsc[n]
+                sf_score += skipsc[n]
             else:
-                s = None
+                sfres[sid] = (None, None)  # an item missing: short forms are not prorated
                 break
-        sfres[sid] = (s, None if s is None else s >= pos_at)
+        else:
+            sfres[sid] = (sf_score, sf_score >= pos_at)
 
     return _result(instrument.id, instrument.version, p.variant.id, p.cutoff.id, total, status, band,
                    subres or _NO_MAPPING, critical, unanswered, sfres, notes, errors, clevels or _NO_MAPPING)
@@ -626,7 +637,7 @@ def _batch_plan(inst: Instrument, variant: str | None, cutoff_set: str | None) -
     return bp
 
 
-def _prorate(s: np.ndarray, answered: np.ndarray, expected: np.ndarray | int, max_missing: int,
+def _prorate(s: np.ndarray, answered: np.ndarray | int, expected: np.ndarray | int, max_missing: int,
              prorate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(integer score, has-score mask, missing count) from integer sums, vectorised, exact half-up."""
     miss = np.asarray(expected - answered)
@@ -656,7 +667,7 @@ def score_many(instrument: Instrument, matrix: np.ndarray, *, variant: str | Non
     p = bp.plan
     n = X.shape[0]
     nc = len(p.crits)
-    out = {
+    out: dict[str, np.ndarray] = {
         "total": np.empty(n), "status": np.empty(n, dtype=np.int8), "band": np.empty(n, dtype=np.int16),
         "crit": np.empty((n, nc), dtype=bool), "unans": np.empty((n, nc), dtype=bool),
         "invalid": np.empty(n, dtype=bool), "level": np.empty((n, nc), dtype=np.int8),
@@ -748,6 +759,8 @@ def _score_chunk(bp: _BatchPlan, X: np.ndarray, o: dict, o_sub: dict, o_subpos: 
             sc = np.sum([sub_scores[x][0] for x in from_subs], axis=0)
             has = np.logical_and.reduce([sub_scores[x][1] for x in from_subs])
         else:
+            if cols is None:
+                raise ValueError(f"{inst.id}: subscale {sid} has neither items nor subscales")
             s, ans, exp = sums(cols)
             sc, has, _miss = _prorate(s, ans, exp, maxm, prorate)
         has = has & ~invalid_row
