@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mh_platform.core.errors import NotFound, ValidationFailed
 from mh_platform.core.types import UNIT_DEPTH, UnitKind
@@ -19,7 +19,7 @@ def path_for(parent_path: str | None, unit_id: uuid.UUID) -> str:
     return f"{parent_path or '/'}{unit_id.hex}/"
 
 
-def under(column: sa.ColumnElement[str], path: str) -> sa.ColumnElement[bool]:
+def under(column: sa.ColumnElement[str] | InstrumentedAttribute[str], path: str) -> sa.ColumnElement[bool]:
     """``column`` lies at or under the unit with ``path``: an index range scan on both databases."""
     return sa.and_(column >= path, column < path[:-1] + "0")  # '/' < '0' < hex digits
 
