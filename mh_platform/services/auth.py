@@ -11,6 +11,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -245,8 +246,9 @@ def actor_from_api_token(ctx: ServiceContext, token: str | None) -> Actor | None
 
 def revoke_api_token(ctx: ServiceContext, token: str) -> bool:
     with ctx.uow() as uow:
-        n = uow.session.execute(sa.update(ApiToken).where(ApiToken.token_hash == _token_hash(token),
-                                                          ApiToken.revoked_at.is_(None))
-                                .values(revoked_at=ctx.now())).rowcount
+        res = cast(sa.CursorResult, uow.session.execute(
+            sa.update(ApiToken).where(ApiToken.token_hash == _token_hash(token), ApiToken.revoked_at.is_(None))
+            .values(revoked_at=ctx.now())))
+        n = res.rowcount
         uow.commit()
         return bool(n)

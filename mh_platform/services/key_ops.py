@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -68,8 +68,9 @@ def rotate_master(ctx: ServiceContext, actor: Actor, batch: int = 500) -> dict[s
                 return {"rewrapped": done, "primary": primary}  # type: ignore[dict-item]
             for row in rows:
                 new = ks.rewrap(_wrapped(row))
-                n = s.execute(sa.update(DataKey).where(DataKey.id == row.id, DataKey.master_key_id == row.master_key_id)
-                              .values(wrapped=new.blob, master_key_id=new.master_key_id)).rowcount
+                n = cast(sa.CursorResult, s.execute(
+                    sa.update(DataKey).where(DataKey.id == row.id, DataKey.master_key_id == row.master_key_id)
+                    .values(wrapped=new.blob, master_key_id=new.master_key_id))).rowcount
                 done += n
             uow.commit()
 
@@ -165,8 +166,8 @@ def reencrypt(ctx: ServiceContext, actor: Actor, batch: int = 500, stop_after: i
                     except env.EnvelopeError:
                         rep.unreadable += 1
                         continue
-                    n = s.execute(sa.update(table).where(table.c.id == row_id, col == blob)
-                                  .values({col.name: new_blob})).rowcount
+                    n = cast(sa.CursorResult, s.execute(sa.update(table).where(table.c.id == row_id, col == blob)
+                                                        .values({col.name: new_blob}))).rowcount
                     rep.reencrypted += n
                 uow.commit()
             if stop_after is not None and rep.reencrypted >= stop_after:
@@ -183,7 +184,7 @@ def keys_in_use(ctx: ServiceContext) -> dict[uuid.UUID, int]:
     """How many envelopes sit on each key id (for checks and `mhp keys status`)."""
     counts: dict[uuid.UUID, int] = {}
     with ctx.uow() as uow:
-        for table, col in envelope_columns():
+        for _table, col in envelope_columns():
             for (blob,) in uow.session.execute(sa.select(col).where(col.is_not(None))):
                 kid = env.parse_header(blob).key_id
                 counts[kid] = counts.get(kid, 0) + 1
@@ -214,8 +215,9 @@ def read_ledger_file(ctx: ServiceContext) -> list[dict[str, str]]:
 
 
 def _destroy_in(s: Session, student_id: uuid.UUID, now: datetime) -> int:
-    n = s.execute(sa.update(DataKey).where(DataKey.student_id == student_id, DataKey.wrapped.is_not(None))
-                  .values(wrapped=None, active=False, destroyed_at=now)).rowcount
+    n = cast(sa.CursorResult, s.execute(
+        sa.update(DataKey).where(DataKey.student_id == student_id, DataKey.wrapped.is_not(None))
+        .values(wrapped=None, active=False, destroyed_at=now))).rowcount
     s.execute(sa.update(Student).where(Student.id == student_id)
               .values(id_number_bidx=None, student_number_bidx=None, erased_at=now))
     s.execute(sa.update(Guardian).where(Guardian.student_id == student_id).values(phone_bidx=None))
@@ -270,13 +272,20 @@ def replay_ledger(ctx: ServiceContext, extra: list[dict[str, str]] | None = None
 
 # ---- backups ---------------------------------------------------------------------------------
 
+def _database(url: sa.URL) -> str:
+    """The database name (SQLite: file path) of the URL; backups need one."""
+    if url.database is None:
+        raise ValidationFailed("the database URL names no database")
+    return url.database
+
+
 def create_backup(ctx: ServiceContext, dest: str) -> pathlib.Path:
     """A consistent copy of the database: SQLite's online backup API, or pg_dump -Fc."""
     url = ctx.engine.url
     p = pathlib.Path(dest)
     p.parent.mkdir(parents=True, exist_ok=True)
     if url.get_backend_name() == "sqlite":
-        src = sqlite3.connect(url.database)
+        src = sqlite3.connect(_database(url))
         out = sqlite3.connect(str(p))
         with out:
             src.backup(out)
@@ -304,10 +313,10 @@ def restore_backup(ctx: ServiceContext, src: str) -> dict[str, int]:
         raise ValidationFailed(f"no backup file at {src}")
     if url.get_backend_name() == "sqlite":
         for suffix in ("-wal", "-shm"):
-            pathlib.Path(url.database + suffix).unlink(missing_ok=True)
-        shutil.copyfile(src, url.database)
+            pathlib.Path(_database(url) + suffix).unlink(missing_ok=True)
+        shutil.copyfile(src, _database(url))
     else:
-        _pg(["pg_restore", "--clean", "--if-exists", "--no-owner", "-d", url.database, src], url)
+        _pg(["pg_restore", "--clean", "--if-exists", "--no-owner", "-d", _database(url), src], url)
     ctx.keyring.keyring.clear()
     ctx.keyring._system_cache.clear()
     ctx.keyring._indexer = None
@@ -323,7 +332,7 @@ def _pg(cmd: list[str], url: sa.URL) -> None:
         env_["PGPASSWORD"] = url.password
     args = cmd + ["-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres"]
     if cmd[0] == "pg_dump":
-        args.append(url.database)
+        args.append(_database(url))
     res = subprocess.run(args, env=env_, capture_output=True, text=True, timeout=3600)  # noqa: S603
     if res.returncode != 0:
         raise ValidationFailed(f"{cmd[0]} failed: {res.stderr.strip()[:300]}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -20,6 +20,9 @@ from sqlalchemy.orm import Session
 from mh_platform.crypto import envelope as env
 from mh_platform.crypto import keyring as kr
 from mh_platform.db.models import DataKey, Setting
+
+if TYPE_CHECKING:
+    from mh_platform.crypto.blind_index import BlindIndexer
 
 KCV_SETTING = "master_key_check_values"
 
@@ -41,7 +44,7 @@ class KeyService:
     def __init__(self, masters: kr.MasterKeySet) -> None:
         self.keyring = kr.Keyring(masters)
         self._system_cache: dict[str, kr.DataKey] = {}
-        self._indexer = None
+        self._indexer: BlindIndexer | None = None
 
     # ---- master keys -------------------------------------------------------------------------
     def verify_masters(self, s: Session) -> None:
