@@ -179,7 +179,7 @@ def seed(ctx: ServiceContext, *, n_students: int = 4000, seed: int = 2026, passw
     """The whole demo: base city, then each area's hook that exists. Returns a summary."""
     t0 = datetime.now()
     demo = seed_city(ctx, n_students=n_students, seed=seed, password=password)
-    done = []
+    done: list[str] = []
     for mod_name in AREA_HOOKS:
         try:
             mod = importlib.import_module(mod_name)
