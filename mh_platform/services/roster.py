@@ -312,7 +312,7 @@ def _grade(raw: str) -> int | None:
 class _Analysis:
     preview: ImportPreview
     rows: list[_Row]
-    year: AcademicYear | None
+    year: AcademicYear
 
 
 def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str]]) -> _Analysis:
@@ -433,22 +433,26 @@ def _chunks(seq: list, n: int = 900) -> Iterator[list]:
 
 def _classify(ctx: ServiceContext, s: Session, actor: Actor, rows: list[_Row], year: AcademicYear,
               pv: ImportPreview) -> None:
-    existing: dict[bytes, Student] = {}
+    unit_path = actor.unit_path
+    if not unit_path:  # _analyse refuses such an actor first
+        raise Forbidden("your role does not import rosters")
+    existing: dict[bytes | None, Student] = {}  # keys are never None: matched by IN (bidx, ...)
     for part in _chunks([r.bidx for r in rows]):
-        for st in s.scalars(sa.select(Student).where(Student.student_number_bidx.in_(part))):
-            existing[st.student_number_bidx] = st
-    ids = [st.id for st in existing.values()]
+        for found in s.scalars(sa.select(Student).where(Student.student_number_bidx.in_(part))):
+            existing[found.student_number_bidx] = found
+    ids = [found.id for found in existing.values()]
     enrols: dict[uuid.UUID, Enrolment] = {}
     guards: dict[uuid.UUID, set[bytes | None]] = {}
     for part in _chunks(ids):
-        for e in s.scalars(sa.select(Enrolment).where(Enrolment.student_id.in_(part), Enrolment.active.is_(True))):
-            enrols[e.student_id] = e
-        for g in s.scalars(sa.select(Guardian).where(Guardian.student_id.in_(part))):
-            guards.setdefault(g.student_id, set()).add(g.phone_bidx)
+        for enrolment in s.scalars(sa.select(Enrolment).where(Enrolment.student_id.in_(part),
+                                                              Enrolment.active.is_(True))):
+            enrols[enrolment.student_id] = enrolment
+        for guardian in s.scalars(sa.select(Guardian).where(Guardian.student_id.in_(part))):
+            guards.setdefault(guardian.student_id, set()).add(guardian.phone_bidx)
     class_names = {(u.parent_id, u.name): u for u in s.scalars(
-        sa.select(OrgUnit).where(OrgUnit.kind == UnitKind.CLASS.value, under(OrgUnit.path, actor.unit_path)))}
+        sa.select(OrgUnit).where(OrgUnit.kind == UnitKind.CLASS.value, under(OrgUnit.path, unit_path)))}
     grades = {(u.parent_id, u.grade_level): u for u in s.scalars(
-        sa.select(OrgUnit).where(OrgUnit.kind == UnitKind.GRADE.value, under(OrgUnit.path, actor.unit_path)))}
+        sa.select(OrgUnit).where(OrgUnit.kind == UnitKind.GRADE.value, under(OrgUnit.path, unit_path)))}
     new_units: set[tuple] = set()
     for r in rows:
         g = grades.get((r.school.id, r.grade))
@@ -465,7 +469,7 @@ def _classify(ctx: ServiceContext, s: Session, actor: Actor, rows: list[_Row], y
             pv.errors.append(RowError(r.line, "学籍号", "该学生的数据已被删除，不能再导入 / this student was erased"))
             continue
         e = enrols.get(st.id)
-        if e is not None and not e.unit_path.startswith(actor.unit_path):
+        if e is not None and not e.unit_path.startswith(unit_path):
             pv.errors.append(RowError(r.line, "学籍号", "学籍号已在其他单位登记，转学请由县区办理 / "
                                                        "registered in another unit: transfers go through the county"))
             continue
