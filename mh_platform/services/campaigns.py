@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -203,8 +203,9 @@ def open_due(ctx: ServiceContext, now: datetime | None = None) -> dict[str, Any]
         due = list(s.scalars(sa.select(Campaign.id).where(Campaign.status == "scheduled", Campaign.opens_at <= now,
                                                            Campaign.closes_at > now)))
         for cid in due:
-            res = s.execute(sa.update(Campaign).where(Campaign.id == cid, Campaign.status == "scheduled")
-                            .values(status="open", opened_at=now))
+            res = cast(sa.CursorResult, s.execute(sa.update(Campaign).where(Campaign.id == cid,
+                                                                            Campaign.status == "scheduled")
+                                                  .values(status="open", opened_at=now)))
             if res.rowcount == 1:  # claimed: another process did not get there first
                 audit.record(ctx, s, SYSTEM, "campaign:opened", "campaign", cid, {})
                 opened.append(str(cid))

@@ -20,7 +20,7 @@ import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -124,6 +124,8 @@ def _student_keys(ctx: ServiceContext, s: Session, ids: list[uuid.UUID]) -> dict
     out: dict[uuid.UUID, kr.DataKey] = {}
     for i in range(0, len(ids), 900):
         for row in s.scalars(sa.select(DataKey).where(DataKey.student_id.in_(ids[i:i + 900]), DataKey.active.is_(True))):
+            if row.student_id is None or row.wrapped is None:  # matched by student id, active: never shredded
+                raise ValueError(f"data key {row.id}: an active student key without its student or material")
             out[row.student_id] = ks.keyring.unwrap(kr.WrappedDataKey(row.id, kr.KeyPurpose(row.purpose), row.student_id,
                                                                        row.master_key_id, bytes(row.wrapped)))
     missing = [sid for sid in ids if sid not in out]
@@ -242,7 +244,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     for i in range(0, len(all_sids), 900):
         prev |= set(s.execute(sa.select(Response.student_id, Response.instrument_id).where(
             Response.student_id.in_(all_sids[i:i + 900]), Response.campaign_id != camp.id,
-            Response.status == "submitted", Response.total.is_not(None))).all())
+            Response.status == "submitted", Response.total.is_not(None))).tuples().all())
     seal = KeyService.seal_with
     new_done: dict[uuid.UUID, set[str]] = defaultdict(set)
     for iid, rows in groups.items():
@@ -279,8 +281,10 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
         band_ids = [b.id for b in bs.cutoff.bands]
         status_codes = scoring.STATUS_CODES
         sub_ids = list(bs.subscales)
-        any_crit = bs.critical.any(axis=1) if bs.critical.size else np.zeros(len(rows), dtype=bool)
-        any_unans = bs.critical_unanswered.any(axis=1) if bs.critical_unanswered.size else np.zeros(len(rows), dtype=bool)
+        any_crit = np.asarray(bs.critical.any(axis=1) if bs.critical.size else np.zeros(len(rows), dtype=bool),
+                              dtype=bool)
+        any_unans = np.asarray(bs.critical_unanswered.any(axis=1) if bs.critical_unanswered.size
+                               else np.zeros(len(rows), dtype=bool), dtype=bool)
         answered = (~np.isnan(X)).sum(axis=1)
         pv.by_instrument[iid] = len(rows)
         for r, (_line, st, _cells) in enumerate(rows):
@@ -365,7 +369,7 @@ def commit(ctx: ServiceContext, actor: Actor, file_bytes: bytes, filename: str, 
                                    [e.as_dict() for e in pv.errors])
         conn = s.connection()  # Core executemany: no ORM unit-of-work bookkeeping per row
         for i in range(0, len(plan.inserts), 5000):
-            conn.execute(sa.insert(Response.__table__), plan.inserts[i:i + 5000])
+            conn.execute(sa.insert(cast(sa.Table, Response.__table__)), plan.inserts[i:i + 5000])
         for row, res in plan.flag_rows:
             resp = Response(**row)
             s.add(resp)
