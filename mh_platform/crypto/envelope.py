@@ -32,7 +32,6 @@ from typing import NamedTuple
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mh_platform.crypto.keyring import DataKey, KeyringError
 

@@ -1,7 +1,16 @@
 """Every model, imported in one place (Alembic's env.py and services use this)."""
 
 from mh_platform.db.base import Base
-from mh_platform.db.cases import BreakGlass, Case, FollowUp, GuardianContact, PlanItem, Referral, ReferralEvent, Transfer
+from mh_platform.db.cases import (
+    BreakGlass,
+    Case,
+    FollowUp,
+    GuardianContact,
+    PlanItem,
+    Referral,
+    ReferralEvent,
+    Transfer,
+)
 from mh_platform.db.flags import ClusterAlert, Concern, Flag, FlagEvent, FlagEvidence
 from mh_platform.db.ops import (
     AccessLog,
@@ -23,6 +32,6 @@ __all__ = [
     "AcademicYear", "AccessCode", "AccessLog", "ApiToken", "AuditAnchor", "Base", "BreakGlass", "Campaign",
     "CampaignUnit", "Case", "ClusterAlert", "Concern", "Consent", "DataKey", "Enrolment", "ErasureLedger",
     "EventLog", "Flag", "FlagEvent", "FlagEvidence", "FollowUp", "Guardian", "GuardianContact", "InboxMessage",
-    "Institution", "JobRun", "OrgUnit", "Outbox", "PlanItem", "Referral", "ReferralEvent", "RoleAssignment",
+    "Institution", "JobRun", "OrgUnit", "Outbox", "PlanItem", "Referral", "ReferralEvent", "Response", "RoleAssignment",
     "SchedulerLease", "Setting", "Student", "Transfer", "User",
 ]
