@@ -57,9 +57,10 @@ def test_audit_chain_verifies_after_activity(ctx, school):
 
 
 def test_student_identity_is_sealed_and_indexed(ctx, school):
+    from datetime import date
+
     from mh_platform.services import students
     from mh_platform.services.org import add_unit
-    from datetime import date
 
     with ctx.uow() as uow:
         s = uow.session
