@@ -381,3 +381,14 @@ def issue_codes_system(ctx: ServiceContext, campaign_id: uuid.UUID) -> dict[uuid
         audit.record(ctx, s, SYSTEM, "campaign:codes_issued", "campaign", camp.id, {"issued": len(out)})
         uow.commit()
     return out
+
+
+def units_for_form(ctx: ServiceContext, actor: Actor) -> list[tuple[str, str]]:
+    """City, county and school units in the actor's scope that a campaign can target (id, name)."""
+    if not actor.unit_path:
+        return []
+    with ctx.uow() as uow:
+        rows = uow.session.execute(sa.select(OrgUnit.id, OrgUnit.name).where(
+            under(OrgUnit.path, actor.unit_path), OrgUnit.kind.in_(("city", "county", "school")))
+            .order_by(OrgUnit.path).limit(500)).all()
+    return [(str(i), n) for i, n in rows]

@@ -58,17 +58,7 @@ def index() -> Any:
 
 
 def _units_for_form(actor) -> list[tuple[str, str]]:  # noqa: ANN001
-    import sqlalchemy as sa
-
-    from mh_platform.db.models import OrgUnit
-    from mh_platform.services.org import under
-
-    ctx = service_ctx()
-    with ctx.uow() as uow:
-        rows = uow.session.execute(sa.select(OrgUnit.id, OrgUnit.name, OrgUnit.kind).where(
-            under(OrgUnit.path, actor.unit_path), OrgUnit.kind.in_(("city", "county", "school")))
-            .order_by(OrgUnit.path).limit(500)).all()
-    return [(str(i), n) for i, n, _k in rows]
+    return campaigns.units_for_form(service_ctx(), actor)
 
 
 def _parse_local(v: str | None) -> datetime:
