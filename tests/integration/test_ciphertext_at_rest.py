@@ -4,7 +4,8 @@ More than 1,000 unique canary strings go through the services into every encrypt
 ``key_ops.envelope_columns()`` lists (a column added later without canaries fails this test). Then
 every canary is searched for as UTF-8, UTF-16LE, hex (both cases) and base64 (three alignments) in:
 SQLite's database file, its ``-wal`` (before the checkpoint) and ``-shm``, the database file again
-after ``PRAGMA wal_checkpoint(TRUNCATE)``; on PostgreSQL a plain ``pg_dump``; and in both cases
+after ``PRAGMA wal_checkpoint(TRUNCATE)``; on PostgreSQL a plain ``pg_dump``; a backup made as
+``mhp backup create`` makes it (the PostgreSQL custom-format archive read back with ``pg_restore``); and in both cases
 everything the application and SQLAlchemy logged during the run (root logger at DEBUG, engine
 statements at INFO) — 0 hits. Positive controls planted the same ways prove the search finds
 plaintext in each of those places.
@@ -27,7 +28,7 @@ from support_security import Canaries, Scanner, describe
 
 from mh_platform.db.engine import normalise_url
 from mh_platform.db.models import Guardian, Setting
-from mh_platform.services import escalation, referrals
+from mh_platform.services import escalation, key_ops, referrals
 from mh_platform.services.key_ops import envelope_columns
 
 MIN_CANARIES = 1000
@@ -119,6 +120,15 @@ def test_canaries_are_nowhere_at_rest(fresh_ctx, fresh_db_url, app_log, tmp_path
     def check(data: bytes, where: str) -> None:
         hits.extend(scanner.scan(data, where))
         found_controls[where] = {h.canary for h in ctl.scan(data, where)}
+
+    # a backup as `mhp backup create` makes it (SQLite online backup / pg_dump -Fc, read back as SQL)
+    backup = key_ops.create_backup(ctx, str(tmp_path / "backups" / "b0"))
+    if normalise_url(fresh_db_url).startswith("sqlite"):
+        check(backup.read_bytes(), "backup")
+    else:
+        check(subprocess.run(["pg_restore", "-f", "-", str(backup)], capture_output=True, check=True,
+                             timeout=300).stdout, "backup")
+    assert found_controls["backup"] >= {control["json"], control["bytea"]}
 
     url = normalise_url(fresh_db_url)
     if url.startswith("sqlite"):
