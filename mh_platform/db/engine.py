@@ -19,16 +19,17 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str, **kw: Any) -> sa.Engine:
+    """An engine whose errors and logs never show bound parameters (they can hold sealed values or ids)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         kw.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
-        engine = sa.create_engine(url, **kw)
+        engine = sa.create_engine(url, hide_parameters=True, **kw)
         _configure_sqlite(engine)
     else:
         kw.setdefault("pool_pre_ping", True)
         kw.setdefault("pool_size", 10)
         kw.setdefault("max_overflow", 20)
-        engine = sa.create_engine(url, **kw)
+        engine = sa.create_engine(url, hide_parameters=True, **kw)
     return engine
 
 

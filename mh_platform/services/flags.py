@@ -518,6 +518,9 @@ def next_due(flag: Flag) -> datetime | None:
     return min(ds) if ds else None
 
 
+CONCERN_READERS = frozenset({Role.HEAD_TEACHER, Role.COUNSELLOR})  # core.authz: concern:read
+
+
 def flag_view(ctx: ServiceContext, s: Session, actor: Actor, flag: Flag, now: datetime, *,
               with_events: bool = True, reveal_reasons: bool = False) -> dict[str, Any]:
     """What ``actor`` may see of a flag they already reach (``access_flag_by_id``/``flag_scope``).
@@ -552,6 +555,16 @@ def flag_view(ctx: ServiceContext, s: Session, actor: Actor, flag: Flag, now: da
                             "detail": e.detail, "response_id": str(e.response_id) if e.response_id else None,
                             "concern_id": str(e.concern_id) if e.concern_id else None,
                             "at": _iso(e.created_at)} for e in ev_rows]
+    if reveal_reasons and actor.role in CONCERN_READERS:
+        # What the monitor or teacher saw: the class-tier reviewer (head teacher) and the counsellor
+        # read it on request; each opened note is access-logged with purpose "flag_review".
+        from mh_platform.services import disclosure
+
+        concerns = s.scalars(sa.select(Concern).where(Concern.flag_id == flag.id).order_by(Concern.created_at)).all()
+        out["concerns"] = [{"id": str(c.id), "category": c.category, "urgency": c.urgency,
+                            "reporter_role": c.reporter_role, "at": _iso(c.created_at),
+                            "note": disclosure.reveal(ctx, s, actor, c, "note_enc", student_id=flag.student_id,
+                                                      purpose="flag_review")} for c in concerns]
     if with_events:
         from mh_platform.services import disclosure
 
@@ -577,8 +590,9 @@ def get_flag(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, *, rev
         s = uow.session
         now = ctx.now()
         flag = access_flag_by_id(s, actor, flag_id, now, policy=escalation_policy(ctx))
-        view = flag_view(ctx, s, actor, flag, now, reveal_reasons=reveal_reasons and sees_clinical(actor))
-        if reveal_reasons and sees_clinical(actor):
+        reveal = reveal_reasons and (sees_clinical(actor) or actor.role in CONCERN_READERS)
+        view = flag_view(ctx, s, actor, flag, now, reveal_reasons=reveal)
+        if reveal:
             uow.commit()  # keep the access-log rows
         return view
 

@@ -306,3 +306,47 @@ def test_red_flag_open_over_48h_is_reported_to_the_city_once(ctx, world):
     notes = fetch(ctx, sa.select(Outbox).where(Outbox.recipient_user_id == a["city"].user_id,
                                                Outbox.template == "flag_oversight"))
     assert {n.channel for n in notes} == {"inbox", "email"}
+
+
+def test_concern_note_is_readable_by_reviewers_and_logged(ctx):
+    """What a monitor saw reaches the head teacher and counsellor on request (access-logged); never others."""
+    import sqlalchemy as sa
+
+    from mh_platform.core.types import Role
+    from mh_platform.db.models import AccessLog
+    from mh_platform.services import concerns as concern_service
+    from mh_platform.services import flags as flag_service
+    from mh_platform.services import students_read  # noqa: F401 - app wiring parity
+    from tests.integration.test_key_ops import seed_students
+
+    seed_students(ctx, 3)
+    from mh_platform.db.models import OrgUnit, Student
+    from mh_platform.services.auth import actor_for_user, create_user
+    from mh_platform.services.context import SYSTEM
+
+    with ctx.uow() as uow:
+        cls = uow.session.scalar(sa.select(OrgUnit.id).where(OrgUnit.kind == "class"))
+        school = uow.session.scalar(sa.select(OrgUnit.id).where(OrgUnit.kind == "school"))
+        sid = uow.session.scalar(sa.select(Student.id).limit(1))
+    ids = {r: create_user(ctx, SYSTEM, username=f"u.{r.value}", password="correct horse 1", role=r,
+                          unit_id=cls if r in (Role.HEAD_TEACHER, Role.CLASS_MONITOR) else school)
+           for r in (Role.HEAD_TEACHER, Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.CLASS_MONITOR)}
+    with ctx.uow() as uow:
+        from mh_platform.db.models import User
+        actors = {r: actor_for_user(uow.session, uow.session.get(User, i)) for r, i in ids.items()}
+    out = concern_service.submit_concern(ctx, actors[Role.CLASS_MONITOR], student_id=sid, category="withdrawal",
+                                         urgency="soon", note="他最近总是一个人坐着哭")
+    flag_id = out["flag_id"] if isinstance(out, dict) else out.flag_id
+    for role in (Role.HEAD_TEACHER, Role.COUNSELLOR):
+        before = _count(ctx, AccessLog)
+        view = flag_service.get_flag(ctx, actors[role], flag_id, reveal_reasons=True)
+        assert [c["note"] for c in view["concerns"]] == ["他最近总是一个人坐着哭"]
+        assert _count(ctx, AccessLog) == before + 1
+        assert "concerns" not in flag_service.get_flag(ctx, actors[role], flag_id)  # only on request
+
+
+def _count(ctx, model):
+    import sqlalchemy as sa
+
+    with ctx.uow() as uow:
+        return uow.session.scalar(sa.select(sa.func.count()).select_from(model))
