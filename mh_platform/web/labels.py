@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 from flask_babel import lazy_gettext as _l
 
 from mh_platform.core.types import Level, Role, UnitKind
@@ -48,3 +51,16 @@ def unit_kind_label(kind: UnitKind | str | None) -> str:
         return str(UNIT_KIND_LABELS[UnitKind(kind)])
     except ValueError:
         return str(kind)
+
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # display time zone of the deployment (China Standard Time)
+
+
+def local_dt(value: str | datetime | None) -> str:
+    """ISO UTC (or an aware datetime) → local time for display, "—" for none."""
+    if not value:
+        return "—"
+    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -25,10 +24,10 @@ from mh_platform.services import referrals as referral_service
 from mh_platform.services import transfers as transfer_service
 from mh_platform.web.authz import current_actor, service_ctx
 from mh_platform.web.home import HomePanel, PanelData, PanelLine, register_panel
+from mh_platform.web.labels import LOCAL_TZ, local_dt
 
 bp = Blueprint("cases", __name__)
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 STATE_LABELS = {
     "draft": _l("草稿"), "requested": _l("已申请，待机构受理"), "accepted": _l("机构已受理"),
@@ -60,15 +59,7 @@ OFFICERS = frozenset({Role.COUNTY_OFFICER, Role.CITY_OFFICER})
 CASE_ROLES = frozenset({Role.COUNSELLOR, Role.SCHOOL_LEADER}) | OFFICERS
 
 
-@bp.app_template_filter("case_dt")
-def local_dt(value: str | datetime | None) -> str:
-    """ISO UTC → local time (Asia/Shanghai) for display."""
-    if not value:
-        return "—"
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+bp.app_template_filter("case_dt")(local_dt)
 
 
 def _labels() -> dict[str, Any]:

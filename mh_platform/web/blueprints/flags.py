@@ -8,9 +8,7 @@ out of scope); a refused action comes back as a flashed message on the same page
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -26,10 +24,10 @@ from mh_platform.services import notify as notify_service
 from mh_platform.services import queues as queue_service
 from mh_platform.web.authz import current_actor, has_permission, service_ctx
 from mh_platform.web.home import HomePanel, PanelData, PanelLine, register_panel
+from mh_platform.web.labels import local_dt  # noqa: E402
 
 bp = Blueprint("flags", __name__)
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 LEVEL_LABELS = {"red": _l("红色（I级）"), "orange": _l("橙色（II级）"), "yellow": _l("黄色（III级）")}
 TIER_LABELS = {"class": _l("班级"), "school": _l("学校"), "county": _l("县区"), "city": _l("市")}
@@ -57,15 +55,7 @@ QUEUE_ROLES = frozenset({Role.HEAD_TEACHER, Role.COUNSELLOR, Role.SCHOOL_LEADER,
                          Role.CITY_OFFICER})
 
 
-@bp.app_template_filter("flag_dt")
-def local_dt(value: str | datetime | None) -> str:
-    """ISO UTC → local time (Asia/Shanghai) for display."""
-    if not value:
-        return "—"
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+bp.app_template_filter("flag_dt")(local_dt)
 
 
 def _labels() -> dict[str, Any]:
