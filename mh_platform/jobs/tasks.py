@@ -15,3 +15,11 @@ def notify_send_pending(ctx: Any) -> dict[str, Any]:
     from mh_platform.services.notify import send_pending
 
     return send_pending(ctx)
+
+
+def model_retrain(ctx: Any) -> dict[str, Any]:
+    """Off by default; when enabled, a new candidate artifact appears in models/ for review."""
+    from mh_platform.risk.retrain import retrain_candidate
+
+    out = retrain_candidate()
+    return {"candidate": str(out) if out else None}

@@ -79,3 +79,14 @@ def test_approve_refuses_failed_bars_tampering_and_anonymous(tmp_path):
 def test_approve_command_needs_a_name():
     res = CliRunner().invoke(cli, ["approve", str(V1), "--yes"])
     assert res.exit_code != 0 and "--by" in res.output
+
+
+def test_retraining_job_is_registered_and_off_by_default(monkeypatch):
+    from mh_platform.jobs.registry import JOBS
+    from mh_platform.jobs.tasks import model_retrain
+    from mh_platform.risk.retrain import ENABLE_ENV
+
+    spec = next(j for j in JOBS if j.id == "model_retrain")
+    assert spec.func == "mh_platform.jobs.tasks:model_retrain"
+    monkeypatch.delenv(ENABLE_ENV, raising=False)
+    assert model_retrain(None) == {"candidate": None}
