@@ -41,5 +41,6 @@ def run() -> list[dict]:
         for rid, blob in rows:
             env.open_text(ring, blob, env.AAD("student", "name_enc", rid))
         best_env = min(best_env, time.perf_counter() - t0)
-    return [result("crypto_open_100k_fields", "fields/s", N / best_env, N / best_raw, 0.1,
-                   note="envelope open (header parse, key lookup, AAD, text decode) vs raw AESGCM.decrypt")]
+    return [result("crypto_open_100k_fields", "fields/s", N / best_env, N / best_raw, 0.05,
+                   note="reported figure (the issue sets no target; 0.05 guards against regressions): envelope open "
+                   "(header parse, key lookup, AAD, text decode) vs raw AESGCM.decrypt")]
