@@ -93,6 +93,7 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     student_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("student.id"))  # class monitors
     totp_secret_enc: Mapped[bytes | None] = mapped_column(Envelope())
+    totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)  # a TOTP code is accepted once
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
     password_changed_at: Mapped[datetime]

@@ -76,6 +76,22 @@ def _fail(ctx: ServiceContext, s, user: User) -> None:
     audit.record(ctx, s, None, "auth:totp_failed", "user", user.id, data)
 
 
+def _accept_step(secret: str, code: str | None, user: User, now: datetime) -> bool:
+    """The code matches the current, previous or next 30 s step AND that step is newer than the last
+    accepted one: a code (even an intercepted one) works once (RFC 6238 §5.2)."""
+    totp = pyotp.TOTP(secret)
+    code = (code or "").strip()
+    for offset in (0, -1, 1):
+        at = now + timedelta(seconds=totp.interval * offset)
+        if hmac.compare_digest(totp.at(at), code):
+            step = totp.timecode(at)
+            if user.totp_last_step is not None and step <= user.totp_last_step:
+                return False
+            user.totp_last_step = step
+            return True
+    return False
+
+
 def _check(ctx: ServiceContext, s, user: User, code: str | None) -> Actor | None:
     """Verify an enrolled user's code inside the caller's transaction (failures count; lockout)."""
     now = ctx.now()
@@ -83,7 +99,7 @@ def _check(ctx: ServiceContext, s, user: User, code: str | None) -> Actor | None
         return None
     secret = ctx.keyring.open_field(s, user.totp_secret_enc, table="app_user", column="totp_secret_enc",
                                     row_id=user.id)
-    if not pyotp.TOTP(secret).verify((code or "").strip(), for_time=now, valid_window=1):
+    if not _accept_step(secret, code, user, now):
         _fail(ctx, s, user)
         return None
     user.failed_logins = 0
@@ -140,7 +156,7 @@ def enrol(ctx: ServiceContext, token: str, code: str) -> Actor | None:
         if user.locked_until is not None and user.locked_until > now:
             return None
         secret = candidate_secret(ctx, token)
-        if not pyotp.TOTP(secret).verify((code or "").strip(), for_time=now, valid_window=1):
+        if not _accept_step(secret, code, user, now):
             _fail(ctx, s, user)
             uow.commit()
             return None

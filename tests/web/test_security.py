@@ -235,6 +235,23 @@ def test_totp_enrolment_then_login(ctx, totp_client, counsellor):
     assert c.get("/").status_code == 200
 
 
+def test_totp_code_works_only_once(ctx, totp_client, counsellor):
+    """RFC 6238 §5.2: an accepted code (even one seen over a shoulder) cannot be replayed in its window."""
+    import re
+
+    c = totp_client
+    login(c, counsellor)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', c.get("/login/totp").get_data(as_text=True)).group(1)
+    code = pyotp.TOTP(secret).at(ctx.now())
+    assert _code_form(c, code).status_code == 302  # enrolment uses it
+    c.post("/logout", data={"csrf_token": csrf_token(c, "/")})
+    ctx.clock.advance(seconds=10)  # same 30 s step (or the next, still inside the window)
+    login(c, counsellor)
+    assert _code_form(c, code).status_code == 401
+    ctx.clock.advance(seconds=60)
+    assert _code_form(c, pyotp.TOTP(secret).at(ctx.now())).status_code == 302
+
+
 def test_totp_pending_login_expires(ctx, totp_client, counsellor):
     login(totp_client, counsellor)
     ctx.clock.advance(minutes=6)
@@ -255,6 +272,7 @@ def test_api_token_for_a_second_factor_role_needs_the_code(ctx, totp_client, cou
     login(c, counsellor)  # enrol on the web
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', c.get("/login/totp").get_data(as_text=True)).group(1)
     assert _code_form(c, pyotp.TOTP(secret).at(ctx.now())).status_code == 302
+    ctx.clock.advance(seconds=30)  # the enrolment code was used once; the next step gives a new one
     r = c.post("/api/v1/auth/token", json={"username": counsellor, "password": PASSWORD})
     assert r.status_code == 401 and r.get_json()["error"] == "totp_required"
     wrong = "000000" if pyotp.TOTP(secret).at(ctx.now()) != "000000" else "111111"

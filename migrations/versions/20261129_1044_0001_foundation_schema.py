@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 09:16:17.960472
+Create Date: 2026-11-29 10:44:53.549485
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -164,6 +164,7 @@ def upgrade() -> None:
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('student_id', sa.Uuid(), nullable=True),
     sa.Column('totp_secret_enc', mh_platform.db.base.Envelope(), nullable=True),
+    sa.Column('totp_last_step', sa.BigInteger(), nullable=True),
     sa.Column('failed_logins', sa.Integer(), nullable=False),
     sa.Column('locked_until', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('password_changed_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
