@@ -342,7 +342,9 @@ def referral_detail(ctx: ServiceContext, actor: Actor, referral_id: uuid.UUID | 
 
 
 def _detail(ctx: ServiceContext, s: Session, actor: Actor, r: Referral, view: str, case: Case | None,
-            now: datetime) -> dict[str, Any]:
+            now: datetime, *, history_text: bool = True) -> dict[str, Any]:
+    """``history_text`` False (the case page): the override reason and event notes, which that page
+    does not show, stay sealed — nothing is decrypted that is not displayed."""
     inst = s.get(Institution, r.institution_id)
     school = s.get(OrgUnit, r.school_unit_id)
     student = s.get(Student, r.student_id)
@@ -356,7 +358,7 @@ def _detail(ctx: ServiceContext, s: Session, actor: Actor, r: Referral, view: st
     out["reason"] = (disclosure.reveal(ctx, s, actor, r, "reason_enc", student_id=r.student_id, purpose=purpose)
                      if text else None)
     out["override_reason"] = (disclosure.reveal(ctx, s, actor, r, "override_reason_enc", student_id=r.student_id,
-                                                purpose=purpose) if view in (FULL, CLINICIAN) else None)
+                                                purpose=purpose) if view in (FULL, CLINICIAN) and history_text else None)
     fb = sees_feedback(actor, view, case)
     out["feedback_visible"] = fb
     fpurpose = "clinical_feedback"
@@ -368,7 +370,8 @@ def _detail(ctx: ServiceContext, s: Session, actor: Actor, r: Referral, view: st
         "return_advice": disclosure.reveal(ctx, s, actor, r, "return_advice_enc", student_id=r.student_id,
                                            purpose=fpurpose),
     } if fb and r.feedback_enc is not None else None
-    out["events"] = _events(ctx, s, actor, r, view, purpose or "referral_oversight") if view != SUMMARY else [
+    out["events"] = _events(ctx, s, actor, r, view, purpose or "referral_oversight") if (
+        view != SUMMARY and history_text) else [
         {"at": e.at.isoformat(), "from_state": e.from_state, "to_state": e.to_state, "detail": {}, "note": None}
         for e in s.scalars(sa.select(ReferralEvent).where(ReferralEvent.referral_id == r.id)
                            .order_by(ReferralEvent.seq))]
@@ -379,7 +382,7 @@ def referrals_of_case(ctx: ServiceContext, s: Session, actor: Actor, case: Case,
                       ) -> list[dict[str, Any]]:
     """The referrals of a case, for the case page (same rules as ``referral_detail``)."""
     rows = s.scalars(sa.select(Referral).where(Referral.case_id == case.id).order_by(Referral.created_at)).all()
-    return [_detail(ctx, s, actor, r, view, case, now) for r in rows]
+    return [_detail(ctx, s, actor, r, view, case, now, history_text=False) for r in rows]
 
 
 def list_referrals(ctx: ServiceContext, actor: Actor, *, state: str | None = None, overdue: bool = False,
