@@ -240,6 +240,32 @@ def _get_or_create(s: Session, ac: AccessCode, enr: Enrolment, inst: Instrument,
     return resp
 
 
+def _merge_page(ctx: ServiceContext, s: Session, ac: Any, enr: Any, inst: Instrument, answers: Mapping[Any, Any],
+                item_ms: Mapping[Any, Any] | None, now: datetime) -> tuple[Response, dict[str, Any]]:
+    """Merge posted answers (None clears one) and item times into the page's response and seal the
+    answers again, as given. Refuses a page already submitted. Used by autosave and submit alike."""
+    coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
+    resp = _get_or_create(s, ac, enr, inst, now)
+    if resp.status == "submitted":
+        raise ValidationFailed("this page is already submitted")
+    current = _open_answers(ctx, s, resp)
+    for k, v in coerced:
+        if v is None:
+            current.pop(k, None)
+        else:
+            current[k] = v
+    if item_ms:
+        ms = dict(resp.item_ms or {})
+        for k, v in item_ms.items():
+            try:
+                ms[str(int(k))] = max(0, min(int(v), MAX_ITEM_MS))
+            except (TypeError, ValueError):
+                continue
+        resp.item_ms = ms
+    _seal_answers(ctx, s, resp, current, now)
+    return resp, current
+
+
 @dataclass(frozen=True)
 class SaveResult:
     n_answered: int
@@ -261,25 +287,7 @@ def save_answers(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: 
         if ac.revoked_at is not None:
             raise CodeRejected("invalid")
         inst = _instrument(_battery(camp, enr, by), instrument_id)
-        coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
-        resp = _get_or_create(s, ac, enr, inst, now)
-        if resp.status == "submitted":
-            raise ValidationFailed("this page is already submitted")
-        current = _open_answers(ctx, s, resp)
-        for k, v in coerced:
-            if v is None:
-                current.pop(k, None)
-            else:
-                current[k] = v
-        if item_ms:
-            ms = dict(resp.item_ms or {})
-            for k, v in item_ms.items():
-                try:
-                    ms[str(int(k))] = max(0, min(int(v), MAX_ITEM_MS))
-                except (TypeError, ValueError):
-                    continue
-            resp.item_ms = ms
-        _seal_answers(ctx, s, resp, current, now)
+        resp, current = _merge_page(ctx, s, ac, enr, inst, answers, item_ms, now)
         resp.updated_at = now
         critical = False
         if inst.critical_items:
@@ -413,22 +421,7 @@ def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
             raise CodeRejected("invalid")
         battery = _battery(camp, enr, by)
         inst = _instrument(battery, instrument_id)
-        coerced = [coerce_value(inst, k, v) for k, v in (answers or {}).items()]
-        resp = _get_or_create(s, ac, enr, inst, now)
-        if resp.status == "submitted":
-            raise ValidationFailed("this page is already submitted")
-        current = _open_answers(ctx, s, resp)
-        for k, v in coerced:
-            if v is None:
-                current.pop(k, None)
-            else:
-                current[k] = v
-        if item_ms:
-            ms = dict(resp.item_ms or {})
-            ms.update({str(int(k)): max(0, min(int(v), MAX_ITEM_MS)) for k, v in item_ms.items()
-                       if str(v).isdigit()})
-            resp.item_ms = ms
-        _seal_answers(ctx, s, resp, current, now)
+        resp, current = _merge_page(ctx, s, ac, enr, inst, answers or {}, item_ms, now)
         result = score(inst, current)
         if result.errors and result.status == INVALID and any("not an option" in e or "unknown" in e for e in result.errors):
             raise ValidationFailed("answers do not fit the instrument")
