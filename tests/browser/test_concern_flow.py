@@ -5,58 +5,40 @@ concern's progress — never a level, a tier or the flag."""
 
 from __future__ import annotations
 
-import pathlib
-import threading
-
 import pytest
 import sqlalchemy as sa
 
 from mh_platform.db.models import Flag
 from mh_platform.web.app import create_app
+from tests.browser.kit import launch, live_server, login, logout
 from tests.integration.flags_world import PASSWORD, build_world, light_hashes
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture
 def server(fresh_ctx, monkeypatch):
-    from werkzeug.serving import make_server
-
     light_hashes(monkeypatch)
     world = build_world(fresh_ctx, n=3, emails=False)
-    app = create_app(ctx=fresh_ctx)
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}", world, fresh_ctx
-    srv.shutdown()
-    thread.join(timeout=10)
+    with live_server(create_app(ctx=fresh_ctx)) as base:
+        yield base, world, fresh_ctx
 
 
 def _login(page, base, username):
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
-    page.wait_for_url(f"{base}/")
+    login(page, base, username, PASSWORD)
 
 
 def _logout(page, base):
-    page.click("#logout")
-    page.wait_for_url(f"{base}/login")
+    logout(page, base)
 
 
 def test_monitor_concern_head_teacher_pushes_counsellor_acknowledges(server):
     from playwright.sync_api import sync_playwright
 
     base, world, ctx = server
-    assert pathlib.Path(CHROMIUM).exists(), "install Debian's chromium: make browser-deps"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 1024, "height": 900}, locale="zh-CN")
             page = context.new_page()

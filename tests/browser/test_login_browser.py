@@ -4,9 +4,6 @@ and nothing of the session left after logout."""
 
 from __future__ import annotations
 
-import pathlib
-import threading
-
 import pytest
 
 from mh_platform.core.types import Role, UnitKind
@@ -14,19 +11,15 @@ from mh_platform.services import auth
 from mh_platform.services.context import SYSTEM
 from mh_platform.services.org import add_unit
 from mh_platform.web.app import create_app
+from tests.browser.kit import launch, live_server  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 PASSWORD = "correct horse battery 1"
 
 
 @pytest.fixture
 def server(fresh_ctx):
-    from werkzeug.serving import make_server
-
     ctx = fresh_ctx
     with ctx.uow() as uow:
         s, now = uow.session, ctx.now()
@@ -37,21 +30,15 @@ def server(fresh_ctx):
         uow.commit()
     auth.create_user(ctx, SYSTEM, username="b.counsellor", password=PASSWORD, role=Role.COUNSELLOR, unit_id=school.id,
                      display_name="李老师")
-    app = create_app(ctx=ctx)
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    thread.join(timeout=10)
+    with live_server(create_app(ctx=ctx)) as base:
+        yield base
 
 
 def test_counsellor_signs_in_on_a_phone_switches_language_and_signs_out(server):
     from playwright.sync_api import sync_playwright
 
-    assert pathlib.Path(CHROMIUM).exists(), "install Debian's chromium: make browser-deps"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2,
                                           is_mobile=True, has_touch=True, locale="zh-CN")

@@ -5,19 +5,14 @@ third-party request, no student name on the clinician's pages."""
 
 from __future__ import annotations
 
-import pathlib
-import threading
-
 import pytest
 
 from mh_platform.web.app import create_app
+from tests.browser.kit import launch, live_server, login, logout
 from tests.integration.cases_world import PASSWORD, build, confirmed_flag
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture
@@ -31,40 +26,27 @@ def quick_hashes(monkeypatch):
 
 @pytest.fixture
 def server(fresh_ctx, quick_hashes):
-    from werkzeug.serving import make_server
-
     ctx = fresh_ctx
     world = build(ctx, n=2)
     flag = confirmed_flag(ctx, world.students[0], "red")
-    app = create_app(ctx=ctx)
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}", world, flag
-    srv.shutdown()
-    thread.join(timeout=10)
+    with live_server(create_app(ctx=ctx)) as base:
+        yield base, world, flag
 
 
 def _login(page, base, username):
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
-    page.wait_for_url(f"{base}/")
+    login(page, base, username, PASSWORD)
 
 
 def _logout(page, base):
-    page.click("#logout")
-    page.wait_for_url(f"{base}/login")
+    logout(page, base)
 
 
 def test_counsellor_refers_and_clinician_accepts(server):
     from playwright.sync_api import sync_playwright
 
     base, world, flag = server
-    assert pathlib.Path(CHROMIUM).exists(), "install Debian's chromium: make browser-deps"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 1024, "height": 900}, locale="zh-CN")
             page = context.new_page()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -19,33 +18,25 @@ from screening_world import build_world, screening_ready  # noqa: E402
 from mh_platform.core.instruments import load_instrument  # noqa: E402
 from mh_platform.db.models import Response  # noqa: E402
 from mh_platform.web.app import create_app  # noqa: E402
+from tests.browser.kit import launch, live_server  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 BATTERY = ("phq9", "gad7", "asq", "k10", "who5")
 
 
 @pytest.fixture
-def server(fresh_ctx):
+def server(fresh_ctx, monkeypatch):
     from argon2 import PasswordHasher
-    from werkzeug.serving import make_server
 
     from mh_platform.services import passwords
 
-    passwords._HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     ctx = fresh_ctx
     world = build_world(ctx)
     cid, codes, refused, hts = screening_ready(ctx, world, per_class=3, refused=1)
-    app = create_app(ctx=ctx)
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}", ctx, codes
-    srv.shutdown()
-    thread.join(timeout=10)
+    with live_server(create_app(ctx=ctx)) as base:
+        yield base, ctx, codes
 
 
 def safe_value(inst, n):
@@ -68,10 +59,9 @@ def test_phone_battery_resume_and_clean_exit(server):
 
     base, ctx, codes = server
     sid, code = next(iter(codes.items()))
-    assert pathlib.Path(CHROMIUM).exists(), "install Debian's chromium: make browser-deps"
     given: dict[str, dict[str, object]] = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2,
                                           is_mobile=True, has_touch=True, locale="zh-CN")
