@@ -31,6 +31,7 @@ from mh_platform.services.cases import (
     seal,
 )
 from mh_platform.services.context import Actor, ServiceContext
+from mh_platform.services.ids import id_or_404
 
 VERDICTS = ("justified", "unjustified")
 
@@ -50,10 +51,7 @@ def open_break_glass(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
-        try:
-            cid = case_id if isinstance(case_id, uuid.UUID) else uuid.UUID(str(case_id))
-        except ValueError:
-            raise NotFound("case not found") from None
+        cid = id_or_404(case_id, "case")
         case = s.get(Case, cid)
         if case is None or not _in(actor, case.unit_path):
             raise NotFound("case not found")
@@ -135,10 +133,7 @@ def review(ctx: ServiceContext, actor: Actor, break_glass_id: uuid.UUID | str, *
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
-        try:
-            bid = break_glass_id if isinstance(break_glass_id, uuid.UUID) else uuid.UUID(str(break_glass_id))
-        except ValueError:
-            raise NotFound("not found") from None
+        bid = id_or_404(break_glass_id)
         bg = s.get(BreakGlass, bid)
         if bg is None or not _in(actor, bg.unit_path):
             raise NotFound("not found")

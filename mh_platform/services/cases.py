@@ -43,6 +43,7 @@ from mh_platform.db.models import (
 )
 from mh_platform.services import audit, disclosure, notify
 from mh_platform.services.context import Actor, ServiceContext
+from mh_platform.services.ids import id_or_404
 from mh_platform.services.org import under
 
 # Flag statuses that mean "confirmed by interview" (访谈复核) — a case may be opened from them.
@@ -57,40 +58,6 @@ MAX_TEXT = 4000
 FULL, SUMMARY, BREAK_GLASS = "full", "summary", "break_glass"
 
 
-# ----------------------------------------------------------------------------- notification templates
-
-def _register_templates() -> None:
-    """Case and referral notices: no names, no clinical detail — something needs you, where, a link."""
-    T = notify.Template
-    notify.TEMPLATES.setdefault("case_red_opened", T(
-        "【心理预警平台】红色预警个案已建档", "[MHP] A red-level case was opened",
-        "{unit} 已为一项红色预警建立个案（一生一策），请知悉并督导。请登录平台查看。",
-        "A case (support plan) was opened at {unit} for a red-level flag. Please sign in to supervise."))
-    notify.TEMPLATES.setdefault("referral_received", T(
-        "【心理预警平台】收到一项转介申请", "[MHP] A referral was sent to your institution",
-        "{unit} 通过绿色通道向贵机构发送了一项转介申请，请尽快登录平台处理。",
-        "{unit} sent a green-channel referral to your institution. Please sign in to respond."))
-    notify.TEMPLATES.setdefault("referral_updated", T(
-        "【心理预警平台】转介状态已更新", "[MHP] A referral was updated",
-        "{unit} 的一项转介状态已更新，请登录平台查看。", "A referral for {unit} was updated. Please sign in to view it."))
-    notify.TEMPLATES.setdefault("referral_overdue", T(
-        "【心理预警平台】一项转介已超时并上报", "[MHP] An overdue referral was escalated to you",
-        "{unit} 的一项转介已超过时限，已上报至您，请督促跟进。请登录平台查看。",
-        "A referral for {unit} missed its deadline and was escalated to you. Please sign in and follow up."))
-    notify.TEMPLATES.setdefault("breakglass_opened", T(
-        "【心理预警平台】紧急查阅已启用", "[MHP] Emergency access was used",
-        "有上级人员对 {unit} 的一个个案启用了紧急查阅（限时），该使用将接受复核。请登录平台查看。",
-        "An officer used time-limited emergency access to a case at {unit}; the use will be reviewed."))
-    notify.TEMPLATES.setdefault("transfer_requested", T(
-        "【心理预警平台】有一个个案等待交接", "[MHP] A case handover is waiting for you",
-        "一名转入 {unit} 的学生有在办个案，原校心理教师已发起交接，请登录平台接收。",
-        "A student who moved to {unit} has an open case; the previous counsellor asked for a handover."))
-    notify.TEMPLATES.setdefault("transfer_accepted", T(
-        "【心理预警平台】个案交接已完成", "[MHP] A case handover was accepted",
-        "您发起的个案交接已由 {unit} 接收。", "The case handover you requested was accepted by {unit}."))
-
-
-_register_templates()
 
 
 def notify_users(s: Session, users: list[User], *, template: str, unit_name: str, link: str, dedupe: str,
@@ -195,10 +162,7 @@ def active_break_glass(s: Session, actor: Actor, case_id: uuid.UUID, now: dateti
 
 def access_case_by_id(s: Session, actor: Actor, case_id: uuid.UUID | str, now: datetime) -> tuple[Case, str]:
     """The case and the view the actor gets (full / summary / break_glass); NotFound otherwise."""
-    try:
-        cid = case_id if isinstance(case_id, uuid.UUID) else uuid.UUID(str(case_id))
-    except ValueError:
-        raise NotFound("case not found") from None
+    cid = id_or_404(case_id, "case")
     case = s.get(Case, cid)
     if case is None:
         raise NotFound("case not found")
@@ -295,10 +259,7 @@ def open_case(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, *, su
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
-        try:
-            fid = flag_id if isinstance(flag_id, uuid.UUID) else uuid.UUID(str(flag_id))
-        except ValueError:
-            raise NotFound("flag not found") from None
+        fid = id_or_404(flag_id, "flag")
         flag = s.get(Flag, fid)
         if flag is None or not _in(actor, flag.unit_path):
             raise NotFound("flag not found")
@@ -398,10 +359,7 @@ def update_plan_item(ctx: ServiceContext, actor: Actor, item_id: uuid.UUID | str
 
 
 def _child(s: Session, model: Any, row_id: uuid.UUID | str) -> Any:
-    try:
-        rid = row_id if isinstance(row_id, uuid.UUID) else uuid.UUID(str(row_id))
-    except ValueError:
-        raise NotFound("not found") from None
+    rid = id_or_404(row_id)
     row = s.get(model, rid)
     if row is None:
         raise NotFound("not found")

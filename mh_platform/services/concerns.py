@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mh_platform.core.errors import Forbidden, NotFound, ValidationFailed
+from mh_platform.core.errors import Forbidden, ValidationFailed
 from mh_platform.core.flag_rules import Urgency
 from mh_platform.core.types import Role
 from mh_platform.db.models import Concern, Flag, Student
@@ -26,6 +26,7 @@ from mh_platform.services import audit
 from mh_platform.services.access import access_student_by_id
 from mh_platform.services.context import Actor, ServiceContext
 from mh_platform.services.flags import _commit_and_send, raise_from_concern_in
+from mh_platform.services.ids import id_or_404
 
 CATEGORIES: dict[str, tuple[str, str]] = {
     "mood": ("情绪低落或明显变化", "low mood or a marked change"),
@@ -67,10 +68,7 @@ def submit_concern(ctx: ServiceContext, actor: Actor, *, student_id: uuid.UUID |
     note = (note or "").strip()
     if len(note) > MAX_NOTE:
         raise ValidationFailed("the note is too long", [{"field": "note", "error": f"at most {MAX_NOTE} characters"}])
-    try:
-        sid = student_id if isinstance(student_id, uuid.UUID) else uuid.UUID(str(student_id))
-    except ValueError:
-        raise NotFound("student not found") from None
+    sid = id_or_404(student_id, "student")
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()

@@ -26,6 +26,7 @@ from mh_platform.core.escalation import EscalationPolicy, default_escalation_pol
 from mh_platform.core.types import Level, Role, Tier
 from mh_platform.db.models import Flag
 from mh_platform.services.context import Actor, ServiceContext
+from mh_platform.services.ids import id_or_404
 from mh_platform.services.org import under
 
 FLAG_ROLES = frozenset({Role.HEAD_TEACHER, Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER,
@@ -101,10 +102,7 @@ def access_flag_by_id(s: Session, actor: Actor, flag_id: uuid.UUID | str, now: d
     """The flag if ``actor`` may see it; NotFound for missing and out-of-scope alike."""
     if actor.role not in FLAG_ROLES:
         raise NotFound("flag not found")
-    try:
-        fid = flag_id if isinstance(flag_id, uuid.UUID) else uuid.UUID(str(flag_id))
-    except ValueError:
-        raise NotFound("flag not found") from None
+    fid = id_or_404(flag_id, "flag")
     q = sa.select(Flag).where(Flag.id == fid)
     if for_update and s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update()

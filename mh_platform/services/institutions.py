@@ -17,6 +17,7 @@ from mh_platform.core.types import Role, UnitKind
 from mh_platform.db.models import Institution, OrgUnit, RoleAssignment, User
 from mh_platform.services import audit, auth
 from mh_platform.services.context import Actor, ServiceContext
+from mh_platform.services.ids import id_or_404
 
 CODE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
@@ -55,10 +56,7 @@ def create_institution(ctx: ServiceContext, actor: Actor, *, name: str, code: st
 
 
 def _own(s: Any, actor: Actor, institution_id: uuid.UUID | str) -> Institution:
-    try:
-        iid = institution_id if isinstance(institution_id, uuid.UUID) else uuid.UUID(str(institution_id))
-    except ValueError:
-        raise NotFound("institution not found") from None
+    iid = id_or_404(institution_id, "institution")
     inst = s.get(Institution, iid)
     if inst is None or inst.city_unit_id != actor.unit_id:
         raise NotFound("institution not found")

@@ -83,6 +83,33 @@ TEMPLATES: dict[str, Template] = {
     "concern_received": Template(
         "【心理预警平台】收到一条关注报告", "[MHP] A concern was reported",
         "{unit} 收到一条学生关注报告，需要您查看。", "A concern was reported at {unit} and needs your review."),
+    # cases, referrals, break-glass and transfers
+    "case_red_opened": Template(
+        "【心理预警平台】红色预警个案已建档", "[MHP] A red-level case was opened",
+        "{unit} 已为一项红色预警建立个案（一生一策），请知悉并督导。请登录平台查看。",
+        "A case (support plan) was opened at {unit} for a red-level flag. Please sign in to supervise."),
+    "referral_received": Template(
+        "【心理预警平台】收到一项转介申请", "[MHP] A referral was sent to your institution",
+        "{unit} 通过绿色通道向贵机构发送了一项转介申请，请尽快登录平台处理。",
+        "{unit} sent a green-channel referral to your institution. Please sign in to respond."),
+    "referral_updated": Template(
+        "【心理预警平台】转介状态已更新", "[MHP] A referral was updated",
+        "{unit} 的一项转介状态已更新，请登录平台查看。", "A referral for {unit} was updated. Please sign in to view it."),
+    "referral_overdue": Template(
+        "【心理预警平台】一项转介已超时并上报", "[MHP] An overdue referral was escalated to you",
+        "{unit} 的一项转介已超过时限，已上报至您，请督促跟进。请登录平台查看。",
+        "A referral for {unit} missed its deadline and was escalated to you. Please sign in and follow up."),
+    "breakglass_opened": Template(
+        "【心理预警平台】紧急查阅已启用", "[MHP] Emergency access was used",
+        "有上级人员对 {unit} 的一个个案启用了紧急查阅（限时），该使用将接受复核。请登录平台查看。",
+        "An officer used time-limited emergency access to a case at {unit}; the use will be reviewed."),
+    "transfer_requested": Template(
+        "【心理预警平台】有一个个案等待交接", "[MHP] A case handover is waiting for you",
+        "一名转入 {unit} 的学生有在办个案，原校心理教师已发起交接，请登录平台接收。",
+        "A student who moved to {unit} has an open case; the previous counsellor asked for a handover."),
+    "transfer_accepted": Template(
+        "【心理预警平台】个案交接已完成", "[MHP] A case handover was accepted",
+        "您发起的个案交接已由 {unit} 接收。", "The case handover you requested was accepted by {unit}."),
 }
 
 

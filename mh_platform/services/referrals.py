@@ -47,6 +47,7 @@ from mh_platform.services.cases import (
     seal,
 )
 from mh_platform.services.context import SYSTEM, Actor, ServiceContext
+from mh_platform.services.ids import id_or_404
 from mh_platform.services.institutions import clinicians_of
 
 CLINICIAN = "clinician"
@@ -59,10 +60,7 @@ TELL_INSTITUTION = {"submit", "reroute", "cancel"}
 
 
 def _uuid(value: uuid.UUID | str | None, what: str) -> uuid.UUID:
-    try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"{what} not found") from None
+    return id_or_404(value, what)
 
 
 # ----------------------------------------------------------------------------- mapping to the core

@@ -34,6 +34,7 @@ from mh_platform.services.cases import (
     users_at,
 )
 from mh_platform.services.context import Actor, ServiceContext
+from mh_platform.services.ids import id_or_404
 
 
 def request_transfer(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str, *, handover_note: str) -> uuid.UUID:
@@ -68,10 +69,7 @@ def request_transfer(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str
 
 def _incoming(s: Any, actor: Actor, transfer_id: uuid.UUID | str) -> Transfer:
     """A pending transfer addressed to the actor's school (counsellors only); NotFound otherwise."""
-    try:
-        tid = transfer_id if isinstance(transfer_id, uuid.UUID) else uuid.UUID(str(transfer_id))
-    except ValueError:
-        raise NotFound("transfer not found") from None
+    tid = id_or_404(transfer_id, "transfer")
     tr = s.get(Transfer, tid)
     if tr is None or actor.role != Role.COUNSELLOR or tr.to_school_id != actor.unit_id:
         raise NotFound("transfer not found")
@@ -160,10 +158,7 @@ def cancel_transfer(ctx: ServiceContext, actor: Actor, transfer_id: uuid.UUID | 
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
-        try:
-            tid = transfer_id if isinstance(transfer_id, uuid.UUID) else uuid.UUID(str(transfer_id))
-        except ValueError:
-            raise NotFound("transfer not found") from None
+        tid = id_or_404(transfer_id, "transfer")
         tr = s.get(Transfer, tid)
         if tr is None:
             raise NotFound("transfer not found")
