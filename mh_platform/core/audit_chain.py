@@ -43,6 +43,7 @@ MAC_LEN = 32
 MIN_KEY_LEN = 32
 _DOMAIN = b"mhp-audit-chain-v1\n"
 _CHECKPOINT_DOMAIN = b"mhp-audit-checkpoint-v1\n"
+_ENTRY_DOMAIN = b"mhp-audit-entry-v1\n"
 _RESERVED = frozenset({"prev_mac", "mac"})
 
 SENSITIVE_KEYS = frozenset(
@@ -138,6 +139,32 @@ def link(prev_mac: bytes | None, record: Mapping[str, Any], key: bytes) -> bytes
     h = crypto_hmac.HMAC(key, hashes.SHA256())
     h.update(_DOMAIN + content)
     return h.finalize()
+
+
+def entry_mac(data: Mapping[str, Any], key: bytes) -> bytes:
+    """The MAC of one not-yet-sequenced entry (no seq, no prev_mac), computed when it is recorded.
+
+    Deferred sequencing (the writer inserts, a sequencer chains later) would otherwise let a
+    database-only attacker insert or edit a pending entry and have the sequencer chain it: the
+    sequencer chains only entries whose ``entry_mac`` checks (``entry_ok``)."""
+    _check_key(key)
+    if not isinstance(data, Mapping):
+        raise ChainError("record must be a mapping")
+    if (_RESERVED | {"seq"}) & set(data):
+        raise ChainError("'seq', 'prev_mac' and 'mac' are assigned when the entry is chained")
+    h = crypto_hmac.HMAC(key, hashes.SHA256())
+    h.update(_ENTRY_DOMAIN + canonical_json(dict(data)))
+    return h.finalize()
+
+
+def entry_ok(data: Mapping[str, Any], mac: bytes | None, key: bytes) -> bool:
+    """True when ``mac`` is ``entry_mac(data, key)`` (False for a missing or malformed MAC)."""
+    if not isinstance(mac, bytes) or len(mac) != MAC_LEN:
+        return False
+    try:
+        return compare_digest(entry_mac(data, key), mac)
+    except ChainError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -453,14 +453,27 @@ def load_file(path: str | os.PathLike) -> Instrument:
     return inst
 
 
+_BY_ID: dict[tuple[str, str], Instrument] = {}
+
+
 def load_instrument(instrument_id: str, directory: str | os.PathLike | None = None) -> Instrument:
-    """Load ``<directory>/<instrument_id>.toml`` (default directory: see ``instruments_dir``)."""
+    """Load ``<directory>/<instrument_id>.toml`` (default directory: see ``instruments_dir``).
+
+    Definitions are read once per process and directory (the answer-save path asks for one on
+    every request): an edited definition file is picked up after a restart — or at once through
+    ``load_file``, which re-reads a file whose mtime changed."""
+    folder = instruments_dir(directory)
+    hit = _BY_ID.get((instrument_id, str(folder)))
+    if hit is not None:
+        return hit
     if not instrument_id or not instrument_id.replace("_", "").isalnum() or not instrument_id.islower():
         raise NotFound(f"no instrument {instrument_id!r}")
-    path = instruments_dir(directory) / f"{instrument_id}.toml"
+    path = folder / f"{instrument_id}.toml"
     if not path.is_file():
         raise NotFound(f"no instrument {instrument_id!r} in {path.parent}")
-    return load_file(path)
+    inst = load_file(path)
+    _BY_ID[(instrument_id, str(folder))] = inst
+    return inst
 
 
 def instrument_files(directory: str | os.PathLike | None = None) -> list[Path]:

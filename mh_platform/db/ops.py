@@ -13,19 +13,29 @@ from mh_platform.db.base import Base, new_uuid
 
 
 class EventLog(Base):
-    """Append-only, hash-chained history (core.audit_chain). No plaintext of sensitive fields."""
+    """Append-only, hash-chained history (core.audit_chain). No plaintext of sensitive fields.
+
+    Writers insert an entry with its ``entry_mac`` only (``services.audit.record``: one INSERT, no
+    lock); the sequencer (``services.audit.sequence``, a scheduler job every few seconds) gives
+    pending entries — ``seq IS NULL`` — their gapless ``seq`` and chain MAC in ``id`` order."""
 
     __tablename__ = "event_log"
-    seq: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                                     autoincrement=False)
+    __table_args__ = (
+        sa.Index("ix_event_log_pending", "id", postgresql_where=sa.text("seq IS NULL"),
+                 sqlite_where=sa.text("seq IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    seq: Mapped[int | None] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), unique=True)
     at: Mapped[datetime]
     actor_user_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid())
     kind: Mapped[str] = mapped_column(sa.String(64))
     object_type: Mapped[str | None] = mapped_column(sa.String(32))
     object_id: Mapped[str | None] = mapped_column(sa.String(64))
     data: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    entry_mac: Mapped[bytes] = mapped_column(sa.LargeBinary(32))
     prev_mac: Mapped[bytes | None] = mapped_column(sa.LargeBinary(32))
-    mac: Mapped[bytes] = mapped_column(sa.LargeBinary(32))
+    mac: Mapped[bytes | None] = mapped_column(sa.LargeBinary(32))
 
 
 class AuditAnchor(Base):

@@ -61,6 +61,8 @@ class JobSpec:
 
 
 JOBS: tuple[JobSpec, ...] = (
+    JobSpec("audit_sequence", every(seconds=5), "mh_platform.services.audit:sequence_job",
+            "chain pending audit entries (gapless seq, chain MAC, anchor); quarantine any whose entry MAC fails"),
     JobSpec("escalation_sweep", every(minutes=1), "mh_platform.jobs.tasks:escalation_sweep",
             "move overdue flags up a tier; oversight notices; cluster alerts"),
     JobSpec("notify_send_pending", every(seconds=20), "mh_platform.jobs.tasks:notify_send_pending",

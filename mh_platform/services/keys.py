@@ -93,6 +93,18 @@ class KeyService:
         cache[student_id] = key
         return key
 
+    def prime_student_key(self, s: Session, student_id: uuid.UUID, key_id: uuid.UUID | None,
+                          master_key_id: str | None, wrapped: bytes | None) -> None:
+        """Put a student's active key, read by the caller's own query in this transaction (a join
+        to ``data_key``), into the per-session cache, so ``seal`` does not look it up again. No
+        active key (none yet, or shredded) primes nothing: ``seal`` then decides as usual."""
+        if key_id is None or wrapped is None or master_key_id is None:
+            return
+        cache: dict[uuid.UUID, kr.DataKey] = s.info.setdefault("mhp_student_keys", {})
+        if student_id not in cache:
+            cache[student_id] = self.keyring.unwrap(
+                kr.WrappedDataKey(key_id, kr.KeyPurpose.STUDENT, student_id, master_key_id, wrapped))
+
     def _student_key(self, s: Session, student_id: uuid.UUID, now, *, create: bool) -> kr.DataKey:
         row = s.scalar(sa.select(DataKey).where(DataKey.student_id == student_id, DataKey.active.is_(True)))
         if row is None:

@@ -1,4 +1,4 @@
-"""T10: concurrent writers append to the chain without gaps or forks; the chain verifies."""
+"""T10: concurrent writers and concurrent sequencers: the chain has no gaps or forks and verifies."""
 
 import threading
 
@@ -22,11 +22,25 @@ def test_eight_concurrent_writers(fresh_ctx):
             except Exception as exc:  # noqa: BLE001 - every failure is reported
                 errors.append(repr(exc))
 
+    done = threading.Event()
+
+    def sequencer() -> None:  # two sequencers race each other and the writers
+        while not done.is_set():
+            try:
+                audit.sequence(ctx, batch=50)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(repr(exc))
+
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for t in threads:
+    seqs_threads = [threading.Thread(target=sequencer) for _ in range(2)]
+    for t in threads + seqs_threads:
         t.start()
     for t in threads:
         t.join()
+    done.set()
+    for t in seqs_threads:
+        t.join()
+    audit.sequence(ctx)
     assert errors == []
     with ctx.uow() as uow:
         seqs = list(uow.session.scalars(sa.select(EventLog.seq).order_by(EventLog.seq)))

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from mh_platform.core.types import Role, UnitKind
-from mh_platform.services import auth
+from mh_platform.services import audit, auth
 from mh_platform.services.context import SYSTEM
 from mh_platform.services.org import add_unit
 
@@ -22,6 +22,7 @@ def chain(fresh_ctx):
     for i in range(4):
         auth.create_user(ctx, SYSTEM, username=f"user{i}", password="correct horse 1", role=Role.CITY_OFFICER,
                          unit_id=city.id)
+    assert audit.sequence(ctx).chained >= 4  # the tamper cases below address chained entries by seq
     return ctx
 
 
@@ -70,3 +71,42 @@ def test_truncated_tail_is_caught(chain):
     _exec(chain, "DELETE FROM event_log WHERE seq = (SELECT max(seq) FROM event_log)")
     res = _verify(chain)
     assert res.returncode == 1 and "truncated" in res.stdout
+
+
+def _pending_event(ctx, kind: str = "test:pending") -> int:
+    with ctx.uow() as uow:
+        audit.record(ctx, uow.session, SYSTEM, kind, "thing", None, {"n": 1})
+        uow.commit()
+    with ctx.engine.connect() as c:
+        return c.execute(sa.text("SELECT max(id) FROM event_log WHERE seq IS NULL")).scalar_one()
+
+
+def test_entry_edited_before_sequencing_is_quarantined_not_chained(chain):
+    rid = _pending_event(chain)
+    _exec(chain, "UPDATE event_log SET kind = 'user:deleted' WHERE id = :i", i=rid)
+    assert audit.verify(chain).ok is False  # read-only verify already sees the bad entry MAC
+    res = _verify(chain)  # the CLI sequences first: the entry is quarantined, the rest chained
+    assert res.returncode == 1 and f"ids [{rid}]" in res.stdout
+    with chain.engine.connect() as c:
+        assert c.execute(sa.text("SELECT seq FROM event_log WHERE id = :i"), {"i": rid}).scalar_one() == -rid
+        rejected = c.execute(sa.text("SELECT count(*) FROM event_log WHERE kind = 'audit:entry_rejected' "
+                                     "AND seq > 0")).scalar_one()
+    assert rejected == 1  # the rejection itself is a chained event
+
+
+def test_entry_forged_without_the_key_is_never_chained(chain):
+    _exec(chain, "INSERT INTO event_log (at, kind, data, entry_mac) VALUES (:at, 'user:role_changed', '{}', :m)",
+          at=chain.now(), m=b"\x00" * 32)
+    res = _verify(chain)
+    assert res.returncode == 1 and "rejected" in res.stdout
+    with chain.engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM event_log WHERE kind = 'user:role_changed' AND seq > 0")
+                         ).scalar_one() == 0
+
+
+def test_pending_entries_verify_and_are_chained_by_the_cli(chain):
+    _pending_event(chain)
+    assert audit.verify(chain).pending == 1
+    res = _verify(chain)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert audit.verify(chain).pending == 0

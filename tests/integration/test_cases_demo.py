@@ -28,4 +28,4 @@ def test_demo_cases_cover_every_state(ctx):
                         .where(Referral.due_at <= ctx.now(), Referral.state != "closed")) == 0
         assert s.scalar(sa.select(sa.func.count()).select_from(BreakGlass).where(BreakGlass.reviewed_at.is_(None))) == 1
         assert s.scalar(sa.select(sa.func.count()).select_from(Transfer).where(Transfer.status == "requested")) == 1
-    assert audit.verify(ctx).ok
+    assert audit.sequence(ctx).rejected == 0 and audit.verify(ctx).ok

@@ -117,7 +117,7 @@ def test_head_teacher_pushes_to_school_then_counsellor_handles_to_close(ctx, wor
         logged = uow.session.scalars(sa.select(EventLog.kind).where(EventLog.object_id == str(fid))).all()
     assert "访谈".encode() not in raw
     assert set(kinds) <= set(logged)
-    assert audit.verify(ctx).ok
+    assert audit.sequence(ctx).rejected == 0 and audit.verify(ctx).ok
 
 
 def test_red_and_orange_close_needs_counsellor_review(ctx, world):

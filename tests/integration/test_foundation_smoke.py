@@ -52,8 +52,10 @@ def test_create_user_refuses_bad_input(ctx, school):
 def test_audit_chain_verifies_after_activity(ctx, school):
     auth.create_user(ctx, SYSTEM, username="t.y", password="correct horse 1", role=Role.COUNSELLOR, unit_id=school.id)
     auth.authenticate(ctx, "t.y", "correct horse 1")
+    assert audit.verify(ctx).pending >= 2  # recorded, not chained yet: the writers took no lock
+    assert audit.sequence(ctx).chained >= 2
     res = audit.verify(ctx)
-    assert res.ok and res.checked >= 2
+    assert res.ok and res.checked >= 2 and res.pending == 0
 
 
 def test_student_identity_is_sealed_and_indexed(ctx, school):

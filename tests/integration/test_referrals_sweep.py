@@ -64,7 +64,7 @@ def test_concurrent_sweepers_escalate_each_referral_once(fresh_ctx):
         # two county officers of county A, inbox + email each, once per referral
         assert len(rows) == N * 2 * 2
     assert referrals.sweep(ctx, later)["escalated"] == []
-    assert audit.verify(ctx).ok
+    assert audit.sequence(ctx).rejected == 0 and audit.verify(ctx).ok
 
 
 def test_cli_sweep_prints_the_summary_and_refuses_a_bad_instant(fresh_ctx, fresh_db_url, master_key_file):

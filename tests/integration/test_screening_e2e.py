@@ -194,4 +194,4 @@ def test_full_campaign(ctx, world):
         kinds = set(uow.session.scalars(sa.select(EventLog.kind)))
     assert {"campaign:opened", "campaign:closed", "consent:recorded", "consent:withdrawn", "roster:imported",
             "screening:response_submitted"} <= kinds
-    assert audit.verify(ctx).ok
+    assert audit.sequence(ctx).rejected == 0 and audit.verify(ctx).ok

@@ -89,7 +89,7 @@ def _refused(ctx, actor, model, row_id: uuid.UUID, column: str, student_id: uuid
         assert disclosure.reveal(ctx, s, actor, obj, column, student_id=student_id, purpose="t5") == disclosure.UNREADABLE
         s.flush()  # the event is pending in this transaction (sessions do not autoflush)
         ev = s.scalars(sa.select(EventLog).where(EventLog.kind == "security:envelope_refused")
-                       .order_by(EventLog.seq.desc())).first()
+                       .order_by(EventLog.id.desc())).first()
         assert ev is not None and s.scalar(sa.select(sa.func.count()).select_from(EventLog)
                                            .where(EventLog.kind == "security:envelope_refused")) == before + 1
         assert ev.object_type == model.__tablename__ and ev.object_id == str(row_id)
@@ -97,7 +97,7 @@ def _refused(ctx, actor, model, row_id: uuid.UUID, column: str, student_id: uuid
         with pytest.raises(env.TamperedOrMisbound):
             ctx.keyring.open_field(s, getattr(obj, column), table=model.__tablename__, column=column, row_id=row_id)
         uow.commit()
-    assert audit.verify(ctx).ok
+    assert audit.sequence(ctx).rejected == 0 and audit.verify(ctx).ok
 
 
 def test_copy_to_another_row_of_the_same_column(ctx, world):

@@ -100,7 +100,7 @@ def test_handover_moves_the_case_and_its_access(ctx, world, clock):
         assert (tr.status, tr.from_school_id, tr.to_school_id, tr.accepted_by) == (
             "accepted", w.school_a.id, w.school_a2.id, new.user_id)
         kinds = [e.kind for e in s.scalars(sa.select(EventLog).where(EventLog.kind.like("transfer:%"))
-                                           .order_by(EventLog.seq))]
+                                           .order_by(EventLog.id))]
         assert kinds == ["transfer:requested", "transfer:accepted"]
     assert [t["kind"] for t in cases.due_tasks(ctx, new, clock.now())][0] == "follow_up"
 

@@ -21,6 +21,8 @@ from mh_platform.core.audit_chain import (
     SensitiveFieldInRecord,
     append,
     canonical_json,
+    entry_mac,
+    entry_ok,
     head,
     link,
     sign_checkpoint,
@@ -321,3 +323,28 @@ def test_sensitive_field_names_are_refused_anywhere(field: str) -> None:
 
 def test_canonical_json_is_stable_and_utf8() -> None:
     assert canonical_json({"b": 1, "a": "张"}) == '{"a":"张","b":1}'.encode()
+
+
+# --------------------------------------------------------------------------- pending entries
+
+
+def test_entry_mac_is_the_documented_hmac_and_checks_only_the_same_content() -> None:
+    data = {"at": "2026-11-29T08:00:00+00:00", "kind": "screening:response_submitted", "data": {"n": 1}}
+    mac = entry_mac(data, KEY)
+    want = hmac.new(KEY, b"mhp-audit-entry-v1\n" + canonical_json(data), hashlib.sha256).digest()
+    assert mac == want
+    assert entry_ok(data, mac, KEY)
+    assert not entry_ok({**data, "kind": "user:deleted"}, mac, KEY)  # edited while pending
+    assert not entry_ok(data, mac, OTHER_KEY)  # forged without the key
+    assert not entry_ok(data, None, KEY) and not entry_ok(data, mac[:31], KEY)
+    # an entry MAC is not a chain MAC: it cannot be replayed as a chained record's mac
+    assert mac != link(None, {**data, "seq": 1}, KEY)
+
+
+def test_entry_mac_refuses_chain_fields_and_sensitive_keys() -> None:
+    for bad in ({"seq": 1}, {"mac": "x"}, {"prev_mac": None}):
+        with pytest.raises(ChainError):
+            entry_mac(bad, KEY)
+    with pytest.raises(SensitiveFieldInRecord):
+        entry_mac({"data": {"note": "x"}}, KEY)
+    assert not entry_ok({"seq": 1}, bytes(32), KEY)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 10:44:53.549485
+Create Date: 2026-11-29 11:39:04.406724
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -86,17 +86,23 @@ def upgrade() -> None:
     sa.UniqueConstraint('student_id', name=op.f('uq_erasure_ledger_student_id'))
     )
     op.create_table('event_log',
-    sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('actor_user_id', sa.Uuid(), nullable=True),
     sa.Column('kind', sa.String(length=64), nullable=False),
     sa.Column('object_type', sa.String(length=32), nullable=True),
     sa.Column('object_id', sa.String(length=64), nullable=True),
     sa.Column('data', sa.JSON(), nullable=True),
+    sa.Column('entry_mac', sa.LargeBinary(length=32), nullable=False),
     sa.Column('prev_mac', sa.LargeBinary(length=32), nullable=True),
-    sa.Column('mac', sa.LargeBinary(length=32), nullable=False),
-    sa.PrimaryKeyConstraint('seq', name=op.f('pk_event_log'))
+    sa.Column('mac', sa.LargeBinary(length=32), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_event_log')),
+    sa.UniqueConstraint('seq', name=op.f('uq_event_log_seq'))
     )
+    with op.batch_alter_table('event_log', schema=None) as batch_op:
+        batch_op.create_index('ix_event_log_pending', ['id'], unique=False, postgresql_where=sa.text('seq IS NULL'), sqlite_where=sa.text('seq IS NULL'))
+
     op.create_table('job_run',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('job_id', sa.String(length=64), nullable=False),
@@ -862,6 +868,9 @@ def downgrade() -> None:
 
     op.drop_table('org_unit')
     op.drop_table('job_run')
+    with op.batch_alter_table('event_log', schema=None) as batch_op:
+        batch_op.drop_index('ix_event_log_pending', postgresql_where=sa.text('seq IS NULL'), sqlite_where=sa.text('seq IS NULL'))
+
     op.drop_table('event_log')
     op.drop_table('erasure_ledger')
     with op.batch_alter_table('data_key', schema=None) as batch_op:
