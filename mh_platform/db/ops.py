@@ -23,6 +23,7 @@ class EventLog(Base):
     __table_args__ = (
         sa.Index("ix_event_log_pending", "id", postgresql_where=sa.text("seq IS NULL"),
                  sqlite_where=sa.text("seq IS NULL")),
+        {"implicit_returning": False},  # writers never need the new id back: a plain INSERT
     )
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)

@@ -45,14 +45,18 @@ SYSTEM = Actor(user_id=None, role=None, username="system", purpose="system")
 class UnitOfWork:
     """One transaction: rolls back unless ``commit()`` was called; runs after-commit hooks."""
 
-    def __init__(self, factory: sessionmaker[Session]) -> None:
+    def __init__(self, factory: sessionmaker[Session], read_only: bool = False) -> None:
         self._factory = factory
+        self._read_only = read_only
         self.session: Session
         self._after_commit: list[Callable[[], None]] = []
         self.committed = False
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._factory()
+        if self._read_only:  # SQLite: a plain BEGIN (a read snapshot), not BEGIN IMMEDIATE (the write lock)
+            self.session.info["mhp_read_only"] = True
+            self.session.connection(execution_options={"mhp_read": True})
         return self
 
     def after_commit(self, fn: Callable[[], None]) -> None:
@@ -81,8 +85,9 @@ class ServiceContext:
     audit_key: bytes = b""
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.sessions)
+    def uow(self, read_only: bool = False) -> UnitOfWork:
+        """A unit of work; ``read_only`` ones must not write (SQLite starts them without the write lock)."""
+        return UnitOfWork(self.sessions, read_only)
 
     def now(self):  # noqa: ANN201 - datetime
         return self.clock.now()

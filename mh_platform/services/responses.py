@@ -295,20 +295,45 @@ def save_answers(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: 
     One query reads the code, campaign, enrolment, consent, the student's active data key and the
     page's response together; the merged answers are sealed again and written with a
     compare-and-swap on the previous envelope (every envelope has a fresh nonce), so two tabs
-    saving at once cannot lose each other's answers: the loser retries in a new transaction that
-    first locks the page's row (PostgreSQL; SQLite writers are serial anyway), so it cannot lose
-    twice. The first answer of a page inserts the response (``ON CONFLICT DO NOTHING``, then the
-    same retry)."""
+    saving at once cannot lose each other's answers: the loser reads again and re-applies. The
+    first answer of a page inserts the response (``ON CONFLICT DO NOTHING``, then the same retry).
+
+    On SQLite the read and the sealing run in a read transaction and only the write takes the
+    database's single write lock (held for one statement, not for the decryption and sealing);
+    on PostgreSQL both run in one transaction, and an attempt that lost a race first locks the
+    page's row, so it cannot lose twice. Either way the checks (window, consent, code) hold at a
+    snapshot taken at most one statement before the write."""
+    split = ctx.engine.dialect.name == "sqlite"
     for attempt in range(8):
+        plan: _SavePlan | None = None
+        if split:
+            with ctx.uow(read_only=True) as ruow:
+                plan = _plan_save(ctx, ruow.session, access_code_id, instrument_id, answers, item_ms)
         with ctx.uow() as uow:
-            if attempt and uow.session.get_bind().dialect.name == "postgresql":
-                # lost a race: take the page's row lock first, so this attempt cannot lose again
-                uow.session.connection().execute(_LOCK_PAGE, {"acid": access_code_id, "iid": instrument_id})
-            out = _save_once(ctx, uow, access_code_id, instrument_id, answers, item_ms)
-            if out is not None:
+            s = uow.session
+            if plan is None or plan.needs_write_txn:
+                if attempt and not split:
+                    # lost a race: take the page's row lock first, so this attempt cannot lose again
+                    s.connection().execute(_LOCK_PAGE, {"acid": access_code_id, "iid": instrument_id})
+                plan = _plan_save(ctx, s, access_code_id, instrument_id, answers, item_ms)
+            if _write_save(ctx, uow, plan):
                 uow.commit()
-                return out
+                return SaveResult(plan.n_answered, plan.critical)
     raise DomainError("the page is being saved from several places at once; try again")
+
+
+@dataclass
+class _SavePlan:
+    """What one autosave will write: computed from a snapshot, written with a compare-and-swap."""
+
+    rid: uuid.UUID
+    insert: dict[str, Any] | None  # the new page's row, or None to update ``cas``
+    cas: dict[str, Any] | None
+    n_answered: int
+    critical: bool
+    fire: bool  # a critical item answered positively for the first time on this page
+    result: ScoreResult | None
+    needs_write_txn: bool  # the student has no data key yet: it is created with the write
 
 
 _RESP: sa.Table = Response.__table__  # type: ignore[assignment]
@@ -377,15 +402,12 @@ def _ordered(answers: Mapping[str, Any]) -> str:
     return json.dumps({k: answers[k] for k in sorted(answers, key=int)}, separators=(",", ":"))
 
 
-def _save_once(ctx: ServiceContext, uow: Any, access_code_id: uuid.UUID, instrument_id: str,
-               answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None) -> SaveResult | None:
-    """One attempt; None when a concurrent save won the race (the caller retries in a new transaction)."""
+def _plan_save(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instrument_id: str,
+               answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None) -> _SavePlan:
     from mh_platform.core import batteries
 
-    s = uow.session
-    conn = s.connection()
     now = ctx.now()
-    row = conn.execute(_SAVE_Q, {"acid": access_code_id, "iid": instrument_id}).first()
+    row = s.connection().execute(_SAVE_Q, {"acid": access_code_id, "iid": instrument_id}).first()
     if row is None:
         raise CodeRejected("invalid")
     _gate(now, row.revoked_at, row.status, row.opens_at, row.closes_at, row.ok, row.completed_at, False)
@@ -395,10 +417,18 @@ def _save_once(ctx: ServiceContext, uow: Any, access_code_id: uuid.UUID, instrum
                                     batteries.age_on(row.birth_year, row.opens_at.year))
     inst = _instrument(battery, instrument_id)
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
-    ctx.keyring.prime_student_key(s, row.student_id, row.key_id, row.master_key_id, row.wrapped)
     if row.rid is not None and row.rstatus == "submitted":
         raise ValidationFailed("this page is already submitted")
     rid = row.rid or uuid.uuid4()
+    if row.key_id is None:  # no active key yet: sealing creates one, which must commit with the write
+        return _SavePlan(rid, None, None, 0, False, False, None, needs_write_txn=True) \
+            if s.info.get("mhp_read_only") else _sealed_plan(ctx, s, row, inst, rid, coerced, item_ms, now)
+    ctx.keyring.prime_student_key(s, row.student_id, row.key_id, row.master_key_id, row.wrapped)
+    return _sealed_plan(ctx, s, row, inst, rid, coerced, item_ms, now)
+
+
+def _sealed_plan(ctx: ServiceContext, s: Session, row: Any, inst: Instrument, rid: uuid.UUID,
+                 coerced: list[tuple[str, Any]], item_ms: Mapping[Any, Any] | None, now: datetime) -> _SavePlan:
     current: dict[str, Any] = {}
     if row.answers_enc is not None:
         txt = ctx.keyring.open_field(s, row.answers_enc, table="response", column="answers_enc", row_id=rid)
@@ -415,21 +445,31 @@ def _save_once(ctx: ServiceContext, uow: Any, access_code_id: uuid.UUID, instrum
     critical = bool(result and result.critical)
     fire = critical and not (row.critical_fired or False)
     if row.rid is None:
-        n = conn.execute(_insert_ignore(s), {
-            "id": rid, "campaign_id": row.campaign_id, "student_id": row.student_id,
-            "school_unit_id": row.school_unit_id, "unit_path": row.unit_path, "instrument_id": inst.id,
-            "instrument_version": inst.version, "source": "online", "status": "in_progress", "answers_enc": enc,
-            "n_answered": len(current), "item_ms": ms, "started_at": now, "updated_at": now,
-            "critical_fired": fire, "critical_unanswered": False}).rowcount
+        insert = {"id": rid, "campaign_id": row.campaign_id, "student_id": row.student_id,
+                  "school_unit_id": row.school_unit_id, "unit_path": row.unit_path, "instrument_id": inst.id,
+                  "instrument_version": inst.version, "source": "online", "status": "in_progress", "answers_enc": enc,
+                  "n_answered": len(current), "item_ms": ms, "started_at": now, "updated_at": now,
+                  "critical_fired": fire, "critical_unanswered": False}
+        return _SavePlan(rid, insert, None, len(current), critical, fire, result, False)
+    cas = {"b_id": rid, "b_old": row.answers_enc, "b_enc": enc, "b_n": len(current), "b_ms": ms, "b_now": now,
+           "b_crit": bool(row.critical_fired) or fire}
+    return _SavePlan(rid, None, cas, len(current), critical, fire, result, False)
+
+
+def _write_save(ctx: ServiceContext, uow: Any, plan: _SavePlan) -> bool:
+    """Write a plan; False when another tab saved (or created the page) first."""
+    s = uow.session
+    conn = s.connection()
+    if plan.insert is not None:
+        n = conn.execute(_insert_ignore(s), plan.insert).rowcount
     else:
-        n = conn.execute(_SAVE_CAS, {"b_id": rid, "b_old": row.answers_enc, "b_enc": enc, "b_n": len(current),
-                                     "b_ms": ms, "b_now": now, "b_crit": bool(row.critical_fired) or fire}).rowcount
+        n = conn.execute(_SAVE_CAS, plan.cas).rowcount
     if n != 1:
-        return None  # another tab saved (or created the page) first: re-read and apply again
-    if fire and result is not None:
-        resp = s.get(Response, rid)
-        flag_path(ctx, s, resp, result, now, trigger="critical_item", uow=uow)
-    return SaveResult(len(current), critical)
+        return False
+    if plan.fire and plan.result is not None:
+        resp = s.get(Response, plan.rid)
+        flag_path(ctx, s, resp, plan.result, ctx.now(), trigger="critical_item", uow=uow)
+    return True
 
 
 @dataclass(frozen=True)
