@@ -260,6 +260,16 @@ def _machine_cpu() -> tuple[float, float]:
     return (sum(vals[:8]) - idle) / tck, sum(vals[:8]) / tck
 
 
+def _db_backend_pids(world: World) -> list[int]:
+    """PostgreSQL backends serving this benchmark's database (their CPU belongs to the server side)."""
+    if world.ctx.engine.dialect.name != "postgresql":
+        return []
+    with world.ctx.engine.connect() as c:
+        return [int(p) for p in c.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).scalars()]
+
+
 # --------------------------------------------------------------------------- set-up
 
 
@@ -407,12 +417,14 @@ def _round(world: World, port: int, students: list[tuple[str, uuid.UUID, uuid.UU
     load0 = os.getloadavg()
     busy0, tot0 = _machine_cpu()
     srv0 = sum(_proc_cpu_seconds(p) for p in _tree(server_pid))
+    db0 = {p: _proc_cpu_seconds(p) for p in _db_backend_pids(world)}
     ru0 = os.times()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 120, check=False)
     wall = time.perf_counter() - t0
     ru1 = os.times()
     srv1 = sum(_proc_cpu_seconds(p) for p in _tree(server_pid))
+    db_cpu = sum(_proc_cpu_seconds(p) - db0.get(p, 0.0) for p in _db_backend_pids(world))
     busy1, tot1 = _machine_cpu()
     load1 = os.getloadavg()
     if proc.returncode != 0 or not out_path.exists():
@@ -445,7 +457,8 @@ def _round(world: World, port: int, students: list[tuple[str, uuid.UUID, uuid.UU
         "cpu_cores": ncpu,
         "cpu_server_s": round(srv1 - srv0, 2), "cpu_wrk_s": round(wrk_cpu, 2),
         "cpu_machine_busy_s": round(machine_busy, 2), "cpu_machine_total_s": round(tot1 - tot0, 2),
-        "cpu_others_s": round(machine_busy - (srv1 - srv0) - wrk_cpu, 2), "wall_s": round(wall, 2),
+        "cpu_db_backends_s": round(db_cpu, 2),
+        "cpu_others_s": round(machine_busy - (srv1 - srv0) - wrk_cpu - db_cpu, 2), "wall_s": round(wall, 2),
     }
     shutil.rmtree(tmp, ignore_errors=True)
     return row
@@ -519,7 +532,8 @@ def _bench_db(label: str, url: str, key: str) -> tuple[list[dict], str]:
             r["warmup"] = warm > 0 and i == 0
             print(f"   [{label}] {'warm-up' if r['warmup'] else 'round'} {i}: {r['rps']:.0f} req/s p50 "
                   f"{r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms errors {r['errors']}+{r['non_2xx_3xx']} "
-                  f"load {r['loadavg_before'][0]} cpu server {r['cpu_server_s']} s wrk {r['cpu_wrk_s']} s "
+                  f"load {r['loadavg_before'][0]} cpu server {r['cpu_server_s']} s db {r['cpu_db_backends_s']} s "
+                  f"wrk {r['cpu_wrk_s']} s "
                   f"others {r['cpu_others_s']} s {'' if r['passed_checks'] else r['problems']}", flush=True)
             results.append(r)
     finally:
@@ -543,7 +557,8 @@ def _bench_db(label: str, url: str, key: str) -> tuple[list[dict], str]:
               "connections": conns, "workers": f"gunicorn {gargs}", "load_generator": f"wrk -t{conns} -c{conns}",
               "database": label, "target_applies": label == "sqlite",
               "per_round": [{k: r[k] for k in ("rps", "p50_ms", "p99_ms", "errors", "non_2xx_3xx", "unexpected",
-                                               "students_finished", "loadavg_before", "cpu_server_s", "cpu_wrk_s",
+                                               "students_finished", "loadavg_before", "cpu_server_s",
+                                               "cpu_db_backends_s", "cpu_wrk_s",
                                                "cpu_others_s", "cpu_machine_total_s", "problems", "warmup")}
                             for r in results]}
     for r in common["per_round"]:
