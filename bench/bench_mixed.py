@@ -595,7 +595,7 @@ def _profile_round(label: str, url: str, key: str, world: World, conns: int, sec
         os.environ.pop("MHP_BENCH_PROFILE_DIR", None)
     kinds = _access_log_summary(access)
     clock = os.environ.get("MHP_BENCH_PROFILE_CLOCK", "wall")
-    lines = [f"# mixed-traffic profile round ({label}, gunicorn {gargs}, cProfile ({clock} clock) on: slower "
+    lines = [f"# mixed-traffic profile round ({label}, gunicorn {gargs}, cProfile: {clock}; cProfile makes it slower "
              f"than the measured rounds)", f"round: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.1f} ms, "
              f"problems {r['problems']}", "", "## server time per request kind (access log %(D)s)"]
     for k, v in kinds.items():
@@ -617,6 +617,27 @@ def _profile_round(label: str, url: str, key: str, world: World, conns: int, sec
     lines.append(f"lock held {held:.2f} s of the round's {r['duration_s']} s "
                  f"({100 * held / max(r['duration_s'], 1e-9):.0f} %); one writer at a time caps the rate at "
                  f"~{sum(t['n'] for t in tx.values()) / max(held, 1e-9):.0f} transactions/s")
+    phases: dict[str, dict[str, list[float]]] = {}
+    for f in tmp.glob("phases-*.json"):
+        for kind, per in json.loads(f.read_text()).items():
+            for ph, v in per.items():
+                t = phases.setdefault(kind, {}).setdefault(ph, [0, 0.0, 0.0])
+                for i in range(3):
+                    t[i] += v[i]
+    if phases:
+        lines += ["", "## where the time goes, per request of each kind (inclusive; indented = inside the "
+                  "service call above; wall includes waiting for the lock and for a CPU)",
+                  f"{'kind / phase':44s} {'calls/req':>9s} {'wall ms':>8s} {'cpu ms':>7s}"]
+        for kind in sorted(phases, key=lambda k: -phases[k].get("request (Flask app, whole)", [0])[0]):
+            per = phases[kind]
+            n = max(1, int(per.get("request (Flask app, whole)", [1])[0]))
+            lines.append(f"{kind} ({n} requests; server total from the access log above)")
+            def order(ph: str) -> tuple[int, str]:
+                return (0 if ph.startswith("request") else 2 if ph.startswith(" ") else 1, ph)
+
+            for ph in sorted(per, key=order):
+                calls, wall, cpu = per[ph]
+                lines.append(f"  {ph:42s} {calls / n:9.2f} {1000 * wall / n:8.2f} {1000 * cpu / n:7.2f}")
     stats_files = sorted(tmp.glob("prof-*.pstats"))
     if stats_files:
         import io
