@@ -397,6 +397,29 @@ def _wrk() -> str:
     return exe
 
 
+def parse_wrk_text(out: str) -> dict[str, float]:
+    """Requests/s, non-2xx/3xx and socket errors from wrk's plain report (no script)."""
+    got: dict[str, float] = {"rps": 0.0, "non_2xx_3xx": 0.0, "socket_errors": 0.0}
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    if m:
+        got["rps"] = float(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        got["non_2xx_3xx"] = float(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        got["socket_errors"] = float(sum(int(x) for x in m.groups()))
+    return got
+
+
+def _context_rps(port: int, connections: int, seconds: float = 5.0) -> dict[str, float]:
+    """The cheapest page of the same app (GET /s/: template, session cookie, no database) at the same
+    concurrency, just before the rounds: how much the shared box could serve at that moment."""
+    cmd = [_wrk(), f"-t{min(connections, 2)}", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/s/"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False).stdout
+    return parse_wrk_text(out)
+
+
 def _round(world: World, port: int, students: list[tuple[str, uuid.UUID, uuid.UUID]], seconds: float,
            connections: int, server_pid: int, rng: random.Random) -> dict[str, Any]:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="mhp-mixed-"))
@@ -524,8 +547,11 @@ def _bench_db(label: str, url: str, key: str) -> tuple[list[dict], str]:
     port = _free_port()
     proc = _serve(url, key, port, gunicorn_args=shlex.split(gargs))
     results, notes = [], ""
+    context: dict[str, float] = {"rps": 0.0}
     try:
         _preflight(world, port)
+        context = _context_rps(port, conns)
+        print(f"   [{label}] context: GET /s/ alone {context['rps']:.0f} req/s", flush=True)
         for i, (d, n) in enumerate(zip(plan_rounds, sizes, strict=True)):
             part, world.students = world.students[:n], world.students[n:]
             r = _round(world, port, part, d, conns, proc.pid, rng)
@@ -556,6 +582,7 @@ def _bench_db(label: str, url: str, key: str) -> tuple[list[dict], str]:
               "verified": clean, "mix": mix, "rounds": len(measured), "duration_s": seconds,
               "connections": conns, "workers": f"gunicorn {gargs}", "load_generator": f"wrk -t{conns} -c{conns}",
               "database": label, "target_applies": label == "sqlite",
+              "context_login_page_only_rps": round(context["rps"], 1),
               "per_round": [{k: r[k] for k in ("rps", "p50_ms", "p99_ms", "errors", "non_2xx_3xx", "unexpected",
                                                "students_finished", "loadavg_before", "cpu_server_s",
                                                "cpu_db_backends_s", "cpu_wrk_s",

@@ -12,6 +12,7 @@ from bench.bench_mixed import (
     Page,
     answer_plan,
     parse_plan_line,
+    parse_wrk_text,
     plan_line,
     request_kind,
     requests_per_student,
@@ -128,3 +129,23 @@ def test_verdict_notices_when_the_script_and_wrk_disagree() -> None:
 ])
 def test_request_kind(method: str, path: str, kind: str) -> None:
     assert request_kind(method, path) == kind
+
+
+WRK_REPORT = """Running 5s test @ http://127.0.0.1:40000/s/
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    40.12ms   10.01ms 120.00ms   70.00%
+    Req/Sec   400.00     50.00   500.00     60.00%
+  4000 requests in 5.00s, 7.00MB read
+  Socket errors: connect 0, read 2, write 1, timeout 3
+  Non-2xx or 3xx responses: 7
+Requests/sec:    799.87
+Transfer/sec:      1.40MB
+"""
+
+
+def test_parse_wrk_text() -> None:
+    assert parse_wrk_text(WRK_REPORT) == {"rps": 799.87, "non_2xx_3xx": 7.0, "socket_errors": 6.0}
+    clean = "\n".join(line for line in WRK_REPORT.splitlines() if "errors" not in line and "Non-2xx" not in line)
+    assert parse_wrk_text(clean) == {"rps": 799.87, "non_2xx_3xx": 0.0, "socket_errors": 0.0}
+    assert parse_wrk_text("") == {"rps": 0.0, "non_2xx_3xx": 0.0, "socket_errors": 0.0}
