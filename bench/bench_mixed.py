@@ -584,8 +584,8 @@ def _bench_db(label: str, url: str, key: str) -> tuple[list[dict], str]:
               "database": label, "target_applies": label == "sqlite",
               "context_login_page_only_rps": round(context["rps"], 1),
               "per_round": [{k: r[k] for k in ("rps", "p50_ms", "p99_ms", "errors", "non_2xx_3xx", "unexpected",
-                                               "students_finished", "loadavg_before", "cpu_server_s",
-                                               "cpu_db_backends_s", "cpu_wrk_s",
+                                               "students_finished", "db_delta", "sample_decrypted", "loadavg_before",
+                                               "cpu_server_s", "cpu_db_backends_s", "cpu_wrk_s",
                                                "cpu_others_s", "cpu_machine_total_s", "problems", "warmup")}
                             for r in results]}
     for r in common["per_round"]:
