@@ -96,6 +96,11 @@ def test_verdict_clean_round() -> None:
 
 def test_verdict_allows_what_was_in_flight_but_no_more() -> None:
     assert verdict(_wrk(), {**DB, "answers": 301, "submitted": 51}, sample_checked=10, sample_mismatches=0) == []
+    # the last page's post in flight: its submit also completes the code
+    assert verdict(_wrk(), {**DB, "answers": 301, "submitted": 51, "completed": 11}, sample_checked=10,
+                   sample_mismatches=0) == []
+    problems = verdict(_wrk(), {**DB, "completed": 11}, sample_checked=10, sample_mismatches=0)
+    assert any("codes completed beyond" in p for p in problems)
     problems = verdict(_wrk(), {**DB, "answers": 302, "submitted": 51}, sample_checked=10, sample_mismatches=0)
     assert any("more than acknowledged" in p for p in problems)
     problems = verdict(_wrk(), {**DB, "answers": 303}, sample_checked=10, sample_mismatches=0)
