@@ -148,8 +148,9 @@ def answer_plan(rng: random.Random, battery: Sequence[str], critical: str | None
     return pages
 
 
-def plan_line(code: str, cookie: str, pages: Sequence[Page]) -> str:
-    """One line of the wrk plan file (format in bench/mixed.lua)."""
+def plan_line(code: str, cookie: str, pages: Sequence[Page], resumed: bool = False) -> str:
+    """One line of the wrk plan file (format in bench/mixed.lua); ``resumed``: the student has already
+    submitted the pages before ``pages`` (the login resumes, it is not the code's first use)."""
     for tok in (code, cookie):
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", tok):
             raise ValueError(f"unsafe token for the plan file: {tok!r}")
@@ -157,12 +158,12 @@ def plan_line(code: str, cookie: str, pages: Sequence[Page]) -> str:
     for p in pages:
         items = ",".join(f"{a.item}={a.value}={a.ms}{'!' if a.critical else ''}" for a in p.answers)
         parts.append(f"{p.instrument}:{items}")
-    return f"{code}\t{cookie}\t{';'.join(parts)}"
+    return f"{code}\t{cookie}\t{';'.join(parts)}" + ("\tr" if resumed else "")
 
 
-def parse_plan_line(line: str) -> tuple[str, str, list[Page]]:
+def parse_plan_line(line: str) -> tuple[str, str, list[Page], bool]:
     """The inverse of plan_line (what the Lua script reads), for checks and tests."""
-    code, cookie, rest = line.rstrip("\n").split("\t")
+    code, cookie, rest, *flag = line.rstrip("\n").split("\t")
     pages = []
     for chunk in rest.split(";"):
         inst, _, items = chunk.partition(":")
@@ -172,7 +173,7 @@ def parse_plan_line(line: str) -> tuple[str, str, list[Page]]:
             n, v, ms = a.rstrip("!").split("=")
             answers.append(Answer(int(n), int(v) if re.fullmatch(r"-?\d+", v) else v, int(ms), crit))
         pages.append(Page(inst, tuple(answers)))
-    return code, cookie, pages
+    return code, cookie, pages, flag == ["r"]
 
 
 def requests_per_student(pages: Sequence[Page]) -> int:
@@ -188,7 +189,7 @@ COUNTERS = ("logins", "completed", "submitted", "answers")
 
 def expected_from_wrk(counts: Mapping[str, float]) -> dict[str, int]:
     """What the database must have gained according to the answers wrk received."""
-    return {"logins": int(counts.get("login_ok", 0)), "completed": int(counts.get("battery_submitted", 0)),
+    return {"logins": int(counts.get("login_ok", 0) - counts.get("resumed_logins", 0)), "completed": int(counts.get("battery_submitted", 0)),
             "submitted": int(counts.get("page_post_ok", 0)), "answers": int(counts.get("answer_ok", 0))}
 
 
@@ -426,6 +427,15 @@ def _context_rps(port: int, connections: int, seconds: float = 5.0) -> dict[str,
     return parse_wrk_text(out)
 
 
+def _advance(world: World, code: str, access_code_id: uuid.UUID, pages: Sequence[Page]) -> None:
+    """Log a student in and submit these pages through the service (set-up, not measured)."""
+    from mh_platform.services import responses
+
+    responses.begin(world.ctx, code)
+    for p in pages:
+        responses.submit(world.ctx, access_code_id, p.instrument, p.as_dict(), {str(a.item): a.ms for a in p.answers})
+
+
 def _round(world: World, port: int, students: list[tuple[str, uuid.UUID, uuid.UUID]], seconds: float,
            connections: int, server_pid: int, rng: random.Random) -> dict[str, Any]:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="mhp-mixed-"))
@@ -437,7 +447,13 @@ def _round(world: World, port: int, students: list[tuple[str, uuid.UUID, uuid.UU
     for i, (code, acid, _sid) in enumerate(students):
         pages = answer_plan(rng, world.battery, crit_at.get(i))
         world.plans[code] = pages
-        lines.append(plan_line(code, mint_student_cookie(acid), pages))
+        # the first student of wrk thread i starts i mod 5 pages in (submitted here through the service),
+        # so the threads do not move through the battery in lockstep (all logging in, or all posting
+        # their last page, at the same moment)
+        skip = i % len(world.battery) if i < connections else 0
+        if skip:
+            _advance(world, code, acid, pages[:skip])
+        lines.append(plan_line(code, mint_student_cookie(acid), pages[skip:], resumed=bool(skip)))
     plan_path.write_text("\n".join(lines) + "\n")
     before = _snapshot(world)
     env = dict(os.environ, MHP_WRK_PLAN=str(plan_path), MHP_WRK_OUT=str(out_path), MHP_WRK_THREADS=str(connections))

@@ -2,7 +2,8 @@
 -- plays whole students, one after another, from its own slice of a plan file written by the bench:
 --   GET /s/ (CSRF meta + session cookie) -> POST /s/ (code) -> per instrument: GET /s/p/<i>,
 --   POST /s/answer per item (autosave JSON), POST /s/p/<i> (the whole form) -> GET /s/done.
--- Plan line: code \t student_cookie \t inst:item=value=ms,item=value=ms;inst:...
+-- Plan line: code \t student_cookie \t inst:item=value=ms[!],item=value=ms;inst:... [\t r]
+-- ("!" marks the critical answer; "r": earlier pages were submitted in set-up, the login resumes)
 -- The student cookie (mhp_student) is minted by the bench with the server's secret because wrk hands
 -- response() only the last of repeated headers and the login answer sets two cookies; the login still
 -- runs in full here and must answer 303 to the first page (the bench checks the minted cookie
@@ -29,7 +30,7 @@ end
 
 local function parse_plan(line)
   local f = split(line, "\t")
-  local st = {code = f[1], cookie = f[2], pages = {}}
+  local st = {code = f[1], cookie = f[2], pages = {}, resumed = f[4] == "r"}
   for _, page in ipairs(split(f[3], ";")) do
     local inst, rest = string.match(page, "^([^:]+):(.*)$")
     local items = {}
@@ -57,7 +58,7 @@ function init(args)
   end
   nextplan = 1
   counts = {students_started = 0, students_finished = 0, students_abandoned = 0, critical_acks = 0,
-            help_pages = 0, battery_submitted = 0, lost = 0, exhausted = 0}
+            help_pages = 0, battery_submitted = 0, resumed_logins = 0, lost = 0, exhausted = 0}
   for _, k in ipairs(KINDS) do
     counts[k .. "_sent"] = 0
     counts[k .. "_ok"] = 0
@@ -178,6 +179,9 @@ local function check(kind, status, headers, body)
   elseif kind == "login" then
     if status ~= 303 or headers["Location"] ~= "/s/p/" .. cur.pages[1].inst then
       return false
+    end
+    if cur.resumed then
+      counts.resumed_logins = counts.resumed_logins + 1
     end
     cur.step = "page_get"
   elseif kind == "page_get" then

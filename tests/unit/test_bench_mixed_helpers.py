@@ -64,8 +64,9 @@ def test_plan_line_round_trips_and_counts_requests() -> None:
     pages = answer_plan(random.Random(9), BATTERY, "asq_item1")
     line = plan_line("AB12CD34EF", "eyJjIjoiYSJ9.abc.def-_", pages)
     assert "\n" not in line and line.count("\t") == 2
-    code, cookie, back = parse_plan_line(line)
-    assert (code, cookie, back) == ("AB12CD34EF", "eyJjIjoiYSJ9.abc.def-_", pages)
+    assert parse_plan_line(line) == ("AB12CD34EF", "eyJjIjoiYSJ9.abc.def-_", pages, False)
+    resumed = plan_line("AB12CD34EF", "c", pages[2:], resumed=True)
+    assert resumed.endswith("\tr") and parse_plan_line(resumed) == ("AB12CD34EF", "c", pages[2:], True)
     assert requests_per_student(pages) == 3 + 2 * len(BATTERY) + sum(len(p.answers) for p in pages)
 
 
@@ -92,6 +93,8 @@ DB = {"logins": 10, "completed": 10, "submitted": 50, "answers": 300}
 
 def test_verdict_clean_round() -> None:
     assert verdict(_wrk(), DB, sample_checked=10, sample_mismatches=0) == []
+    # a resumed login (pages submitted in set-up) is not a first use of the code
+    assert verdict(_wrk(resumed_logins=3), {**DB, "logins": 7}, sample_checked=10, sample_mismatches=0) == []
 
 
 def test_verdict_allows_what_was_in_flight_but_no_more() -> None:
