@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-sqlite test-postgres lint bench browser-deps translations clean
+.PHONY: help install run test test-sqlite test-postgres lint bench bench-deps browser-deps translations clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -56,7 +56,10 @@ lint: install ## ruff, mypy on the pure core and services, and the import contra
 	$(VENV)/bin/mypy mh_platform/core mh_platform/crypto mh_platform/services
 	$(VENV)/bin/lint-imports
 
-bench: install ## benchmarks against baselines measured in the same run → bench/results.json
+bench-deps: ## wrk (Debian package), the load generator of the mixed-traffic benchmark
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
+
+bench: install bench-deps ## benchmarks against baselines measured in the same run → bench/results.json
 	$(PY) -m bench.run $(BENCH)
 
 clean:

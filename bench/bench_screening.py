@@ -263,7 +263,7 @@ def _lost_worker(port: int, codes: list[str], out: mp.Queue) -> None:
     out.put((acked, bad[0]))
 
 
-def _serve(url: str, key: str, port: int) -> subprocess.Popen:
+def _serve(url: str, key: str, port: int, gunicorn_args: list[str] | None = None) -> subprocess.Popen:
     env = dict(os.environ, MHP_ENV="test", MHP_DATABASE_URL=url, MHP_MASTER_KEY_FILE=key, MHP_SECRET_KEY="b" * 40,
                MHP_CONFIG_FILE="/nonexistent")
     env.pop("MHP_MASTER_KEY", None)
@@ -272,7 +272,8 @@ def _serve(url: str, key: str, port: int) -> subprocess.Popen:
     inst.write_text('[extra]\nstudent_code_rate_limit = "100000 per minute"\n'
                     'student_code_global_limit = "100000 per minute"\n')
     env["MHP_CONFIG_FILE"] = str(inst)
-    proc = subprocess.Popen([str(pathlib.Path(PY).with_name("gunicorn")), "-w", "4", "-k", "sync", "-b",
+    args = gunicorn_args if gunicorn_args is not None else ["-w", "4", "-k", "sync"]
+    proc = subprocess.Popen([str(pathlib.Path(PY).with_name("gunicorn")), *args, "-b",
                              f"127.0.0.1:{port}", "--log-level", "warning", "bench.screening_app:app"],
                             cwd=ROOT, env=env, start_new_session=True)
     for _ in range(200):
