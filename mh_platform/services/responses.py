@@ -167,8 +167,8 @@ def begin(ctx: ServiceContext, raw_code: str) -> StudentSession:
 
 
 def load(ctx: ServiceContext, access_code_id: uuid.UUID, *, allow_completed: bool = False) -> StudentSession:
-    """Re-check a signed-in code on every request."""
-    with ctx.uow() as uow:
+    """Re-check a signed-in code on every request (a read: no write lock on SQLite)."""
+    with ctx.uow(read_only=True) as uow:
         s = uow.session
         ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id, allow_completed=allow_completed)
         if ac.revoked_at is not None:
@@ -485,8 +485,9 @@ class PageState:
 
 
 def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> PageState:
-    """What the student has answered so far on one page (the student's own answers: no access log)."""
-    with ctx.uow() as uow:
+    """What the student has answered so far on one page (the student's own answers: no access log).
+    A read: no write lock on SQLite."""
+    with ctx.uow(read_only=True) as uow:
         s = uow.session
         ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id)
         if ac.revoked_at is not None:

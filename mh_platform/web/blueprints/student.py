@@ -33,6 +33,7 @@ from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from mh_platform.core.errors import NotFound, ValidationFailed
+from mh_platform.core.instruments import load_instrument
 from mh_platform.services import responses
 from mh_platform.services.responses import CodeRejected
 from mh_platform.web.authz import public, service_ctx
@@ -191,14 +192,17 @@ def _form_answers(inst) -> tuple[dict[str, Any], dict[str, int]]:
 @bp.post("/p/<instrument_id>")
 @public
 def submit(instrument_id: str) -> Any:
-    got, early = _state_or_redirect(instrument_id)
-    if early is not None:
-        return early
-    cid, st = got
-    answers, ms = _form_answers(st.instrument)
+    cid = _code_id()
+    if cid is None:
+        return redirect(url_for("student.start"))
+    answers, ms = _form_answers(load_instrument(instrument_id))  # NotFound → 404; the battery is checked below
     try:
         res = responses.submit(service_ctx(), cid, instrument_id, answers, ms)
-    except ValidationFailed:
+    except ValidationFailed:  # the page again, with what is saved so far (the rare path reads the state)
+        got, early = _state_or_redirect(instrument_id)
+        if early is not None:
+            return early
+        st = got[1]
         return make_response(render_template("student/page.html", st=st, q=_labels(st.instrument),
                                              errors=_("有答案无法识别，请重新选择。 Some answers were not recognised."),
                                              now_ms=int(time.time() * 1000)), 422)
