@@ -21,13 +21,17 @@ class EventLog(Base):
 
     __tablename__ = "event_log"
     __table_args__ = (
+        # Writers append to the table and the small pending index only; the sequence index is
+        # partial, so it is written by the sequencer in batches, not by every writer.
         sa.Index("ix_event_log_pending", "id", postgresql_where=sa.text("seq IS NULL"),
                  sqlite_where=sa.text("seq IS NULL")),
+        sa.Index("uq_event_log_seq", "seq", unique=True, postgresql_where=sa.text("seq IS NOT NULL"),
+                 sqlite_where=sa.text("seq IS NOT NULL")),
         {"implicit_returning": False},  # writers never need the new id back: a plain INSERT
     )
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)
-    seq: Mapped[int | None] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), unique=True)
+    seq: Mapped[int | None] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"))
     at: Mapped[datetime]
     actor_user_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid())
     kind: Mapped[str] = mapped_column(sa.String(64))

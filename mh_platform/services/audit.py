@@ -72,6 +72,19 @@ def record(ctx: ServiceContext, s: Session, actor: Actor | None, kind: str, obje
     s.connection().execute(_INSERT, _entry(ctx, actor, ctx.now(), kind, object_type, object_id, data))
 
 
+def record_riding(ctx: ServiceContext, s: Session, stmt: Any, actor: Actor | None, kind: str,
+                  object_type: str | None, object_id: Any, data: dict[str, Any] | None = None) -> Any:
+    """Execute ``stmt`` (a statement the caller runs anyway) and record one event, in one round trip
+    where the database allows it: on PostgreSQL the INSERT rides along as a data-modifying CTE
+    (executed exactly once, whether or not the statement reads it); elsewhere ``record`` then
+    ``stmt``. Returns the statement's result. For hot paths, where a round trip is a real share."""
+    entry = _entry(ctx, actor, ctx.now(), kind, object_type, object_id, data)
+    if s.get_bind().dialect.name == "postgresql":
+        return s.execute(stmt.add_cte(_EVENTS.insert().values(**entry).cte("mhp_audit_event")))
+    s.connection().execute(_INSERT, entry)
+    return s.execute(stmt)
+
+
 def record_many(ctx: ServiceContext, s: Session, actor: Actor | None,
                 items: Sequence[tuple[str, str | None, Any, dict[str, Any] | None]]) -> None:
     """``record`` for many events at once — (kind, object_type, object_id, data) each — in one insert."""

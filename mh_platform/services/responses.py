@@ -603,16 +603,18 @@ def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
         resp.status, resp.submitted_at, resp.updated_at = "submitted", now, now
         s.flush()
         flag_path(ctx, s, resp, result, now, trigger="submitted", uow=uow)
-        done = set(s.scalars(sa.select(Response.instrument_id).where(
-            Response.campaign_id == camp.id, Response.student_id == ac.student_id, Response.status == "submitted")))
+        done_q = sa.select(Response.instrument_id).where(
+            Response.campaign_id == camp.id, Response.student_id == ac.student_id, Response.status == "submitted")
+        done = set(audit.record_riding(ctx, s, done_q, SYSTEM, "screening:response_submitted", "response", resp.id,
+                                       {"campaign_id": camp.id, "instrument": inst.id,
+                                        "status": result.status}).scalars())
         nxt = next((i for i in battery if i not in done), None)
         finished = nxt is None
         if finished:
             s.execute(sa.update(AccessCode).where(AccessCode.id == ac.id, AccessCode.completed_at.is_(None))
                       .values(completed_at=now))
-        audit.record(ctx, s, SYSTEM, "screening:response_submitted", "response", resp.id,
-                     {"campaign_id": camp.id, "instrument": inst.id, "status": result.status,
-                      "finished": finished})
+            audit.record(ctx, s, SYSTEM, "screening:code_completed", "access_code", ac.id,
+                         {"campaign_id": camp.id})
         uow.commit()
         return SubmitResult(nxt, finished, bool(result.critical) or was_critical,
                             inst.n_items - len(current))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 11:39:04.406724
+Create Date: 2026-11-29 12:27:42.804424
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -97,11 +97,11 @@ def upgrade() -> None:
     sa.Column('entry_mac', sa.LargeBinary(length=32), nullable=False),
     sa.Column('prev_mac', sa.LargeBinary(length=32), nullable=True),
     sa.Column('mac', sa.LargeBinary(length=32), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_event_log')),
-    sa.UniqueConstraint('seq', name=op.f('uq_event_log_seq'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_event_log'))
     )
     with op.batch_alter_table('event_log', schema=None) as batch_op:
         batch_op.create_index('ix_event_log_pending', ['id'], unique=False, postgresql_where=sa.text('seq IS NULL'), sqlite_where=sa.text('seq IS NULL'))
+        batch_op.create_index('uq_event_log_seq', ['seq'], unique=True, postgresql_where=sa.text('seq IS NOT NULL'), sqlite_where=sa.text('seq IS NOT NULL'))
 
     op.create_table('job_run',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -869,6 +869,7 @@ def downgrade() -> None:
     op.drop_table('org_unit')
     op.drop_table('job_run')
     with op.batch_alter_table('event_log', schema=None) as batch_op:
+        batch_op.drop_index('uq_event_log_seq', postgresql_where=sa.text('seq IS NOT NULL'), sqlite_where=sa.text('seq IS NOT NULL'))
         batch_op.drop_index('ix_event_log_pending', postgresql_where=sa.text('seq IS NULL'), sqlite_where=sa.text('seq IS NULL'))
 
     op.drop_table('event_log')
