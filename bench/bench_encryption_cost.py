@@ -70,7 +70,8 @@ def _mode(ctx, mode: str) -> Iterator[None]:
         ctx.keyring = _plain_key_service(real_keys)
     if mode in ("off", "no_audit"):
         audit.record = lambda *a, **k: None  # type: ignore[assignment]
-        audit.record_riding = lambda ctx, s, stmt, *a, **k: s.execute(stmt)  # type: ignore[assignment]
+        audit.record_riding = (lambda ctx, s, stmt, stmt_with_event, params, *a, **k:  # type: ignore[assignment]
+                               s.execute(stmt, params))
     try:
         yield
     finally:

@@ -72,17 +72,32 @@ def record(ctx: ServiceContext, s: Session, actor: Actor | None, kind: str, obje
     s.connection().execute(_INSERT, _entry(ctx, actor, ctx.now(), kind, object_type, object_id, data))
 
 
-def record_riding(ctx: ServiceContext, s: Session, stmt: Any, actor: Actor | None, kind: str,
-                  object_type: str | None, object_id: Any, data: dict[str, Any] | None = None) -> Any:
-    """Execute ``stmt`` (a statement the caller runs anyway) and record one event, in one round trip
-    where the database allows it: on PostgreSQL the INSERT rides along as a data-modifying CTE
-    (executed exactly once, whether or not the statement reads it); elsewhere ``record`` then
-    ``stmt``. Returns the statement's result. For hot paths, where a round trip is a real share."""
+_ENTRY_COLUMNS = ("at", "actor_user_id", "kind", "object_type", "object_id", "data", "entry_mac")
+_RIDE_CTE = (_EVENTS.insert()
+             .values({c: sa.bindparam(f"mhp_ev_{c}", type_=_EVENTS.c[c].type) for c in _ENTRY_COLUMNS})
+             .cte("mhp_audit_event"))
+
+
+def riding(stmt: Any) -> Any:
+    """``stmt`` with an audit INSERT attached as a data-modifying CTE (PostgreSQL), for
+    ``record_riding``. Build it once, at import time, next to ``stmt``: both are then reused as they
+    are, with no per-call statement building or cache-key work."""
+    return stmt.add_cte(_RIDE_CTE)
+
+
+def record_riding(ctx: ServiceContext, s: Session, stmt: Any, stmt_with_event: Any, params: dict[str, Any],
+                  actor: Actor | None, kind: str, object_type: str | None, object_id: Any,
+                  data: dict[str, Any] | None = None) -> Any:
+    """Execute ``stmt`` (a statement the caller runs anyway) with ``params`` and record one event,
+    in one round trip where the database allows it: on PostgreSQL ``stmt_with_event``
+    (``riding(stmt)``) runs, whose INSERT is executed exactly once whether or not the statement
+    reads it; elsewhere ``record`` then ``stmt``. Returns the statement's result. For hot paths,
+    where one round trip is a real share of the request."""
     entry = _entry(ctx, actor, ctx.now(), kind, object_type, object_id, data)
     if s.get_bind().dialect.name == "postgresql":
-        return s.execute(stmt.add_cte(_EVENTS.insert().values(**entry).cte("mhp_audit_event")))
+        return s.execute(stmt_with_event, {**params, **{f"mhp_ev_{k}": v for k, v in entry.items()}})
     s.connection().execute(_INSERT, entry)
-    return s.execute(stmt)
+    return s.execute(stmt, params)
 
 
 def record_many(ctx: ServiceContext, s: Session, actor: Actor | None,

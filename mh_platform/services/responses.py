@@ -574,6 +574,12 @@ def flag_path(ctx: ServiceContext, s: Session, resp: Response, result: ScoreResu
     return out
 
 
+_DONE_Q = sa.select(Response.instrument_id).where(Response.campaign_id == sa.bindparam("c", type_=sa.Uuid()),
+                                                  Response.student_id == sa.bindparam("s", type_=sa.Uuid()),
+                                                  Response.status == "submitted")
+_DONE_Q_AUDITED = audit.riding(_DONE_Q)  # the submission's audit event rides on it (PostgreSQL)
+
+
 @dataclass(frozen=True)
 class SubmitResult:
     next_instrument: str | None
@@ -603,9 +609,8 @@ def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
         resp.status, resp.submitted_at, resp.updated_at = "submitted", now, now
         s.flush()
         flag_path(ctx, s, resp, result, now, trigger="submitted", uow=uow)
-        done_q = sa.select(Response.instrument_id).where(
-            Response.campaign_id == camp.id, Response.student_id == ac.student_id, Response.status == "submitted")
-        done = set(audit.record_riding(ctx, s, done_q, SYSTEM, "screening:response_submitted", "response", resp.id,
+        done = set(audit.record_riding(ctx, s, _DONE_Q, _DONE_Q_AUDITED, {"c": camp.id, "s": ac.student_id},
+                                       SYSTEM, "screening:response_submitted", "response", resp.id,
                                        {"campaign_id": camp.id, "instrument": inst.id,
                                         "status": result.status}).scalars())
         nxt = next((i for i in battery if i not in done), None)

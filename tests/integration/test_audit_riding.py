@@ -20,7 +20,8 @@ def _events(ctx, kind: str) -> list[tuple]:
 def test_riding_event_is_written_once_with_the_statement_result(ctx):
     with ctx.uow() as uow:
         s = uow.session
-        res = audit.record_riding(ctx, s, sa.select(sa.literal(41) + 1), SYSTEM, "test:riding", "thing", "t-1",
+        q = sa.select(sa.bindparam("x", type_=sa.Integer) + 1)
+        res = audit.record_riding(ctx, s, q, audit.riding(q), {"x": 41}, SYSTEM, "test:riding", "thing", "t-1",
                                   {"n": 3})
         assert res.scalar_one() == 42
         uow.commit()
@@ -34,6 +35,7 @@ def test_riding_event_is_written_once_with_the_statement_result(ctx):
 
 def test_riding_event_rolls_back_with_its_transaction(ctx):
     with ctx.uow() as uow:
-        audit.record_riding(ctx, uow.session, sa.select(sa.literal(1)), SYSTEM, "test:riding_rb", None, None)
+        q = sa.select(sa.literal(1))
+        audit.record_riding(ctx, uow.session, q, audit.riding(q), {}, SYSTEM, "test:riding_rb", None, None)
         # no commit: the unit of work rolls back
     assert _events(ctx, "test:riding_rb") == []
