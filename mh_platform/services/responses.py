@@ -356,6 +356,10 @@ _SAVE_Q = (
                               _RESP.c.instrument_id == sa.bindparam("iid")))
     .where(_AC.c.id == sa.bindparam("acid", type_=sa.Uuid()))
 )
+_DONE_Q = sa.select(Response.instrument_id).where(Response.campaign_id == sa.bindparam("c", type_=sa.Uuid()),
+                                                  Response.student_id == sa.bindparam("s", type_=sa.Uuid()),
+                                                  Response.status == "submitted")
+_DONE_Q_AUDITED = audit.riding(_DONE_Q)  # the submission's audit event rides on it (PostgreSQL)
 _LOCK_PAGE = (sa.select(_RESP.c.id).select_from(_RESP.join(_AC, sa.and_(_AC.c.campaign_id == _RESP.c.campaign_id,
                                                                       _AC.c.student_id == _RESP.c.student_id)))
               .where(_AC.c.id == sa.bindparam("acid", type_=sa.Uuid()), _RESP.c.instrument_id == sa.bindparam("iid"))
@@ -402,11 +406,11 @@ def _ordered(answers: Mapping[str, Any]) -> str:
     return json.dumps({k: answers[k] for k in sorted(answers, key=int)}, separators=(",", ":"))
 
 
-def _plan_save(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instrument_id: str,
-               answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None) -> _SavePlan:
+def _page_row(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instrument_id: str,
+              now: datetime) -> tuple[Any, Instrument, tuple[str, ...]]:
+    """The one-query read of a page (code, campaign, enrolment, consent, data key, response), gated."""
     from mh_platform.core import batteries
 
-    now = ctx.now()
     row = s.connection().execute(_SAVE_Q, {"acid": access_code_id, "iid": instrument_id}).first()
     if row is None:
         raise CodeRejected("invalid")
@@ -415,7 +419,13 @@ def _plan_save(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instr
         raise CodeRejected("invalid")
     battery = batteries.battery_for(batteries.parse_rules(row.battery), row.grade_level,
                                     batteries.age_on(row.birth_year, row.opens_at.year))
-    inst = _instrument(battery, instrument_id)
+    return row, _instrument(battery, instrument_id), battery
+
+
+def _plan_save(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instrument_id: str,
+               answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None) -> _SavePlan:
+    now = ctx.now()
+    row, inst, _battery_ids = _page_row(ctx, s, access_code_id, instrument_id, now)
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     if row.rid is not None and row.rstatus == "submitted":
         raise ValidationFailed("this page is already submitted")
@@ -486,19 +496,16 @@ class PageState:
 
 def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> PageState:
     """What the student has answered so far on one page (the student's own answers: no access log).
-    A read: no write lock on SQLite."""
+    A read (no write lock on SQLite): the page query of the autosave, then the submitted pages."""
     with ctx.uow(read_only=True) as uow:
         s = uow.session
-        ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id)
-        if ac.revoked_at is not None:
-            raise CodeRejected("invalid")
-        battery = _battery(camp, enr, by)
-        inst = _instrument(battery, instrument_id)
-        resp = s.scalar(sa.select(Response).where(Response.campaign_id == camp.id, Response.student_id == ac.student_id,
-                                                  Response.instrument_id == inst.id))
-        answers = _open_answers(ctx, s, resp) if resp is not None else {}
-        done = set(s.scalars(sa.select(Response.instrument_id).where(
-            Response.campaign_id == camp.id, Response.student_id == ac.student_id, Response.status == "submitted")))
+        row, inst, battery = _page_row(ctx, s, access_code_id, instrument_id, ctx.now())
+        answers: dict[str, Any] = {}
+        if row.answers_enc is not None:
+            ctx.keyring.prime_student_key(s, row.student_id, row.key_id, row.master_key_id, row.wrapped)
+            txt = ctx.keyring.open_field(s, row.answers_enc, table="response", column="answers_enc", row_id=row.rid)
+            answers = json.loads(txt) if txt else {}
+        done = set(s.connection().execute(_DONE_Q, {"c": row.campaign_id, "s": row.student_id}).scalars())
         sizes = {i: (inst.n_items if i == inst.id else load_instrument(i).n_items) for i in battery}
         total_items = sum(sizes.values())
         answered = sum(sizes[i] for i in battery if i in done)
@@ -506,8 +513,7 @@ def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> 
             answered += len(answers)
         pct = int(100 * answered / total_items) if total_items else 100
         return PageState(inst, battery.index(inst.id) + 1, len(battery), {int(k): v for k, v in answers.items()},
-                         bool(resp.critical_fired) if resp else False, resp is not None and resp.status == "submitted",
-                         pct, battery)
+                         bool(row.critical_fired), row.rstatus == "submitted", pct, battery)
 
 
 # --------------------------------------------------------------------------- submit, score, flag
@@ -574,10 +580,6 @@ def flag_path(ctx: ServiceContext, s: Session, resp: Response, result: ScoreResu
     return out
 
 
-_DONE_Q = sa.select(Response.instrument_id).where(Response.campaign_id == sa.bindparam("c", type_=sa.Uuid()),
-                                                  Response.student_id == sa.bindparam("s", type_=sa.Uuid()),
-                                                  Response.status == "submitted")
-_DONE_Q_AUDITED = audit.riding(_DONE_Q)  # the submission's audit event rides on it (PostgreSQL)
 
 
 @dataclass(frozen=True)

@@ -139,9 +139,20 @@ def resume() -> Any:
     return redirect(url_for("student.page", instrument_id=sess.current) if sess.current else url_for("student.done"))
 
 
-def _labels(inst) -> dict[str, Any]:
-    zh = not str(session.get("lang") or service_ctx().settings.default_locale).startswith("en")
+_LABELS: dict[tuple[str, str, bool], dict[str, Any]] = {}
 
+
+def _labels(inst) -> dict[str, Any]:
+    """The page's texts in the student's language (built once per instrument version and language)."""
+    zh = not str(session.get("lang") or service_ctx().settings.default_locale).startswith("en")
+    key = (inst.id, inst.version, zh)
+    hit = _LABELS.get(key)
+    if hit is None:
+        hit = _LABELS[key] = _build_labels(inst, zh)
+    return hit
+
+
+def _build_labels(inst, zh: bool) -> dict[str, Any]:
     def txt(zh_text: str | None, en_text: str | None, fallback: str) -> str:
         return (zh_text or en_text or fallback) if zh else (en_text or zh_text or fallback)
 
