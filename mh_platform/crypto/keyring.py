@@ -180,6 +180,15 @@ class MasterKey:
     def _wrapping_key(self) -> bytes:
         return derive_key(self.material, "dek-wrap")
 
+    def _wrapping_aead(self) -> AESGCM:
+        """The AES-256-GCM cipher of the wrapping key, derived once (HKDF and the key schedule
+        cost more than unwrapping one data key)."""
+        cipher = self.__dict__.get("_wrap_aead")
+        if cipher is None:
+            cipher = AESGCM(self._wrapping_key())
+            object.__setattr__(self, "_wrap_aead", cipher)
+        return cipher
+
 
 @dataclass(frozen=True)
 class MasterKeySet:
@@ -535,7 +544,7 @@ def wrap_data_key(key: DataKey, master: MasterKey) -> WrappedDataKey:
     """Encrypt ``key`` under ``master`` (AES-256-GCM, random nonce, bound AAD)."""
     nonce = os.urandom(_WRAP_NONCE)
     aad = _wrap_aad(key.key_id, key.purpose, key.owner_id, master.key_id)
-    ct = AESGCM(master._wrapping_key()).encrypt(nonce, key.material, aad)
+    ct = master._wrapping_aead().encrypt(nonce, key.material, aad)
     return WrappedDataKey(
         key.key_id, key.purpose, key.owner_id, master.key_id, bytes([WRAP_FORMAT_V1]) + nonce + ct
     )
@@ -552,7 +561,7 @@ def unwrap_data_key(wrapped: WrappedDataKey, master: MasterKey) -> DataKey:
         raise UnwrapFailed(f"wrapped data key {wrapped.key_id} is malformed")
     aad = _wrap_aad(wrapped.key_id, wrapped.purpose, wrapped.owner_id, wrapped.master_key_id)
     try:
-        material = AESGCM(master._wrapping_key()).decrypt(
+        material = master._wrapping_aead().decrypt(
             blob[1 : 1 + _WRAP_NONCE], blob[1 + _WRAP_NONCE :], aad
         )
     except InvalidTag:
@@ -625,6 +634,15 @@ class Keyring:
         key = unwrap_data_key(wrapped, self._masters.get(wrapped.master_key_id))
         self._remember(key)
         return key
+
+    def unwrap_many(self, wrapped: Iterable[WrappedDataKey]) -> list[DataKey]:
+        """Unwrap a batch (bulk imports): cached keys are reused, the others are unwrapped but not
+        cached, so one large batch does not evict the keys the rest of the process is using."""
+        batch = list(wrapped)
+        with self._lock:
+            hits = {w.key_id: k for w in batch if (k := self._cache.get(w.key_id)) is not None}
+        get_master = self._masters.get
+        return [hits.get(w.key_id) or unwrap_data_key(w, get_master(w.master_key_id)) for w in batch]
 
     def lookup(self, key_id: UUID) -> DataKey | None:
         """Cached key, else loader → unwrap. None when no loader or the loader does not know the id."""

@@ -17,9 +17,11 @@ previous screening to compare with) go through the per-response flag path.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
@@ -30,14 +32,14 @@ from mh_platform.core import scoring
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from mh_platform.core.instruments import Instrument, load_instrument
 from mh_platform.core.types import Role, UnitKind
-from mh_platform.crypto import keyring as kr
-from mh_platform.db.models import AccessCode, Consent, DataKey, Enrolment, OrgUnit, Response, Student
+from mh_platform.db.bulk import BulkInsert, uuid_hex
+from mh_platform.db.models import AccessCode, Consent, Enrolment, OrgUnit, Response, Student
 from mh_platform.services import audit
 from mh_platform.services.access import in_scope
 from mh_platform.services.campaigns import get_campaign, student_battery
 from mh_platform.services.context import Actor, ServiceContext
 from mh_platform.services.keys import KeyService
-from mh_platform.services.responses import flag_path
+from mh_platform.services.responses import LONGSTRING_MIN, flag_path
 from mh_platform.services.roster import ImportRefused, RowError, formula_like, map_header, read_table
 
 IMPORTERS = {Role.COUNSELLOR}
@@ -119,27 +121,70 @@ def _value_maps(inst: Instrument) -> list[dict[str, float]]:
     return maps
 
 
-def _student_keys(ctx: ServiceContext, s: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, kr.DataKey]:
-    ks: KeyService = ctx.keyring
-    out: dict[uuid.UUID, kr.DataKey] = {}
-    for i in range(0, len(ids), 900):
-        for row in s.scalars(sa.select(DataKey).where(DataKey.student_id.in_(ids[i:i + 900]), DataKey.active.is_(True))):
-            if row.student_id is None or row.wrapped is None:  # matched by student id, active: never shredded
-                raise ValueError(f"data key {row.id}: an active student key without its student or material")
-            out[row.student_id] = ks.keyring.unwrap(kr.WrappedDataKey(row.id, kr.KeyPurpose(row.purpose), row.student_id,
-                                                                       row.master_key_id, bytes(row.wrapped)))
-    missing = [sid for sid in ids if sid not in out]
-    for sid in missing:  # a student who never had a key yet (created on first use, as online)
-        out[sid] = ks.student_key(s, sid, ctx.now())
-    return out
+@dataclass
+class _Group:
+    """The valid rows of one instrument, scored as one matrix."""
+
+    inst: Instrument
+    rows: list[tuple[int, tuple]]  # (line, student tuple)
+    X: np.ndarray  # raw answers, NaN = unanswered (yes/no as YES_NO_CODES)
+    bs: scoring.BatchScores
+    answered: np.ndarray  # answers per row
+    longstring: np.ndarray  # the quality flag of responses.quality_checks
+    flag: np.ndarray  # rows that can raise a flag: they also go through the flag path
 
 
 @dataclass
 class _Plan:
     preview: PaperPreview
-    inserts: list[dict[str, Any]]
-    flag_rows: list[tuple[dict[str, Any], scoring.ScoreResult]]
+    groups: list[_Group]
     completed: list[tuple[uuid.UUID, uuid.UUID]]  # (student, class) whose battery is now complete
+
+
+def _value_matrix(inst: Instrument, parsed: _Parsed, rows: list[tuple[int, tuple, list[str]]],
+                  err: Any) -> np.ndarray | None:
+    """The (rows, items) matrix of cell values, column by column; None after a row error."""
+    maps = _value_maps(inst)
+    k = inst.n_items
+    X = np.full((len(rows), k), np.nan)
+    errors: list[tuple[int, int, RowError]] = []  # (row, column) order, as the rows were read
+    for n in (n for n in parsed.item_cols if n > k):
+        c = parsed.item_cols[n]
+        for r, (line, _st, cells) in enumerate(rows):
+            if cells[c]:
+                errors.append((r, c, RowError(line, str(n), f"{inst.id} 没有第{n}题 / {inst.id} has no item {n}")))
+    for j in range(k):
+        ci = parsed.item_cols.get(j + 1)
+        if ci is None:
+            continue
+        m = maps[j]
+        col = [cells[ci] for _l, _s, cells in rows]
+        vals = [m.get(v, _NAN) if v else _NAN for v in col]
+        bad = [r for r, (v, x) in enumerate(zip(col, vals, strict=True)) if v and x is _NAN]
+        for r in bad:
+            cell = col[r]
+            why = "以 = + - @ 开头的内容不允许（公式） / formula-like text refused" if formula_like(cell) else \
+                "不是该题的选项 / not an option of this item"
+            errors.append((r, ci, RowError(rows[r][0], str(j + 1), why)))
+        X[:, j] = vals
+    for _r, _c, e in sorted(errors, key=lambda t: (t[0], t[1])):
+        err(e)
+    return None if errors else X
+
+
+_NAN = float("nan")
+
+
+def _longstring(inst: Instrument, X: np.ndarray) -> np.ndarray:
+    """``responses.quality_checks``' longstring for every row: all items of a page of at least
+    LONGSTRING_MIN choice items answered, all with the same answer, and not the lowest option."""
+    n = X.shape[0]
+    if inst.n_items < LONGSTRING_MIN or any(it.kind != "choice" for it in inst.items):
+        return np.zeros(n, dtype=bool)
+    lo = min(o.value for o in inst.items[0].options if isinstance(o.value, int))
+    first = X[:, :1]
+    with np.errstate(invalid="ignore"):
+        return ~np.isnan(X).any(axis=1) & (first == X).all(axis=1) & (X[:, 0] != lo)
 
 
 def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str]], campaign_id: uuid.UUID,
@@ -235,100 +280,36 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
         if iid not in insts:
             insts[iid] = load_instrument(iid)
         groups[iid].append((line, st, cells))
-    inserts: list[dict[str, Any]] = []
-    flag_rows: list[tuple[dict[str, Any], scoring.ScoreResult]] = []
-    now = ctx.now()
-    keys = _student_keys(ctx, s, list({st[0] for g in groups.values() for _l, st, _c in g}))
-    prev: set[tuple[uuid.UUID, str]] = set()
     all_sids = list({st[0] for g in groups.values() for _l, st, _c in g})
+    prev: set[tuple[uuid.UUID, str]] = set()
     for i in range(0, len(all_sids), 900):
         prev |= set(s.execute(sa.select(Response.student_id, Response.instrument_id).where(
             Response.student_id.in_(all_sids[i:i + 900]), Response.campaign_id != camp.id,
             Response.status == "submitted", Response.total.is_not(None))).tuples().all())
-    seal = KeyService.seal_with
+    out: list[_Group] = []
     new_done: dict[uuid.UUID, set[str]] = defaultdict(set)
     for iid, rows in groups.items():
         inst = insts[iid]
-        maps = _value_maps(inst)
-        k = inst.n_items
-        cols = [parsed.item_cols.get(n) for n in range(1, k + 1)]
-        extra = [n for n in parsed.item_cols if n > k]
-        X = np.full((len(rows), k), np.nan)
-        good = np.ones(len(rows), dtype=bool)
-        for r, (line, _st, cells) in enumerate(rows):
-            for n in extra:
-                if cells[parsed.item_cols[n]]:
-                    err(RowError(line, str(n), f"{iid} 没有第{n}题 / {iid} has no item {n}"))
-                    good[r] = False
-            for j, c in enumerate(cols):
-                if c is None:
-                    continue
-                cell = cells[c]
-                if not cell:
-                    continue
-                v = maps[j].get(cell)
-                if v is None:
-                    why = "以 = + - @ 开头的内容不允许（公式） / formula-like text refused" if formula_like(cell) else \
-                        "不是该题的选项 / not an option of this item"
-                    err(RowError(line, str(j + 1), why))
-                    good[r] = False
-                    continue
-                X[r, j] = v
-        if not good.all():
+        X = _value_matrix(inst, parsed, rows, err)
+        if X is None:
             continue
         bs = scoring.score_many(inst, X)
-        band_concern = [b.concern for b in bs.cutoff.bands]
-        band_ids = [b.id for b in bs.cutoff.bands]
-        status_codes = scoring.STATUS_CODES
-        sub_ids = list(bs.subscales)
-        any_crit = np.asarray(bs.critical.any(axis=1) if bs.critical.size else np.zeros(len(rows), dtype=bool),
-                              dtype=bool)
-        any_unans = np.asarray(bs.critical_unanswered.any(axis=1) if bs.critical_unanswered.size
-                               else np.zeros(len(rows), dtype=bool), dtype=bool)
+        n = len(rows)
+        concern_band = np.array([b.concern is not None for b in bs.cutoff.bands] + [False], dtype=bool)
+        flag = concern_band[bs.band]  # band -1 (none) → the trailing False
+        if bs.critical.size:
+            flag |= bs.critical.any(axis=1) | bs.critical_unanswered.any(axis=1)
+        if prev:
+            flag |= np.fromiter(((st[0], iid) in prev for _l, st, _c in rows), dtype=bool, count=n)
         answered = (~np.isnan(X)).sum(axis=1)
-        pv.by_instrument[iid] = len(rows)
-        for r, (_line, st, _cells) in enumerate(rows):
-            sid, _by, _g, _cls, school_id, path, _ok = st
-            rid = uuid.uuid4()
-            answers: dict[str, Any] = {}
-            for j in range(k):
-                x = X[r, j]
-                if x == x:  # not NaN
-                    item = inst.items[j]
-                    answers[str(j + 1)] = ({0: "no", 1: "yes", 2: "refused"}[int(x)] if item.kind == "yes_no" else int(x))
-            b = int(bs.band[r])
-            crit = bool(any_crit[r])
-            t = bs.total[r]
-            quality = {"longstring": _longstring(inst, X[r])}
-            row = {"id": rid, "campaign_id": camp.id, "student_id": sid, "school_unit_id": school_id, "unit_path": path,
-                   "instrument_id": iid, "instrument_version": inst.version, "source": "paper", "status": "submitted",
-                   "answers_enc": seal(keys[sid], table="response", column="answers_enc", row_id=rid,
-                                       value=json.dumps(answers, separators=(",", ":"))),
-                   "n_answered": int(answered[r]), "item_ms": None, "started_at": now, "updated_at": now,
-                   "submitted_at": now, "total": None if t != t else float(t),
-                   "score_status": status_codes[int(bs.status[r])], "band_id": band_ids[b] if b >= 0 else None,
-                   "concern_level": None,
-                   "subscales": ({sid_: {"score": None if bs.subscales[sid_][r] != bs.subscales[sid_][r]
-                                         else int(bs.subscales[sid_][r]),
-                                         "positive": None if bs.subscales[sid_][r] != bs.subscales[sid_][r]
-                                         else bool(bs.subscale_positive[sid_][r])} for sid_ in sub_ids} or None),
-                   "critical_fired": crit, "critical_unanswered": bool(any_unans[r]), "quality": quality,
-                   "quality_suggestion": "readminister" if quality["longstring"] else None, "scored_at": now}
-            concern = band_concern[b] if b >= 0 else None
-            if crit or any_unans[r] or concern is not None or (sid, iid) in prev:
-                # the few rows that can raise a flag get the full one-at-a-time result (critical levels
-                # included: BatchScores.result leaves the fired items' levels out)
-                res = scoring.score(inst, answers)
-                lv = res.concern
-                row["concern_level"] = lv.value if lv else None
-                flag_rows.append((row, res))
-            else:
-                inserts.append(row)
-            pv.responses += 1
-            pv.answers += int(answered[r])
-            new_done[sid].add(iid)
+        out.append(_Group(inst, [(line, st) for line, st, _c in rows], X, bs, answered, _longstring(inst, X), flag))
+        pv.by_instrument[iid] = n
+        pv.responses += n
+        pv.answers += int(answered.sum())
+        pv.flagged += int(flag.sum())
+        for _l, st, _c in rows:
+            new_done[st[0]].add(iid)
     pv.students = len(new_done)
-    pv.flagged = len(flag_rows)
     completed = []
     for st in by_bidx.values():
         sid = st[0]
@@ -336,16 +317,136 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
             battery = battery_cache[(st[2], st[1])]
             if set(battery) <= (new_done[sid] | done_before[sid]):
                 completed.append((sid, st[3]))
-    return _Plan(pv, inserts, flag_rows, completed)
+    return _Plan(pv, out, completed)
 
 
-def _longstring(inst: Instrument, row: np.ndarray) -> bool:
-    if inst.n_items < 7 or np.isnan(row).any():
-        return False
-    if inst.items[0].kind != "choice":
-        return False
-    lo = min(o.value for o in inst.items[0].options if isinstance(o.value, int))
-    return bool((row == row[0]).all() and row[0] != lo)
+# --------------------------------------------------------------------------- writing
+
+
+_COLUMNS = ("id", "campaign_id", "student_id", "school_unit_id", "unit_path", "instrument_id", "instrument_version",
+            "source", "status", "answers_enc", "n_answered", "item_ms", "started_at", "updated_at", "submitted_at",
+            "total", "score_status", "band_id", "concern_level", "subscales", "critical_fired",
+            "critical_unanswered", "quality", "quality_suggestion", "scored_at")
+
+
+def _uuid4_bytes(n: int) -> bytes:
+    """``n`` random (version 4) UUIDs as 16 bytes each, from one ``os.urandom`` call."""
+    a = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    a[:, 6] = (a[:, 6] & 0x0F) | 0x40
+    a[:, 8] = (a[:, 8] & 0x3F) | 0x80
+    return a.tobytes()
+
+
+def _answer_texts(inst: Instrument, X: np.ndarray) -> list[str]:
+    """Each row's answers as given, as ``json.dumps({item: value}, separators=(",", ":"))``: the
+    printed option value, or ``"yes"``/``"no"``/``"refused"``; unanswered items left out."""
+    names = {v: k for k, v in scoring.YES_NO_CODES.items()}
+    frags: list[dict[int, str]] = []
+    for j, it in enumerate(inst.items):
+        key = json.dumps(str(j + 1))
+        if it.kind == "yes_no":
+            frags.append({code: f"{key}:{json.dumps(name)}" for code, name in names.items()})
+        else:
+            frags.append({int(o.value): f"{key}:{int(o.value)}" for o in it.options})
+    missing = -(2 ** 31)
+    codes = np.where(np.isnan(X), missing, X).astype(np.int64).tolist()
+    pairs = list(enumerate(frags))
+    return ["{" + ",".join([frags[j][v] for j, v in enumerate(row) if v != missing]) + "}"
+            if missing in row else "{" + ",".join([f[v] for f, v in zip(frags, row, strict=True)]) + "}"
+            for row in codes] if pairs else ["{}"] * len(codes)
+
+
+def _answers_of(inst: Instrument, x: np.ndarray) -> dict[str, Any]:
+    names = {v: k for k, v in scoring.YES_NO_CODES.items()}
+    return {str(j + 1): (names[int(v)] if inst.items[j].kind == "yes_no" else int(v))
+            for j, v in enumerate(x) if v == v}
+
+
+def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID, now: datetime
+           ) -> list[tuple[uuid.UUID, scoring.ScoreResult]]:
+    """Insert every response of the plan in one set-based write; returns the (id, full result) of
+    the responses that go through the flag path."""
+    w = BulkInsert(s, cast(sa.Table, Response.__table__), _COLUMNS)
+    b = w.bind
+    sids = list({st[0] for g in plan.groups for _l, st in g.rows})
+    keys = ctx.keyring.student_keys(s, sids, now)
+    per_student = {st[0]: (b("student_id", st[0]), b("school_unit_id", st[4]), st[5])
+                   for g in plan.groups for _l, st in g.rows}
+    camp, at = b("campaign_id", campaign_id), b("started_at", now)
+    paper, submitted, no_item_ms, no_subscales = b("source", "paper"), b("status", "submitted"), \
+        b("item_ms", None), b("subscales", None)
+    true, false = b("critical_fired", True), b("critical_fired", False)
+    quality = {False: (b("quality", {"longstring": False}), None),
+               True: (b("quality", {"longstring": True}), "readminister")}
+    flagged: list[tuple[uuid.UUID, scoring.ScoreResult]] = []
+    rows: list[tuple] = []
+    for g in plan.groups:
+        inst, bs, n = g.inst, g.bs, len(g.rows)
+        raw = _uuid4_bytes(n)
+        rid = [raw[i:i + 16] for i in range(0, 16 * n, 16)]
+        sealed = KeyService.seal_many_with([(keys[st[0]], rid[r], text) for r, ((_l, st), text) in
+                                            enumerate(zip(g.rows, _answer_texts(inst, g.X), strict=True))],
+                                           table="response", column="answers_enc")
+        band_ids = [bd.id for bd in bs.cutoff.bands] + [None]  # band -1 → None
+        status = scoring.STATUS_CODES
+        totals = [None if t != t else t for t in bs.total.tolist()]
+        crit = cast(list[bool], bs.critical.any(axis=1).tolist()) if bs.critical.size else [False] * n
+        unans = (cast(list[bool], bs.critical_unanswered.any(axis=1).tolist()) if bs.critical_unanswered.size
+                 else [False] * n)
+        if bs.subscales:
+            subs = [b("subscales", {k: {"score": None if v[r] != v[r] else int(v[r]),
+                                        "positive": None if v[r] != v[r] else bool(bs.subscale_positive[k][r])}
+                                    for k, v in bs.subscales.items()}) for r in range(n)]
+        else:
+            subs = [no_subscales] * n
+        concern: list[str | None] = [None] * n
+        for r in np.flatnonzero(g.flag).tolist():
+            # the few rows that can raise a flag get the full one-at-a-time result (critical levels
+            # included: BatchScores.result leaves the fired items' levels out)
+            res = scoring.score(inst, _answers_of(inst, g.X[r]))
+            lv = res.concern
+            concern[r] = lv.value if lv else None
+            flagged.append((uuid.UUID(bytes=rid[r]), res))
+        iid, version = inst.id, inst.version
+        hexes = raw.hex()
+        for r, ((_l, st), status_code, band, answered, long_) in enumerate(zip(
+                g.rows, bs.status.tolist(), bs.band.tolist(), g.answered.tolist(), g.longstring.tolist(),
+                strict=True)):
+            sid_v, school_v, path = per_student[st[0]]
+            q, suggestion = quality[long_]
+            rows.append((hexes[32 * r:32 * r + 32], camp, sid_v, school_v, path, iid, version, paper, submitted,
+                         sealed[r], answered, no_item_ms, at, at, at, totals[r], status[status_code], band_ids[band],
+                         concern[r], subs[r], true if crit[r] else false, true if unans[r] else false, q, suggestion,
+                         at))
+    w.write(rows)
+    return flagged
+
+
+def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], campaign_id: uuid.UUID,
+                    now: datetime) -> None:
+    """The whole battery on paper (or partly online before) counts as completed: the student's code
+    is marked completed, or, when none was ever issued, a completion marker no typed code can match."""
+    if not completed:
+        return
+    have: dict[uuid.UUID, uuid.UUID] = {}
+    sids = [c[0] for c in completed]
+    for i in range(0, len(sids), 900):
+        have.update(s.execute(sa.select(AccessCode.student_id, AccessCode.id).where(
+            AccessCode.campaign_id == campaign_id, AccessCode.student_id.in_(sids[i:i + 900]))).tuples().all())
+    issued = list(have.values())
+    for i in range(0, len(issued), 900):
+        s.execute(sa.update(AccessCode).where(AccessCode.id.in_(issued[i:i + 900]), AccessCode.completed_at.is_(None))
+                  .values(completed_at=now))
+    new = [(sid, cls_id) for sid, cls_id in completed if sid not in have]
+    if new:
+        w = BulkInsert(s, cast(sa.Table, AccessCode.__table__), ("id", "campaign_id", "student_id", "code_hash",
+                                                                  "class_unit_id", "created_at", "first_used_at",
+                                                                  "completed_at", "revoked_at"))
+        camp, at = w.bind("campaign_id", campaign_id), w.bind("created_at", now)
+        raw = _uuid4_bytes(len(new))
+        hashes = os.urandom(32 * len(new))
+        w.write([(uuid_hex(raw[16 * i:16 * i + 16]), camp, w.bind("student_id", sid), hashes[32 * i:32 * i + 32],
+                  w.bind("class_unit_id", cls_id), at, at, at, at) for i, (sid, cls_id) in enumerate(new)])
 
 
 def preview(ctx: ServiceContext, actor: Actor, file_bytes: bytes, filename: str, campaign_id: uuid.UUID,
@@ -367,31 +468,12 @@ def commit(ctx: ServiceContext, actor: Actor, file_bytes: bytes, filename: str, 
         if pv.errors:
             raise ValidationFailed(f"{len(pv.errors)} row(s) have errors; nothing was imported",
                                    [e.as_dict() for e in pv.errors])
-        conn = s.connection()  # Core executemany: no ORM unit-of-work bookkeeping per row
-        for i in range(0, len(plan.inserts), 5000):
-            conn.execute(sa.insert(cast(sa.Table, Response.__table__)), plan.inserts[i:i + 5000])
-        for row, res in plan.flag_rows:
-            resp = Response(**row)
-            s.add(resp)
-            s.flush()
-            flag_path(ctx, s, resp, res, now, trigger="submitted", uow=uow)
-        # the whole battery on paper (or partly online before) counts as completed
-        if plan.completed:
-            have = {sid: ac for sid, ac in s.execute(sa.select(AccessCode.student_id, AccessCode.id).where(
-                AccessCode.campaign_id == campaign_id, AccessCode.student_id.in_([c[0] for c in plan.completed])))}
-            import secrets
-
-            new_codes = []
-            for sid, cls_id in plan.completed:
-                if sid in have:
-                    s.execute(sa.update(AccessCode).where(AccessCode.id == have[sid], AccessCode.completed_at.is_(None))
-                              .values(completed_at=now))
-                else:  # no code was ever issued: a completion marker that no typed code can match
-                    new_codes.append({"id": uuid.uuid4(), "campaign_id": campaign_id, "student_id": sid,
-                                      "code_hash": secrets.token_bytes(32), "class_unit_id": cls_id, "created_at": now,
-                                      "first_used_at": now, "completed_at": now, "revoked_at": now})
-            if new_codes:
-                s.execute(sa.insert(AccessCode), new_codes)
+        flagged = _write(ctx, s, plan, campaign_id, now)
+        for i in range(0, len(flagged), 900):  # the flag path works on the stored responses
+            chunk = dict(flagged[i:i + 900])
+            for resp in s.scalars(sa.select(Response).where(Response.id.in_(list(chunk)))).all():
+                flag_path(ctx, s, resp, chunk[resp.id], now, trigger="submitted", uow=uow)
+        _mark_completed(s, plan.completed, campaign_id, now)
         audit.record(ctx, s, actor, "screening:paper_imported", "campaign", campaign_id,
                      {"rows": pv.rows, "responses": pv.responses, "items": pv.answers, "students": pv.students,
                       "flag_checks": pv.flagged, "instruments": sorted(pv.by_instrument)})

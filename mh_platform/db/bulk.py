@@ -1,0 +1,92 @@
+"""Bulk inserts straight through the DBAPI connection of a session, in its transaction.
+
+For the few large set-based writes (paper import): no ORM unit of work and no per-value SQLAlchemy
+type processing. The caller hands over rows whose values are already in the form SQLAlchemy would
+have bound for the column (``BulkInsert.bind`` gives that form for a value, through the column
+type's own bind processor; ``uuid_hex`` is the fast form of a UUID column value). SQLite gets one
+``executemany``; PostgreSQL gets ``COPY … FROM STDIN`` (text format), whose input functions store
+the same values an ``INSERT`` of those parameters would.
+
+The rows land in the session's current transaction: a later error rolls them back with the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+
+def uuid_hex(raw: bytes) -> str:
+    """A UUID column's stored value from its 16 bytes: 32 hex digits (``CHAR(32)`` on SQLite, and a
+    form the ``uuid`` type reads on PostgreSQL). Equal to SQLAlchemy's ``Uuid`` bind on SQLite."""
+    return raw.hex()
+
+
+class BulkInsert:
+    """Insert many rows of ``columns`` into ``table`` in the session's transaction."""
+
+    def __init__(self, s: Session, table: sa.Table, columns: Sequence[str]) -> None:
+        self.session = s
+        self.table = table
+        self.columns = tuple(columns)
+        for c in self.columns:
+            if c not in table.c:
+                raise ValueError(f"{table.name} has no column {c}")
+        self.dialect = s.get_bind().dialect
+        self.name = self.dialect.name
+        if self.name not in ("sqlite", "postgresql"):
+            raise NotImplementedError(f"bulk insert on {self.name}")
+
+    def bind(self, column: str, value: Any) -> Any:
+        """``value`` as SQLAlchemy binds it for ``column`` (the column type's bind processor); call it
+        once per distinct value (an import's constants, per-student values), not per row. On
+        PostgreSQL, UUIDs and datetimes come back as their text form (what COPY reads)."""
+        typ = self.table.c[column].type
+        if isinstance(typ, sa.JSON):  # the serialised text, as SQLAlchemy (SQLite) / psycopg's Json dump it
+            if value is None and typ.none_as_null:
+                return None
+            return (getattr(self.dialect, "_json_serializer", None) or json.dumps)(value)
+        if value is None:
+            return None
+        proc = typ.dialect_impl(self.dialect).bind_processor(self.dialect)
+        v = proc(value) if proc is not None else value
+        if self.name == "postgresql":
+            if isinstance(v, uuid.UUID):
+                return v.hex
+            if isinstance(v, datetime):
+                return v.isoformat()
+        return v
+
+    def write(self, rows: Iterable[Sequence[Any]]) -> int:
+        """Insert ``rows`` (tuples in ``columns`` order); returns how many."""
+        conn = self.session.connection()  # joins (or begins) the session's transaction
+        dbapi = conn.connection.dbapi_connection
+        if dbapi is None:
+            raise RuntimeError("the session's connection is closed")
+        q = self.dialect.identifier_preparer
+        table, cols = q.format_table(self.table), ", ".join(q.quote(c) for c in self.columns)
+        n = 0
+        if self.name == "sqlite":
+            rows = rows if isinstance(rows, list) else list(rows)
+            marks = ", ".join("?" for _ in self.columns)
+            sql = f"INSERT INTO {table} ({cols}) VALUES ({marks})"  # noqa: S608 - quoted names from the metadata
+            cur = dbapi.cursor()
+            try:
+                cur.executemany(sql, rows)
+            finally:
+                cur.close()
+            return len(rows)
+        copy_sql = f"COPY {table} ({cols}) FROM STDIN"
+        cur = dbapi.cursor()
+        with cur, cur.copy(copy_sql) as cp:  # type: ignore[attr-defined]  # a psycopg cursor
+            write_row = cp.write_row
+            for r in rows:
+                write_row(r)
+                n += 1
+        return n
