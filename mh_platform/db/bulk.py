@@ -42,6 +42,7 @@ class BulkInsert:
         self.name = self.dialect.name
         if self.name not in ("sqlite", "postgresql"):
             raise NotImplementedError(f"bulk insert on {self.name}")
+        self._procs: dict[str, Any] = {}
 
     def bind(self, column: str, value: Any) -> Any:
         """``value`` as SQLAlchemy binds it for ``column`` (the column type's bind processor); call it
@@ -54,7 +55,9 @@ class BulkInsert:
             return (getattr(self.dialect, "_json_serializer", None) or json.dumps)(value)
         if value is None:
             return None
-        proc = typ.dialect_impl(self.dialect).bind_processor(self.dialect)
+        if column not in self._procs:
+            self._procs[column] = typ.dialect_impl(self.dialect).bind_processor(self.dialect)
+        proc = self._procs[column]
         v = proc(value) if proc is not None else value
         if self.name == "postgresql":
             if isinstance(v, uuid.UUID):
