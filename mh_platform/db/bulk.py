@@ -21,6 +21,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+BULK_CACHE_KIB_MIN = 8 * 1024
+BULK_CACHE_KIB_MAX = 128 * 1024
+"""SQLite page cache during a bulk write: half a KiB per row, between these bounds (KiB)."""
+
 
 def uuid_hex(raw: bytes) -> str:
     """A UUID column's stored value from its 16 bytes: 32 hex digits (``CHAR(32)`` on SQLite, and a
@@ -81,7 +85,18 @@ class BulkInsert:
             sql = f"INSERT INTO {table} ({cols}) VALUES ({marks})"  # noqa: S608 - quoted names from the metadata
             cur = dbapi.cursor()
             try:
-                cur.executemany(sql, rows)
+                # a page cache large enough for the pages this write keeps coming back to (index
+                # leaves): with SQLite's default 2 MB it spills and rereads them; back to the
+                # connection's own size right after (the dirty pages are written at commit as usual)
+                old = cur.execute("PRAGMA cache_size").fetchone()[0]
+                want = -min(BULK_CACHE_KIB_MAX, max(BULK_CACHE_KIB_MIN, len(rows) // 2))
+                if old < 0 and old > want:
+                    cur.execute(f"PRAGMA cache_size={int(want)}")
+                try:
+                    cur.executemany(sql, rows)
+                finally:
+                    if old < 0 and old > want:
+                        cur.execute(f"PRAGMA cache_size={int(old)}")
             finally:
                 cur.close()
             return len(rows)
