@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from mh_platform.crypto import envelope as env
 from mh_platform.crypto import keyring as kr
+from mh_platform.db.bulk import in_chunks
 from mh_platform.db.models import DataKey, Setting
 
 if TYPE_CHECKING:
@@ -90,14 +91,13 @@ class KeyService:
         return env.seal_many(items, table=table, column=column)
 
     def student_keys(self, s: Session, student_ids: list[uuid.UUID], now) -> dict[uuid.UUID, kr.DataKey]:
-        """Many students' active keys at once (bulk paths): one query per 900 students, each key
-        unwrapped once; a student who has no key yet gets one (as ``student_key`` would)."""
+        """Many students' active keys at once (bulk paths): set-based look-ups (``db.bulk.in_chunks``),
+        each key unwrapped once; a student who has no key yet gets one (as ``student_key`` would)."""
         out: dict[uuid.UUID, kr.DataKey] = {}
         cols = (DataKey.id, DataKey.purpose, DataKey.student_id, DataKey.master_key_id, DataKey.wrapped)
-        for i in range(0, len(student_ids), 900):
+        for cond in in_chunks(s, DataKey.student_id, student_ids):
             wrapped = []
-            for kid, purpose, sid, mkid, blob in s.execute(sa.select(*cols).where(
-                    DataKey.student_id.in_(student_ids[i:i + 900]), DataKey.active.is_(True))):
+            for kid, purpose, sid, mkid, blob in s.execute(sa.select(*cols).where(cond, DataKey.active.is_(True))):
                 if sid is None or blob is None:  # matched by student id, active: never shredded
                     raise ValueError(f"data key {kid}: an active student key without its student or material")
                 wrapped.append(kr.WrappedDataKey(kid, kr.KeyPurpose(purpose), sid, mkid, blob))

@@ -36,7 +36,7 @@ from mh_platform.core import scoring
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from mh_platform.core.instruments import Instrument, load_instrument
 from mh_platform.core.types import Role, UnitKind
-from mh_platform.db.bulk import BulkInsert, uuid_hex
+from mh_platform.db.bulk import BulkInsert, in_, in_chunks, uuid_hex
 from mh_platform.db.models import AccessCode, Consent, Enrolment, OrgUnit, Response, Student
 from mh_platform.services import audit
 from mh_platform.services.access import in_scope
@@ -212,7 +212,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
         scope_path = cls.path
     parsed = _parse(table)
     pv.rows = len(parsed.rows)
-    # students: one blind index per distinct number, one query per 900
+    # students: one blind index per distinct number, then set-based look-ups (db.bulk.in_chunks)
     numbers = {}
     for _line, num, _i, _c in parsed.rows:
         if num and num not in numbers:
@@ -227,20 +227,20 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     # student); eligibility and scope are then checked in Python on the few columns fetched
     grades = {int(g) for g in camp.grades}
     unit_paths = tuple(u.path for u in units)
-    for i in range(0, len(bidxs), 900):
+    for cond in in_chunks(s, Student.student_number_bidx, bidxs):
         studs = {sid: (b, by) for b, sid, by in s.execute(
             sa.select(Student.student_number_bidx, Student.id, Student.birth_year)
-            .where(Student.student_number_bidx.in_(bidxs[i:i + 900]), Student.erased_at.is_(None)))}
+            .where(cond, Student.erased_at.is_(None)))}
         if not studs:
             continue
         ids = list(studs)
         consented = set(s.scalars(sa.select(Consent.student_id).where(
-            Consent.student_id.in_(ids), Consent.academic_year_id == camp.academic_year_id,
+            in_(s, Consent.student_id, ids), Consent.academic_year_id == camp.academic_year_id,
             Consent.status == "granted", Consent.withdrawn_at.is_(None))))
         for sid, grade, cls_id, school_id, path in s.execute(
                 sa.select(Enrolment.student_id, Enrolment.grade_level, Enrolment.class_unit_id,
                           Enrolment.school_unit_id, Enrolment.unit_path)
-                .where(Enrolment.student_id.in_(ids), Enrolment.academic_year_id == camp.academic_year_id,
+                .where(in_(s, Enrolment.student_id, ids), Enrolment.academic_year_id == camp.academic_year_id,
                        Enrolment.active.is_(True))):
             if grade not in grades or not path.startswith(unit_paths) or not path.startswith(scope_path):
                 continue
@@ -251,9 +251,9 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     sids = list(index)
     existing: set[tuple[int, str]] = set()
     done_before: dict[int, set[str]] = defaultdict(set)
-    for i in range(0, len(sids), 900):
+    for cond in in_chunks(s, Response.student_id, sids):
         for sid, iid, st in s.execute(sa.select(Response.student_id, Response.instrument_id, Response.status)
-                                      .where(Response.campaign_id == camp.id, Response.student_id.in_(sids[i:i + 900]))):
+                                      .where(Response.campaign_id == camp.id, cond)):
             existing.add((index[sid], iid))
             if st == "submitted":
                 done_before[index[sid]].add(iid)
@@ -292,10 +292,10 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
         groups[iid].append((line, st, cells))
     all_sids = list({st[0]: None for g in groups.values() for _l, st, _c in g})
     prev: set[tuple[int, str]] = set()  # a previous screening to compare with (deterioration)
-    for i in range(0, len(all_sids), 900):
+    for cond in in_chunks(s, Response.student_id, all_sids):
         prev.update((index[sid], iid) for sid, iid in s.execute(
             sa.select(Response.student_id, Response.instrument_id).where(
-                Response.student_id.in_(all_sids[i:i + 900]), Response.campaign_id != camp.id,
+                cond, Response.campaign_id != camp.id,
                 Response.status == "submitted", Response.total.is_not(None))))
     out: list[_Group] = []
     new_done: dict[int, set[str]] = defaultdict(set)
@@ -446,13 +446,11 @@ def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], ca
         return
     have: dict[uuid.UUID, uuid.UUID] = {}
     sids = [c[0] for c in completed]
-    for i in range(0, len(sids), 900):
+    for cond in in_chunks(s, AccessCode.student_id, sids):
         have.update(s.execute(sa.select(AccessCode.student_id, AccessCode.id).where(
-            AccessCode.campaign_id == campaign_id, AccessCode.student_id.in_(sids[i:i + 900]))).tuples().all())
-    issued = list(have.values())
-    for i in range(0, len(issued), 900):
-        s.execute(sa.update(AccessCode).where(AccessCode.id.in_(issued[i:i + 900]), AccessCode.completed_at.is_(None))
-                  .values(completed_at=now))
+            AccessCode.campaign_id == campaign_id, cond)).tuples().all())
+    for cond in in_chunks(s, AccessCode.id, list(have.values())):
+        s.execute(sa.update(AccessCode).where(cond, AccessCode.completed_at.is_(None)).values(completed_at=now))
     new = [(sid, cls_id) for sid, cls_id in completed if sid not in have]
     if new:
         w = BulkInsert(s, cast(sa.Table, AccessCode.__table__), ("id", "campaign_id", "student_id", "code_hash",
@@ -509,7 +507,7 @@ def _commit(ctx: ServiceContext, actor: Actor, table: list[list[str]], campaign_
         flagged = _write(ctx, s, plan, campaign_id, now)
         for i in range(0, len(flagged), 900):  # the flag path on the stored responses
             chunk = flagged[i:i + 900]
-            stored = {r.id: r for r in s.scalars(sa.select(Response).where(Response.id.in_([c[0] for c in chunk])))}
+            stored = {r.id: r for r in s.scalars(sa.select(Response).where(in_(s, Response.id, [c[0] for c in chunk])))}
             for rid, res in chunk:
                 flag_path(ctx, s, stored[rid], res, now, trigger="submitted", uow=uow)
         _mark_completed(s, plan.completed, campaign_id, now)
