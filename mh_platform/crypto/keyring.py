@@ -138,9 +138,16 @@ def _lp(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
+_CHECKED_KEY_IDS: set[str] = set()  # ids already found well-formed (there are a handful per process)
+
+
 def _check_key_id(key_id: str) -> str:
+    if isinstance(key_id, str) and key_id in _CHECKED_KEY_IDS:
+        return key_id
     if not isinstance(key_id, str) or not _KEY_ID_RE.fullmatch(key_id):
         raise MasterKeyMalformed("master key id must be 1-64 characters of [A-Za-z0-9._-]")
+    if len(_CHECKED_KEY_IDS) < 1024:
+        _CHECKED_KEY_IDS.add(key_id)
     return key_id
 
 
@@ -465,6 +472,11 @@ class KeyPurpose(StrEnum):
         return self in (KeyPurpose.STUDENT, KeyPurpose.SYSTEM)
 
 
+def _purpose(value: KeyPurpose | str) -> KeyPurpose:
+    """``KeyPurpose(value)`` without the enum call when it already is one (bulk unwrapping)."""
+    return value if type(value) is KeyPurpose else KeyPurpose(value)
+
+
 @dataclass(frozen=True, eq=False)
 class DataKey:
     """An unwrapped 256-bit data key. ``material`` never appears in ``repr``.
@@ -492,7 +504,7 @@ class DataKey:
             raise TypeError("key_id must be a UUID")
         if not isinstance(self.material, bytes) or len(self.material) != KEY_BYTES:
             raise ValueError("data key material must be exactly 32 bytes")
-        object.__setattr__(self, "purpose", KeyPurpose(self.purpose))
+        object.__setattr__(self, "purpose", _purpose(self.purpose))
         if self.owner_id is not None and not isinstance(self.owner_id, UUID):
             raise TypeError("owner_id must be a UUID or None")
         if self.purpose is KeyPurpose.STUDENT and self.owner_id is None:
@@ -518,7 +530,7 @@ class WrappedDataKey:
             self.owner_id is None or isinstance(self.owner_id, UUID)
         ):
             raise TypeError("key_id and owner_id must be uuid.UUID (owner_id may be None)")
-        object.__setattr__(self, "purpose", KeyPurpose(self.purpose))
+        object.__setattr__(self, "purpose", _purpose(self.purpose))
         if not isinstance(self.blob, bytes | bytearray | memoryview):
             raise TypeError("blob must be bytes")
         object.__setattr__(self, "blob", bytes(self.blob))  # drivers hand back memoryview
@@ -534,7 +546,7 @@ def _wrap_aad(key_id: UUID, purpose: KeyPurpose, owner_id: UUID | None, master_k
     return (
         b"mhp-dek-wrap-v1"
         + key_id.bytes
-        + _lp(KeyPurpose(purpose).value.encode("ascii"))
+        + _lp(_purpose(purpose).value.encode("ascii"))
         + _lp(owner_id.bytes if owner_id is not None else b"")
         + _lp(master_key_id.encode("ascii"))
     )
@@ -566,7 +578,7 @@ def unwrap_data_key(wrapped: WrappedDataKey, master: MasterKey) -> DataKey:
         )
     except InvalidTag:
         raise UnwrapFailed(f"wrapped data key {wrapped.key_id} did not authenticate") from None
-    return DataKey(wrapped.key_id, material, KeyPurpose(wrapped.purpose), wrapped.owner_id)
+    return DataKey(wrapped.key_id, material, _purpose(wrapped.purpose), wrapped.owner_id)
 
 
 def rewrap(wrapped: WrappedDataKey, old_master: MasterKey, new_master: MasterKey) -> WrappedDataKey:

@@ -100,7 +100,7 @@ class KeyService:
             for kid, purpose, sid, mkid, blob in s.execute(sa.select(*cols).where(cond, DataKey.active.is_(True))):
                 if sid is None or blob is None:  # matched by student id, active: never shredded
                     raise ValueError(f"data key {kid}: an active student key without its student or material")
-                wrapped.append(kr.WrappedDataKey(kid, kr.KeyPurpose(purpose), sid, mkid, blob))
+                wrapped.append(kr.WrappedDataKey(kid, purpose, sid, mkid, blob))  # purpose checked there
             for w, key in zip(wrapped, self.keyring.unwrap_many(wrapped), strict=True):
                 out[cast(uuid.UUID, w.owner_id)] = key
         for sid in student_ids:
