@@ -156,27 +156,31 @@ def _value_matrix(inst: Instrument, parsed: _Parsed, rows: list[tuple[int, tuple
     k = inst.n_items
     X = np.full((len(rows), k), np.nan)
     errors: list[tuple[int, int, RowError]] = []  # (row, column) order, as the rows were read
-    for n in (n for n in parsed.item_cols if n > k):
+    cell_rows = [cells for _l, _s, cells in rows]
+    for n in (n for n in parsed.item_cols if n > k):  # columns of items this instrument does not have
         c = parsed.item_cols[n]
-        for r, (line, _st, cells) in enumerate(rows):
-            if cells[c].strip():
-                errors.append((r, c, RowError(line, str(n), f"{inst.id} 没有第{n}题 / {inst.id} has no item {n}")))
+        col = list(map(itemgetter(c), cell_rows))
+        if any(col):
+            errors += [(r, c, RowError(rows[r][0], str(n), f"{inst.id} 没有第{n}题 / {inst.id} has no item {n}"))
+                       for r, v in enumerate(col) if v.strip()]
     for j in range(k):
         ci = parsed.item_cols.get(j + 1)
         if ci is None:
             continue
         m = maps[j]
-        col = [cells[ci] for _l, _s, cells in rows]
-        vals = [m.get(v, _NAN) for v in col]  # exact option texts; blank → NaN
-        for r in [r for r, x in enumerate(vals) if x is _NAN and col[r]]:  # spaces, or not an option
-            cell = col[r].strip()
-            v = m.get(cell)
-            if v is not None or not cell:
-                vals[r] = _NAN if v is None else v
-                continue
-            why = "以 = + - @ 开头的内容不允许（公式） / formula-like text refused" if formula_like(cell) else \
-                "不是该题的选项 / not an option of this item"
-            errors.append((r, ci, RowError(rows[r][0], str(j + 1), why)))
+        col = list(map(itemgetter(ci), cell_rows))
+        vals = list(map(m.get, col))  # exact option texts (and "" → NaN); anything else → None
+        if None in vals:
+            for r in [r for r, x in enumerate(vals) if x is None]:  # spaces around, or not an option
+                cell = col[r].strip()
+                v = m.get(cell)
+                if v is not None:
+                    vals[r] = v
+                    continue
+                why = "以 = + - @ 开头的内容不允许（公式） / formula-like text refused" if formula_like(cell) else \
+                    "不是该题的选项 / not an option of this item"
+                errors.append((r, ci, RowError(rows[r][0], str(j + 1), why)))
+                vals[r] = _NAN
         X[:, j] = vals
     for _r, _c, e in sorted(errors, key=lambda t: (t[0], t[1])):
         err(e)
@@ -457,9 +461,11 @@ def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], ca
                                                                   "class_unit_id", "created_at", "first_used_at",
                                                                   "completed_at", "revoked_at"))
         camp, at = w.bind("campaign_id", campaign_id), w.bind("created_at", now)
+        new.sort(key=lambda c: c[0].bytes)  # in student order, with sorted fresh ids (see _write)
         raw = _uuid4_bytes(len(new))
+        ids = sorted([raw[i:i + 16] for i in range(0, len(raw), 16)])
         hashes = os.urandom(32 * len(new))
-        w.write([(uuid_hex(raw[16 * i:16 * i + 16]), camp, w.bind("student_id", sid), hashes[32 * i:32 * i + 32],
+        w.write([(uuid_hex(ids[i]), camp, w.bind("student_id", sid), hashes[32 * i:32 * i + 32],
                   w.bind("class_unit_id", cls_id), at, at, at, at) for i, (sid, cls_id) in enumerate(new)])
 
 

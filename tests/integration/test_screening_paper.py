@@ -113,6 +113,7 @@ def test_bad_rows_are_reported_and_nothing_is_written(ctx, ready):
         ([num[sids[2]], "scared"] + ["1"] * 10, "量表"),  # not in this student's battery
         ([num[sids[0]], "phq9"] + ["1"] * 10, "学籍号"),  # duplicate of the first row
         ([num[sids[3]], "asq", "是", "=cmd", "否", "否", "否"], "2"),  # formula text
+        ([num[sids[3]], "who5"] + ["3"] * 5 + ["", "2"], "7"),  # WHO-5 has no item 7
     ]
     for row, column in bad:
         pv = paper_import.preview(ctx, world.counsellor, sheet([ok, row]), "p.csv", cid)
