@@ -240,7 +240,8 @@ def seal_many(items: Iterable[tuple[DataKey, UUID | bytes, str]], *, table: str,
     out: list[bytes] = []
     append = out.append
     kind = bytes([_KIND_TEXT])
-    for i, (key, row_id, text) in enumerate(batch):
+    at = 0
+    for key, row_id, text in batch:
         pk = per_key.get(id(key))
         if pk is None:
             if not isinstance(key, DataKey):
@@ -249,12 +250,13 @@ def seal_many(items: Iterable[tuple[DataKey, UUID | bytes, str]], *, table: str,
                 raise ValueError(f"a {key.purpose.value} key must not encrypt fields")
             header = bytes([FORMAT_V1]) + key.key_id.bytes
             pk = per_key[id(key)] = (header, header + prefix, key.aead().encrypt)
-        rid = row_id.bytes if isinstance(row_id, UUID) else row_id
-        if type(rid) is not bytes or len(rid) != 16:
+        rid = row_id if type(row_id) is bytes else row_id.bytes if isinstance(row_id, UUID) else None
+        if rid is None or len(rid) != 16:
             raise TypeError("row id must be a uuid.UUID or its 16 bytes")
-        if not isinstance(text, str):
+        if type(text) is not str:
             raise TypeError("seal_many seals text values")
-        nonce = nonces[i * NONCE_LEN:(i + 1) * NONCE_LEN]
+        nonce = nonces[at:at + NONCE_LEN]
+        at += NONCE_LEN
         append(pk[0] + nonce + pk[2](nonce, kind + text.encode("utf-8"), pk[1] + rid))
     return out
 
