@@ -95,9 +95,10 @@ class KeyService:
         each key unwrapped once; a student who has no key yet gets one (as ``student_key`` would)."""
         out: dict[uuid.UUID, kr.DataKey] = {}
         cols = (DataKey.id, DataKey.purpose, DataKey.student_id, DataKey.master_key_id, DataKey.wrapped)
+        conn = s.connection()
         for cond in in_chunks(s, DataKey.student_id, student_ids):
             wrapped = []
-            for kid, purpose, sid, mkid, blob in s.execute(sa.select(*cols).where(cond, DataKey.active.is_(True))):
+            for kid, purpose, sid, mkid, blob in conn.execute(sa.select(*cols).where(cond, DataKey.active.is_(True))):
                 if sid is None or blob is None:  # matched by student id, active: never shredded
                     raise ValueError(f"data key {kid}: an active student key without its student or material")
                 wrapped.append(kr.WrappedDataKey(kid, purpose, sid, mkid, blob))  # purpose checked there

@@ -229,19 +229,20 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
 
     # three index-driven look-ups per chunk (student by blind index, enrolment by student, consent by
     # student); eligibility and scope are then checked in Python on the few columns fetched
+    conn = s.connection()  # column look-ups: Core execution, no ORM loading layer per row
     grades = {int(g) for g in camp.grades}
     unit_paths = tuple(u.path for u in units)
     for cond in in_chunks(s, Student.student_number_bidx, bidxs):
-        studs = {sid: (b, by) for b, sid, by in s.execute(
+        studs = {sid: (b, by) for b, sid, by in conn.execute(
             sa.select(Student.student_number_bidx, Student.id, Student.birth_year)
             .where(cond, Student.erased_at.is_(None)))}
         if not studs:
             continue
         ids = list(studs)
-        consented = set(s.scalars(sa.select(Consent.student_id).where(
+        consented = set(conn.execute(sa.select(Consent.student_id).where(
             in_(s, Consent.student_id, ids), Consent.academic_year_id == camp.academic_year_id,
-            Consent.status == "granted", Consent.withdrawn_at.is_(None))))
-        for sid, grade, cls_id, school_id, path in s.execute(
+            Consent.status == "granted", Consent.withdrawn_at.is_(None))).scalars())
+        for sid, grade, cls_id, school_id, path in conn.execute(
                 sa.select(Enrolment.student_id, Enrolment.grade_level, Enrolment.class_unit_id,
                           Enrolment.school_unit_id, Enrolment.unit_path)
                 .where(in_(s, Enrolment.student_id, ids), Enrolment.academic_year_id == camp.academic_year_id,
@@ -256,7 +257,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     existing: set[tuple[int, str]] = set()
     done_before: dict[int, set[str]] = defaultdict(set)
     for cond in in_chunks(s, Response.student_id, sids):
-        for sid, iid, st in s.execute(sa.select(Response.student_id, Response.instrument_id, Response.status)
+        for sid, iid, st in conn.execute(sa.select(Response.student_id, Response.instrument_id, Response.status)
                                       .where(Response.campaign_id == camp.id, cond)):
             existing.add((index[sid], iid))
             if st == "submitted":
@@ -297,7 +298,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     all_sids = list({st[0]: None for g in groups.values() for _l, st, _c in g})
     prev: set[tuple[int, str]] = set()  # a previous screening to compare with (deterioration)
     for cond in in_chunks(s, Response.student_id, all_sids):
-        prev.update((index[sid], iid) for sid, iid in s.execute(
+        prev.update((index[sid], iid) for sid, iid in conn.execute(
             sa.select(Response.student_id, Response.instrument_id).where(
                 cond, Response.campaign_id != camp.id,
                 Response.status == "submitted", Response.total.is_not(None))))
