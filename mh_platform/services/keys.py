@@ -189,6 +189,14 @@ class KeyService:
             self._indexer = bi.BlindIndexer.from_data_key(self.system_key(s, kr.KeyPurpose.BLIND_INDEX, now=now))
         return self._indexer.compute(bi.IndexKind(kind), value)
 
+    def blind_indexes(self, s: Session, kind: str, values: list[str], now=None) -> list[bytes | None]:
+        """``blind_index`` for many values (bulk look-ups); None for a value that does not normalise."""
+        from mh_platform.crypto import blind_index as bi
+
+        if self._indexer is None:
+            self._indexer = bi.BlindIndexer.from_data_key(self.system_key(s, kr.KeyPurpose.BLIND_INDEX, now=now))
+        return self._indexer.compute_many(bi.IndexKind(kind), values)
+
     def audit_key(self, s: Session, now=None) -> bytes:
         return self.system_key(s, kr.KeyPurpose.AUDIT_MAC, now=now).material
 

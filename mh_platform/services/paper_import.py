@@ -217,13 +217,8 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     parsed = _parse(table)
     pv.rows = len(parsed.rows)
     # students: one blind index per distinct number, then set-based look-ups (db.bulk.in_chunks)
-    numbers = {}
-    for _line, num, _i, _c in parsed.rows:
-        if num and num not in numbers:
-            try:
-                numbers[num] = ctx.keyring.blind_index(s, "student_number", num)
-            except ValueError:
-                numbers[num] = None
+    distinct = list({num: None for _line, num, _i, _c in parsed.rows if num})
+    numbers = dict(zip(distinct, ctx.keyring.blind_indexes(s, "student_number", distinct), strict=True))
     by_bidx: dict[bytes, tuple] = {}
     bidxs = [b for b in numbers.values() if b is not None]
 
