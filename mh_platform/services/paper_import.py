@@ -8,10 +8,23 @@ value; yes/no items ``是``/``否``/``拒绝回答`` (or yes/no/refused). A blan
 Each student must be eligible for the campaign, in the importer's scope (and in the class, if one
 is given), have consent, have the instrument in their battery and no response to it yet.
 
-The bulk path: one blind-index look-up per student, set-based checks, a float matrix per instrument
-scored at once, per-student data keys unwrapped once, answers sealed per response, rows inserted with
-``executemany``; only responses that can raise a flag (a band with a concern, a critical item, or a
-previous screening to compare with) go through the per-response flag path.
+Analysis (``_analyse``, the same for ``preview`` and ``commit``): blind indexes of the distinct
+student numbers in one batch, set-based look-ups (``db.bulk.in_chunks``: ``= ANY(array)`` on
+PostgreSQL, IN lists on SQLite) for students, enrolments, consents and existing responses, item
+cells validated column by column into a float matrix per instrument, scored at once, with the
+quality check (longstring) and the "can this row raise a flag" test (a band with a concern, a
+critical item fired or unanswered, or a previous screening to compare with) vectorised.
+
+Writing (``commit`` only): per-student data keys unwrapped in one batch (``KeyService.student_keys``);
+answers JSON built from per-item fragments (the text ``json.dumps(answers, separators=(",", ":"))``
+gives) and sealed in one batch (``KeyService.seal_many_with``: the same envelope and AAD as ``seal``);
+every response — flag-raising ones included — written in one set-based insert through the session's
+DBAPI connection (``db.bulk.BulkInsert``: ``executemany`` on SQLite, ``COPY`` on PostgreSQL), in
+student order with sorted fresh random ids, each column in the form SQLAlchemy itself would bind.
+The flag path (``responses.flag_path``, one response at a time) then runs on the stored
+flag-raising responses only; completion codes are updated (or markers inserted) set-based; one
+audit event; one commit. The cyclic garbage collector is paused for the duration (see
+``_cyclic_gc_paused``).
 """
 
 from __future__ import annotations
