@@ -372,12 +372,11 @@ def _answer_texts(inst: Instrument, X: np.ndarray) -> list[str]:
             frags.append({code: f"{key}:{json.dumps(name)}" for code, name in names.items()})
         else:
             frags.append({int(o.value): f"{key}:{int(o.value)}" for o in it.options})
-    missing = -(2 ** 31)
+    missing = -(2 ** 31)  # no option has this value
     codes = np.where(np.isnan(X), missing, X).astype(np.int64).tolist()
-    pairs = list(enumerate(frags))
     return ["{" + ",".join([frags[j][v] for j, v in enumerate(row) if v != missing]) + "}"
             if missing in row else "{" + ",".join([f[v] for f, v in zip(frags, row, strict=True)]) + "}"
-            for row in codes] if pairs else ["{}"] * len(codes)
+            for row in codes]
 
 
 def _answers_of(inst: Instrument, x: np.ndarray) -> dict[str, Any]:
