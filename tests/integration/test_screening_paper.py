@@ -10,7 +10,7 @@ import uuid
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from screening_world import build_world, screening_ready, to_csv
+from screening_world import build_world, screening_ready, to_csv, to_xlsx
 
 from mh_platform.core.errors import NotFound, ValidationFailed
 from mh_platform.core.instruments import YES_NO_CODES, load_instrument
@@ -276,3 +276,22 @@ def test_answer_texts_are_the_json_of_the_answers(iid):
                    for j, v in enumerate(X[r]) if v == v}
         assert text == json.dumps(answers, separators=(",", ":"))
         assert paper_import._answers_of(inst, X[r]) == answers
+
+
+def test_an_xlsx_sheet_with_numeric_and_short_rows_imports_like_csv(ctx, ready):
+    world, cid, codes, refused, hts = ready
+    sids = list(codes)
+    num = numbers(ctx, sids)
+    width = max(load_instrument(i).n_items for i in BATTERY)
+    header = ["学籍号", "量表"] + [str(n) for n in range(1, width + 1)]
+    rows = [[num[sids[0]], "PHQ9 "] + [1, 2, 0, 0, 1, 0, 0, 0, 0],  # numbers as numbers, no item 10 cell at all
+            [num[sids[1]], "asq", "否", "否", "否", "否"]]  # a short row: item 5 unanswered
+    pv = paper_import.commit(ctx, world.counsellor, to_xlsx(rows, header=header), "paper.xlsx", cid)
+    assert pv.responses == 2 and pv.answers == 13 and not pv.errors
+    with ctx.uow() as uow:
+        s = uow.session
+        got = {r.instrument_id: json.loads(ctx.keyring.open_field(s, r.answers_enc, table="response",
+                                                                  column="answers_enc", row_id=r.id))
+               for r in s.scalars(sa.select(Response).where(Response.campaign_id == cid))}
+    assert got == {"phq9": {"1": 1, "2": 2, "3": 0, "4": 0, "5": 1, "6": 0, "7": 0, "8": 0, "9": 0},
+                   "asq": {"1": "no", "2": "no", "3": "no", "4": "no"}}
