@@ -47,6 +47,27 @@ def in_chunks(s: Session, column: Any, values: Sequence[Any]) -> Iterator[Any]:
         yield in_(s, column, values[i:i + step])
 
 
+class IdReader:
+    """UUID columns read without SQLAlchemy's per-value result processing (bulk look-ups of tens of
+    thousands of rows): select ``ids.col(Table.some_id)``, get the driver's raw value (32 hex digits
+    on SQLite, a ``uuid.UUID`` from psycopg on PostgreSQL) and turn it into a UUID with
+    ``ids.to_uuid(raw)`` — memoised, so a class or school id repeated on every row is converted once."""
+
+    def __init__(self) -> None:
+        self._memo: dict[Any, uuid.UUID] = {}
+
+    def col(self, column: Any) -> Any:
+        return sa.type_coerce(column, sa.String())
+
+    def to_uuid(self, raw: Any) -> uuid.UUID:
+        if type(raw) is uuid.UUID:
+            return raw
+        got = self._memo.get(raw)
+        if got is None:
+            got = self._memo[raw] = uuid.UUID(hex=raw)
+        return got
+
+
 def uuid_hex(raw: bytes) -> str:
     """A UUID column's stored value from its 16 bytes: 32 hex digits (``CHAR(32)`` on SQLite, and a
     form the ``uuid`` type reads on PostgreSQL). Equal to SQLAlchemy's ``Uuid`` bind on SQLite."""

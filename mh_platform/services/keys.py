@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from mh_platform.crypto import envelope as env
 from mh_platform.crypto import keyring as kr
-from mh_platform.db.bulk import in_chunks
+from mh_platform.db.bulk import IdReader, in_chunks
 from mh_platform.db.models import DataKey, Setting
 
 if TYPE_CHECKING:
@@ -94,14 +94,16 @@ class KeyService:
         """Many students' active keys at once (bulk paths): set-based look-ups (``db.bulk.in_chunks``),
         each key unwrapped once; a student who has no key yet gets one (as ``student_key`` would)."""
         out: dict[uuid.UUID, kr.DataKey] = {}
-        cols = (DataKey.id, DataKey.purpose, DataKey.student_id, DataKey.master_key_id, DataKey.wrapped)
+        uid = IdReader()
+        cols = (DataKey.id, DataKey.purpose, uid.col(DataKey.student_id), DataKey.master_key_id, DataKey.wrapped)
         conn = s.connection()
         for cond in in_chunks(s, DataKey.student_id, student_ids):
             wrapped = []
-            for kid, purpose, sid, mkid, blob in conn.execute(sa.select(*cols).where(cond, DataKey.active.is_(True))):
-                if sid is None or blob is None:  # matched by student id, active: never shredded
+            for kid, purpose, raw, mkid, blob in conn.execute(sa.select(*cols).where(cond, DataKey.active.is_(True))):
+                if raw is None or blob is None:  # matched by student id, active: never shredded
                     raise ValueError(f"data key {kid}: an active student key without its student or material")
-                wrapped.append(kr.WrappedDataKey(kid, purpose, sid, mkid, blob))  # purpose checked there
+                # purpose and owner checked there (the owner is bound into the unwrap AAD)
+                wrapped.append(kr.WrappedDataKey(kid, purpose, uid.to_uuid(raw), mkid, blob))
             for w, key in zip(wrapped, self.keyring.unwrap_many(wrapped), strict=True):
                 out[cast(uuid.UUID, w.owner_id)] = key
         for sid in student_ids:

@@ -49,7 +49,7 @@ from mh_platform.core import scoring
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from mh_platform.core.instruments import Instrument, load_instrument
 from mh_platform.core.types import Role, UnitKind
-from mh_platform.db.bulk import BulkInsert, in_, in_chunks, uuid_hex
+from mh_platform.db.bulk import BulkInsert, IdReader, in_, in_chunks, uuid_hex
 from mh_platform.db.models import AccessCode, Consent, Enrolment, OrgUnit, Response, Student
 from mh_platform.services import audit
 from mh_platform.services.access import in_scope
@@ -238,38 +238,42 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     # three index-driven look-ups per chunk (student by blind index, enrolment by student, consent by
     # student); eligibility and scope are then checked in Python on the few columns fetched
     conn = s.connection()  # column look-ups: Core execution, no ORM loading layer per row
+    uid = IdReader()  # ids read raw and turned into UUIDs once per distinct value
     grades = {int(g) for g in camp.grades}
     unit_paths = tuple(u.path for u in units)
     for cond in in_chunks(s, Student.student_number_bidx, bidxs):
-        studs = {sid: (b, by) for b, sid, by in conn.execute(
-            sa.select(Student.student_number_bidx, Student.id, Student.birth_year)
+        studs = {uid.to_uuid(raw): (b, by) for b, raw, by in conn.execute(
+            sa.select(Student.student_number_bidx, uid.col(Student.id), Student.birth_year)
             .where(cond, Student.erased_at.is_(None)))}
         if not studs:
             continue
         ids = list(studs)
-        consented = set(conn.execute(sa.select(Consent.student_id).where(
+        consented = {uid.to_uuid(raw) for raw in conn.execute(sa.select(uid.col(Consent.student_id)).where(
             in_(s, Consent.student_id, ids), Consent.academic_year_id == camp.academic_year_id,
-            Consent.status == "granted", Consent.withdrawn_at.is_(None))).scalars())
-        for sid, grade, cls_id, school_id, path in conn.execute(
-                sa.select(Enrolment.student_id, Enrolment.grade_level, Enrolment.class_unit_id,
-                          Enrolment.school_unit_id, Enrolment.unit_path)
+            Consent.status == "granted", Consent.withdrawn_at.is_(None))).scalars()}
+        for raw, grade, cls_id, school_id, path in conn.execute(
+                sa.select(uid.col(Enrolment.student_id), Enrolment.grade_level, uid.col(Enrolment.class_unit_id),
+                          uid.col(Enrolment.school_unit_id), Enrolment.unit_path)
                 .where(in_(s, Enrolment.student_id, ids), Enrolment.academic_year_id == camp.academic_year_id,
                        Enrolment.active.is_(True))):
             if grade not in grades or not path.startswith(unit_paths) or not path.startswith(scope_path):
                 continue
+            sid = uid.to_uuid(raw)
             b, by = studs[sid]
             # the student tuple; its last field, a small int, keys the per-row sets (cheaper than UUIDs)
-            by_bidx[b] = (sid, by, grade, cls_id, school_id, path, sid in consented, len(by_bidx))
+            by_bidx[b] = (sid, by, grade, uid.to_uuid(cls_id), uid.to_uuid(school_id), path, sid in consented,
+                          len(by_bidx))
     index = {v[0]: v[7] for v in by_bidx.values()}
     sids = list(index)
     existing: set[tuple[int, str]] = set()
     done_before: dict[int, set[str]] = defaultdict(set)
     for cond in in_chunks(s, Response.student_id, sids):
-        for sid, iid, st in conn.execute(sa.select(Response.student_id, Response.instrument_id, Response.status)
-                                      .where(Response.campaign_id == camp.id, cond)):
-            existing.add((index[sid], iid))
+        for raw, iid, st in conn.execute(sa.select(uid.col(Response.student_id), Response.instrument_id,
+                                                   Response.status).where(Response.campaign_id == camp.id, cond)):
+            k = index[uid.to_uuid(raw)]
+            existing.add((k, iid))
             if st == "submitted":
-                done_before[index[sid]].add(iid)
+                done_before[k].add(iid)
     insts: dict[str, Instrument] = {}
     groups: dict[str, list[tuple[int, tuple, list[str]]]] = defaultdict(list)
     seen: dict[tuple[int, str], int] = {}
@@ -306,8 +310,8 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     all_sids = list({st[0]: None for g in groups.values() for _l, st, _c in g})
     prev: set[tuple[int, str]] = set()  # a previous screening to compare with (deterioration)
     for cond in in_chunks(s, Response.student_id, all_sids):
-        prev.update((index[sid], iid) for sid, iid in conn.execute(
-            sa.select(Response.student_id, Response.instrument_id).where(
+        prev.update((index[uid.to_uuid(raw)], iid) for raw, iid in conn.execute(
+            sa.select(uid.col(Response.student_id), Response.instrument_id).where(
                 cond, Response.campaign_id != camp.id,
                 Response.status == "submitted", Response.total.is_not(None))))
     out: list[_Group] = []
