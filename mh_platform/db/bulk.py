@@ -112,8 +112,10 @@ class BulkInsert:
                 return v.isoformat()
         return v
 
-    def write(self, rows: Iterable[Sequence[Any]]) -> int:
-        """Insert ``rows`` (tuples in ``columns`` order); returns how many."""
+    def write(self, rows: Iterable[Sequence[Any]], *, count: int | None = None) -> int:
+        """Insert ``rows`` (tuples in ``columns`` order; an iterator is consumed as the database
+        takes the rows, so producing them overlaps the database's own work on PostgreSQL);
+        ``count`` is how many an iterator will give (it sizes SQLite's cache). Returns how many."""
         conn = self.session.connection()  # joins (or begins) the session's transaction
         dbapi = conn.connection.dbapi_connection
         if dbapi is None:
@@ -122,7 +124,9 @@ class BulkInsert:
         table, cols = q.format_table(self.table), ", ".join(q.quote(c) for c in self.columns)
         n = 0
         if self.name == "sqlite":
-            rows = rows if isinstance(rows, list) else list(rows)
+            if count is None:
+                rows = rows if isinstance(rows, list) else list(rows)
+                count = len(rows)
             marks = ", ".join("?" for _ in self.columns)
             sql = f"INSERT INTO {table} ({cols}) VALUES ({marks})"  # noqa: S608 - quoted names from the metadata
             cur = dbapi.cursor()
@@ -131,17 +135,18 @@ class BulkInsert:
                 # leaves): with SQLite's default 2 MB it spills and rereads them; back to the
                 # connection's own size right after (the dirty pages are written at commit as usual)
                 old = cur.execute("PRAGMA cache_size").fetchone()[0]
-                want = -min(BULK_CACHE_KIB_MAX, max(BULK_CACHE_KIB_MIN, len(rows) // 2))
+                want = -min(BULK_CACHE_KIB_MAX, max(BULK_CACHE_KIB_MIN, count // 2))
                 if old < 0 and old > want:
                     cur.execute(f"PRAGMA cache_size={int(want)}")
                 try:
-                    cur.executemany(sql, rows)
+                    cur.executemany(sql, rows)  # type: ignore[arg-type]  # sqlite3 takes any iterable
                 finally:
                     if old < 0 and old > want:
                         cur.execute(f"PRAGMA cache_size={int(old)}")
+                n = cur.rowcount
             finally:
                 cur.close()
-            return len(rows)
+            return n
         copy_sql = f"COPY {table} ({cols}) FROM STDIN"
         cur = dbapi.cursor()
         with cur, cur.copy(copy_sql) as cp:  # type: ignore[attr-defined]  # a psycopg cursor

@@ -447,11 +447,21 @@ def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID,
     n = len(recs)
     raw = _uuid4_bytes(n)
     ids = sorted([raw[i:i + 16] for i in range(0, 16 * n, 16)])
-    sealed = KeyService.seal_many_with([(rec[23], rid, rec[24]) for rec, rid in zip(recs, ids, strict=True)],
-                                       table="response", column="answers_enc")
     flagged = [(uuid.UUID(bytes=rid), rec[25]) for rec, rid in zip(recs, ids, strict=True) if rec[25] is not None]
-    w.write([(uuid_hex(rid), *rec[:8], env, *rec[8:23]) for rid, env, rec in zip(ids, sealed, recs, strict=True)])
+
+    def rows() -> Iterator[tuple]:  # sealed a slice at a time while the database takes the previous ones
+        for i in range(0, n, _SEAL_SLICE):
+            part, part_ids = recs[i:i + _SEAL_SLICE], ids[i:i + _SEAL_SLICE]
+            sealed = KeyService.seal_many_with([(rec[23], rid, rec[24]) for rec, rid in zip(part, part_ids, strict=True)],
+                                               table="response", column="answers_enc")
+            yield from ((uuid_hex(rid), *rec[:8], env, *rec[8:23])
+                        for rid, env, rec in zip(part_ids, sealed, part, strict=True))
+
+    w.write(rows(), count=n)
     return flagged
+
+
+_SEAL_SLICE = 8192
 
 
 def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], campaign_id: uuid.UUID,
