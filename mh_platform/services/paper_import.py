@@ -405,13 +405,15 @@ def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID,
     true, false = b("critical_fired", True), b("critical_fired", False)
     quality = {False: (b("quality", {"longstring": False}), None),
                True: (b("quality", {"longstring": True}), "readminister")}
-    # one record per response: the columns after id, then the data key, the answers text and the
-    # full score result (flag-raising rows only); sealed once the rows' ids are known
-    recs: list[tuple] = []
-    for g in plan.groups:
+    # per instrument: the values of each response, column by column (built row by row only when
+    # written); then the write order over all instruments
+    cols: list[tuple[list, ...]] = []
+    order: list[tuple[str, int, int]] = []  # (stored student id, instrument group, row)
+    for gi, g in enumerate(plan.groups):
         inst, bs, n = g.inst, g.bs, len(g.rows)
         band_ids = [bd.id for bd in bs.cutoff.bands] + [None]  # band -1 → None
-        status = scoring.STATUS_CODES
+        status = [scoring.STATUS_CODES[c] for c in bs.status.tolist()]
+        bands = [band_ids[c] for c in bs.band.tolist()]
         totals = [None if t != t else t for t in bs.total.tolist()]
         crit = cast(list[bool], bs.critical.any(axis=1).tolist()) if bs.critical.size else [False] * n
         unans = (cast(list[bool], bs.critical_unanswered.any(axis=1).tolist()) if bs.critical_unanswered.size
@@ -430,32 +432,32 @@ def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID,
             res = full[r] = scoring.score(inst, _answers_of(inst, g.X[r]))
             lv = res.concern
             concern[r] = lv.value if lv else None
-        iid, version = inst.id, inst.version
-        for r, ((_l, st), text, status_code, band, answered, long_) in enumerate(zip(
-                g.rows, _answer_texts(inst, g.X), bs.status.tolist(), bs.band.tolist(), g.answered.tolist(),
-                g.longstring.tolist(), strict=True)):
-            sid_v, school_v, path = per_student[st[7]]
-            q, suggestion = quality[long_]
-            recs.append((camp, sid_v, school_v, path, iid, version, paper, submitted, answered, no_item_ms, at, at,
-                         at, totals[r], status[status_code], band_ids[band], concern[r], subs[r],
-                         true if crit[r] else false, true if unans[r] else false, q, suggestion, at,
-                         keys[st[7]], text, full[r]))
-    # Written in student order with the fresh random ids sorted the same way: the
-    # b-trees of the id, student and (campaign, student, instrument) indexes are then filled in key
-    # order, page after page, instead of at random places (a third less write time on SQLite).
-    recs.sort(key=itemgetter(1))  # stable: a student's rows keep the file's instrument order
-    n = len(recs)
+        cols.append(([st[7] for _l, st in g.rows], _answer_texts(inst, g.X), status, bands, g.answered.tolist(),
+                     g.longstring.tolist(), totals, crit, unans, subs, concern, full, [inst.id, inst.version]))
+        order += [(per_student[st[7]][0], gi, r) for r, (_l, st) in enumerate(g.rows)]
+    # Written in student order with the fresh random ids sorted the same way: the b-trees of the
+    # id, student and (campaign, student, instrument) indexes are then filled in key order, page
+    # after page, instead of at random places (a third less write time on SQLite).
+    order.sort(key=itemgetter(0))  # stable: a student's rows keep the file's instrument order
+    n = len(order)
     raw = _uuid4_bytes(n)
     ids = sorted([raw[i:i + 16] for i in range(0, 16 * n, 16)])
-    flagged = [(uuid.UUID(bytes=rid), rec[25]) for rec, rid in zip(recs, ids, strict=True) if rec[25] is not None]
+    flagged = [(uuid.UUID(bytes=rid), res) for (_s, gi, r), rid in zip(order, ids, strict=True)
+               if (res := cols[gi][11][r]) is not None]
 
-    def rows() -> Iterator[tuple]:  # sealed a slice at a time while the database takes the previous ones
+    def rows() -> Iterator[tuple]:  # built and sealed a slice at a time while the database takes the rows
         for i in range(0, n, _SEAL_SLICE):
-            part, part_ids = recs[i:i + _SEAL_SLICE], ids[i:i + _SEAL_SLICE]
-            sealed = KeyService.seal_many_with([(rec[23], rid, rec[24]) for rec, rid in zip(part, part_ids, strict=True)],
+            part, part_ids = order[i:i + _SEAL_SLICE], ids[i:i + _SEAL_SLICE]
+            sealed = KeyService.seal_many_with([(keys[cols[gi][0][r]], rid, cols[gi][1][r])
+                                                for (_s, gi, r), rid in zip(part, part_ids, strict=True)],
                                                table="response", column="answers_enc")
-            yield from ((uuid_hex(rid), *rec[:8], env, *rec[8:23])
-                        for rid, env, rec in zip(part_ids, sealed, part, strict=True))
+            for (sid_v, gi, r), rid, env in zip(part, part_ids, sealed, strict=True):
+                k, _t, status, bands, answered, long_, totals, crit, unans, subs, concern, _f, (iid, version) = cols[gi]
+                _sv, school_v, path = per_student[k[r]]
+                q, suggestion = quality[long_[r]]
+                yield (uuid_hex(rid), camp, sid_v, school_v, path, iid, version, paper, submitted, env, answered[r],
+                       no_item_ms, at, at, at, totals[r], status[r], bands[r], concern[r], subs[r],
+                       true if crit[r] else false, true if unans[r] else false, q, suggestion, at)
 
     w.write(rows(), count=n)
     return flagged
