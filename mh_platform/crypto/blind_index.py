@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from enum import StrEnum
 
 from mh_platform.crypto.keyring import KEY_BYTES, DataKey, KeyPurpose, derive_key, hmac_sha256
@@ -168,6 +169,26 @@ class BlindIndexer:
         norm = normalise(kind, value).encode("utf-8")
         message = b"mhp-bidx-v1\x00" + kind.value.encode() + b"\x00" + ctx.encode() + b"\x00" + norm
         return hmac_sha256(self._key(kind, ctx), message)[: self._length]
+
+    def compute_many(self, kind: IndexKind, values: Iterable[str], *, context: str | None = None
+                     ) -> list[bytes | None]:
+        """``compute`` for many values of one kind (bulk look-ups): the key and message prefix are
+        prepared once; a value that does not normalise gives None instead of raising."""
+        kind = IndexKind(kind)
+        ctx = context if context is not None else kind.value
+        if not _CONTEXT.fullmatch(ctx):
+            raise ValueError("context must be 1-128 characters of [a-z0-9_.]")
+        key, n = self._key(kind, ctx), self._length
+        prefix = b"mhp-bidx-v1\x00" + kind.value.encode() + b"\x00" + ctx.encode() + b"\x00"
+        out: list[bytes | None] = []
+        for value in values:
+            try:
+                norm = normalise(kind, value).encode("utf-8")
+            except InvalidIndexValue:
+                out.append(None)
+                continue
+            out.append(hmac_sha256(key, prefix + norm)[:n])
+        return out
 
     def __repr__(self) -> str:
         return f"BlindIndexer(length={self._length})"

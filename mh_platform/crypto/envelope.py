@@ -26,7 +26,7 @@ reads the clock or does I/O.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 from uuid import UUID
@@ -221,6 +221,44 @@ def seal(key: DataKey, plaintext: bytes | str, aad: AAD, *, pad_to: int | None =
     nonce = os.urandom(NONCE_LEN)
     ct = key.aead().encrypt(nonce, _encode_inner(plaintext, pad_to), header + aad.encode())
     return header + nonce + ct
+
+
+def seal_many(items: Iterable[tuple[DataKey, UUID | bytes, str]], *, table: str, column: str) -> list[bytes]:
+    """``seal`` for many text values of one (table, column): ``(key, row id, text)`` → envelopes.
+
+    Bulk paths (paper import). The output is exactly what ``seal(key, text, AAD(table, column,
+    row_id))`` gives: same header, inner encoding and AAD, a fresh random nonce per value (all the
+    nonces of a batch come from one ``os.urandom`` call). The row id may be given as its 16 UUID
+    bytes. Each key is checked once per batch; no padding (use ``seal`` for free text).
+    """
+    AAD(table, column, UUID(int=0))  # the same checks on the names as a single seal
+    t, c = table.encode("utf-8"), column.encode("utf-8")
+    prefix = _AAD_TAG + len(t).to_bytes(2, "big") + t + len(c).to_bytes(2, "big") + c
+    batch = items if isinstance(items, list) else list(items)
+    nonces = os.urandom(NONCE_LEN * len(batch))
+    per_key: dict[int, tuple[bytes, bytes, Callable[..., bytes]]] = {}
+    out: list[bytes] = []
+    append = out.append
+    kind = bytes([_KIND_TEXT])
+    at = 0
+    for key, row_id, text in batch:
+        pk = per_key.get(id(key))
+        if pk is None:
+            if not isinstance(key, DataKey):
+                raise TypeError("key must be a DataKey")
+            if not key.purpose.encrypts_fields:
+                raise ValueError(f"a {key.purpose.value} key must not encrypt fields")
+            header = bytes([FORMAT_V1]) + key.key_id.bytes
+            pk = per_key[id(key)] = (header, header + prefix, key.aead().encrypt)
+        rid = row_id if type(row_id) is bytes else row_id.bytes if isinstance(row_id, UUID) else None
+        if rid is None or len(rid) != 16:
+            raise TypeError("row id must be a uuid.UUID or its 16 bytes")
+        if type(text) is not str:
+            raise TypeError("seal_many seals text values")
+        nonce = nonces[at:at + NONCE_LEN]
+        at += NONCE_LEN
+        append(pk[0] + nonce + pk[2](nonce, kind + text.encode("utf-8"), pk[1] + rid))
+    return out
 
 
 def _open(key_lookup: KeyLookup, envelope: bytes | bytearray | memoryview, aad: AAD) -> tuple[int, bytes]:

@@ -138,9 +138,16 @@ def _lp(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
+_CHECKED_KEY_IDS: set[str] = set()  # ids already found well-formed (there are a handful per process)
+
+
 def _check_key_id(key_id: str) -> str:
+    if isinstance(key_id, str) and key_id in _CHECKED_KEY_IDS:
+        return key_id
     if not isinstance(key_id, str) or not _KEY_ID_RE.fullmatch(key_id):
         raise MasterKeyMalformed("master key id must be 1-64 characters of [A-Za-z0-9._-]")
+    if len(_CHECKED_KEY_IDS) < 1024:
+        _CHECKED_KEY_IDS.add(key_id)
     return key_id
 
 
@@ -179,6 +186,15 @@ class MasterKey:
 
     def _wrapping_key(self) -> bytes:
         return derive_key(self.material, "dek-wrap")
+
+    def _wrapping_aead(self) -> AESGCM:
+        """The AES-256-GCM cipher of the wrapping key, derived once (HKDF and the key schedule
+        cost more than unwrapping one data key)."""
+        cipher = self.__dict__.get("_wrap_aead")
+        if cipher is None:
+            cipher = AESGCM(self._wrapping_key())
+            object.__setattr__(self, "_wrap_aead", cipher)
+        return cipher
 
 
 @dataclass(frozen=True)
@@ -456,6 +472,11 @@ class KeyPurpose(StrEnum):
         return self in (KeyPurpose.STUDENT, KeyPurpose.SYSTEM)
 
 
+def _purpose(value: KeyPurpose | str) -> KeyPurpose:
+    """``KeyPurpose(value)`` without the enum call when it already is one (bulk unwrapping)."""
+    return value if type(value) is KeyPurpose else KeyPurpose(value)
+
+
 @dataclass(frozen=True, eq=False)
 class DataKey:
     """An unwrapped 256-bit data key. ``material`` never appears in ``repr``.
@@ -483,7 +504,7 @@ class DataKey:
             raise TypeError("key_id must be a UUID")
         if not isinstance(self.material, bytes) or len(self.material) != KEY_BYTES:
             raise ValueError("data key material must be exactly 32 bytes")
-        object.__setattr__(self, "purpose", KeyPurpose(self.purpose))
+        object.__setattr__(self, "purpose", _purpose(self.purpose))
         if self.owner_id is not None and not isinstance(self.owner_id, UUID):
             raise TypeError("owner_id must be a UUID or None")
         if self.purpose is KeyPurpose.STUDENT and self.owner_id is None:
@@ -509,7 +530,7 @@ class WrappedDataKey:
             self.owner_id is None or isinstance(self.owner_id, UUID)
         ):
             raise TypeError("key_id and owner_id must be uuid.UUID (owner_id may be None)")
-        object.__setattr__(self, "purpose", KeyPurpose(self.purpose))
+        object.__setattr__(self, "purpose", _purpose(self.purpose))
         if not isinstance(self.blob, bytes | bytearray | memoryview):
             raise TypeError("blob must be bytes")
         object.__setattr__(self, "blob", bytes(self.blob))  # drivers hand back memoryview
@@ -525,7 +546,7 @@ def _wrap_aad(key_id: UUID, purpose: KeyPurpose, owner_id: UUID | None, master_k
     return (
         b"mhp-dek-wrap-v1"
         + key_id.bytes
-        + _lp(KeyPurpose(purpose).value.encode("ascii"))
+        + _lp(_purpose(purpose).value.encode("ascii"))
         + _lp(owner_id.bytes if owner_id is not None else b"")
         + _lp(master_key_id.encode("ascii"))
     )
@@ -535,7 +556,7 @@ def wrap_data_key(key: DataKey, master: MasterKey) -> WrappedDataKey:
     """Encrypt ``key`` under ``master`` (AES-256-GCM, random nonce, bound AAD)."""
     nonce = os.urandom(_WRAP_NONCE)
     aad = _wrap_aad(key.key_id, key.purpose, key.owner_id, master.key_id)
-    ct = AESGCM(master._wrapping_key()).encrypt(nonce, key.material, aad)
+    ct = master._wrapping_aead().encrypt(nonce, key.material, aad)
     return WrappedDataKey(
         key.key_id, key.purpose, key.owner_id, master.key_id, bytes([WRAP_FORMAT_V1]) + nonce + ct
     )
@@ -552,12 +573,12 @@ def unwrap_data_key(wrapped: WrappedDataKey, master: MasterKey) -> DataKey:
         raise UnwrapFailed(f"wrapped data key {wrapped.key_id} is malformed")
     aad = _wrap_aad(wrapped.key_id, wrapped.purpose, wrapped.owner_id, wrapped.master_key_id)
     try:
-        material = AESGCM(master._wrapping_key()).decrypt(
+        material = master._wrapping_aead().decrypt(
             blob[1 : 1 + _WRAP_NONCE], blob[1 + _WRAP_NONCE :], aad
         )
     except InvalidTag:
         raise UnwrapFailed(f"wrapped data key {wrapped.key_id} did not authenticate") from None
-    return DataKey(wrapped.key_id, material, KeyPurpose(wrapped.purpose), wrapped.owner_id)
+    return DataKey(wrapped.key_id, material, _purpose(wrapped.purpose), wrapped.owner_id)
 
 
 def rewrap(wrapped: WrappedDataKey, old_master: MasterKey, new_master: MasterKey) -> WrappedDataKey:
@@ -625,6 +646,15 @@ class Keyring:
         key = unwrap_data_key(wrapped, self._masters.get(wrapped.master_key_id))
         self._remember(key)
         return key
+
+    def unwrap_many(self, wrapped: Iterable[WrappedDataKey]) -> list[DataKey]:
+        """Unwrap a batch (bulk imports): cached keys are reused, the others are unwrapped but not
+        cached, so one large batch does not evict the keys the rest of the process is using."""
+        batch = list(wrapped)
+        with self._lock:
+            hits = {w.key_id: k for w in batch if (k := self._cache.get(w.key_id)) is not None}
+        get_master = self._masters.get
+        return [hits.get(w.key_id) or unwrap_data_key(w, get_master(w.master_key_id)) for w in batch]
 
     def lookup(self, key_id: UUID) -> DataKey | None:
         """Cached key, else loader → unwrap. None when no loader or the loader does not know the id."""

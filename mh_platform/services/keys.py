@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import os
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mh_platform.crypto import envelope as env
 from mh_platform.crypto import keyring as kr
+from mh_platform.db.bulk import IdReader, in_chunks
 from mh_platform.db.models import DataKey, Setting
 
 if TYPE_CHECKING:
@@ -82,6 +83,33 @@ class KeyService:
         if value is None:
             return None
         return env.seal(key, value, env.AAD(table, column, row_id), pad_to=pad_to)
+
+    @staticmethod
+    def seal_many_with(items: list[tuple[kr.DataKey, uuid.UUID | bytes, str]], *, table: str,
+                       column: str) -> list[bytes]:
+        """``seal_with`` for a batch of text values of one column (bulk paths); same envelopes."""
+        return env.seal_many(items, table=table, column=column)
+
+    def student_keys(self, s: Session, student_ids: list[uuid.UUID], now) -> dict[uuid.UUID, kr.DataKey]:
+        """Many students' active keys at once (bulk paths): set-based look-ups (``db.bulk.in_chunks``),
+        each key unwrapped once; a student who has no key yet gets one (as ``student_key`` would)."""
+        out: dict[uuid.UUID, kr.DataKey] = {}
+        uid = IdReader()
+        cols = (DataKey.id, DataKey.purpose, uid.col(DataKey.student_id), DataKey.master_key_id, DataKey.wrapped)
+        conn = s.connection()
+        for cond in in_chunks(s, DataKey.student_id, student_ids):
+            wrapped = []
+            for kid, purpose, raw, mkid, blob in conn.execute(sa.select(*cols).where(cond, DataKey.active.is_(True))):
+                if raw is None or blob is None:  # matched by student id, active: never shredded
+                    raise ValueError(f"data key {kid}: an active student key without its student or material")
+                # purpose and owner checked there (the owner is bound into the unwrap AAD)
+                wrapped.append(kr.WrappedDataKey(kid, purpose, uid.to_uuid(raw), mkid, blob))
+            for w, key in zip(wrapped, self.keyring.unwrap_many(wrapped), strict=True):
+                out[cast(uuid.UUID, w.owner_id)] = key
+        for sid in student_ids:
+            if sid not in out:  # a student who never had a key yet (created on first use, as online)
+                out[sid] = self.student_key(s, sid, now)
+        return out
 
     def student_key(self, s: Session, student_id: uuid.UUID, now, *, create: bool = True) -> kr.DataKey:
         # Per-session cache: a key created in a transaction that rolls back must not outlive it.
@@ -174,6 +202,14 @@ class KeyService:
         if self._indexer is None:
             self._indexer = bi.BlindIndexer.from_data_key(self.system_key(s, kr.KeyPurpose.BLIND_INDEX, now=now))
         return self._indexer.compute(bi.IndexKind(kind), value)
+
+    def blind_indexes(self, s: Session, kind: str, values: list[str], now=None) -> list[bytes | None]:
+        """``blind_index`` for many values (bulk look-ups); None for a value that does not normalise."""
+        from mh_platform.crypto import blind_index as bi
+
+        if self._indexer is None:
+            self._indexer = bi.BlindIndexer.from_data_key(self.system_key(s, kr.KeyPurpose.BLIND_INDEX, now=now))
+        return self._indexer.compute_many(bi.IndexKind(kind), values)
 
     def audit_key(self, s: Session, now=None) -> bytes:
         return self.system_key(s, kr.KeyPurpose.AUDIT_MAC, now=now).material

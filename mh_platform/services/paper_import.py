@@ -8,18 +8,37 @@ value; yes/no items ``是``/``否``/``拒绝回答`` (or yes/no/refused). A blan
 Each student must be eligible for the campaign, in the importer's scope (and in the class, if one
 is given), have consent, have the instrument in their battery and no response to it yet.
 
-The bulk path: one blind-index look-up per student, set-based checks, a float matrix per instrument
-scored at once, per-student data keys unwrapped once, answers sealed per response, rows inserted with
-``executemany``; only responses that can raise a flag (a band with a concern, a critical item, or a
-previous screening to compare with) go through the per-response flag path.
+Analysis (``_analyse``, the same for ``preview`` and ``commit``): blind indexes of the distinct
+student numbers in one batch, set-based look-ups (``db.bulk.in_chunks``: ``= ANY(array)`` on
+PostgreSQL, IN lists on SQLite) for students, enrolments, consents and existing responses, item
+cells validated column by column into a float matrix per instrument, scored at once, with the
+quality check (longstring) and the "can this row raise a flag" test (a band with a concern, a
+critical item fired or unanswered, or a previous screening to compare with) vectorised.
+
+Writing (``commit`` only): per-student data keys unwrapped in one batch (``KeyService.student_keys``);
+answers JSON built from per-item fragments (the text ``json.dumps(answers, separators=(",", ":"))``
+gives) and sealed in one batch (``KeyService.seal_many_with``: the same envelope and AAD as ``seal``);
+every response — flag-raising ones included — written in one set-based insert through the session's
+DBAPI connection (``db.bulk.BulkInsert``: ``executemany`` on SQLite, ``COPY`` on PostgreSQL), in
+student order with sorted fresh random ids, each column in the form SQLAlchemy itself would bind.
+The flag path (``responses.flag_path``, one response at a time) then runs on the stored
+flag-raising responses only; completion codes are updated (or markers inserted) set-based; one
+audit event; one commit. The cyclic garbage collector is paused for the duration (see
+``_cyclic_gc_paused``).
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from operator import itemgetter
 from typing import Any, cast
 
 import numpy as np
@@ -30,19 +49,20 @@ from mh_platform.core import scoring
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from mh_platform.core.instruments import Instrument, load_instrument
 from mh_platform.core.types import Role, UnitKind
-from mh_platform.crypto import keyring as kr
-from mh_platform.db.models import AccessCode, Consent, DataKey, Enrolment, OrgUnit, Response, Student
+from mh_platform.db.bulk import BulkInsert, IdReader, in_, in_chunks, uuid_hex
+from mh_platform.db.models import AccessCode, Consent, Enrolment, OrgUnit, Response, Student
 from mh_platform.services import audit
 from mh_platform.services.access import in_scope
 from mh_platform.services.campaigns import get_campaign, student_battery
 from mh_platform.services.context import Actor, ServiceContext
 from mh_platform.services.keys import KeyService
-from mh_platform.services.responses import flag_path
+from mh_platform.services.responses import LONGSTRING_MIN, flag_path
 from mh_platform.services.roster import ImportRefused, RowError, formula_like, map_header, read_table
 
 IMPORTERS = {Role.COUNSELLOR}
 YES_NO = {"是": "yes", "否": "no", "拒绝回答": "refused", "拒答": "refused", "yes": "yes", "no": "no",
           "refused": "refused", "y": "yes", "n": "no"}
+_NAN = float("nan")  # an unanswered cell (one object: compared by identity)
 COLUMNS = {"student_number": ("学籍号", "全国学籍号", "学号", "student_number"), "instrument": ("量表", "instrument")}
 
 
@@ -72,7 +92,7 @@ def _item_col(h: str) -> int | None:
 
 @dataclass
 class _Parsed:
-    rows: list[tuple[int, str, str, list[str]]]  # (line, number, instrument, cells by item 1..)
+    rows: list[tuple[int, str, str, list[str]]]  # (line, number, instrument, cells as read)
     item_cols: dict[int, int]
 
 
@@ -89,13 +109,16 @@ def _parse(table: list[list[str]]) -> _Parsed:
         raise ImportRefused("no item columns (1, 2, 3 … or q1, q2 …)")
     rows = []
     sn, ins = cols["student_number"], cols["instrument"]
+    width = len(header)
+    pad = [""] * width
     for line, r in enumerate(table[start + 1:], start=start + 2):
-        if not any((c or "").strip() for c in r):
+        if len(r) < width:
+            r = r + pad[len(r):]
+        num = r[sn].strip()
+        if not num and not "".join(r).strip():
             continue
-        get = r.__getitem__
-        n = len(r)
-        rows.append((line, get(sn).strip() if sn < n else "", (get(ins).strip().lower() if ins < n else ""),
-                     [(get(i).strip() if i < n else "") for i in range(len(header))]))
+        # item cells stay as read: _value_matrix strips the few that are not an exact option text
+        rows.append((line, num, r[ins].strip().lower(), r))
     if not rows:
         raise ImportRefused("the file has no data rows")
     return _Parsed(rows, items)
@@ -105,7 +128,7 @@ def _value_maps(inst: Instrument) -> list[dict[str, float]]:
     """Per item: cell text → batch-matrix code (printed value, or YES_NO_CODES)."""
     maps = []
     for it in inst.items:
-        m: dict[str, float] = {}
+        m: dict[str, float] = {"": _NAN}
         for o in it.options:
             if it.kind == "yes_no":
                 for k, v in YES_NO.items():
@@ -119,27 +142,74 @@ def _value_maps(inst: Instrument) -> list[dict[str, float]]:
     return maps
 
 
-def _student_keys(ctx: ServiceContext, s: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, kr.DataKey]:
-    ks: KeyService = ctx.keyring
-    out: dict[uuid.UUID, kr.DataKey] = {}
-    for i in range(0, len(ids), 900):
-        for row in s.scalars(sa.select(DataKey).where(DataKey.student_id.in_(ids[i:i + 900]), DataKey.active.is_(True))):
-            if row.student_id is None or row.wrapped is None:  # matched by student id, active: never shredded
-                raise ValueError(f"data key {row.id}: an active student key without its student or material")
-            out[row.student_id] = ks.keyring.unwrap(kr.WrappedDataKey(row.id, kr.KeyPurpose(row.purpose), row.student_id,
-                                                                       row.master_key_id, bytes(row.wrapped)))
-    missing = [sid for sid in ids if sid not in out]
-    for sid in missing:  # a student who never had a key yet (created on first use, as online)
-        out[sid] = ks.student_key(s, sid, ctx.now())
-    return out
+@dataclass
+class _Group:
+    """The valid rows of one instrument, scored as one matrix."""
+
+    inst: Instrument
+    rows: list[tuple[int, tuple]]  # (line, student tuple)
+    X: np.ndarray  # raw answers, NaN = unanswered (yes/no as YES_NO_CODES)
+    bs: scoring.BatchScores
+    answered: np.ndarray  # answers per row
+    longstring: np.ndarray  # the quality flag of responses.quality_checks
+    flag: np.ndarray  # rows that can raise a flag: they also go through the flag path
 
 
 @dataclass
 class _Plan:
     preview: PaperPreview
-    inserts: list[dict[str, Any]]
-    flag_rows: list[tuple[dict[str, Any], scoring.ScoreResult]]
+    groups: list[_Group]
     completed: list[tuple[uuid.UUID, uuid.UUID]]  # (student, class) whose battery is now complete
+
+
+def _value_matrix(inst: Instrument, parsed: _Parsed, rows: list[tuple[int, tuple, list[str]]],
+                  err: Any) -> np.ndarray | None:
+    """The (rows, items) matrix of cell values, column by column; None after a row error."""
+    maps = _value_maps(inst)
+    k = inst.n_items
+    X = np.full((len(rows), k), np.nan)
+    errors: list[tuple[int, int, RowError]] = []  # (row, column) order, as the rows were read
+    cell_rows = [cells for _l, _s, cells in rows]
+    for n in (n for n in parsed.item_cols if n > k):  # columns of items this instrument does not have
+        c = parsed.item_cols[n]
+        col = list(map(itemgetter(c), cell_rows))
+        if any(col):
+            errors += [(r, c, RowError(rows[r][0], str(n), f"{inst.id} 没有第{n}题 / {inst.id} has no item {n}"))
+                       for r, v in enumerate(col) if v.strip()]
+    for j in range(k):
+        ci = parsed.item_cols.get(j + 1)
+        if ci is None:
+            continue
+        m = maps[j]
+        col = list(map(itemgetter(ci), cell_rows))
+        vals = list(map(m.get, col))  # exact option texts (and "" → NaN); anything else → None
+        if None in vals:
+            for r in [r for r, x in enumerate(vals) if x is None]:  # spaces around, or not an option
+                cell = col[r].strip()
+                v = m.get(cell)
+                if v is not None:
+                    vals[r] = v
+                    continue
+                why = "以 = + - @ 开头的内容不允许（公式） / formula-like text refused" if formula_like(cell) else \
+                    "不是该题的选项 / not an option of this item"
+                errors.append((r, ci, RowError(rows[r][0], str(j + 1), why)))
+                vals[r] = _NAN
+        X[:, j] = vals
+    for _r, _c, e in sorted(errors, key=lambda t: (t[0], t[1])):
+        err(e)
+    return None if errors else X
+
+
+def _longstring(inst: Instrument, X: np.ndarray) -> np.ndarray:
+    """``responses.quality_checks``' longstring for every row: all items of a page of at least
+    LONGSTRING_MIN choice items answered, all with the same answer, and not the lowest option."""
+    n = X.shape[0]
+    if inst.n_items < LONGSTRING_MIN or any(it.kind != "choice" for it in inst.items):
+        return np.zeros(n, dtype=bool)
+    lo = min(o.value for o in inst.items[0].options if isinstance(o.value, int))
+    first = X[:, :1]
+    with np.errstate(invalid="ignore"):
+        return ~np.isnan(X).any(axis=1) & (first == X).all(axis=1) & (X[:, 0] != lo)
 
 
 def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str]], campaign_id: uuid.UUID,
@@ -159,52 +229,54 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
         scope_path = cls.path
     parsed = _parse(table)
     pv.rows = len(parsed.rows)
-    # students: one blind index per distinct number, one query per 900
-    numbers = {}
-    for _line, num, _i, _c in parsed.rows:
-        if num and num not in numbers:
-            try:
-                numbers[num] = ctx.keyring.blind_index(s, "student_number", num)
-            except ValueError:
-                numbers[num] = None
+    # students: one blind index per distinct number, then set-based look-ups (db.bulk.in_chunks)
+    distinct = list({num: None for _line, num, _i, _c in parsed.rows if num})
+    numbers = dict(zip(distinct, ctx.keyring.blind_indexes(s, "student_number", distinct), strict=True))
     by_bidx: dict[bytes, tuple] = {}
     bidxs = [b for b in numbers.values() if b is not None]
 
     # three index-driven look-ups per chunk (student by blind index, enrolment by student, consent by
     # student); eligibility and scope are then checked in Python on the few columns fetched
+    conn = s.connection()  # column look-ups: Core execution, no ORM loading layer per row
+    uid = IdReader()  # ids read raw and turned into UUIDs once per distinct value
     grades = {int(g) for g in camp.grades}
     unit_paths = tuple(u.path for u in units)
-    for i in range(0, len(bidxs), 900):
-        studs = {sid: (b, by) for b, sid, by in s.execute(
-            sa.select(Student.student_number_bidx, Student.id, Student.birth_year)
-            .where(Student.student_number_bidx.in_(bidxs[i:i + 900]), Student.erased_at.is_(None)))}
+    for cond in in_chunks(s, Student.student_number_bidx, bidxs):
+        studs = {uid.to_uuid(raw): (b, by) for b, raw, by in conn.execute(
+            sa.select(Student.student_number_bidx, uid.col(Student.id), Student.birth_year)
+            .where(cond, Student.erased_at.is_(None)))}
         if not studs:
             continue
         ids = list(studs)
-        consented = set(s.scalars(sa.select(Consent.student_id).where(
-            Consent.student_id.in_(ids), Consent.academic_year_id == camp.academic_year_id,
-            Consent.status == "granted", Consent.withdrawn_at.is_(None))))
-        for sid, grade, cls_id, school_id, path in s.execute(
-                sa.select(Enrolment.student_id, Enrolment.grade_level, Enrolment.class_unit_id,
-                          Enrolment.school_unit_id, Enrolment.unit_path)
-                .where(Enrolment.student_id.in_(ids), Enrolment.academic_year_id == camp.academic_year_id,
+        consented = {uid.to_uuid(raw) for raw in conn.execute(sa.select(uid.col(Consent.student_id)).where(
+            in_(s, Consent.student_id, ids), Consent.academic_year_id == camp.academic_year_id,
+            Consent.status == "granted", Consent.withdrawn_at.is_(None))).scalars()}
+        for raw, grade, cls_id, school_id, path in conn.execute(
+                sa.select(uid.col(Enrolment.student_id), Enrolment.grade_level, uid.col(Enrolment.class_unit_id),
+                          uid.col(Enrolment.school_unit_id), Enrolment.unit_path)
+                .where(in_(s, Enrolment.student_id, ids), Enrolment.academic_year_id == camp.academic_year_id,
                        Enrolment.active.is_(True))):
             if grade not in grades or not path.startswith(unit_paths) or not path.startswith(scope_path):
                 continue
+            sid = uid.to_uuid(raw)
             b, by = studs[sid]
-            by_bidx[b] = (sid, by, grade, cls_id, school_id, path, sid in consented)
-    sids = [v[0] for v in by_bidx.values()]
-    existing: set[tuple[uuid.UUID, str]] = set()
-    done_before: dict[uuid.UUID, set[str]] = defaultdict(set)
-    for i in range(0, len(sids), 900):
-        for sid, iid, st in s.execute(sa.select(Response.student_id, Response.instrument_id, Response.status)
-                                      .where(Response.campaign_id == camp.id, Response.student_id.in_(sids[i:i + 900]))):
-            existing.add((sid, iid))
+            # the student tuple; its last field, a small int, keys the per-row sets (cheaper than UUIDs)
+            by_bidx[b] = (sid, by, grade, uid.to_uuid(cls_id), uid.to_uuid(school_id), path, sid in consented,
+                          len(by_bidx))
+    index = {v[0]: v[7] for v in by_bidx.values()}
+    sids = list(index)
+    existing: set[tuple[int, str]] = set()
+    done_before: dict[int, set[str]] = defaultdict(set)
+    for cond in in_chunks(s, Response.student_id, sids):
+        for raw, iid, st in conn.execute(sa.select(uid.col(Response.student_id), Response.instrument_id,
+                                                   Response.status).where(Response.campaign_id == camp.id, cond)):
+            k = index[uid.to_uuid(raw)]
+            existing.add((k, iid))
             if st == "submitted":
-                done_before[sid].add(iid)
+                done_before[k].add(iid)
     insts: dict[str, Instrument] = {}
     groups: dict[str, list[tuple[int, tuple, list[str]]]] = defaultdict(list)
-    seen: dict[tuple[uuid.UUID, str], int] = {}
+    seen: dict[tuple[int, str], int] = {}
     battery_cache: dict[tuple[int, int | None], tuple[str, ...]] = {}
     for line, num, iid, cells in parsed.rows:
         b = numbers.get(num)
@@ -215,7 +287,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
         if st is None:
             err(RowError(line, "学籍号", "学生不在本次测评或您的范围内 / student not in this campaign or your units"))
             continue
-        sid, birth_year, grade, _cls, _sch, _path, ok = st
+        _sid, birth_year, grade, _cls, _sch, _path, ok, k = st
         if not ok:
             err(RowError(line, "学籍号", "该学生没有有效的监护人知情同意 / no guardian consent"))
             continue
@@ -225,140 +297,237 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
         if iid not in battery_cache[key]:
             err(RowError(line, "量表", "该量表不在此学生的测评组合中 / instrument not in the student's battery"))
             continue
-        if (sid, iid) in existing:
+        if (k, iid) in existing:
             err(RowError(line, "量表", "该学生已有此量表的作答 / the student already has a response to it"))
             continue
-        if (sid, iid) in seen:
-            err(RowError(line, "学籍号", f"与第{seen[(sid, iid)]}行重复 / same student and instrument as row {seen[(sid, iid)]}"))
+        first = seen.setdefault((k, iid), line)
+        if first != line:
+            err(RowError(line, "学籍号", f"与第{first}行重复 / same student and instrument as row {first}"))
             continue
-        seen[(sid, iid)] = line
         if iid not in insts:
             insts[iid] = load_instrument(iid)
         groups[iid].append((line, st, cells))
-    inserts: list[dict[str, Any]] = []
-    flag_rows: list[tuple[dict[str, Any], scoring.ScoreResult]] = []
-    now = ctx.now()
-    keys = _student_keys(ctx, s, list({st[0] for g in groups.values() for _l, st, _c in g}))
-    prev: set[tuple[uuid.UUID, str]] = set()
-    all_sids = list({st[0] for g in groups.values() for _l, st, _c in g})
-    for i in range(0, len(all_sids), 900):
-        prev |= set(s.execute(sa.select(Response.student_id, Response.instrument_id).where(
-            Response.student_id.in_(all_sids[i:i + 900]), Response.campaign_id != camp.id,
-            Response.status == "submitted", Response.total.is_not(None))).tuples().all())
-    seal = KeyService.seal_with
-    new_done: dict[uuid.UUID, set[str]] = defaultdict(set)
+    all_sids = list({st[0]: None for g in groups.values() for _l, st, _c in g})
+    prev: set[tuple[int, str]] = set()  # a previous screening to compare with (deterioration)
+    for cond in in_chunks(s, Response.student_id, all_sids):
+        prev.update((index[uid.to_uuid(raw)], iid) for raw, iid in conn.execute(
+            sa.select(uid.col(Response.student_id), Response.instrument_id).where(
+                cond, Response.campaign_id != camp.id,
+                Response.status == "submitted", Response.total.is_not(None))))
+    out: list[_Group] = []
+    new_done: dict[int, set[str]] = defaultdict(set)
     for iid, rows in groups.items():
         inst = insts[iid]
-        maps = _value_maps(inst)
-        k = inst.n_items
-        cols = [parsed.item_cols.get(n) for n in range(1, k + 1)]
-        extra = [n for n in parsed.item_cols if n > k]
-        X = np.full((len(rows), k), np.nan)
-        good = np.ones(len(rows), dtype=bool)
-        for r, (line, _st, cells) in enumerate(rows):
-            for n in extra:
-                if cells[parsed.item_cols[n]]:
-                    err(RowError(line, str(n), f"{iid} 没有第{n}题 / {iid} has no item {n}"))
-                    good[r] = False
-            for j, c in enumerate(cols):
-                if c is None:
-                    continue
-                cell = cells[c]
-                if not cell:
-                    continue
-                v = maps[j].get(cell)
-                if v is None:
-                    why = "以 = + - @ 开头的内容不允许（公式） / formula-like text refused" if formula_like(cell) else \
-                        "不是该题的选项 / not an option of this item"
-                    err(RowError(line, str(j + 1), why))
-                    good[r] = False
-                    continue
-                X[r, j] = v
-        if not good.all():
+        X = _value_matrix(inst, parsed, rows, err)
+        if X is None:
             continue
         bs = scoring.score_many(inst, X)
-        band_concern = [b.concern for b in bs.cutoff.bands]
-        band_ids = [b.id for b in bs.cutoff.bands]
-        status_codes = scoring.STATUS_CODES
-        sub_ids = list(bs.subscales)
-        any_crit = np.asarray(bs.critical.any(axis=1) if bs.critical.size else np.zeros(len(rows), dtype=bool),
-                              dtype=bool)
-        any_unans = np.asarray(bs.critical_unanswered.any(axis=1) if bs.critical_unanswered.size
-                               else np.zeros(len(rows), dtype=bool), dtype=bool)
+        n = len(rows)
+        concern_band = np.array([b.concern is not None for b in bs.cutoff.bands] + [False], dtype=bool)
+        flag = concern_band[bs.band]  # band -1 (none) → the trailing False
+        if bs.critical.size:
+            flag |= bs.critical.any(axis=1) | bs.critical_unanswered.any(axis=1)
+        if prev:
+            flag |= np.fromiter(((st[7], iid) in prev for _l, st, _c in rows), dtype=bool, count=n)
         answered = (~np.isnan(X)).sum(axis=1)
-        pv.by_instrument[iid] = len(rows)
-        for r, (_line, st, _cells) in enumerate(rows):
-            sid, _by, _g, _cls, school_id, path, _ok = st
-            rid = uuid.uuid4()
-            answers: dict[str, Any] = {}
-            for j in range(k):
-                x = X[r, j]
-                if x == x:  # not NaN
-                    item = inst.items[j]
-                    answers[str(j + 1)] = ({0: "no", 1: "yes", 2: "refused"}[int(x)] if item.kind == "yes_no" else int(x))
-            b = int(bs.band[r])
-            crit = bool(any_crit[r])
-            t = bs.total[r]
-            quality = {"longstring": _longstring(inst, X[r])}
-            row = {"id": rid, "campaign_id": camp.id, "student_id": sid, "school_unit_id": school_id, "unit_path": path,
-                   "instrument_id": iid, "instrument_version": inst.version, "source": "paper", "status": "submitted",
-                   "answers_enc": seal(keys[sid], table="response", column="answers_enc", row_id=rid,
-                                       value=json.dumps(answers, separators=(",", ":"))),
-                   "n_answered": int(answered[r]), "item_ms": None, "started_at": now, "updated_at": now,
-                   "submitted_at": now, "total": None if t != t else float(t),
-                   "score_status": status_codes[int(bs.status[r])], "band_id": band_ids[b] if b >= 0 else None,
-                   "concern_level": None,
-                   "subscales": ({sid_: {"score": None if bs.subscales[sid_][r] != bs.subscales[sid_][r]
-                                         else int(bs.subscales[sid_][r]),
-                                         "positive": None if bs.subscales[sid_][r] != bs.subscales[sid_][r]
-                                         else bool(bs.subscale_positive[sid_][r])} for sid_ in sub_ids} or None),
-                   "critical_fired": crit, "critical_unanswered": bool(any_unans[r]), "quality": quality,
-                   "quality_suggestion": "readminister" if quality["longstring"] else None, "scored_at": now}
-            concern = band_concern[b] if b >= 0 else None
-            if crit or any_unans[r] or concern is not None or (sid, iid) in prev:
-                # the few rows that can raise a flag get the full one-at-a-time result (critical levels
-                # included: BatchScores.result leaves the fired items' levels out)
-                res = scoring.score(inst, answers)
-                lv = res.concern
-                row["concern_level"] = lv.value if lv else None
-                flag_rows.append((row, res))
-            else:
-                inserts.append(row)
-            pv.responses += 1
-            pv.answers += int(answered[r])
-            new_done[sid].add(iid)
+        out.append(_Group(inst, [(line, st) for line, st, _c in rows], X, bs, answered, _longstring(inst, X), flag))
+        pv.by_instrument[iid] = n
+        pv.responses += n
+        pv.answers += int(answered.sum())
+        pv.flagged += int(flag.sum())
+        for _l, st, _c in rows:
+            new_done[st[7]].add(iid)
     pv.students = len(new_done)
-    pv.flagged = len(flag_rows)
     completed = []
     for st in by_bidx.values():
-        sid = st[0]
-        if sid in new_done:
+        k = st[7]
+        if k in new_done:
             battery = battery_cache[(st[2], st[1])]
-            if set(battery) <= (new_done[sid] | done_before[sid]):
-                completed.append((sid, st[3]))
-    return _Plan(pv, inserts, flag_rows, completed)
+            if set(battery) <= (new_done[k] | done_before[k]):
+                completed.append((st[0], st[3]))
+    return _Plan(pv, out, completed)
 
 
-def _longstring(inst: Instrument, row: np.ndarray) -> bool:
-    if inst.n_items < 7 or np.isnan(row).any():
-        return False
-    if inst.items[0].kind != "choice":
-        return False
-    lo = min(o.value for o in inst.items[0].options if isinstance(o.value, int))
-    return bool((row == row[0]).all() and row[0] != lo)
+# --------------------------------------------------------------------------- writing
+
+
+_COLUMNS = ("id", "campaign_id", "student_id", "school_unit_id", "unit_path", "instrument_id", "instrument_version",
+            "source", "status", "answers_enc", "n_answered", "item_ms", "started_at", "updated_at", "submitted_at",
+            "total", "score_status", "band_id", "concern_level", "subscales", "critical_fired",
+            "critical_unanswered", "quality", "quality_suggestion", "scored_at")
+
+
+def _uuid4_bytes(n: int) -> bytes:
+    """``n`` random (version 4) UUIDs as 16 bytes each, from one ``os.urandom`` call."""
+    a = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    a[:, 6] = (a[:, 6] & 0x0F) | 0x40
+    a[:, 8] = (a[:, 8] & 0x3F) | 0x80
+    return a.tobytes()
+
+
+def _answer_texts(inst: Instrument, X: np.ndarray) -> list[str]:
+    """Each row's answers as given, as ``json.dumps({item: value}, separators=(",", ":"))``: the
+    printed option value, or ``"yes"``/``"no"``/``"refused"``; unanswered items left out."""
+    names = {v: k for k, v in scoring.YES_NO_CODES.items()}
+    frags: list[dict[int, str]] = []
+    for j, it in enumerate(inst.items):
+        key = json.dumps(str(j + 1))
+        if it.kind == "yes_no":
+            frags.append({code: f"{key}:{json.dumps(name)}" for code, name in names.items()})
+        else:
+            frags.append({int(o.value): f"{key}:{int(o.value)}" for o in it.options})
+    missing = -(2 ** 31)  # no option has this value
+    codes = np.where(np.isnan(X), missing, X).astype(np.int64).tolist()
+    return ["{" + ",".join([frags[j][v] for j, v in enumerate(row) if v != missing]) + "}"
+            if missing in row else "{" + ",".join([f[v] for f, v in zip(frags, row, strict=True)]) + "}"
+            for row in codes]
+
+
+def _answers_of(inst: Instrument, x: np.ndarray) -> dict[str, Any]:
+    names = {v: k for k, v in scoring.YES_NO_CODES.items()}
+    return {str(j + 1): (names[int(v)] if inst.items[j].kind == "yes_no" else int(v))
+            for j, v in enumerate(x) if v == v}
+
+
+def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID, now: datetime
+           ) -> list[tuple[uuid.UUID, scoring.ScoreResult]]:
+    """Insert every response of the plan in one set-based write; returns the (id, full result) of
+    the responses that go through the flag path."""
+    w = BulkInsert(s, cast(sa.Table, Response.__table__), _COLUMNS)
+    b = w.bind
+    students = list({st[7]: st for g in plan.groups for _l, st in g.rows}.values())
+    by_id = ctx.keyring.student_keys(s, [st[0] for st in students], now)
+    keys = {st[7]: by_id[st[0]] for st in students}  # by the student's int index
+    per_student = {st[7]: (b("student_id", st[0]), b("school_unit_id", st[4]), st[5]) for st in students}
+    camp, at = b("campaign_id", campaign_id), b("started_at", now)
+    paper, submitted, no_item_ms, no_subscales = b("source", "paper"), b("status", "submitted"), \
+        b("item_ms", None), b("subscales", None)
+    true, false = b("critical_fired", True), b("critical_fired", False)
+    quality = {False: (b("quality", {"longstring": False}), None),
+               True: (b("quality", {"longstring": True}), "readminister")}
+    # per instrument: the values of each response, column by column (built row by row only when
+    # written); then the write order over all instruments
+    cols: list[tuple[list, ...]] = []
+    order: list[tuple[str, int, int]] = []  # (stored student id, instrument group, row)
+    for gi, g in enumerate(plan.groups):
+        inst, bs, n = g.inst, g.bs, len(g.rows)
+        band_ids = [bd.id for bd in bs.cutoff.bands] + [None]  # band -1 → None
+        status = [scoring.STATUS_CODES[c] for c in bs.status.tolist()]
+        bands = [band_ids[c] for c in bs.band.tolist()]
+        totals = [None if t != t else t for t in bs.total.tolist()]
+        crit = cast(list[bool], bs.critical.any(axis=1).tolist()) if bs.critical.size else [False] * n
+        unans = (cast(list[bool], bs.critical_unanswered.any(axis=1).tolist()) if bs.critical_unanswered.size
+                 else [False] * n)
+        if bs.subscales:
+            subs = [b("subscales", {k: {"score": None if v[r] != v[r] else int(v[r]),
+                                        "positive": None if v[r] != v[r] else bool(bs.subscale_positive[k][r])}
+                                    for k, v in bs.subscales.items()}) for r in range(n)]
+        else:
+            subs = [no_subscales] * n
+        concern: list[str | None] = [None] * n
+        full: list[scoring.ScoreResult | None] = [None] * n
+        for r in np.flatnonzero(g.flag).tolist():
+            # the few rows that can raise a flag get the full one-at-a-time result (critical levels
+            # included: BatchScores.result leaves the fired items' levels out)
+            res = full[r] = scoring.score(inst, _answers_of(inst, g.X[r]))
+            lv = res.concern
+            concern[r] = lv.value if lv else None
+        cols.append(([st[7] for _l, st in g.rows], _answer_texts(inst, g.X), status, bands, g.answered.tolist(),
+                     g.longstring.tolist(), totals, crit, unans, subs, concern, full, [inst.id, inst.version]))
+        order += [(per_student[st[7]][0], gi, r) for r, (_l, st) in enumerate(g.rows)]
+    # Written in student order with the fresh random ids sorted the same way: the b-trees of the
+    # id, student and (campaign, student, instrument) indexes are then filled in key order, page
+    # after page, instead of at random places (a third less write time on SQLite).
+    order.sort(key=itemgetter(0))  # stable: a student's rows keep the file's instrument order
+    n = len(order)
+    raw = _uuid4_bytes(n)
+    ids = sorted([raw[i:i + 16] for i in range(0, 16 * n, 16)])
+    flagged = [(uuid.UUID(bytes=rid), res) for (_s, gi, r), rid in zip(order, ids, strict=True)
+               if (res := cols[gi][11][r]) is not None]
+
+    def rows() -> Iterator[tuple]:  # built and sealed a slice at a time while the database takes the rows
+        for i in range(0, n, _SEAL_SLICE):
+            part, part_ids = order[i:i + _SEAL_SLICE], ids[i:i + _SEAL_SLICE]
+            sealed = KeyService.seal_many_with([(keys[cols[gi][0][r]], rid, cols[gi][1][r])
+                                                for (_s, gi, r), rid in zip(part, part_ids, strict=True)],
+                                               table="response", column="answers_enc")
+            for (sid_v, gi, r), rid, env in zip(part, part_ids, sealed, strict=True):
+                k, _t, status, bands, answered, long_, totals, crit, unans, subs, concern, _f, (iid, version) = cols[gi]
+                _sv, school_v, path = per_student[k[r]]
+                q, suggestion = quality[long_[r]]
+                yield (uuid_hex(rid), camp, sid_v, school_v, path, iid, version, paper, submitted, env, answered[r],
+                       no_item_ms, at, at, at, totals[r], status[r], bands[r], concern[r], subs[r],
+                       true if crit[r] else false, true if unans[r] else false, q, suggestion, at)
+
+    w.write(rows(), count=n)
+    return flagged
+
+
+_SEAL_SLICE = 8192
+
+
+def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], campaign_id: uuid.UUID,
+                    now: datetime) -> None:
+    """The whole battery on paper (or partly online before) counts as completed: the student's code
+    is marked completed, or, when none was ever issued, a completion marker no typed code can match."""
+    if not completed:
+        return
+    have: dict[uuid.UUID, uuid.UUID] = {}
+    sids = [c[0] for c in completed]
+    for cond in in_chunks(s, AccessCode.student_id, sids):
+        have.update(s.execute(sa.select(AccessCode.student_id, AccessCode.id).where(
+            AccessCode.campaign_id == campaign_id, cond)).tuples().all())
+    for cond in in_chunks(s, AccessCode.id, list(have.values())):
+        s.execute(sa.update(AccessCode).where(cond, AccessCode.completed_at.is_(None)).values(completed_at=now))
+    new = [(sid, cls_id) for sid, cls_id in completed if sid not in have]
+    if new:
+        w = BulkInsert(s, cast(sa.Table, AccessCode.__table__), ("id", "campaign_id", "student_id", "code_hash",
+                                                                  "class_unit_id", "created_at", "first_used_at",
+                                                                  "completed_at", "revoked_at"))
+        camp, at = w.bind("campaign_id", campaign_id), w.bind("created_at", now)
+        new.sort(key=lambda c: c[0].bytes)  # in student order, with sorted fresh ids (see _write)
+        raw = _uuid4_bytes(len(new))
+        ids = sorted([raw[i:i + 16] for i in range(0, len(raw), 16)])
+        pool = os.urandom(32 * len(new))  # random "hashes" no typed code can match, sorted like the ids
+        hashes = sorted([pool[i:i + 32] for i in range(0, len(pool), 32)])
+        classes = {cls_id: w.bind("class_unit_id", cls_id) for _sid, cls_id in new}
+        w.write([(uuid_hex(ids[i]), camp, w.bind("student_id", sid), hashes[i], classes[cls_id], at, at, at, at)
+                 for i, (sid, cls_id) in enumerate(new)])
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """An import allocates millions of small objects that hold no reference cycles (cells, rows,
+    tuples, envelopes); with the cyclic collector on, every full collection walks all of them
+    again — a third of the import time at 1M answers. Reference counting frees them just the same;
+    the collector is back on (if it was) when the import returns or fails."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def preview(ctx: ServiceContext, actor: Actor, file_bytes: bytes, filename: str, campaign_id: uuid.UUID,
             class_unit_id: uuid.UUID | None = None) -> PaperPreview:
-    table = read_table(ctx, file_bytes, filename)
-    with ctx.uow() as uow:
-        return _analyse(ctx, uow.session, actor, table, campaign_id, class_unit_id).preview
+    with _cyclic_gc_paused():
+        table = read_table(ctx, file_bytes, filename)
+        with ctx.uow() as uow:
+            return _analyse(ctx, uow.session, actor, table, campaign_id, class_unit_id).preview
 
 
 def commit(ctx: ServiceContext, actor: Actor, file_bytes: bytes, filename: str, campaign_id: uuid.UUID,
            class_unit_id: uuid.UUID | None = None, *, table: list[list[str]] | None = None) -> PaperPreview:
     """Import in one transaction (answers, scores, flags); any row error → ValidationFailed, nothing written."""
-    table = table if table is not None else read_table(ctx, file_bytes, filename)
+    with _cyclic_gc_paused():
+        return _commit(ctx, actor, table if table is not None else read_table(ctx, file_bytes, filename),
+                       campaign_id, class_unit_id)
+
+
+def _commit(ctx: ServiceContext, actor: Actor, table: list[list[str]], campaign_id: uuid.UUID,
+            class_unit_id: uuid.UUID | None) -> PaperPreview:
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
@@ -367,34 +536,15 @@ def commit(ctx: ServiceContext, actor: Actor, file_bytes: bytes, filename: str, 
         if pv.errors:
             raise ValidationFailed(f"{len(pv.errors)} row(s) have errors; nothing was imported",
                                    [e.as_dict() for e in pv.errors])
-        conn = s.connection()  # Core executemany: no ORM unit-of-work bookkeeping per row
-        for i in range(0, len(plan.inserts), 5000):
-            conn.execute(sa.insert(cast(sa.Table, Response.__table__)), plan.inserts[i:i + 5000])
-        for row, res in plan.flag_rows:
-            resp = Response(**row)
-            s.add(resp)
-            s.flush()
-            flag_path(ctx, s, resp, res, now, trigger="submitted", uow=uow)
-        # the whole battery on paper (or partly online before) counts as completed
-        if plan.completed:
-            have = {sid: ac for sid, ac in s.execute(sa.select(AccessCode.student_id, AccessCode.id).where(
-                AccessCode.campaign_id == campaign_id, AccessCode.student_id.in_([c[0] for c in plan.completed])))}
-            import secrets
-
-            new_codes = []
-            for sid, cls_id in plan.completed:
-                if sid in have:
-                    s.execute(sa.update(AccessCode).where(AccessCode.id == have[sid], AccessCode.completed_at.is_(None))
-                              .values(completed_at=now))
-                else:  # no code was ever issued: a completion marker that no typed code can match
-                    new_codes.append({"id": uuid.uuid4(), "campaign_id": campaign_id, "student_id": sid,
-                                      "code_hash": secrets.token_bytes(32), "class_unit_id": cls_id, "created_at": now,
-                                      "first_used_at": now, "completed_at": now, "revoked_at": now})
-            if new_codes:
-                s.execute(sa.insert(AccessCode), new_codes)
+        flagged = _write(ctx, s, plan, campaign_id, now)
+        for i in range(0, len(flagged), 900):  # the flag path on the stored responses
+            chunk = flagged[i:i + 900]
+            stored = {r.id: r for r in s.scalars(sa.select(Response).where(in_(s, Response.id, [c[0] for c in chunk])))}
+            for rid, res in chunk:
+                flag_path(ctx, s, stored[rid], res, now, trigger="submitted", uow=uow)
+        _mark_completed(s, plan.completed, campaign_id, now)
         audit.record(ctx, s, actor, "screening:paper_imported", "campaign", campaign_id,
                      {"rows": pv.rows, "responses": pv.responses, "items": pv.answers, "students": pv.students,
                       "flag_checks": pv.flagged, "instruments": sorted(pv.by_instrument)})
         uow.commit()
         return pv
-

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
-from screening_world import build_world, screening_ready, to_csv
+from screening_world import build_world, screening_ready, to_csv, to_xlsx
 
 from mh_platform.core.errors import NotFound, ValidationFailed
-from mh_platform.core.instruments import load_instrument
+from mh_platform.core.instruments import YES_NO_CODES, load_instrument
 from mh_platform.core.scoring import score
-from mh_platform.db.models import AccessCode, Flag, Response
+from mh_platform.db.models import AccessCode, Flag, FlagEvidence, Response
 from mh_platform.services import completion, paper_import, responses
+from mh_platform.services import flags as flags_service
 from mh_platform.services.codes import normalise
 
 BATTERY = ("phq9", "gad7", "asq", "k10", "who5")
@@ -110,6 +113,7 @@ def test_bad_rows_are_reported_and_nothing_is_written(ctx, ready):
         ([num[sids[2]], "scared"] + ["1"] * 10, "量表"),  # not in this student's battery
         ([num[sids[0]], "phq9"] + ["1"] * 10, "学籍号"),  # duplicate of the first row
         ([num[sids[3]], "asq", "是", "=cmd", "否", "否", "否"], "2"),  # formula text
+        ([num[sids[3]], "who5"] + ["3"] * 5 + ["", "2"], "7"),  # WHO-5 has no item 7
     ]
     for row, column in bad:
         pv = paper_import.preview(ctx, world.counsellor, sheet([ok, row]), "p.csv", cid)
@@ -129,3 +133,165 @@ def test_bad_rows_are_reported_and_nothing_is_written(ctx, ready):
     pv = paper_import.preview(ctx, world.counsellor, sheet([[num[sids[4]], "phq9"] + ["0"] * 10]), "p.csv", cid)
     assert [e.column for e in pv.errors] == ["量表"]
     assert normalise(codes[sids[0]])
+
+
+# --------------------------------------------------------------------------- the set-based write
+
+
+def _stored(s, table: sa.Table, row_id) -> dict:
+    """Every column of one row as the database stores it, without SQLAlchemy's types: the driver's
+    raw values on SQLite, each column's text form on PostgreSQL (json columns keep their text)."""
+    pg = s.get_bind().dialect.name == "postgresql"
+    cols = ", ".join(f"CAST({c.name} AS TEXT) AS {c.name}" if pg else c.name for c in table.c)
+    key = str(row_id) if pg else row_id.hex
+    got = s.execute(sa.text(f"SELECT {cols} FROM {table.name} WHERE CAST(id AS TEXT) = :k"),  # noqa: S608
+                    {"k": key}).mappings().one()
+    return dict(got)
+
+
+def test_bulk_rows_are_stored_as_the_orm_stores_them(ctx, ready):
+    """The import writes through the driver (executemany / COPY): each column must hold exactly what
+    SQLAlchemy's own insert of the same values holds, so every reader of these tables is unaffected."""
+    world, cid, codes, refused, hts = ready
+    sids = list(codes)
+    num = numbers(ctx, sids)
+    with ctx.uow() as uow:  # two students never got a code: the import writes completion markers
+        uow.session.execute(sa.delete(AccessCode).where(AccessCode.student_id.in_(sids[:2])))
+        uow.commit()
+    rng = random.Random(5)
+    rows = []
+    for iid in BATTERY:
+        inst = load_instrument(iid)
+        rows.append([num[sids[0]], iid] + [cell(inst, n, rng) for n in range(1, inst.n_items + 1)])
+    rows.append([num[sids[2]], "phq9"] + ["3"] * 9)  # a band with a concern: flag path
+    paper_import.commit(ctx, world.counsellor, sheet(rows), "paper.csv", cid)
+    resp_t, code_t = Response.__table__, AccessCode.__table__
+    with ctx.uow() as uow:
+        s = uow.session
+        imported = list(s.scalars(sa.select(Response).where(Response.campaign_id == cid)))
+        assert len(imported) == 6
+        marker = s.scalar(sa.select(AccessCode).where(AccessCode.student_id == sids[0]))
+        assert marker is not None and marker.completed_at == marker.revoked_at == marker.first_used_at
+        # the same values through SQLAlchemy: the other student without a code, another instrument set
+        other = sids[1]
+        ref_ids = {}
+        for r in imported:
+            values = {c.key: getattr(r, c.key) for c in resp_t.c}
+            values.update(id=uuid.uuid4(), student_id=other,
+                          instrument_id=f"{r.instrument_id}-{r.student_id == sids[2]:d}")
+            s.execute(sa.insert(resp_t), [values])
+            ref_ids[r.id] = values["id"]
+        ref_marker = {c.key: getattr(marker, c.key) for c in code_t.c}
+        ref_marker.update(id=uuid.uuid4(), student_id=other, code_hash=b"\x01" * 32)
+        s.execute(sa.insert(code_t), [ref_marker])
+        s.flush()
+        for r in imported:
+            got, want = _stored(s, resp_t, r.id), _stored(s, resp_t, ref_ids[r.id])
+            for c in ("id", "student_id", "instrument_id"):
+                got.pop(c), want.pop(c)
+            assert got == want, r.instrument_id
+        got, want = _stored(s, code_t, marker.id), _stored(s, code_t, ref_marker["id"])
+        for c in ("id", "student_id", "code_hash"):
+            got.pop(c), want.pop(c)
+        assert got == want
+
+
+def test_imported_responses_read_back_like_online_ones(ctx, ready):
+    """Quality, concern, subscales and answers as the online path computes them; the flag path ran on
+    the flag-raising rows only; the stored answers reopen for the flag service and the counsellor view."""
+    world, cid, codes, refused, hts = ready
+    sids = list(codes)
+    num = numbers(ctx, sids)
+    rows = [
+        [num[sids[0]], "phq9"] + ["2"] * 9,  # longstring, band with a concern → flag
+        [num[sids[0]], "gad7"] + ["1"] * 7,  # longstring, no concern
+        [num[sids[1]], "phq9"] + ["0"] * 8 + ["2"],  # critical item 9
+        [num[sids[1]], "asq", "否", "否", "否", "否", ""],
+        [num[sids[2]], "k10"] + ["1", "", "1", " 1 ", "1", "1", "1", "1", "1", "1"],  # blank + padded cell
+        [num[sids[2]], "who5"] + ["5", "4", "3", "2", "1"],
+    ]
+    pv = paper_import.commit(ctx, world.counsellor, sheet(rows), "paper.csv", cid)
+    assert pv.responses == 6 and pv.flagged == 2
+    with ctx.uow() as uow:
+        s = uow.session
+        for r in s.scalars(sa.select(Response).where(Response.campaign_id == cid)):
+            inst = load_instrument(r.instrument_id)
+            answers = json.loads(ctx.keyring.open_field(s, r.answers_enc, table="response", column="answers_enc",
+                                                        row_id=r.id))
+            ref = score(inst, answers)
+            quality, suggestion = responses.quality_checks(inst, answers, None)
+            assert (r.quality, r.quality_suggestion) == (quality, suggestion), r.instrument_id
+            assert r.concern_level == (ref.concern.value if ref.concern else None)
+            assert r.subscales == ({k: {"score": v.score, "positive": v.positive} for k, v in ref.subscales.items()}
+                                   or None)
+            assert r.n_answered == len(answers) and r.instrument_version == ref.instrument_version
+            assert (r.status, r.source, r.item_ms) == ("submitted", "paper", None)
+            assert r.submitted_at == r.started_at == r.scored_at == ctx.now()
+        k10 = s.scalar(sa.select(Response).where(Response.instrument_id == "k10"))
+        assert json.loads(ctx.keyring.open_field(s, k10.answers_enc, table="response", column="answers_enc",
+                                                 row_id=k10.id)) == {str(n): 1 for n in range(1, 11) if n != 2}
+        flags = {f.student_id: f.id for f in s.scalars(sa.select(Flag))}
+        assert set(flags) == {sids[0], sids[1]}
+        ev = {e.response_id for e in s.scalars(sa.select(FlagEvidence))}
+        phq9 = {r.student_id: r.id for r in s.scalars(sa.select(Response).where(Response.instrument_id == "phq9"))}
+        assert ev == {phq9[sids[0]], phq9[sids[1]]}
+    view = flags_service.get_flag(ctx, world.counsellor, flags[sids[1]])
+    assert [e["response_id"] for e in view["evidence"]] == [str(phq9[sids[1]])] * len(view["evidence"])
+    # the stored answers reopen and rescore for the standalone flag service
+    out = flags_service.raise_for_response(ctx, world.counsellor, phq9[sids[1]])
+    assert out is not None and out.flag_id == flags[sids[1]]
+
+
+def test_a_bad_row_writes_nothing_even_beside_flag_raising_rows(ctx, ready):
+    world, cid, codes, refused, hts = ready
+    sids = list(codes)
+    num = numbers(ctx, sids)
+    rows = [[num[sids[0]], "phq9"] + ["3"] * 9, [num[sids[1]], "phq9"] + ["0"] * 8 + ["3"],
+            [num[sids[2]], "phq9"] + ["0"] * 8 + ["4"]]  # not an option
+    with pytest.raises(ValidationFailed) as e:
+        paper_import.commit(ctx, world.counsellor, sheet(rows), "paper.csv", cid)
+    assert [(x["row"], x["column"]) for x in e.value.errors] == [(4, "9")]
+    with ctx.uow() as uow:
+        s = uow.session
+        assert s.scalar(sa.select(sa.func.count()).select_from(Response)) == 0
+        assert s.scalar(sa.select(sa.func.count()).select_from(Flag)) == 0
+        assert s.scalar(sa.select(sa.func.count()).select_from(AccessCode).where(
+            AccessCode.completed_at.is_not(None))) == 0
+
+
+@pytest.mark.parametrize("iid", ["phq9", "asq", "k10", "sdq", "psc17"])
+def test_answer_texts_are_the_json_of_the_answers(iid):
+    inst = load_instrument(iid)
+    rng = random.Random(iid)
+    names = {v: k for k, v in YES_NO_CODES.items()}
+    X = np.full((60, inst.n_items), np.nan)
+    for r in range(60):
+        for j, it in enumerate(inst.items):
+            if rng.random() < 0.8:
+                X[r, j] = YES_NO_CODES[rng.choice(list(YES_NO_CODES))] if it.kind == "yes_no" else \
+                    rng.choice([o.value for o in it.options])
+    texts = paper_import._answer_texts(inst, X)
+    for r, text in enumerate(texts):
+        answers = {str(j + 1): (names[int(v)] if inst.items[j].kind == "yes_no" else int(v))
+                   for j, v in enumerate(X[r]) if v == v}
+        assert text == json.dumps(answers, separators=(",", ":"))
+        assert paper_import._answers_of(inst, X[r]) == answers
+
+
+def test_an_xlsx_sheet_with_numeric_and_short_rows_imports_like_csv(ctx, ready):
+    world, cid, codes, refused, hts = ready
+    sids = list(codes)
+    num = numbers(ctx, sids)
+    width = max(load_instrument(i).n_items for i in BATTERY)
+    header = ["学籍号", "量表"] + [str(n) for n in range(1, width + 1)]
+    rows = [[num[sids[0]], "PHQ9 "] + [1, 2, 0, 0, 1, 0, 0, 0, 0],  # numbers as numbers, no item 10 cell at all
+            [num[sids[1]], "asq", "否", "否", "否", "否"]]  # a short row: item 5 unanswered
+    pv = paper_import.commit(ctx, world.counsellor, to_xlsx(rows, header=header), "paper.xlsx", cid)
+    assert pv.responses == 2 and pv.answers == 13 and not pv.errors
+    with ctx.uow() as uow:
+        s = uow.session
+        got = {r.instrument_id: json.loads(ctx.keyring.open_field(s, r.answers_enc, table="response",
+                                                                  column="answers_enc", row_id=r.id))
+               for r in s.scalars(sa.select(Response).where(Response.campaign_id == cid))}
+    assert got == {"phq9": {"1": 1, "2": 2, "3": 0, "4": 0, "5": 1, "6": 0, "7": 0, "8": 0, "9": 0},
+                   "asq": {"1": "no", "2": "no", "3": "no", "4": "no"}}

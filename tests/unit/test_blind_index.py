@@ -190,3 +190,17 @@ def test_normalise_never_raises_untyped(text: str) -> None:
         except InvalidIndexValue:
             continue
         assert normalise(kind, out) == out  # idempotent
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=12), st.from_regex(r"[A-Za-z0-9 \-]{1,20}", fullmatch=True)), max_size=15))
+def test_compute_many_is_compute_value_by_value(values: list[str]) -> None:
+    want = []
+    for v in values:
+        try:
+            want.append(IDX.compute(IndexKind.STUDENT_NUMBER, v))
+        except InvalidIndexValue:
+            want.append(None)
+    assert IDX.compute_many(IndexKind.STUDENT_NUMBER, values) == want
+    assert IDX.compute_many(IndexKind.PHONE, ["138 0013 8000"], context="guardian.phone") == \
+        [IDX.compute(IndexKind.PHONE, "138 0013 8000", context="guardian.phone")]

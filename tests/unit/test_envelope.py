@@ -275,3 +275,42 @@ def test_key_row_that_fails_to_unwrap_is_an_envelope_error() -> None:
         with pytest.raises(UnknownKey) as info:
             open_(ring, sealed, HERE)
         assert info.value.cause_code == code
+
+
+# --------------------------------------------------------------------------- batches (bulk paths)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.text(max_size=200), st.booleans()), max_size=20))
+def test_seal_many_gives_the_envelopes_seal_gives(values: list[tuple[str, bool]]) -> None:
+    other = generate_data_key(KeyPurpose.STUDENT, uuid.UUID("00000000-0000-4000-8000-000000000002"))
+    keys = {KEY.key_id: KEY, other.key_id: other}
+    rows = [uuid.uuid4() for _ in values]
+    items = [(other if use_other else KEY, rid.bytes if i % 2 else rid, text)
+             for i, ((text, use_other), rid) in enumerate(zip(values, rows, strict=True))]
+    sealed = env.seal_many(items, table="response", column="answers_enc")
+    assert len(sealed) == len(values)
+    for (key, _rid, text), rid, out in zip(items, rows, sealed, strict=True):
+        here = AAD("response", "answers_enc", rid)
+        assert parse_header(out).key_id == key.key_id
+        assert len(out) == len(seal(key, text, here))  # same layout as a single seal
+        assert open_text(keys.get, out, here) == text
+        with pytest.raises(TamperedOrMisbound):  # bound to its row and column like any envelope
+            open_text(keys.get, out, AAD("response", "answers_enc", OTHER_ROW))
+        with pytest.raises(TamperedOrMisbound):
+            open_text(keys.get, out, AAD("response", "item_ms", rid))
+    nonces = {out[17:29] for out in sealed}
+    assert len(nonces) == len(sealed)  # a fresh nonce per value
+
+
+def test_seal_many_refuses_what_seal_refuses() -> None:
+    bidx = DataKey(uuid.uuid4(), b"k" * 32, KeyPurpose.BLIND_INDEX)
+    with pytest.raises(ValueError, match="must not encrypt fields"):
+        env.seal_many([(bidx, ROW, "x")], table="response", column="answers_enc")
+    with pytest.raises(TypeError):
+        env.seal_many([(KEY, b"short", "x")], table="response", column="answers_enc")
+    with pytest.raises(TypeError):
+        env.seal_many([(KEY, ROW, b"bytes")], table="response", column="answers_enc")  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="AAD table"):
+        env.seal_many([(KEY, ROW, "x")], table="", column="answers_enc")
+    assert env.seal_many([], table="response", column="answers_enc") == []

@@ -276,6 +276,22 @@ def test_unwrap_with_wrong_master_is_refused() -> None:
         unwrap_data_key(wrapped, MasterKey.generate("mk-two"))
 
 
+def test_unwrap_many_unwraps_like_unwrap_without_filling_the_cache() -> None:
+    master = MasterKey.generate()
+    ring = Keyring(MasterKeySet.single(master))
+    keys = [generate_data_key(KeyPurpose.STUDENT, uuid.uuid4()) for _ in range(5)]
+    wrapped = [wrap_data_key(k, master) for k in keys]
+    cached = ring.unwrap(wrapped[0])  # already in the cache: handed back as is
+    got = ring.unwrap_many(wrapped)
+    assert got[0] is cached
+    assert [(g.key_id, g.material, g.owner_id) for g in got] == [(k.key_id, k.material, k.owner_id) for k in keys]
+    assert len(ring) == 1
+    from dataclasses import replace
+
+    with pytest.raises(UnwrapFailed):
+        ring.unwrap_many([replace(wrapped[1], owner_id=uuid.uuid4())])
+
+
 def test_student_key_needs_owner() -> None:
     with pytest.raises(ValueError, match="owner"):
         generate_data_key(KeyPurpose.STUDENT)

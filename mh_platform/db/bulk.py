@@ -1,0 +1,157 @@
+"""Bulk inserts straight through the DBAPI connection of a session, in its transaction.
+
+For the few large set-based writes (paper import): no ORM unit of work and no per-value SQLAlchemy
+type processing. The caller hands over rows whose values are already in the form SQLAlchemy would
+have bound for the column (``BulkInsert.bind`` gives that form for a value, through the column
+type's own bind processor; ``uuid_hex`` is the fast form of a UUID column value). SQLite gets one
+``executemany``; PostgreSQL gets ``COPY … FROM STDIN`` (text format), whose input functions store
+the same values an ``INSERT`` of those parameters would.
+
+The rows land in the session's current transaction: a later error rolls them back with the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+BULK_CACHE_KIB_MIN = 8 * 1024
+BULK_CACHE_KIB_MAX = 128 * 1024
+"""SQLite page cache during a bulk write: half a KiB per row, between these bounds (KiB)."""
+
+
+IN_CHUNK = 10_000
+"""Values per SQLite IN list (SQLite allows 32,766 bound parameters per statement)."""
+
+
+def in_(s: Session, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values`` for up to IN_CHUNK values; on PostgreSQL ``column = ANY(:array)``, one
+    bound array (cheaper to compile, send and plan than thousands of parameters)."""
+    if s.get_bind().dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def in_chunks(s: Session, column: Any, values: Sequence[Any]) -> Iterator[Any]:
+    """``column IN values`` for any number of values, as few conditions (queries) as the database
+    allows: one on PostgreSQL, one per IN_CHUNK values on SQLite."""
+    step = len(values) if s.get_bind().dialect.name == "postgresql" else IN_CHUNK
+    for i in range(0, len(values), max(step, 1)):
+        yield in_(s, column, values[i:i + step])
+
+
+class IdReader:
+    """UUID columns read without SQLAlchemy's per-value result processing (bulk look-ups of tens of
+    thousands of rows): select ``ids.col(Table.some_id)``, get the driver's raw value (32 hex digits
+    on SQLite, a ``uuid.UUID`` from psycopg on PostgreSQL) and turn it into a UUID with
+    ``ids.to_uuid(raw)`` — memoised, so a class or school id repeated on every row is converted once."""
+
+    def __init__(self) -> None:
+        self._memo: dict[Any, uuid.UUID] = {}
+
+    def col(self, column: Any) -> Any:
+        return sa.type_coerce(column, sa.String())
+
+    def to_uuid(self, raw: Any) -> uuid.UUID:
+        if type(raw) is uuid.UUID:
+            return raw
+        got = self._memo.get(raw)
+        if got is None:
+            got = self._memo[raw] = uuid.UUID(hex=raw)
+        return got
+
+
+def uuid_hex(raw: bytes) -> str:
+    """A UUID column's stored value from its 16 bytes: 32 hex digits (``CHAR(32)`` on SQLite, and a
+    form the ``uuid`` type reads on PostgreSQL). Equal to SQLAlchemy's ``Uuid`` bind on SQLite."""
+    return raw.hex()
+
+
+class BulkInsert:
+    """Insert many rows of ``columns`` into ``table`` in the session's transaction."""
+
+    def __init__(self, s: Session, table: sa.Table, columns: Sequence[str]) -> None:
+        self.session = s
+        self.table = table
+        self.columns = tuple(columns)
+        for c in self.columns:
+            if c not in table.c:
+                raise ValueError(f"{table.name} has no column {c}")
+        self.dialect = s.get_bind().dialect
+        self.name = self.dialect.name
+        if self.name not in ("sqlite", "postgresql"):
+            raise NotImplementedError(f"bulk insert on {self.name}")
+        self._procs: dict[str, Any] = {}
+
+    def bind(self, column: str, value: Any) -> Any:
+        """``value`` as SQLAlchemy binds it for ``column`` (the column type's bind processor); call it
+        once per distinct value (an import's constants, per-student values), not per row. On
+        PostgreSQL, UUIDs and datetimes come back as their text form (what COPY reads)."""
+        typ = self.table.c[column].type
+        if isinstance(typ, sa.JSON):  # the serialised text, as SQLAlchemy (SQLite) / psycopg's Json dump it
+            if value is None and typ.none_as_null:
+                return None
+            return (getattr(self.dialect, "_json_serializer", None) or json.dumps)(value)
+        if value is None:
+            return None
+        if column not in self._procs:
+            self._procs[column] = typ.dialect_impl(self.dialect).bind_processor(self.dialect)
+        proc = self._procs[column]
+        v = proc(value) if proc is not None else value
+        if self.name == "postgresql":
+            if isinstance(v, uuid.UUID):
+                return v.hex
+            if isinstance(v, datetime):
+                return v.isoformat()
+        return v
+
+    def write(self, rows: Iterable[Sequence[Any]], *, count: int | None = None) -> int:
+        """Insert ``rows`` (tuples in ``columns`` order; an iterator is consumed as the database
+        takes the rows, so producing them overlaps the database's own work on PostgreSQL);
+        ``count`` is how many an iterator will give (it sizes SQLite's cache). Returns how many."""
+        conn = self.session.connection()  # joins (or begins) the session's transaction
+        dbapi = conn.connection.dbapi_connection
+        if dbapi is None:
+            raise RuntimeError("the session's connection is closed")
+        q = self.dialect.identifier_preparer
+        table, cols = q.format_table(self.table), ", ".join(q.quote(c) for c in self.columns)
+        n = 0
+        if self.name == "sqlite":
+            if count is None:
+                rows = rows if isinstance(rows, list) else list(rows)
+                count = len(rows)
+            marks = ", ".join("?" for _ in self.columns)
+            sql = f"INSERT INTO {table} ({cols}) VALUES ({marks})"  # noqa: S608 - quoted names from the metadata
+            cur = dbapi.cursor()
+            try:
+                # a page cache large enough for the pages this write keeps coming back to (index
+                # leaves): with SQLite's default 2 MB it spills and rereads them; back to the
+                # connection's own size right after (the dirty pages are written at commit as usual)
+                old = cur.execute("PRAGMA cache_size").fetchone()[0]
+                want = -min(BULK_CACHE_KIB_MAX, max(BULK_CACHE_KIB_MIN, count // 2))
+                if old < 0 and old > want:
+                    cur.execute(f"PRAGMA cache_size={int(want)}")
+                try:
+                    cur.executemany(sql, rows)  # type: ignore[arg-type]  # sqlite3 takes any iterable
+                finally:
+                    if old < 0 and old > want:
+                        cur.execute(f"PRAGMA cache_size={int(old)}")
+                n = cur.rowcount
+            finally:
+                cur.close()
+            return n
+        copy_sql = f"COPY {table} ({cols}) FROM STDIN"
+        cur = dbapi.cursor()
+        with cur, cur.copy(copy_sql) as cp:  # type: ignore[attr-defined]  # a psycopg cursor
+            write_row = cp.write_row
+            for r in rows:
+                write_row(r)
+                n += 1
+        return n
