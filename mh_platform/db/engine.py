@@ -50,8 +50,8 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         # IMMEDIATE takes the write lock up front: no read-then-upgrade deadlocks between writers.
-        read = conn.get_execution_options().get("mhp_read") or not conn.info.get("write", True)
-        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+        # A read unit of work (ctx.uow(read_only=True)) starts a plain BEGIN: WAL readers never wait.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("mhp_read") else "BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:

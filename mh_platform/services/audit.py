@@ -69,7 +69,11 @@ def _entry(ctx: ServiceContext, actor: Actor | None, now: Any, kind: str, object
 def record(ctx: ServiceContext, s: Session, actor: Actor | None, kind: str, object_type: str | None,
            object_id: Any, data: dict[str, Any] | None = None) -> None:
     """Append one event in the current transaction (one INSERT; the sequencer chains it)."""
-    s.connection().execute(_INSERT, _entry(ctx, actor, ctx.now(), kind, object_type, object_id, data))
+    _write(s, _entry(ctx, actor, ctx.now(), kind, object_type, object_id, data))
+
+
+def _write(s: Session, entries: dict[str, Any] | list[dict[str, Any]]) -> None:
+    s.connection().execute(_INSERT, entries)
 
 
 _ENTRY_COLUMNS = ("at", "actor_user_id", "kind", "object_type", "object_id", "data", "entry_mac")
@@ -96,7 +100,7 @@ def record_riding(ctx: ServiceContext, s: Session, stmt: Any, stmt_with_event: A
     entry = _entry(ctx, actor, ctx.now(), kind, object_type, object_id, data)
     if s.get_bind().dialect.name == "postgresql":
         return s.execute(stmt_with_event, {**params, **{f"mhp_ev_{k}": v for k, v in entry.items()}})
-    s.connection().execute(_INSERT, entry)
+    _write(s, entry)
     return s.execute(stmt, params)
 
 
@@ -106,8 +110,7 @@ def record_many(ctx: ServiceContext, s: Session, actor: Actor | None,
     if not items:
         return
     now = ctx.now()
-    s.connection().execute(_INSERT, [_entry(ctx, actor, now, kind, otype, oid, data)
-                                     for kind, otype, oid, data in items])
+    _write(s, [_entry(ctx, actor, now, kind, otype, oid, data) for kind, otype, oid, data in items])
 
 
 # --------------------------------------------------------------------------- the sequencer
@@ -123,9 +126,10 @@ def _lock_and_anchor(s: Session) -> AuditAnchor | None:
     return s.scalar(sa.select(AuditAnchor).where(AuditAnchor.id == 1))
 
 
-_PENDING = (sa.select(_EVENTS.c.id, _EVENTS.c.at, _EVENTS.c.actor_user_id, _EVENTS.c.kind, _EVENTS.c.object_type,
-                      _EVENTS.c.object_id, _EVENTS.c.data, _EVENTS.c.entry_mac)
-            .where(_EVENTS.c.seq.is_(None)).order_by(_EVENTS.c.id).limit(sa.bindparam("n")))
+_PENDING_ALL = (sa.select(_EVENTS.c.id, _EVENTS.c.at, _EVENTS.c.actor_user_id, _EVENTS.c.kind,
+                          _EVENTS.c.object_type, _EVENTS.c.object_id, _EVENTS.c.data, _EVENTS.c.entry_mac)
+                .where(_EVENTS.c.seq.is_(None)).order_by(_EVENTS.c.id))
+_PENDING = _PENDING_ALL.limit(sa.bindparam("n"))
 _CHAIN_UPDATE = (_EVENTS.update().where(_EVENTS.c.id == sa.bindparam("b_id"), _EVENTS.c.seq.is_(None))
                  .values(seq=sa.bindparam("b_seq"), prev_mac=sa.bindparam("b_prev"), mac=sa.bindparam("b_mac")))
 
@@ -224,7 +228,7 @@ def verify(ctx: ServiceContext) -> VerifyResult:
             return VerifyResult(False, report.checked, None,
                                 f"entries rejected by the sequencer (edited or forged before chaining): ids {quarantined}")
         pending = 0
-        for r in s.execute(_PENDING, {"n": 10**12}):
+        for r in s.execute(_PENDING_ALL):
             pending += 1
             if not audit_chain.entry_ok(_row_data(r), r.entry_mac, key):
                 return VerifyResult(False, report.checked, None,

@@ -33,6 +33,12 @@ def write_new_master_key_file(path: str) -> str:
     return kr.generate_master_key_file(path)
 
 
+def _session_keys(s: Session) -> dict[uuid.UUID, kr.DataKey]:
+    """Unwrapped student keys of this session. Per session: a key created in a transaction that
+    rolls back must not outlive it."""
+    return s.info.setdefault("mhp_student_keys", {})
+
+
 def _wrapped(row: DataKey) -> kr.WrappedDataKey:
     if row.wrapped is None:
         raise env.KeyShredded(row.id)
@@ -112,8 +118,7 @@ class KeyService:
         return out
 
     def student_key(self, s: Session, student_id: uuid.UUID, now, *, create: bool = True) -> kr.DataKey:
-        # Per-session cache: a key created in a transaction that rolls back must not outlive it.
-        cache: dict[uuid.UUID, kr.DataKey] = s.info.setdefault("mhp_student_keys", {})
+        cache = _session_keys(s)
         hit = cache.get(student_id)
         if hit is not None:
             return hit
@@ -128,7 +133,7 @@ class KeyService:
         active key (none yet, or shredded) primes nothing: ``seal`` then decides as usual."""
         if key_id is None or wrapped is None or master_key_id is None:
             return
-        cache: dict[uuid.UUID, kr.DataKey] = s.info.setdefault("mhp_student_keys", {})
+        cache = _session_keys(s)
         if student_id not in cache:
             cache[student_id] = self.keyring.unwrap(
                 kr.WrappedDataKey(key_id, kr.KeyPurpose.STUDENT, student_id, master_key_id, wrapped))
@@ -199,17 +204,20 @@ class KeyService:
             return None
         from mh_platform.crypto import blind_index as bi
 
-        if self._indexer is None:
-            self._indexer = bi.BlindIndexer.from_data_key(self.system_key(s, kr.KeyPurpose.BLIND_INDEX, now=now))
-        return self._indexer.compute(bi.IndexKind(kind), value)
+        return self._blind_indexer(s, now).compute(bi.IndexKind(kind), value)
 
     def blind_indexes(self, s: Session, kind: str, values: list[str], now=None) -> list[bytes | None]:
         """``blind_index`` for many values (bulk look-ups); None for a value that does not normalise."""
         from mh_platform.crypto import blind_index as bi
 
+        return self._blind_indexer(s, now).compute_many(bi.IndexKind(kind), values)
+
+    def _blind_indexer(self, s: Session, now=None) -> BlindIndexer:  # noqa: ANN001
         if self._indexer is None:
+            from mh_platform.crypto import blind_index as bi
+
             self._indexer = bi.BlindIndexer.from_data_key(self.system_key(s, kr.KeyPurpose.BLIND_INDEX, now=now))
-        return self._indexer.compute_many(bi.IndexKind(kind), values)
+        return self._indexer
 
     def audit_key(self, s: Session, now=None) -> bytes:
         return self.system_key(s, kr.KeyPurpose.AUDIT_MAC, now=now).material

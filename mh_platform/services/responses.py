@@ -120,7 +120,9 @@ def _state(ctx: ServiceContext, s: Session, *, access_code_id: uuid.UUID | None 
 
 def _gate(now: datetime, revoked_at: datetime | None, status: str, opens_at: datetime, closes_at: datetime, ok: bool,
           completed_at: datetime | None, allow_completed: bool) -> None:
-    """The one rule for whether a code may be used now (CodeRejected with the reason otherwise)."""
+    """The one rule for whether a code may be used now (CodeRejected with the reason otherwise).
+    A revoked code never passes: with consent it is "invalid" (replaced by a newer slip), without
+    it the consent or window reason is given."""
     if revoked_at is not None and ok:
         raise CodeRejected("invalid")  # replaced by a newer slip
     if status != "open" or not (opens_at <= now < closes_at):
@@ -139,8 +141,7 @@ def _battery(camp: Campaign, enr: Enrolment, birth_year: int | None) -> tuple[st
 
 def _session(s: Session, ac: AccessCode, camp: Campaign, enr: Enrolment, birth_year: int | None) -> StudentSession:
     battery = _battery(camp, enr, birth_year)
-    done = frozenset(s.scalars(sa.select(Response.instrument_id).where(
-        Response.campaign_id == camp.id, Response.student_id == ac.student_id, Response.status == "submitted")))
+    done = frozenset(s.connection().execute(_DONE_Q, {"c": camp.id, "s": ac.student_id}).scalars())
     return StudentSession(ac.id, camp.id, ac.student_id, battery, done, camp.closes_at, camp.academic_year_id,
                           enr.school_unit_id, enr.unit_path, ac.completed_at is not None)
 
@@ -154,8 +155,6 @@ def begin(ctx: ServiceContext, raw_code: str) -> StudentSession:
         s = uow.session
         h = codes.hash_code(ctx, s, code)
         ac, camp, enr, by = _state(ctx, s, code_hash=h)
-        if ac.revoked_at is not None:
-            raise CodeRejected("invalid")
         first = s.execute(sa.update(AccessCode).where(AccessCode.id == ac.id, AccessCode.first_used_at.is_(None))
                           .values(first_used_at=ctx.now())).rowcount == 1  # type: ignore[attr-defined]
         if first:
@@ -171,27 +170,47 @@ def load(ctx: ServiceContext, access_code_id: uuid.UUID, *, allow_completed: boo
     with ctx.uow(read_only=True) as uow:
         s = uow.session
         ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id, allow_completed=allow_completed)
-        if ac.revoked_at is not None:
-            raise CodeRejected("invalid")
         return _session(s, ac, camp, enr, by)
 
 
 # --------------------------------------------------------------------------- answers
 
 
-def _open_answers(ctx: ServiceContext, s: Session, resp: Response) -> dict[str, Any]:
-    if resp.answers_enc is None:
+def _open_answers(ctx: ServiceContext, s: Session, envelope: bytes | None, row_id: uuid.UUID) -> dict[str, Any]:
+    """A page's answers ``{item: value}`` from ``Response.answers_enc`` ({} when none yet)."""
+    if envelope is None:
         return {}
-    txt = ctx.keyring.open_field(s, resp.answers_enc, table="response", column="answers_enc", row_id=resp.id)
+    txt = ctx.keyring.open_field(s, envelope, table="response", column="answers_enc", row_id=row_id)
     return json.loads(txt) if txt else {}
 
 
-def _seal_answers(ctx: ServiceContext, s: Session, resp: Response, answers: Mapping[str, Any], now) -> None:
+def _seal_answers(ctx: ServiceContext, s: Session, student_id: uuid.UUID, row_id: uuid.UUID,
+                  answers: Mapping[str, Any], now: datetime) -> bytes | None:
+    """``Response.answers_enc`` for ``answers``: JSON in item order, sealed under the student's key."""
     ordered = {k: answers[k] for k in sorted(answers, key=int)}
-    resp.answers_enc = ctx.keyring.seal(s, table="response", column="answers_enc", row_id=resp.id,
-                                        value=json.dumps(ordered, separators=(",", ":")), student_id=resp.student_id,
-                                        now=now)
-    resp.n_answered = len(ordered)
+    return ctx.keyring.seal(s, table="response", column="answers_enc", row_id=row_id,
+                            value=json.dumps(ordered, separators=(",", ":")), student_id=student_id, now=now)
+
+
+def _apply(current: dict[str, Any], coerced: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Posted answers merged into the page's (None clears one), as given."""
+    for k, v in coerced:
+        if v is None:
+            current.pop(k, None)
+        else:
+            current[k] = v
+    return current
+
+
+def _merged_ms(old: Mapping[str, Any] | None, item_ms: Mapping[Any, Any] | None) -> dict[str, Any]:
+    """Time per item (ms, clamped), the posted ones over the stored ones; junk entries are skipped."""
+    ms = dict(old or {})
+    for k, v in (item_ms or {}).items():
+        try:
+            ms[str(int(k))] = max(0, min(int(v), MAX_ITEM_MS))
+        except (TypeError, ValueError):
+            continue
+    return ms
 
 
 def coerce_value(inst: Instrument, item: int | str, value: Any) -> tuple[str, Any]:
@@ -253,26 +272,17 @@ def _get_or_create(s: Session, ac: AccessCode, enr: Enrolment, inst: Instrument,
 def _merge_page(ctx: ServiceContext, s: Session, ac: Any, enr: Any, inst: Instrument, answers: Mapping[Any, Any],
                 item_ms: Mapping[Any, Any] | None, now: datetime) -> tuple[Response, dict[str, Any]]:
     """Merge posted answers (None clears one) and item times into the page's response and seal the
-    answers again, as given. Refuses a page already submitted. Used by autosave and submit alike."""
+    answers again, as given. Refuses a page already submitted (the submit path; autosave writes
+    the same values through ``_plan_save``)."""
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     resp = _get_or_create(s, ac, enr, inst, now)
     if resp.status == "submitted":
         raise ValidationFailed("this page is already submitted")
-    current = _open_answers(ctx, s, resp)
-    for k, v in coerced:
-        if v is None:
-            current.pop(k, None)
-        else:
-            current[k] = v
+    current = _apply(_open_answers(ctx, s, resp.answers_enc, resp.id), coerced)
     if item_ms:
-        ms = dict(resp.item_ms or {})
-        for k, v in item_ms.items():
-            try:
-                ms[str(int(k))] = max(0, min(int(v), MAX_ITEM_MS))
-            except (TypeError, ValueError):
-                continue
-        resp.item_ms = ms
-    _seal_answers(ctx, s, resp, current, now)
+        resp.item_ms = _merged_ms(resp.item_ms, item_ms)
+    resp.answers_enc = _seal_answers(ctx, s, resp.student_id, resp.id, current, now)
+    resp.n_answered = len(current)
     return resp, current
 
 
@@ -392,20 +402,6 @@ def _insert_ignore(s: Session) -> Any:
     return _INSERT_IGNORE[s.get_bind().dialect.name]
 
 
-def _merged_ms(old: Mapping[str, Any] | None, item_ms: Mapping[Any, Any] | None) -> dict[str, Any]:
-    ms = dict(old or {})
-    for k, v in (item_ms or {}).items():
-        try:
-            ms[str(int(k))] = max(0, min(int(v), MAX_ITEM_MS))
-        except (TypeError, ValueError):
-            continue
-    return ms
-
-
-def _ordered(answers: Mapping[str, Any]) -> str:
-    return json.dumps({k: answers[k] for k in sorted(answers, key=int)}, separators=(",", ":"))
-
-
 def _page_row(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instrument_id: str,
               now: datetime) -> tuple[Any, Instrument, tuple[str, ...]]:
     """The one-query read of a page (code, campaign, enrolment, consent, data key, response), gated."""
@@ -415,8 +411,6 @@ def _page_row(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instru
     if row is None:
         raise CodeRejected("invalid")
     _gate(now, row.revoked_at, row.status, row.opens_at, row.closes_at, row.ok, row.completed_at, False)
-    if row.revoked_at is not None:
-        raise CodeRejected("invalid")
     battery = batteries.battery_for(batteries.parse_rules(row.battery), row.grade_level,
                                     batteries.age_on(row.birth_year, row.opens_at.year))
     return row, _instrument(battery, instrument_id), battery
@@ -430,26 +424,17 @@ def _plan_save(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instr
     if row.rid is not None and row.rstatus == "submitted":
         raise ValidationFailed("this page is already submitted")
     rid = row.rid or uuid.uuid4()
-    if row.key_id is None:  # no active key yet: sealing creates one, which must commit with the write
-        return _SavePlan(rid, None, None, 0, False, False, None, needs_write_txn=True) \
-            if s.info.get("mhp_read_only") else _sealed_plan(ctx, s, row, inst, rid, coerced, item_ms, now)
+    if row.key_id is None and s.info.get("mhp_read_only"):
+        # no active key yet: sealing creates one, which must commit with the write
+        return _SavePlan(rid, None, None, 0, False, False, None, needs_write_txn=True)
     ctx.keyring.prime_student_key(s, row.student_id, row.key_id, row.master_key_id, row.wrapped)
     return _sealed_plan(ctx, s, row, inst, rid, coerced, item_ms, now)
 
 
 def _sealed_plan(ctx: ServiceContext, s: Session, row: Any, inst: Instrument, rid: uuid.UUID,
                  coerced: list[tuple[str, Any]], item_ms: Mapping[Any, Any] | None, now: datetime) -> _SavePlan:
-    current: dict[str, Any] = {}
-    if row.answers_enc is not None:
-        txt = ctx.keyring.open_field(s, row.answers_enc, table="response", column="answers_enc", row_id=rid)
-        current = json.loads(txt) if txt else {}
-    for k, v in coerced:
-        if v is None:
-            current.pop(k, None)
-        else:
-            current[k] = v
-    enc = ctx.keyring.seal(s, table="response", column="answers_enc", row_id=rid, value=_ordered(current),
-                           student_id=row.student_id, now=now)
+    current = _apply(_open_answers(ctx, s, row.answers_enc, rid), coerced)
+    enc = _seal_answers(ctx, s, row.student_id, rid, current, now)
     ms = _merged_ms(row.item_ms, item_ms)
     result = score(inst, current) if inst.critical_items else None
     critical = bool(result and result.critical)
@@ -500,11 +485,8 @@ def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> 
     with ctx.uow(read_only=True) as uow:
         s = uow.session
         row, inst, battery = _page_row(ctx, s, access_code_id, instrument_id, ctx.now())
-        answers: dict[str, Any] = {}
-        if row.answers_enc is not None:
-            ctx.keyring.prime_student_key(s, row.student_id, row.key_id, row.master_key_id, row.wrapped)
-            txt = ctx.keyring.open_field(s, row.answers_enc, table="response", column="answers_enc", row_id=row.rid)
-            answers = json.loads(txt) if txt else {}
+        ctx.keyring.prime_student_key(s, row.student_id, row.key_id, row.master_key_id, row.wrapped)
+        answers = _open_answers(ctx, s, row.answers_enc, row.rid)
         done = set(s.connection().execute(_DONE_Q, {"c": row.campaign_id, "s": row.student_id}).scalars())
         sizes = {i: (inst.n_items if i == inst.id else load_instrument(i).n_items) for i in battery}
         total_items = sum(sizes.values())
@@ -580,8 +562,6 @@ def flag_path(ctx: ServiceContext, s: Session, resp: Response, result: ScoreResu
     return out
 
 
-
-
 @dataclass(frozen=True)
 class SubmitResult:
     next_instrument: str | None
@@ -597,8 +577,6 @@ def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
         s = uow.session
         now = ctx.now()
         ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id)
-        if ac.revoked_at is not None:
-            raise CodeRejected("invalid")
         battery = _battery(camp, enr, by)
         inst = _instrument(battery, instrument_id)
         resp, current = _merge_page(ctx, s, ac, enr, inst, answers or {}, item_ms, now)
