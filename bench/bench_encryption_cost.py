@@ -23,11 +23,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from bench.common import result
+from bench.common import result, seed_open_campaign
 
 PER_BATCH = int(os.environ.get("MHP_BENCH_ENC_BATCH", "50"))
 REPEATS = int(os.environ.get("MHP_BENCH_ENC_REPEATS", "7"))
@@ -98,38 +97,9 @@ def _context(url: str, key_file: str):
 
 def _seed(ctx, n: int) -> list[uuid.UUID]:
     """``n`` consenting grade-7 students in an open campaign; returns their access-code ids (entered)."""
-    from mh_platform.core.types import Role, UnitKind
-    from mh_platform.db.models import Consent, Student, User
-    from mh_platform.services import auth, campaigns, responses, students
-    from mh_platform.services.context import SYSTEM
-    from mh_platform.services.org import add_unit
+    from mh_platform.services import campaigns, responses
 
-    now = ctx.now()
-    with ctx.uow() as uow:
-        s = uow.session
-        city = add_unit(s, kind=UnitKind.CITY, name="盘锦市", code="e-city", parent=None, now=now)
-        county = add_unit(s, kind=UnitKind.COUNTY, name="兴隆台区", code="e-c", parent=city, now=now)
-        school = add_unit(s, kind=UnitKind.SCHOOL, name="一中", code="e-s", parent=county, now=now, stage="junior")
-        grade = add_unit(s, kind=UnitKind.GRADE, name="七年级", code="e-g7", parent=school, now=now, grade_level=7)
-        year = students.ensure_academic_year(s, "2026-2027", date(2026, 9, 1), date(2027, 7, 15))
-        classes = [add_unit(s, kind=UnitKind.CLASS, name=f"七年级{k + 1}班", code=f"e-c{k}", parent=grade, now=now,
-                            grade_level=7) for k in range((n + 49) // 50)]
-        s.flush()
-        items = [students.StudentIn(name=f"学生{k}", sex="F" if k % 2 else "M", birth_year=2013,
-                                    class_unit=classes[k // 50], student_number=f"E2100{k:08d}") for k in range(n)]
-        students.add_students_bulk(ctx, s, items, year, now)
-        ids = list(s.scalars(sa.select(Student.id)))
-        s.execute(sa.insert(Consent), [{"id": uuid.uuid4(), "student_id": sid, "academic_year_id": year.id,
-                                        "status": "granted", "method": "paper", "decided_on": now.date(),
-                                        "recorded_by": None, "recorded_at": now, "withdrawn_at": None} for sid in ids])
-        uow.commit()
-    uid = auth.create_user(ctx, SYSTEM, username="e.counsellor", password="correct horse 1",  # noqa: S106
-                           role=Role.COUNSELLOR, unit_id=school.id)
-    with ctx.uow() as uow:
-        actor = auth.actor_for_user(uow.session, uow.session.get(User, uid))
-    cid = campaigns.create(ctx, actor, name="bench", unit_ids=[school.id], grades=[7],
-                           opens_at=now - timedelta(minutes=5), closes_at=now + timedelta(days=2))
-    campaigns.open_due(ctx, now)
+    _actor, cid = seed_open_campaign(ctx, n, prefix="e", number_prefix="E")
     codes = campaigns.issue_codes_system(ctx, cid)
     return [responses.begin(ctx, code).access_code_id for code in codes.values()]
 

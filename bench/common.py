@@ -37,3 +37,53 @@ def median_time(fn: Callable[[], Any], repeat: int = 5) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def seed_open_campaign(ctx: Any, n_students: int, *, per_class: int = 50, prefix: str = "b",
+                       number_prefix: str = "G") -> tuple:
+    """A city, county and junior school with ``n_students`` in grade 7 (classes of ``per_class``,
+    consent granted, student numbers ``<number_prefix>2100<8 digits>``), a counsellor
+    ``<prefix>.counsellor`` and a campaign open now; returns (counsellor actor, campaign id)."""
+    import uuid
+    from datetime import date, timedelta
+
+    import sqlalchemy as sa
+
+    from mh_platform.core.types import Role, UnitKind
+    from mh_platform.db.models import Consent, Student
+    from mh_platform.services import auth, campaigns, students
+    from mh_platform.services.context import SYSTEM
+    from mh_platform.services.org import add_unit
+
+    now = ctx.now()
+    with ctx.uow() as uow:
+        s = uow.session
+        city = add_unit(s, kind=UnitKind.CITY, name="盘锦市", code=f"{prefix}-city", parent=None, now=now)
+        county = add_unit(s, kind=UnitKind.COUNTY, name="兴隆台区", code=f"{prefix}-c", parent=city, now=now)
+        school = add_unit(s, kind=UnitKind.SCHOOL, name="一中", code=f"{prefix}-s", parent=county, now=now, stage="junior")
+        grade = add_unit(s, kind=UnitKind.GRADE, name="七年级", code=f"{prefix}-g7", parent=school, now=now, grade_level=7)
+        year = students.ensure_academic_year(s, "2026-2027", date(2026, 9, 1), date(2027, 7, 15))
+        classes = [add_unit(s, kind=UnitKind.CLASS, name=f"七年级{k + 1}班", code=f"{prefix}-c{k}", parent=grade, now=now,
+                            grade_level=7) for k in range((n_students + per_class - 1) // per_class)]
+        s.flush()
+        for i in range(0, n_students, 2000):
+            items = [students.StudentIn(name=f"学生{k}", sex="F" if k % 2 else "M", birth_year=2013,
+                                        class_unit=classes[k // per_class], student_number=f"{number_prefix}2100{k:08d}")
+                     for k in range(i, min(n_students, i + 2000))]
+            students.add_students_bulk(ctx, s, items, year, now)
+        ids = list(s.scalars(sa.select(Student.id)))
+        s.execute(sa.insert(Consent), [{"id": uuid.uuid4(), "student_id": sid, "academic_year_id": year.id,
+                                        "status": "granted", "method": "paper", "decided_on": now.date(),
+                                        "recorded_by": None, "recorded_at": now, "withdrawn_at": None} for sid in ids])
+        uow.commit()
+    uid = auth.create_user(ctx, SYSTEM, username=f"{prefix}.counsellor", password="correct horse 1",  # noqa: S106
+                           role=Role.COUNSELLOR,
+                           unit_id=school.id)
+    from mh_platform.db.models import User
+
+    with ctx.uow() as uow:
+        actor = auth.actor_for_user(uow.session, uow.session.get(User, uid))
+    cid = campaigns.create(ctx, actor, name="bench", unit_ids=[school.id], grades=[7],
+                           opens_at=now - timedelta(minutes=5), closes_at=now + timedelta(days=2))
+    campaigns.open_due(ctx, now)
+    return actor, cid
