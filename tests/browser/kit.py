@@ -46,3 +46,11 @@ def login(page: Any, base: str, username: str, password: str) -> None:
 def logout(page: Any, base: str) -> None:
     page.click("#logout")
     page.wait_for_url(f"{base}/login")
+
+
+def watch_errors(page: Any) -> list[str]:
+    """A list that collects the page's console errors and uncaught exceptions (CSP violations too)."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return problems

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from mh_platform.db.models import Flag
 from mh_platform.web.app import create_app
-from tests.browser.kit import launch, live_server, login, logout
+from tests.browser.kit import launch, live_server, login, logout, watch_errors
 from tests.integration.flags_world import PASSWORD, build_world, light_hashes
 
 pytestmark = pytest.mark.browser
@@ -29,10 +29,6 @@ def _login(page, base, username):
     login(page, base, username, PASSWORD)
 
 
-def _logout(page, base):
-    logout(page, base)
-
-
 def test_monitor_concern_head_teacher_pushes_counsellor_acknowledges(server):
     from playwright.sync_api import sync_playwright
 
@@ -42,9 +38,7 @@ def test_monitor_concern_head_teacher_pushes_counsellor_acknowledges(server):
         try:
             context = browser.new_context(viewport={"width": 1024, "height": 900}, locale="zh-CN")
             page = context.new_page()
-            problems: list[str] = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
+            problems = watch_errors(page)
 
             # the monitor logs a concern about a classmate
             _login(page, base, "t.monitor")
@@ -58,7 +52,7 @@ def test_monitor_concern_head_teacher_pushes_counsellor_acknowledges(server):
             assert page.inner_text(".concern-status") == "已收到"
             assert "橙" not in page.content() and "/flags/" not in page.content()
             assert page.goto(f"{base}/flags").url.endswith("/concerns")  # no flag queue for a monitor
-            _logout(page, base)
+            logout(page, base)
 
             with ctx.uow() as uow:
                 fid = str(uow.session.scalar(sa.select(Flag.id).where(Flag.student_id == world.students[1])))
@@ -75,7 +69,7 @@ def test_monitor_concern_head_teacher_pushes_counsellor_acknowledges(server):
             page.click("#do-escalate")
             page.wait_for_selector(".flash-info")
             assert page.get_attribute("#flag-tier", "data-tier") == "school"
-            _logout(page, base)
+            logout(page, base)
 
             # the counsellor acknowledges it with one click in the school queue
             _login(page, base, "t.counsellor")
@@ -87,7 +81,7 @@ def test_monitor_concern_head_teacher_pushes_counsellor_acknowledges(server):
             assert "需要心理老师尽快访谈" not in page.content()  # reasons open only on request (logged)
             page.goto(f"{base}/flags/{fid}?reasons=1")
             assert "需要心理老师尽快访谈" in page.content()
-            _logout(page, base)
+            logout(page, base)
 
             # the monitor sees progress only
             _login(page, base, "t.monitor")

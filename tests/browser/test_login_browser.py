@@ -11,7 +11,7 @@ from mh_platform.services import auth
 from mh_platform.services.context import SYSTEM
 from mh_platform.services.org import add_unit
 from mh_platform.web.app import create_app
-from tests.browser.kit import launch, live_server  # noqa: E402
+from tests.browser.kit import launch, live_server, watch_errors  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -43,9 +43,7 @@ def test_counsellor_signs_in_on_a_phone_switches_language_and_signs_out(server):
             context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2,
                                           is_mobile=True, has_touch=True, locale="zh-CN")
             page = context.new_page()
-            problems: list[str] = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
+            problems = watch_errors(page)
             outside: list[str] = []
             page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server) else None)
 

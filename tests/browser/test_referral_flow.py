@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from mh_platform.web.app import create_app
-from tests.browser.kit import launch, live_server, login, logout
+from tests.browser.kit import launch, live_server, login, logout, watch_errors
 from tests.integration.cases_world import PASSWORD, build, confirmed_flag
 
 pytestmark = pytest.mark.browser
@@ -37,10 +37,6 @@ def _login(page, base, username):
     login(page, base, username, PASSWORD)
 
 
-def _logout(page, base):
-    logout(page, base)
-
-
 def test_counsellor_refers_and_clinician_accepts(server):
     from playwright.sync_api import sync_playwright
 
@@ -50,9 +46,7 @@ def test_counsellor_refers_and_clinician_accepts(server):
         try:
             context = browser.new_context(viewport={"width": 1024, "height": 900}, locale="zh-CN")
             page = context.new_page()
-            problems: list[str] = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
+            problems = watch_errors(page)
             outside: list[str] = []
             page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(base) else None)
 
@@ -69,13 +63,13 @@ def test_counsellor_refers_and_clinician_accepts(server):
             page.wait_for_load_state()
             assert "已申请，待机构受理" in page.locator("#referrals").inner_text()
             case_url = page.url
-            _logout(page, base)
+            logout(page, base)
 
             # the other institution's clinician sees nothing
             _login(page, base, "clinician.two")
             page.goto(f"{base}/referrals")
             assert page.locator("#no-referrals").count() == 1
-            _logout(page, base)
+            logout(page, base)
 
             # the addressed institution's clinician accepts it
             _login(page, base, "clinician.one")
@@ -93,12 +87,12 @@ def test_counsellor_refers_and_clinician_accepts(server):
             assert page.locator("#form-schedule").count() == 1  # next: schedule the appointment
             resp = page.goto(case_url)
             assert resp.status == 404  # a clinician never opens the school's case
-            _logout(page, base)
+            logout(page, base)
 
             _login(page, base, "clinician.two")
             resp = page.goto(referral_url)
             assert resp.status == 404
-            _logout(page, base)
+            logout(page, base)
 
             # back at school the counsellor sees the accepted referral
             _login(page, base, "counsellor.a")
