@@ -286,16 +286,23 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
     return FlagOutcome(flag.id, created, flag.level, flag.tier, level_raised, ids)
 
 
-def _previous_response(s: Session, response: Response) -> Response | None:
-    q = (sa.select(Response).where(Response.student_id == response.student_id,
-                                   Response.instrument_id == response.instrument_id,
-                                   Response.status == "submitted", Response.id != response.id,
-                                   Response.campaign_id != response.campaign_id,
-                                   Response.total.is_not(None))
-         .order_by(Response.submitted_at.desc()).limit(1))
-    if response.submitted_at is not None:
-        q = q.where(Response.submitted_at < response.submitted_at)
-    return s.scalar(q)
+_PREVIOUS_Q = (sa.select(Response.total, Response.band_id)
+               .where(Response.student_id == sa.bindparam("s", type_=sa.Uuid()),
+                      Response.instrument_id == sa.bindparam("i"),
+                      Response.status == "submitted", Response.id != sa.bindparam("r", type_=sa.Uuid()),
+                      Response.campaign_id != sa.bindparam("c", type_=sa.Uuid()),
+                      Response.total.is_not(None),
+                      # a response not submitted yet has no time: every earlier one counts
+                      sa.or_(sa.bindparam("t", type_=Response.submitted_at.type).is_(None),
+                             Response.submitted_at < sa.bindparam("t", type_=Response.submitted_at.type)))
+               .order_by(Response.submitted_at.desc()).limit(1))
+
+
+def _previous_response(s: Session, response: Response) -> Any:
+    """The student's last scored screening with this instrument in another campaign: (total, band_id)
+    or None. Two columns from a statement built once: this runs on every submitted page."""
+    return s.execute(_PREVIOUS_Q, {"s": response.student_id, "i": response.instrument_id, "r": response.id,
+                                   "c": response.campaign_id, "t": response.submitted_at}).first()
 
 
 def screening_evidence_for(s: Session, response: Response, result: Any, *, critical_only: bool = False

@@ -54,6 +54,10 @@ WEB_DIR = pathlib.Path(__file__).resolve().parent
 TRANSLATIONS = WEB_DIR / "translations"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ABSOLUTE_SESSION_HOURS = 12  # a session ends this long after login, however active
+# Blueprints whose views authenticate by a one-time access code (web/blueprints/student.py): every view
+# is @public, a staff login is neither read nor extended there (a student PC never sees a staff
+# session's effects), and g.actor stays None. CSRF is still checked on every unsafe method.
+CODE_AUTHENTICATED_BLUEPRINTS = frozenset({"student"})
 
 
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None,
@@ -95,7 +99,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     app.extensions["mhp"] = ctx
     app.extensions["mhp_settings"] = settings
 
-    login_manager.init_app(app)
+    login_manager.init_app(app, add_context_processor=False)  # templates use g.actor, not current_user
     login_manager.session_protection = "basic"
     login_manager.user_loader(_load_user)
     csrf.init_app(app)
@@ -168,6 +172,8 @@ def _guard() -> Any:
 
     if request.method not in SAFE_METHODS:
         csrf.protect()
+    if request.blueprint in CODE_AUTHENTICATED_BLUEPRINTS:
+        return None  # the student area: the access code is the credential; no staff login is read
 
     if session.get("_user_id"):
         now = ctx.now().timestamp()

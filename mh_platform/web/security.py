@@ -34,15 +34,29 @@ HEADERS = {
 }
 
 
+_HEADER_ITEMS = tuple(HEADERS.items())
+_HEADER_KEYS = frozenset(k.lower() for k in HEADERS)
+_NO_STORE = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
+
+
 def register(app: Flask) -> None:
     @app.after_request
     def _headers(resp: Response) -> Response:
-        for k, v in HEADERS.items():
-            resp.headers.setdefault(k, v)
-        if request.endpoint != "static":
-            resp.headers["Cache-Control"] = "no-store"
-            resp.headers["Pragma"] = "no-cache"
+        h = resp.headers
+        # one pass over what the view set (a view may set its own CSP, say), then append the rest:
+        # Headers.setdefault per name would scan the list, and raise and catch, once per header
+        present = {k.lower() for k, _v in h.items()}
+        if _HEADER_KEYS & present:
+            h.extend([(k, v) for k, v in _HEADER_ITEMS if k.lower() not in present])
         else:
-            resp.headers.setdefault("Cache-Control", "public, max-age=3600")
-        resp.headers.pop("Server", None)
+            h.extend(_HEADER_ITEMS)
+        if request.endpoint != "static":
+            if "cache-control" in present or "pragma" in present:
+                h.remove("Cache-Control")
+                h.remove("Pragma")
+            h.extend(_NO_STORE)
+        elif "cache-control" not in present:
+            h.add("Cache-Control", "public, max-age=3600")
+        if "server" in present:
+            h.remove("Server")
         return resp

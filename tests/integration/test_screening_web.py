@@ -150,6 +150,30 @@ def test_pause_and_resume_keep_answers(ctx, ready, client):
     assert re.search(r'id="i1-1"[^>]*checked', page.text) and re.search(r'id="i2-3"[^>]*checked', page.text)
 
 
+def test_cached_question_html_checks_exactly_the_saved_answers_in_each_language(ctx, ready, client):
+    """The questions' HTML is rendered once per instrument and language (student._questions) and only
+    the saved answers' radios get "checked" — whatever page, language or student came before."""
+    world, cid, codes, refused, hts = ready
+    inst = load_instrument("phq9")
+    runs = [("zh_CN", {1: 2, 2: 0, 9: 1}), ("en", {3: 3}), ("zh_CN", {}), ("en", {1: 0, 5: 2, 8: 3})]
+    for (lang, given), code in zip(runs, list(codes.values())[2:], strict=False):
+        client = client.application.test_client()  # a new browser for each student
+        enter(client, code)
+        page = client.get("/s/p/phq9")
+        token = csrf(page.text)
+        client.post("/s/lang", data={"lang": lang, "next": "/s/p/phq9", "csrf_token": token})
+        for item, v in given.items():
+            assert client.post("/s/answer", json={"instrument": "phq9", "item": item, "value": v},
+                               headers={"X-CSRFToken": token}).json["saved"]
+        page = client.get("/s/p/phq9")
+        checked = set(re.findall(r'id="(i\d+-\w+)"[^>]*\bchecked\b', page.text))
+        assert checked == {f"i{n}-{v}" for n, v in given.items()}, (lang, given)
+        radios = re.findall(r'<input type="radio"[^>]*>', page.text)
+        assert len(radios) == sum(len(it.options) for it in inst.items)
+        text = inst.items[0].en if lang == "en" else inst.items[0].zh
+        assert text and text in page.text
+
+
 # --------------------------------------------------------------------------- staff pages
 
 

@@ -62,6 +62,39 @@ def quiet_app(ctx):
     return create_app(ctx=ctx, extra_config={"TESTING": True})
 
 
+def test_a_view_s_own_header_is_kept_and_the_rest_are_added(ctx):
+    """The security headers are defaults: a view that sets one (say a stricter CSP) keeps it; the
+    others are still added once each; Cache-Control becomes no-store; Server is dropped."""
+    from flask import make_response
+
+    from mh_platform.web.authz import public
+
+    app = create_app(ctx=ctx, extra_config={"TESTING": True})
+
+    @public
+    def own():
+        resp = make_response("x")
+        resp.headers["Content-Security-Policy"] = "default-src 'none'"
+        resp.headers["Cache-Control"] = "public, max-age=60"
+        resp.headers["Pragma"] = "x"
+        resp.headers["Server"] = "Werkzeug/3"
+        return resp
+
+    app.add_url_rule("/t/own-headers", "own_headers", own)
+    r = app.test_client().get("/t/own-headers")
+    assert r.headers.getlist("Content-Security-Policy") == ["default-src 'none'"]
+    assert r.headers.getlist("Cache-Control") == ["no-store"] and r.headers.getlist("Pragma") == ["no-cache"]
+    assert "Server" not in r.headers
+    for name in ("Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy",
+                 "Cross-Origin-Opener-Policy", "Permissions-Policy"):
+        assert len(r.headers.getlist(name)) == 1, name
+    static = app.test_client().get("/static/student.js")
+    static.close()
+    # static files keep Flask's own caching (revalidate by ETag); only pages are no-store
+    assert static.status_code == 200 and static.headers.getlist("Cache-Control") == ["no-cache"]
+    assert "frame-ancestors 'none'" in static.headers["Content-Security-Policy"]
+
+
 def test_malformed_ids_are_404_without_internals(quiet_app, city):
     client = quiet_app.test_client()
     login(client, city.users[Role.COUNSELLOR])

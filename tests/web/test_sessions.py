@@ -106,6 +106,20 @@ def test_idle_timeout_ends_the_session(ctx, client, counsellor):
     assert "会话已超时" in client.get("/login").get_data(as_text=True)
 
 
+def test_the_student_area_neither_reads_nor_extends_a_staff_session(ctx, client, counsellor):
+    """/s/ authenticates by access code only (app.CODE_AUTHENTICATED_BLUEPRINTS): on a shared PC a
+    staff session left open is not used there, and visiting student pages does not keep it alive."""
+    login(client, counsellor)
+    ctx.clock.advance(minutes=ctx.settings.session_minutes - 1)
+    for _ in range(3):
+        r = client.get("/s/")
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+        assert ctx.settings.help_hotline in r.get_data(as_text=True)
+        assert counsellor not in r.get_data(as_text=True)  # no staff name in the student page
+    ctx.clock.advance(minutes=2)  # idle since the last staff page, whatever the student pages did
+    _refused(client)
+
+
 def test_absolute_lifetime_ends_an_active_session(ctx, client, counsellor):
     from datetime import timedelta
 

@@ -31,6 +31,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from markupsafe import Markup
 
 from mh_platform.core.errors import NotFound, ValidationFailed
 from mh_platform.core.instruments import load_instrument
@@ -140,16 +141,53 @@ def resume() -> Any:
 
 
 _LABELS: dict[tuple[str, str, bool], dict[str, Any]] = {}
+# per (instrument, version, language): the questions' HTML cut at each option's "checked" slot —
+# static text, then (item, value) of the slot, alternating (see _questions)
+_QUESTIONS: dict[tuple[str, str, bool], tuple[tuple[str, ...], tuple[tuple[int, Any], ...]]] = {}
+_MARK = "\x00"
+
+
+def _lang_key(inst) -> tuple[str, str, bool]:
+    zh = not str(session.get("lang") or service_ctx().settings.default_locale).startswith("en")
+    return (inst.id, inst.version, zh)
 
 
 def _labels(inst) -> dict[str, Any]:
     """The page's texts in the student's language (built once per instrument version and language)."""
-    zh = not str(session.get("lang") or service_ctx().settings.default_locale).startswith("en")
-    key = (inst.id, inst.version, zh)
+    key = _lang_key(inst)
     hit = _LABELS.get(key)
     if hit is None:
-        hit = _LABELS[key] = _build_labels(inst, zh)
+        hit = _LABELS[key] = _build_labels(inst, key[2])
     return hit
+
+
+def _questions(inst, answers: dict[int, Any]) -> Markup:
+    """The page's questions with the saved answers checked.
+
+    The fragment (``student/_questions.html``) depends only on the instrument and the language, so
+    it is rendered once per process and cut at every option's "checked" slot; a request only joins
+    the pieces — most of a page's rendering time otherwise, for the same HTML every time."""
+    key = _lang_key(inst)
+    hit = _QUESTIONS.get(key)
+    if hit is None:
+        slots: list[tuple[int, Any]] = []
+
+        def mark(n: int, value: Any) -> Markup:
+            slots.append((n, value))
+            return Markup(_MARK)  # noqa: S704 - a constant marker, cut out below
+
+        html = render_template("student/_questions.html", q=_labels(inst), mark=mark)
+        texts = tuple(html.split(_MARK))
+        if len(texts) != len(slots) + 1:  # a NUL in an instrument text would shift every slot
+            raise ValueError(f"instrument {inst.id}: its texts contain a NUL character")
+        hit = _QUESTIONS[key] = (texts, tuple(slots))
+    texts, slots = hit
+    out = [texts[0]]
+    for (n, value), text in zip(slots, texts[1:], strict=True):
+        if n in answers and answers[n] == value:
+            out.append(" checked")
+        out.append(text)
+    return Markup("".join(out))  # noqa: S704 - pieces of a template rendered with autoescape
 
 
 def _build_labels(inst, zh: bool) -> dict[str, Any]:
@@ -184,7 +222,9 @@ def page(instrument_id: str) -> Any:
     _cid, st = got
     if st.submitted:
         return redirect(url_for("student.resume"))
-    return render_template("student/page.html", st=st, q=_labels(st.instrument), errors=None, now_ms=int(time.time() * 1000))
+    return render_template("student/page.html", st=st, q=_labels(st.instrument),
+                           questions=_questions(st.instrument, st.answers), errors=None,
+                           now_ms=int(time.time() * 1000))
 
 
 def _form_answers(inst) -> tuple[dict[str, Any], dict[str, int]]:
@@ -215,6 +255,7 @@ def submit(instrument_id: str) -> Any:
             return early
         st = got[1]
         return make_response(render_template("student/page.html", st=st, q=_labels(st.instrument),
+                                             questions=_questions(st.instrument, st.answers),
                                              errors=_("有答案无法识别，请重新选择。 Some answers were not recognised."),
                                              now_ms=int(time.time() * 1000)), 422)
     except CodeRejected as exc:
