@@ -64,14 +64,22 @@ class Response(Base):
 
     ``answers_enc`` holds the answers exactly as given (JSON {item: value}) under the student's
     data key; the score columns stay queryable for aggregates.
+
+    Indexes — each one is paid on every insert (a paper import writes 100,000s of rows), so only
+    those a query uses: the primary key; the unique (campaign, student, instrument), whose prefix
+    serves every look-up by campaign and student (autosave, done pages, completion figures, the
+    import's "already answered" check); ``student_id`` for a student's responses across campaigns
+    (previous screening for deterioration); (campaign, school, band) for per-school figures. No
+    query filters on ``campaign_id`` alone beyond the unique key's prefix, on ``school_unit_id``
+    alone or on ``unit_path`` (scope is checked on the enrolment), so neither has an index.
     """
 
     __tablename__ = "response"
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
-    campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"), index=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"))  # unique key's prefix
     student_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("student.id"), index=True)
-    school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"), index=True)
-    unit_path: Mapped[str] = mapped_column(path_type(), index=True)  # the student's class path
+    school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"))
+    unit_path: Mapped[str] = mapped_column(path_type())  # the student's class path
     instrument_id: Mapped[str] = mapped_column(sa.String(32))
     instrument_version: Mapped[str] = mapped_column(sa.String(32))
     source: Mapped[str] = mapped_column(sa.String(8), default="online")  # online / paper
