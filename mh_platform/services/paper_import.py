@@ -235,33 +235,27 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     by_bidx: dict[bytes, tuple] = {}
     bidxs = [b for b in numbers.values() if b is not None]
 
-    # three index-driven look-ups per chunk (student by blind index, enrolment by student, consent by
-    # student); eligibility and scope are then checked in Python on the few columns fetched
+    # one index-driven look-up per chunk: the student by blind index, joined to the year's enrolment
+    # and (an EXISTS) its granted consent — one row per student (both unique per student and year);
+    # eligibility and scope are then checked in Python on the few columns fetched
     conn = s.connection()  # column look-ups: Core execution, no ORM loading layer per row
     uid = IdReader()  # ids read raw and turned into UUIDs once per distinct value
     grades = {int(g) for g in camp.grades}
     unit_paths = tuple(u.path for u in units)
+    consented = sa.exists().where(Consent.student_id == Student.id, Consent.academic_year_id == camp.academic_year_id,
+                                  Consent.status == "granted", Consent.withdrawn_at.is_(None))
     for cond in in_chunks(s, Student.student_number_bidx, bidxs):
-        studs = {uid.to_uuid(raw): (b, by) for b, raw, by in conn.execute(
-            sa.select(Student.student_number_bidx, uid.col(Student.id), Student.birth_year)
-            .where(cond, Student.erased_at.is_(None)))}
-        if not studs:
-            continue
-        ids = list(studs)
-        consented = {uid.to_uuid(raw) for raw in conn.execute(sa.select(uid.col(Consent.student_id)).where(
-            in_(s, Consent.student_id, ids), Consent.academic_year_id == camp.academic_year_id,
-            Consent.status == "granted", Consent.withdrawn_at.is_(None))).scalars()}
-        for raw, grade, cls_id, school_id, path in conn.execute(
-                sa.select(uid.col(Enrolment.student_id), Enrolment.grade_level, uid.col(Enrolment.class_unit_id),
-                          uid.col(Enrolment.school_unit_id), Enrolment.unit_path)
-                .where(in_(s, Enrolment.student_id, ids), Enrolment.academic_year_id == camp.academic_year_id,
-                       Enrolment.active.is_(True))):
+        for b, raw, by, grade, cls_id, school_id, path, ok in conn.execute(
+                sa.select(Student.student_number_bidx, uid.col(Student.id), Student.birth_year, Enrolment.grade_level,
+                          uid.col(Enrolment.class_unit_id), uid.col(Enrolment.school_unit_id), Enrolment.unit_path,
+                          consented)
+                .join(Enrolment, Enrolment.student_id == Student.id)
+                .where(cond, Student.erased_at.is_(None), Enrolment.academic_year_id == camp.academic_year_id,
+                       Enrolment.active.is_(True))).all():
             if grade not in grades or not path.startswith(unit_paths) or not path.startswith(scope_path):
                 continue
-            sid = uid.to_uuid(raw)
-            b, by = studs[sid]
             # the student tuple; its last field, a small int, keys the per-row sets (cheaper than UUIDs)
-            by_bidx[b] = (sid, by, grade, uid.to_uuid(cls_id), uid.to_uuid(school_id), path, sid in consented,
+            by_bidx[b] = (uid.to_uuid(raw), by, grade, uid.to_uuid(cls_id), uid.to_uuid(school_id), path, bool(ok),
                           len(by_bidx))
     index = {v[0]: v[7] for v in by_bidx.values()}
     sids = list(index)
@@ -269,7 +263,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     done_before: dict[int, set[str]] = defaultdict(set)
     for cond in in_chunks(s, Response.student_id, sids):
         for raw, iid, st in conn.execute(sa.select(uid.col(Response.student_id), Response.instrument_id,
-                                                   Response.status).where(Response.campaign_id == camp.id, cond)):
+                                                   Response.status).where(Response.campaign_id == camp.id, cond)).all():
             k = index[uid.to_uuid(raw)]
             existing.add((k, iid))
             if st == "submitted":
@@ -313,7 +307,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
         prev.update((index[uid.to_uuid(raw)], iid) for raw, iid in conn.execute(
             sa.select(uid.col(Response.student_id), Response.instrument_id).where(
                 cond, Response.campaign_id != camp.id,
-                Response.status == "submitted", Response.total.is_not(None))))
+                Response.status == "submitted", Response.total.is_not(None))).all())
     out: list[_Group] = []
     new_done: dict[int, set[str]] = defaultdict(set)
     for iid, rows in groups.items():
