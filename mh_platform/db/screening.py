@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mh_platform.db.base import Base, Envelope, new_uuid, path_type
+from mh_platform.db.base import Base, Envelope, new_uuid, path_type, time_ordered_uuid
 
 
 class Campaign(Base):
@@ -75,7 +75,7 @@ class Response(Base):
     """
 
     __tablename__ = "response"
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=time_ordered_uuid)
     campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"))  # unique key's prefix
     student_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("student.id"), index=True)
     school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"))

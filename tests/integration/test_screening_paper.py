@@ -172,6 +172,11 @@ def test_bulk_rows_are_stored_as_the_orm_stores_them(ctx, ready):
         assert len(imported) == 6
         marker = s.scalar(sa.select(AccessCode).where(AccessCode.student_id == sids[0]))
         assert marker is not None and marker.completed_at == marker.revoked_at == marker.first_used_at
+        # fresh time-ordered ids (UUIDv7 layout), ascending in the order the rows were written
+        # (student, then the file's instrument order)
+        assert all(r.id.version == 7 for r in imported) and marker.id.version == 7
+        written = sorted(imported, key=lambda r: (r.student_id.bytes, BATTERY.index(r.instrument_id)))
+        assert [r.id.bytes for r in written] == sorted(r.id.bytes for r in imported)
         # the same values through SQLAlchemy: the other student without a code, another instrument set
         other = sids[1]
         ref_ids = {}
