@@ -69,9 +69,10 @@ class Response(Base):
     those a query uses: the primary key; the unique (campaign, student, instrument), whose prefix
     serves every look-up by campaign and student (autosave, done pages, completion figures, the
     import's "already answered" check); ``student_id`` for a student's responses across campaigns
-    (previous screening for deterioration); (campaign, school, band) for per-school figures. No
-    query filters on ``campaign_id`` alone beyond the unique key's prefix, on ``school_unit_id``
-    alone or on ``unit_path`` (scope is checked on the enrolment), so neither has an index.
+    (previous screening for deterioration). No query filters on ``campaign_id`` alone beyond the
+    unique key's prefix, on ``school_unit_id``, ``band_id`` or ``unit_path`` (scope is checked on
+    the enrolment; completion figures group enrolments), so none of them has an index: a report
+    that aggregates responses by school or band adds the index its query plan needs, with it.
     """
 
     __tablename__ = "response"
@@ -102,7 +103,4 @@ class Response(Base):
     quality_suggestion: Mapped[str | None] = mapped_column(sa.String(32))
     scored_at: Mapped[datetime | None]
 
-    __table_args__ = (
-        sa.UniqueConstraint("campaign_id", "student_id", "instrument_id"),
-        sa.Index("ix_response_campaign_school_band", "campaign_id", "school_unit_id", "band_id"),
-    )
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "student_id", "instrument_id"),)
