@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +64,20 @@ class Base(DeclarativeBase):
 
 def new_uuid() -> uuid.UUID:
     return uuid.uuid4()
+
+
+def time_ordered_uuid() -> uuid.UUID:
+    """A UUIDv7-layout id (RFC 9562): 48-bit Unix time in ms, version 7, 74 random bits.
+
+    For tables that take many inserts (``response``): fresh ids land at the right edge of the
+    primary-key b-tree, next to each other, instead of on random pages all over it. The id shows
+    when the row was created (to the ms); it is no secret and grants nothing (tokens, codes and
+    keys use their own secrets)."""
+    r = int.from_bytes(os.urandom(10), "big")
+    ms = time.time_ns() // 1_000_000
+    hi = ((ms & 0xFFFF_FFFF_FFFF) << 16) | 0x7000 | (r >> 62 & 0x0FFF)
+    lo = (0b10 << 62) | (r & ((1 << 62) - 1))
+    return uuid.UUID(int=(hi << 64) | lo)
 
 
 def uuid_pk() -> Mapped[uuid.UUID]:

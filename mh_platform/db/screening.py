@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mh_platform.db.base import Base, Envelope, new_uuid, path_type
+from mh_platform.db.base import Base, Envelope, new_uuid, path_type, time_ordered_uuid
 
 
 class Campaign(Base):
@@ -64,14 +64,23 @@ class Response(Base):
 
     ``answers_enc`` holds the answers exactly as given (JSON {item: value}) under the student's
     data key; the score columns stay queryable for aggregates.
+
+    Indexes — each one is paid on every insert (a paper import writes 100,000s of rows), so only
+    those a query uses: the primary key; the unique (campaign, student, instrument), whose prefix
+    serves every look-up by campaign and student (autosave, done pages, completion figures, the
+    import's "already answered" check); ``student_id`` for a student's responses across campaigns
+    (previous screening for deterioration). No query filters on ``campaign_id`` alone beyond the
+    unique key's prefix, on ``school_unit_id``, ``band_id`` or ``unit_path`` (scope is checked on
+    the enrolment; completion figures group enrolments), so none of them has an index: a report
+    that aggregates responses by school or band adds the index its query plan needs, with it.
     """
 
     __tablename__ = "response"
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
-    campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"), index=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=time_ordered_uuid)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"))  # unique key's prefix
     student_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("student.id"), index=True)
-    school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"), index=True)
-    unit_path: Mapped[str] = mapped_column(path_type(), index=True)  # the student's class path
+    school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"))
+    unit_path: Mapped[str] = mapped_column(path_type())  # the student's class path
     instrument_id: Mapped[str] = mapped_column(sa.String(32))
     instrument_version: Mapped[str] = mapped_column(sa.String(32))
     source: Mapped[str] = mapped_column(sa.String(8), default="online")  # online / paper
@@ -94,7 +103,4 @@ class Response(Base):
     quality_suggestion: Mapped[str | None] = mapped_column(sa.String(32))
     scored_at: Mapped[datetime | None]
 
-    __table_args__ = (
-        sa.UniqueConstraint("campaign_id", "student_id", "instrument_id"),
-        sa.Index("ix_response_campaign_school_band", "campaign_id", "school_unit_id", "band_id"),
-    )
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "student_id", "instrument_id"),)

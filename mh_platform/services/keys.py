@@ -105,7 +105,7 @@ class KeyService:
         conn = s.connection()
         for cond in in_chunks(s, DataKey.student_id, student_ids):
             wrapped = []
-            for kid, purpose, raw, mkid, blob in conn.execute(sa.select(*cols).where(cond, DataKey.active.is_(True))):
+            for kid, purpose, raw, mkid, blob in conn.execute(sa.select(*cols).where(cond, DataKey.active.is_(True))).all():
                 if raw is None or blob is None:  # matched by student id, active: never shredded
                     raise ValueError(f"data key {kid}: an active student key without its student or material")
                 # purpose and owner checked there (the owner is bound into the unwrap AAD)

@@ -20,8 +20,8 @@ answers JSON built from per-item fragments (the text ``json.dumps(answers, separ
 gives) and sealed in one batch (``KeyService.seal_many_with``: the same envelope and AAD as ``seal``);
 every response — flag-raising ones included — written in one set-based insert through the session's
 DBAPI connection (``db.bulk.BulkInsert``: ``executemany`` on SQLite, ``COPY`` on PostgreSQL), in
-student order with sorted fresh random ids, each column in the form SQLAlchemy itself would bind.
-The flag path (``responses.flag_path``, one response at a time) then runs on the stored
+student order with sorted fresh time-ordered (UUIDv7) ids, each column in the form SQLAlchemy
+itself would bind. The flag path (``responses.flag_path``, one response at a time) then runs on the stored
 flag-raising responses only; completion codes are updated (or markers inserted) set-based; one
 audit event; one commit. The cyclic garbage collector is paused for the duration (see
 ``_cyclic_gc_paused``).
@@ -32,6 +32,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -235,33 +236,27 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     by_bidx: dict[bytes, tuple] = {}
     bidxs = [b for b in numbers.values() if b is not None]
 
-    # three index-driven look-ups per chunk (student by blind index, enrolment by student, consent by
-    # student); eligibility and scope are then checked in Python on the few columns fetched
+    # one index-driven look-up per chunk: the student by blind index, joined to the year's enrolment
+    # and (an EXISTS) its granted consent — one row per student (both unique per student and year);
+    # eligibility and scope are then checked in Python on the few columns fetched
     conn = s.connection()  # column look-ups: Core execution, no ORM loading layer per row
     uid = IdReader()  # ids read raw and turned into UUIDs once per distinct value
     grades = {int(g) for g in camp.grades}
     unit_paths = tuple(u.path for u in units)
+    consented = sa.exists().where(Consent.student_id == Student.id, Consent.academic_year_id == camp.academic_year_id,
+                                  Consent.status == "granted", Consent.withdrawn_at.is_(None))
     for cond in in_chunks(s, Student.student_number_bidx, bidxs):
-        studs = {uid.to_uuid(raw): (b, by) for b, raw, by in conn.execute(
-            sa.select(Student.student_number_bidx, uid.col(Student.id), Student.birth_year)
-            .where(cond, Student.erased_at.is_(None)))}
-        if not studs:
-            continue
-        ids = list(studs)
-        consented = {uid.to_uuid(raw) for raw in conn.execute(sa.select(uid.col(Consent.student_id)).where(
-            in_(s, Consent.student_id, ids), Consent.academic_year_id == camp.academic_year_id,
-            Consent.status == "granted", Consent.withdrawn_at.is_(None))).scalars()}
-        for raw, grade, cls_id, school_id, path in conn.execute(
-                sa.select(uid.col(Enrolment.student_id), Enrolment.grade_level, uid.col(Enrolment.class_unit_id),
-                          uid.col(Enrolment.school_unit_id), Enrolment.unit_path)
-                .where(in_(s, Enrolment.student_id, ids), Enrolment.academic_year_id == camp.academic_year_id,
-                       Enrolment.active.is_(True))):
+        for b, raw, by, grade, cls_id, school_id, path, ok in conn.execute(
+                sa.select(Student.student_number_bidx, uid.col(Student.id), Student.birth_year, Enrolment.grade_level,
+                          uid.col(Enrolment.class_unit_id), uid.col(Enrolment.school_unit_id), Enrolment.unit_path,
+                          consented)
+                .join(Enrolment, Enrolment.student_id == Student.id)
+                .where(cond, Student.erased_at.is_(None), Enrolment.academic_year_id == camp.academic_year_id,
+                       Enrolment.active.is_(True))).all():
             if grade not in grades or not path.startswith(unit_paths) or not path.startswith(scope_path):
                 continue
-            sid = uid.to_uuid(raw)
-            b, by = studs[sid]
             # the student tuple; its last field, a small int, keys the per-row sets (cheaper than UUIDs)
-            by_bidx[b] = (sid, by, grade, uid.to_uuid(cls_id), uid.to_uuid(school_id), path, sid in consented,
+            by_bidx[b] = (uid.to_uuid(raw), by, grade, uid.to_uuid(cls_id), uid.to_uuid(school_id), path, bool(ok),
                           len(by_bidx))
     index = {v[0]: v[7] for v in by_bidx.values()}
     sids = list(index)
@@ -269,7 +264,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     done_before: dict[int, set[str]] = defaultdict(set)
     for cond in in_chunks(s, Response.student_id, sids):
         for raw, iid, st in conn.execute(sa.select(uid.col(Response.student_id), Response.instrument_id,
-                                                   Response.status).where(Response.campaign_id == camp.id, cond)):
+                                                   Response.status).where(Response.campaign_id == camp.id, cond)).all():
             k = index[uid.to_uuid(raw)]
             existing.add((k, iid))
             if st == "submitted":
@@ -313,7 +308,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
         prev.update((index[uid.to_uuid(raw)], iid) for raw, iid in conn.execute(
             sa.select(uid.col(Response.student_id), Response.instrument_id).where(
                 cond, Response.campaign_id != camp.id,
-                Response.status == "submitted", Response.total.is_not(None))))
+                Response.status == "submitted", Response.total.is_not(None))).all())
     out: list[_Group] = []
     new_done: dict[int, set[str]] = defaultdict(set)
     for iid, rows in groups.items():
@@ -357,12 +352,17 @@ _COLUMNS = ("id", "campaign_id", "student_id", "school_unit_id", "unit_path", "i
             "critical_unanswered", "quality", "quality_suggestion", "scored_at")
 
 
-def _uuid4_bytes(n: int) -> bytes:
-    """``n`` random (version 4) UUIDs as 16 bytes each, from one ``os.urandom`` call."""
+def _time_ordered_ids(n: int) -> list[bytes]:
+    """``n`` fresh ids in ``db.base.time_ordered_uuid``'s layout (UUIDv7: this millisecond, then
+    random bits from one ``os.urandom`` call) as 16 bytes each, sorted: written in this order they
+    extend the primary-key b-tree at its right edge, after every id made before."""
     a = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
-    a[:, 6] = (a[:, 6] & 0x0F) | 0x40
+    ms = time.time_ns() // 1_000_000
+    a[:, :6] = np.frombuffer((ms & 0xFFFF_FFFF_FFFF).to_bytes(6, "big"), dtype=np.uint8)
+    a[:, 6] = (a[:, 6] & 0x0F) | 0x70
     a[:, 8] = (a[:, 8] & 0x3F) | 0x80
-    return a.tobytes()
+    raw = a.tobytes()
+    return sorted([raw[i:i + 16] for i in range(0, 16 * n, 16)])
 
 
 def _answer_texts(inst: Instrument, X: np.ndarray) -> list[str]:
@@ -435,13 +435,13 @@ def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID,
         cols.append(([st[7] for _l, st in g.rows], _answer_texts(inst, g.X), status, bands, g.answered.tolist(),
                      g.longstring.tolist(), totals, crit, unans, subs, concern, full, [inst.id, inst.version]))
         order += [(per_student[st[7]][0], gi, r) for r, (_l, st) in enumerate(g.rows)]
-    # Written in student order with the fresh random ids sorted the same way: the b-trees of the
+    # Written in student order with fresh time-ordered ids sorted the same way: the b-trees of the
     # id, student and (campaign, student, instrument) indexes are then filled in key order, page
-    # after page, instead of at random places (a third less write time on SQLite).
+    # after page, instead of at random places (a third less write time on SQLite); the ids, newer
+    # than any before them, also extend the primary key at its right edge in a non-empty table.
     order.sort(key=itemgetter(0))  # stable: a student's rows keep the file's instrument order
     n = len(order)
-    raw = _uuid4_bytes(n)
-    ids = sorted([raw[i:i + 16] for i in range(0, 16 * n, 16)])
+    ids = _time_ordered_ids(n)
     flagged = [(uuid.UUID(bytes=rid), res) for (_s, gi, r), rid in zip(order, ids, strict=True)
                if (res := cols[gi][11][r]) is not None]
 
@@ -486,8 +486,7 @@ def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], ca
                                                                   "completed_at", "revoked_at"))
         camp, at = w.bind("campaign_id", campaign_id), w.bind("created_at", now)
         new.sort(key=lambda c: c[0].bytes)  # in student order, with sorted fresh ids (see _write)
-        raw = _uuid4_bytes(len(new))
-        ids = sorted([raw[i:i + 16] for i in range(0, len(raw), 16)])
+        ids = _time_ordered_ids(len(new))
         pool = os.urandom(32 * len(new))  # random "hashes" no typed code can match, sorted like the ids
         hashes = sorted([pool[i:i + 32] for i in range(0, len(pool), 32)])
         classes = {cls_id: w.bind("class_unit_id", cls_id) for _sid, cls_id in new}

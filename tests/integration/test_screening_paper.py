@@ -135,6 +135,26 @@ def test_bad_rows_are_reported_and_nothing_is_written(ctx, ready):
     assert normalise(codes[sids[0]])
 
 
+def test_withdrawn_consent_and_an_inactive_enrolment_are_row_errors(ctx, ready):
+    """The one joined look-up (student, the year's active enrolment, granted consent not withdrawn)
+    refuses what the three separate look-ups refused."""
+    from mh_platform.db.models import Consent, Enrolment
+
+    world, cid, codes, refused, hts = ready
+    sids = list(codes)
+    num = numbers(ctx, sids)
+    with ctx.uow() as uow:
+        s = uow.session
+        s.execute(sa.update(Consent).where(Consent.student_id == sids[0]).values(withdrawn_at=ctx.now()))
+        s.execute(sa.update(Enrolment).where(Enrolment.student_id == sids[1]).values(active=False))
+        uow.commit()
+    rows = [[num[sid], "phq9"] + ["1"] * 9 for sid in sids[:3]]
+    pv = paper_import.preview(ctx, world.counsellor, sheet(rows), "p.csv", cid)
+    assert [(e.row, e.column, e.message.split(" / ")[1]) for e in pv.errors] == [
+        (2, "学籍号", "no guardian consent"), (3, "学籍号", "student not in this campaign or your units")]
+    assert pv.responses == 1
+
+
 # --------------------------------------------------------------------------- the set-based write
 
 
@@ -172,6 +192,11 @@ def test_bulk_rows_are_stored_as_the_orm_stores_them(ctx, ready):
         assert len(imported) == 6
         marker = s.scalar(sa.select(AccessCode).where(AccessCode.student_id == sids[0]))
         assert marker is not None and marker.completed_at == marker.revoked_at == marker.first_used_at
+        # fresh time-ordered ids (UUIDv7 layout), ascending in the order the rows were written
+        # (student, then the file's instrument order)
+        assert all(r.id.version == 7 for r in imported) and marker.id.version == 7
+        written = sorted(imported, key=lambda r: (r.student_id.bytes, BATTERY.index(r.instrument_id)))
+        assert [r.id.bytes for r in written] == sorted(r.id.bytes for r in imported)
         # the same values through SQLAlchemy: the other student without a code, another instrument set
         other = sids[1]
         ref_ids = {}

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 12:27:42.804424
+Create Date: 2026-11-29 13:59:42.504882
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -543,11 +543,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('campaign_id', 'student_id', 'instrument_id', name=op.f('uq_response_campaign_id_student_id_instrument_id'))
     )
     with op.batch_alter_table('response', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_response_campaign_id'), ['campaign_id'], unique=False)
-        batch_op.create_index('ix_response_campaign_school_band', ['campaign_id', 'school_unit_id', 'band_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_response_school_unit_id'), ['school_unit_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_response_student_id'), ['student_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_response_unit_path'), ['unit_path'], unique=False)
 
     op.create_table('break_glass',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -767,11 +763,7 @@ def downgrade() -> None:
 
     op.drop_table('break_glass')
     with op.batch_alter_table('response', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_response_unit_path'))
         batch_op.drop_index(batch_op.f('ix_response_student_id'))
-        batch_op.drop_index(batch_op.f('ix_response_school_unit_id'))
-        batch_op.drop_index('ix_response_campaign_school_band')
-        batch_op.drop_index(batch_op.f('ix_response_campaign_id'))
 
     op.drop_table('response')
     with op.batch_alter_table('flag_event', schema=None) as batch_op:
