@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from mh_platform.core.errors import DomainError, NotFound, ValidationFailed
 from mh_platform.core.instruments import Instrument, load_instrument
 from mh_platform.core.scoring import INVALID, ScoreResult, score
+from mh_platform.db.base import time_ordered_uuid
 from mh_platform.db.models import AccessCode, Campaign, DataKey, Enrolment, Response, Student
 from mh_platform.services import audit, codes
 from mh_platform.services.consent import consent_ok
@@ -255,7 +256,7 @@ def _get_or_create(s: Session, ac: AccessCode, enr: Enrolment, inst: Instrument,
     resp = _lock_response(s, ac.campaign_id, ac.student_id, inst.id)
     if resp is not None:
         return resp
-    resp = Response(id=uuid.uuid4(), campaign_id=ac.campaign_id, student_id=ac.student_id,
+    resp = Response(id=time_ordered_uuid(), campaign_id=ac.campaign_id, student_id=ac.student_id,
                     school_unit_id=enr.school_unit_id, unit_path=enr.unit_path, instrument_id=inst.id,
                     instrument_version=inst.version, source="online", status="in_progress", n_answered=0,
                     item_ms={}, started_at=now, updated_at=now)
@@ -423,7 +424,7 @@ def _plan_save(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instr
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     if row.rid is not None and row.rstatus == "submitted":
         raise ValidationFailed("this page is already submitted")
-    rid = row.rid or uuid.uuid4()
+    rid = row.rid or time_ordered_uuid()
     if row.key_id is None and s.info.get("mhp_read_only"):
         # no active key yet: sealing creates one, which must commit with the write
         return _SavePlan(rid, None, None, 0, False, False, None, needs_write_txn=True)
