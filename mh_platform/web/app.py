@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     settings = ctx.settings
     bootstrap_keys(ctx)  # refuses a wrong master key before serving anything
     _ensure_catalogs()
+    _warm_instruments()
 
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.config.update(
@@ -196,6 +197,20 @@ def _guard() -> Any:
             return redirect(url_for("auth.login", next=safe_next(request.full_path)))
         return redirect(url_for("auth.login"))
     return None
+
+
+def _warm_instruments() -> None:
+    """Read and validate every instrument definition now, not in a student's first request: the
+    JSON-schema and semantic checks take ~0.1 s per file, paid once per process (each gunicorn
+    worker) at start instead of as a first-page delay. A definition that fails is logged here and
+    refused again when a page asks for it."""
+    from mh_platform.core.instruments import instrument_files, load_instrument
+
+    for path in instrument_files():
+        try:
+            load_instrument(path.stem)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the other pages
+            log.warning("instrument %s not loaded: %s", path.stem, exc)
 
 
 def _ensure_catalogs() -> None:

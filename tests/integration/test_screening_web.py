@@ -228,3 +228,14 @@ def test_counsellor_creates_campaign_and_previews_roster(ctx, ready, client):
     r = client.post("/screening/roster", data={"csrf_token": form_token(page.text), "action": "commit",
                                                "file": (io.BytesIO(data), "r.csv")}, content_type="multipart/form-data")
     assert r.status_code == 200 and 'id="row-errors"' in r.text and "<td>4</td>" in r.text
+
+
+def test_the_app_reads_every_instrument_at_start(ctx, monkeypatch):
+    """Definitions are validated when the app is built (each worker at start), not in a student's
+    first page request."""
+    from mh_platform.core import instruments
+
+    monkeypatch.setattr(instruments, "_BY_ID", {})
+    create_app(ctx=ctx, extra_config={"TESTING": True})
+    loaded = {iid for iid, _folder in instruments._BY_ID}
+    assert loaded == {p.stem for p in instruments.instrument_files()} and "phq9" in loaded
