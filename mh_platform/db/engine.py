@@ -95,8 +95,8 @@ def _configure_sqlite(engine: sa.Engine) -> None:
             finally:
                 _release(dbc)
 
-        dialect.do_commit = do_commit  # type: ignore[method-assign]  # this engine's dialect instance only
-        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+        dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]  # this engine's dialect instance only
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
 
         @event.listens_for(engine.pool, "invalidate")
         def _on_invalidate(dbc: Any, _record: Any, _exc: Any) -> None:  # a connection lost mid-transaction
