@@ -98,17 +98,14 @@ def _one_insert(dialect: Any) -> tuple[str, Any]:
     if set(names) != set(_ENTRY_COLUMNS):
         raise RuntimeError(f"audit insert binds {names}, expected {_ENTRY_COLUMNS}")
 
-    def value(entry: dict[str, Any], n: str) -> Any:
-        v = entry[n]
-        p = procs[n]
-        return p(v) if p is not None and v is not None else v
+    pairs = [(n, procs[n]) for n in names]
 
     if compiled.positional:
         def prepare(entry: dict[str, Any]) -> Any:
-            return tuple(value(entry, n) for n in names)
+            return tuple(v if p is None or v is None else p(v) for n, p in pairs for v in (entry[n],))
     else:
         def prepare(entry: dict[str, Any]) -> Any:
-            return {n: value(entry, n) for n in names}
+            return {n: v if p is None or v is None else p(v) for n, p in pairs for v in (entry[n],)}
 
     hit = _ONE_INSERT[dialect.name] = (str(compiled), prepare)
     return hit

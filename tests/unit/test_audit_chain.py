@@ -348,3 +348,39 @@ def test_entry_mac_refuses_chain_fields_and_sensitive_keys() -> None:
     with pytest.raises(SensitiveFieldInRecord):
         entry_mac({"data": {"note": "x"}}, KEY)
     assert not entry_ok({"seq": 1}, bytes(32), KEY)
+
+
+def test_macs_are_hmac_sha256_of_the_domain_and_canonical_json():
+    """Independent recomputation with the cryptography library: the MACs are plain HMAC-SHA256 over
+    the domain string and the canonical JSON, whatever HMAC implementation computes them."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import hmac as crypto_hmac
+
+    from mh_platform.core import audit_chain as ac
+
+    key = b"k" * 32
+    data = {"at": "2026-11-29T10:00:00+00:00", "kind": "x:y", "data": {"b": 1, "a": [True, None, 1.5, "汉"]}}
+
+    def ref(domain: bytes, content: object) -> bytes:
+        h = crypto_hmac.HMAC(key, hashes.SHA256())
+        h.update(domain + ac.canonical_json(content))
+        return h.finalize()
+
+    assert ac.entry_mac(data, key) == ref(ac._ENTRY_DOMAIN, data)
+    assert ac.link(None, {"seq": 1, **data}, key) == ref(ac._DOMAIN, {"prev_mac": None, "record": {"seq": 1, **data}})
+
+
+@pytest.mark.parametrize("value", [
+    {"a": 1, "b": [1, 2.5, None, True, "x"], "c": {"d": "e"}},
+    {"a": float("nan")}, {"a": [float("inf")]}, {1: "x"}, {"a": {"name": "x"}}, {"a": b"bytes"},
+    {"a": {1, 2}}, [{"phone": "1"}], ({"ok": (1, 2)},), "s", 3, None,
+])
+def test_the_quick_json_check_agrees_with_the_full_one(value):
+    from mh_platform.core import audit_chain as ac
+
+    try:
+        ac._check_json(value, "$")
+        full = True
+    except ac.ChainError:
+        full = False
+    assert ac._json_ok(value) is full
