@@ -54,9 +54,10 @@ WEB_DIR = pathlib.Path(__file__).resolve().parent
 TRANSLATIONS = WEB_DIR / "translations"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ABSOLUTE_SESSION_HOURS = 12  # a session ends this long after login, however active
-# Blueprints whose views authenticate by a one-time access code (web/blueprints/student.py): every view
-# is @public, a staff login is neither read nor extended there (a student PC never sees a staff
-# session's effects), and g.actor stays None. CSRF is still checked on every unsafe method.
+# Blueprints whose views authenticate by a one-time access code (web/blueprints/student.py): for their
+# @public views a staff login is neither read nor extended (a student PC never sees a staff session's
+# effects) and g.actor stays None; CSRF is still checked on every unsafe method. A view there that is
+# not @public gets the normal staff login check (default-deny is kept).
 CODE_AUTHENTICATED_BLUEPRINTS = frozenset({"student"})
 
 
@@ -173,7 +174,7 @@ def _guard() -> Any:
 
     if request.method not in SAFE_METHODS:
         csrf.protect()
-    if request.blueprint in CODE_AUTHENTICATED_BLUEPRINTS:
+    if public and request.blueprint in CODE_AUTHENTICATED_BLUEPRINTS:
         return None  # the student area: the access code is the credential; no staff login is read
 
     if session.get("_user_id"):

@@ -120,6 +120,16 @@ def test_the_student_area_neither_reads_nor_extends_a_staff_session(ctx, client,
     _refused(client)
 
 
+def test_a_view_in_the_student_area_that_is_not_public_still_needs_a_login(ctx, city):
+    """Default-deny is kept in the code-authenticated area: only its @public views skip the login."""
+    from mh_platform.web.app import create_app
+
+    app = create_app(ctx=ctx, extra_config={"TESTING": True})
+    app.add_url_rule("/s/not-public", "student.not_public", lambda: "secret")
+    r = app.test_client().get("/s/not-public")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+
+
 def test_absolute_lifetime_ends_an_active_session(ctx, client, counsellor):
     from datetime import timedelta
 
