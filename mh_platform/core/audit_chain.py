@@ -83,19 +83,6 @@ class SensitiveFieldInRecord(ChainError):
     """A key from ``SENSITIVE_KEYS`` appears in an audit record."""
 
 
-def _json_ok(value: Any) -> bool:
-    """The quick form of ``_check_json`` (no paths built): True when it would pass."""
-    if value is None or isinstance(value, bool | int | str):
-        return True
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, list | tuple):
-        return all(_json_ok(v) for v in value)
-    if isinstance(value, Mapping):
-        return all(isinstance(k, str) and k.lower() not in SENSITIVE_KEYS and _json_ok(v) for k, v in value.items())
-    return False
-
-
 def _check_json(value: Any, path: str) -> None:
     if value is None or isinstance(value, bool | int | str):
         return
@@ -122,8 +109,7 @@ def _check_json(value: Any, path: str) -> None:
 
 def canonical_json(value: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, compact, UTF-8, finite numbers, str keys only."""
-    if not _json_ok(value):
-        _check_json(value, "$")  # raises, naming the offending path
+    _check_json(value, "$")
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
