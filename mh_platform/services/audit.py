@@ -73,42 +73,7 @@ def record(ctx: ServiceContext, s: Session, actor: Actor | None, kind: str, obje
 
 
 def _write(s: Session, entries: dict[str, Any] | list[dict[str, Any]]) -> None:
-    conn = s.connection()
-    if isinstance(entries, dict):  # the common case, on hot paths: one event per request
-        sql, prepare = _one_insert(conn.dialect)
-        conn.exec_driver_sql(sql, prepare(entries))
-    else:
-        conn.execute(_INSERT, entries)
-
-
-_ONE_INSERT: dict[str, tuple[str, Any]] = {}
-
-
-def _one_insert(dialect: Any) -> tuple[str, Any]:
-    """The one-event INSERT for this dialect, compiled once, and a function turning an entry into its
-    driver parameters through each column type's own bind processor — the values
-    ``conn.execute(_INSERT, entry)`` would bind, without compiling, caching and processing per call
-    (a measurable share of an answer submission's audit cost)."""
-    hit = _ONE_INSERT.get(dialect.name)
-    if hit is not None:
-        return hit
-    compiled = _INSERT.compile(dialect=dialect, column_keys=list(_ENTRY_COLUMNS))
-    names = list(compiled.positiontup or []) if compiled.positional else list(compiled.binds)
-    procs = {n: compiled.binds[n].type._cached_bind_processor(dialect) for n in names}  # noqa: SLF001
-    if set(names) != set(_ENTRY_COLUMNS):
-        raise RuntimeError(f"audit insert binds {names}, expected {_ENTRY_COLUMNS}")
-
-    pairs = [(n, procs[n]) for n in names]
-
-    if compiled.positional:
-        def prepare(entry: dict[str, Any]) -> Any:
-            return tuple(v if p is None or v is None else p(v) for n, p in pairs for v in (entry[n],))
-    else:
-        def prepare(entry: dict[str, Any]) -> Any:
-            return {n: v if p is None or v is None else p(v) for n, p in pairs for v in (entry[n],)}
-
-    hit = _ONE_INSERT[dialect.name] = (str(compiled), prepare)
-    return hit
+    s.connection().execute(_INSERT, entries)
 
 
 _ENTRY_COLUMNS = ("at", "actor_user_id", "kind", "object_type", "object_id", "data", "entry_mac")
