@@ -63,7 +63,13 @@ def rules_of(camp: Campaign) -> tuple[batteries.BatteryRule, ...]:
 
 
 def student_battery(camp: Campaign, grade: int, birth_year: int | None) -> tuple[str, ...]:
-    return batteries.battery_for(rules_of(camp), grade, batteries.age_on(birth_year, camp.opens_at.year))
+    return battery_from(camp.battery, camp.opens_at, grade, birth_year)
+
+
+def battery_from(battery: Any, opens_at: datetime, grade: int, birth_year: int | None) -> tuple[str, ...]:
+    """A student's battery from the campaign's stored rules (``Campaign.battery``): by grade, and by
+    age in the year the window opens. For callers that read the columns, not the entity."""
+    return batteries.battery_for(batteries.parse_rules(battery), grade, batteries.age_on(birth_year, opens_at.year))
 
 
 def visible(actor: Actor, units: Iterable[OrgUnit]) -> bool:

@@ -403,24 +403,23 @@ def _insert_ignore(s: Session) -> Any:
     return _INSERT_IGNORE[s.get_bind().dialect.name]
 
 
-def _page_row(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instrument_id: str,
+def _page_row(s: Session, access_code_id: uuid.UUID, instrument_id: str,
               now: datetime) -> tuple[Any, Instrument, tuple[str, ...]]:
     """The one-query read of a page (code, campaign, enrolment, consent, data key, response), gated."""
-    from mh_platform.core import batteries
+    from mh_platform.services.campaigns import battery_from
 
     row = s.connection().execute(_SAVE_Q, {"acid": access_code_id, "iid": instrument_id}).first()
     if row is None:
         raise CodeRejected("invalid")
     _gate(now, row.revoked_at, row.status, row.opens_at, row.closes_at, row.ok, row.completed_at, False)
-    battery = batteries.battery_for(batteries.parse_rules(row.battery), row.grade_level,
-                                    batteries.age_on(row.birth_year, row.opens_at.year))
+    battery = battery_from(row.battery, row.opens_at, row.grade_level, row.birth_year)
     return row, _instrument(battery, instrument_id), battery
 
 
 def _plan_save(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instrument_id: str,
                answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None) -> _SavePlan:
     now = ctx.now()
-    row, inst, _battery_ids = _page_row(ctx, s, access_code_id, instrument_id, now)
+    row, inst, _battery_ids = _page_row(s, access_code_id, instrument_id, now)
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     if row.rid is not None and row.rstatus == "submitted":
         raise ValidationFailed("this page is already submitted")
@@ -485,7 +484,7 @@ def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> 
     A read (no write lock on SQLite): the page query of the autosave, then the submitted pages."""
     with ctx.uow(read_only=True) as uow:
         s = uow.session
-        row, inst, battery = _page_row(ctx, s, access_code_id, instrument_id, ctx.now())
+        row, inst, battery = _page_row(s, access_code_id, instrument_id, ctx.now())
         ctx.keyring.prime_student_key(s, row.student_id, row.key_id, row.master_key_id, row.wrapped)
         answers = _open_answers(ctx, s, row.answers_enc, row.rid)
         done = set(s.connection().execute(_DONE_Q, {"c": row.campaign_id, "s": row.student_id}).scalars())
