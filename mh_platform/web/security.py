@@ -34,8 +34,7 @@ HEADERS = {
 }
 
 
-_HEADER_ITEMS = tuple(HEADERS.items())
-_HEADER_KEYS = frozenset(k.lower() for k in HEADERS)
+_HEADER_ITEMS = tuple((k.lower(), k, v) for k, v in HEADERS.items())
 _NO_STORE = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 
 
@@ -46,10 +45,7 @@ def register(app: Flask) -> None:
         # one pass over what the view set (a view may set its own CSP, say), then append the rest:
         # Headers.setdefault per name would scan the list, and raise and catch, once per header
         present = {k.lower() for k, _v in h.items()}
-        if _HEADER_KEYS & present:
-            h.extend([(k, v) for k, v in _HEADER_ITEMS if k.lower() not in present])
-        else:
-            h.extend(_HEADER_ITEMS)
+        h.extend([(k, v) for low, k, v in _HEADER_ITEMS if low not in present])
         if request.endpoint != "static":
             if "cache-control" in present or "pragma" in present:
                 h.remove("Cache-Control")

@@ -222,8 +222,12 @@ def page(instrument_id: str) -> Any:
     _cid, st = got
     if st.submitted:
         return redirect(url_for("student.resume"))
+    return _render_page(st)
+
+
+def _render_page(st: Any, errors: str | None = None) -> str:
     return render_template("student/page.html", st=st, q=_labels(st.instrument),
-                           questions=_questions(st.instrument, st.answers), errors=None,
+                           questions=_questions(st.instrument, st.answers), errors=errors,
                            now_ms=int(time.time() * 1000))
 
 
@@ -253,11 +257,8 @@ def submit(instrument_id: str) -> Any:
         got, early = _state_or_redirect(instrument_id)
         if early is not None:
             return early
-        st = got[1]
-        return make_response(render_template("student/page.html", st=st, q=_labels(st.instrument),
-                                             questions=_questions(st.instrument, st.answers),
-                                             errors=_("有答案无法识别，请重新选择。 Some answers were not recognised."),
-                                             now_ms=int(time.time() * 1000)), 422)
+        return make_response(_render_page(got[1], _("有答案无法识别，请重新选择。 Some answers were not recognised.")),
+                             422)
     except CodeRejected as exc:
         return _rejected(exc)
     nxt = url_for("student.page", instrument_id=res.next_instrument) if res.next_instrument else url_for("student.done")
