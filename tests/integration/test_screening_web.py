@@ -239,3 +239,17 @@ def test_the_app_reads_every_instrument_at_start(ctx, monkeypatch):
     create_app(ctx=ctx, extra_config={"TESTING": True})
     loaded = {iid for iid, _folder in instruments._BY_ID}
     assert loaded == {p.stem for p in instruments.instrument_files()} and "phq9" in loaded
+
+
+def test_a_page_post_with_an_unknown_option_shows_the_page_again_with_what_is_saved(ctx, ready, client):
+    world, cid, codes, refused, hts = ready
+    enter(client, next(iter(codes.values())))
+    token = csrf(client.get("/s/p/phq9").text)
+    assert client.post("/s/answer", json={"instrument": "phq9", "item": 2, "value": 1},
+                       headers={"X-CSRFToken": token}).json["saved"]
+    r = client.post("/s/p/phq9", data={"csrf_token": token, "i1": "9"})  # 9 is not a PHQ-9 option
+    assert r.status_code == 422 and "Some answers were not recognised." in r.text
+    assert re.search(r'id="i2-1"[^>]*checked', r.text) and not re.search(r'id="i1-\d"[^>]*checked', r.text)
+    with ctx.uow() as uow:
+        assert uow.session.scalar(sa.select(sa.func.count()).select_from(Response).where(
+            Response.status == "submitted")) == 0
