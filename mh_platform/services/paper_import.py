@@ -32,7 +32,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -50,6 +49,7 @@ from mh_platform.core import scoring
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from mh_platform.core.instruments import Instrument, load_instrument
 from mh_platform.core.types import Role, UnitKind
+from mh_platform.db.base import time_ordered_ids
 from mh_platform.db.bulk import BulkInsert, IdReader, in_, in_chunks, uuid_hex
 from mh_platform.db.models import AccessCode, Consent, Enrolment, OrgUnit, Response, Student
 from mh_platform.services import audit
@@ -352,19 +352,6 @@ _COLUMNS = ("id", "campaign_id", "student_id", "school_unit_id", "unit_path", "i
             "critical_unanswered", "quality", "quality_suggestion", "scored_at")
 
 
-def _time_ordered_ids(n: int) -> list[bytes]:
-    """``n`` fresh ids in ``db.base.time_ordered_uuid``'s layout (UUIDv7: this millisecond, then
-    random bits from one ``os.urandom`` call) as 16 bytes each, sorted: written in this order they
-    extend the primary-key b-tree at its right edge, after every id made before."""
-    a = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
-    ms = time.time_ns() // 1_000_000
-    a[:, :6] = np.frombuffer((ms & 0xFFFF_FFFF_FFFF).to_bytes(6, "big"), dtype=np.uint8)
-    a[:, 6] = (a[:, 6] & 0x0F) | 0x70
-    a[:, 8] = (a[:, 8] & 0x3F) | 0x80
-    raw = a.tobytes()
-    return sorted([raw[i:i + 16] for i in range(0, 16 * n, 16)])
-
-
 def _answer_texts(inst: Instrument, X: np.ndarray) -> list[str]:
     """Each row's answers as given, as ``json.dumps({item: value}, separators=(",", ":"))``: the
     printed option value, or ``"yes"``/``"no"``/``"refused"``; unanswered items left out."""
@@ -441,7 +428,7 @@ def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID,
     # than any before them, also extend the primary key at its right edge in a non-empty table.
     order.sort(key=itemgetter(0))  # stable: a student's rows keep the file's instrument order
     n = len(order)
-    ids = _time_ordered_ids(n)
+    ids = time_ordered_ids(n)
     flagged = [(uuid.UUID(bytes=rid), res) for (_s, gi, r), rid in zip(order, ids, strict=True)
                if (res := cols[gi][11][r]) is not None]
 
@@ -486,7 +473,7 @@ def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], ca
                                                                   "completed_at", "revoked_at"))
         camp, at = w.bind("campaign_id", campaign_id), w.bind("created_at", now)
         new.sort(key=lambda c: c[0].bytes)  # in student order, with sorted fresh ids (see _write)
-        ids = _time_ordered_ids(len(new))
+        ids = time_ordered_ids(len(new))
         pool = os.urandom(32 * len(new))  # random "hashes" no typed code can match, sorted like the ids
         hashes = sorted([pool[i:i + 32] for i in range(0, len(pool), 32)])
         classes = {cls_id: w.bind("class_unit_id", cls_id) for _sid, cls_id in new}

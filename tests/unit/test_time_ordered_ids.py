@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from mh_platform.db.base import time_ordered_uuid
-from mh_platform.services.paper_import import _time_ordered_ids
+from mh_platform.db.base import time_ordered_ids, time_ordered_uuid
 
 
 def _ms(u: uuid.UUID) -> int:
@@ -31,11 +30,11 @@ def test_time_ordered_uuid_is_version_7_with_the_current_millisecond():
 def test_batch_ids_are_sorted_unique_version_7_and_after_earlier_ids():
     earlier = time_ordered_uuid()
     time.sleep(0.002)
-    raw = _time_ordered_ids(5000)
+    raw = time_ordered_ids(5000)
     assert raw == sorted(raw) and len(set(raw)) == 5000
     ids = [uuid.UUID(bytes=b) for b in raw]
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in ids)
     assert len({_ms(u) for u in ids}) == 1 and raw[0] > earlier.bytes
     # the random part is random: not two equal low halves, both version/variant bits kept
     assert len({u.int & ((1 << 62) - 1) for u in ids}) == 5000
-    assert _time_ordered_ids(0) == []
+    assert time_ordered_ids(0) == []
