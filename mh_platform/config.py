@@ -53,7 +53,7 @@ class Settings:
     wecom_webhook_url: str = ""
     help_hotline: str = "12356"
     help_counselling_room: str = "学校心理辅导室"
-    rate_limit_storage: str = "memory://"
+    rate_limit_storage: str = "database://"  # web.rate_limit_storage; memory:// counts per process
     scheduler_in_process: bool = False
     escalation_policy_file: str = ""
     cookie_secure: bool = False

@@ -21,6 +21,7 @@ from mh_platform.db.ops import (
     InboxMessage,
     JobRun,
     Outbox,
+    RateLimitCounter,
     SchedulerLease,
     Setting,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "AcademicYear", "AccessCode", "AccessLog", "ApiToken", "AuditAnchor", "Base", "BreakGlass", "Campaign",
     "CampaignUnit", "Case", "ClusterAlert", "Concern", "Consent", "DataKey", "Enrolment", "ErasureLedger",
     "EventLog", "Flag", "FlagEvent", "FlagEvidence", "FollowUp", "Guardian", "GuardianContact", "InboxMessage",
-    "Institution", "JobRun", "OrgUnit", "Outbox", "PlanItem", "Referral", "ReferralEvent", "Response", "RoleAssignment",
+    "Institution", "JobRun", "OrgUnit", "Outbox", "PlanItem", "RateLimitCounter", "Referral", "ReferralEvent",
+    "Response", "RoleAssignment",
     "SchedulerLease", "Setting", "Student", "Transfer", "User",
 ]

@@ -160,3 +160,14 @@ class Setting(Base):
     __tablename__ = "app_setting"
     key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class RateLimitCounter(Base):
+    """A fixed-window rate-limit counter shared by every process of the platform
+    (``services.rate_limits``; Flask-Limiter's ``database://`` storage). ``key`` is an HMAC of the
+    limiter's key, which holds the client's address: no address is stored in clear."""
+
+    __tablename__ = "rate_limit_counter"
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    count: Mapped[int]
+    expires_at: Mapped[float] = mapped_column(sa.Float, index=True)  # seconds since the epoch (time.time())

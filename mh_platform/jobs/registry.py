@@ -73,6 +73,8 @@ JOBS: tuple[JobSpec, ...] = (
             "daily 08:30 Beijing: head teachers get a count of consented students still to finish"),
     JobSpec("referral_sweep", every(minutes=1), "mh_platform.services.referrals:sweep_job",
             "escalate green-channel referrals whose deadline passed (school → county → city), once each"),
+    JobSpec("rate_limit_purge", every(minutes=10), "mh_platform.services.rate_limits:purge_expired",
+            "delete rate-limit counters whose window has ended (database:// limiter storage)"),
     JobSpec("model_retrain", cron(day_of_week="sun", hour=18), "mh_platform.jobs.tasks:model_retrain",
             "weekly: write a candidate risk model beside the active one (off unless MHP_RISK_RETRAIN_ENABLED=1; "
             "never swapped in until a person approves it with `mhp model approve`)"),

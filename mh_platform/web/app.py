@@ -89,6 +89,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         BABEL_DEFAULT_TIMEZONE="Asia/Shanghai",
         BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS),
         RATELIMIT_STORAGE_URI=settings.rate_limit_storage,
+        # database:// (web.rate_limit_storage): counters shared by every worker, in the app's database
+        RATELIMIT_STORAGE_OPTIONS={"ctx": ctx} if settings.rate_limit_storage.startswith("database:") else {},
         RATELIMIT_HEADERS_ENABLED=True,
         MAX_CONTENT_LENGTH=32 * 1024 * 1024,
         MHP_LOGIN_RATE_LIMIT=settings.extra.get("login_rate_limit", "10 per minute; 50 per hour"),

@@ -5,7 +5,8 @@
 - ``csrf`` (Flask-WTF): every form. The app checks it in a ``before_request`` for every non-API
   request, so a new blueprint is protected without doing anything; ``/api/`` uses bearer tokens only.
 - ``babel`` (Flask-Babel): Simplified Chinese first, English on request (language switch in the session).
-- ``limiter`` (Flask-Limiter): login, token and TOTP endpoints; storage from ``Settings.rate_limit_storage``.
+- ``limiter`` (Flask-Limiter): login, token and TOTP endpoints, student codes; storage from
+  ``Settings.rate_limit_storage`` (default ``database://``: ``web.rate_limit_storage``, shared by all workers).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
+
+from mh_platform.web import rate_limit_storage  # noqa: F401 - registers the database:// storage
 
 
 def _client_address() -> str:
