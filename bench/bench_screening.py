@@ -10,7 +10,11 @@ on PostgreSQL (when MHP_BENCH_PG_URL names a server database the bench may creat
 2. zero lost answers: 500 students at once each autosave a full PHQ-9; every acknowledged answer
    must be in the database (decrypted), nothing else.
 3. paper import of ~1,000,000 item answers (scoring and encryption included) vs the raw driver's bulk
-   insert of the same answer rows (sqlite3 executemany / psycopg COPY). Target <= 3x.
+   insert of the same answer rows (sqlite3 executemany / psycopg COPY). Target <= 3x. The answers
+   raise no flag (the flag path idle), as the G3 goal's "same rows" suggests.
+4. the same import at 200,000 answers with one student in 7 in a PHQ-9 concern band (real screens
+   flag 10-20 %), so about 14 % of students go through the flag path: what an import of real answers
+   costs against the same baseline. Same target, for context.
 Bounded: about 2-4 minutes per database.
 """
 
@@ -50,6 +54,8 @@ PY = sys.executable
 CONNECTIONS = 32
 DURATION = float(os.environ.get("MHP_BENCH_SECONDS", "8"))
 PAPER_ANSWERS = int(os.environ.get("MHP_BENCH_PAPER_ANSWERS", "1000000"))
+PAPER_FLAG_ANSWERS = int(os.environ.get("MHP_BENCH_PAPER_FLAG_ANSWERS", "200000"))
+CONCERN_EVERY = int(os.environ.get("MHP_BENCH_PAPER_CONCERN_EVERY", "7"))  # ~14 % of students: real screens flag 10-20 %
 BATTERY = ("phq9", "gad7", "asq", "k10", "who5")
 
 
@@ -307,7 +313,12 @@ def _http_benches(label: str, url: str, key: str) -> list[dict]:
 # --------------------------------------------------------------------------- paper import
 
 
-def _paper_bench(label: str, url: str, key: str) -> list[dict]:
+def _paper_bench(label: str, url: str, key: str, *, answers: int = 0, concern_every: int = 0,
+                 name: str = "paper_import_1M_answers") -> list[dict]:
+    """The paper import of ``answers`` item answers vs the raw driver's bulk insert of the same answer
+    rows. ``concern_every`` = k > 0: every k-th student answers PHQ-9 items 1-8 with "2" (total 16, a
+    band with a concern), so that share of students goes through the flag path; 0: a class with no
+    concern (the flag path idle — the G3 row)."""
     import csv
     import io
 
@@ -317,7 +328,7 @@ def _paper_bench(label: str, url: str, key: str) -> list[dict]:
     from mh_platform.services import paper_import
 
     items_per_student = sum(load_instrument(i).n_items for i in BATTERY)
-    n_students = max(1, PAPER_ANSWERS // items_per_student)
+    n_students = max(1, (answers or PAPER_ANSWERS) // items_per_student)
     ctx = _context(url, key)
     actor, cid = _seed(ctx, n_students, per_class=50)
     buf = io.StringIO()
@@ -326,12 +337,15 @@ def _paper_bench(label: str, url: str, key: str) -> list[dict]:
     raw_rows = []
     for k in range(n_students):
         num = f"G2100{k:08d}"
+        concern = concern_every > 0 and k % concern_every == 0
         for iid in BATTERY:
             inst = load_instrument(iid)
             vals = []
-            for it in inst.items:  # a class with no concern: the flag path (measured separately) is idle
+            for j, it in enumerate(inst.items):
                 if it.kind == "yes_no":
                     vals.append("否")
+                elif concern and iid == "phq9" and j < 8:
+                    vals.append("2")
                 else:
                     opts = sorted(o.value for o in it.options)
                     vals.append(str(opts[-1] if iid == "who5" else opts[0]))
@@ -376,8 +390,9 @@ def _paper_bench(label: str, url: str, key: str) -> list[dict]:
     except Exception as exc:  # noqa: BLE001 - context only: never fail the measured row
         t_floor = f"error: {exc!r}"[:200]
     ctx.engine.dispose()
-    return [result(f"screening.paper_import_1M_answers.{label}", "s", t_imp, t_raw, 3.0, higher_is_better=False,
+    return [result(f"screening.{name}.{label}", "s", t_imp, t_raw, 3.0, higher_is_better=False,
                    answers=n_answers, responses=int(n_resp), students=n_students, flag_checks=pv.flagged,
+                   concern_students=len(range(0, n_students, concern_every)) if concern_every else 0,
                    baseline_kind="sqlite3 executemany" if label == "sqlite" else "psycopg COPY",
                    response_rows_floor_s=t_floor,
                    response_rows_floor_ratio=round(t_floor / t_raw, 2) if isinstance(t_floor, float) else None)]
@@ -482,7 +497,7 @@ def run() -> list[dict]:
     key = str(pathlib.Path(tempfile.mkdtemp()) / "master.key")
     write_new_master_key_file(key)
     rows: list[dict] = []
-    only = os.environ.get("MHP_BENCH_SCREENING_PARTS", "http,paper").split(",")
+    only = os.environ.get("MHP_BENCH_SCREENING_PARTS", "http,paper,paper_flags").split(",")
     for label, url, _ in _databases():
         if "http" in only:
             u = _fresh(label, url)
@@ -499,6 +514,16 @@ def run() -> list[dict]:
                 rows += _paper_bench(label, u, key)
             except Exception as exc:  # noqa: BLE001
                 rows.append({"name": f"screening.paper.{label}", "unit": "error", "value": 0, "baseline": 0,
+                             "ratio": 0, "target": 0, "passed": False, "error": repr(exc)[:300]})
+            finally:
+                _drop(label, u)
+        if "paper_flags" in only:  # the same import with one student in CONCERN_EVERY in a concern band
+            u = _fresh(label, url)
+            try:
+                rows += _paper_bench(label, u, key, answers=PAPER_FLAG_ANSWERS, concern_every=CONCERN_EVERY,
+                                     name=f"paper_import_{PAPER_FLAG_ANSWERS // 1000}k_answers_with_flags")
+            except Exception as exc:  # noqa: BLE001
+                rows.append({"name": f"screening.paper_flags.{label}", "unit": "error", "value": 0, "baseline": 0,
                              "ratio": 0, "target": 0, "passed": False, "error": repr(exc)[:300]})
             finally:
                 _drop(label, u)

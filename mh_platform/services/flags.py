@@ -210,8 +210,12 @@ def _source_kind(evidence: Sequence[fr.Evidence]) -> str:
 
 def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, student_id: uuid.UUID,
                       evidence: Sequence[fr.Evidence], now: datetime, reporter_role: Role | None = None,
-                      response_id: uuid.UUID | None = None, concern_id: uuid.UUID | None = None) -> FlagOutcome | None:
-    """Open the student's flag or attach ``evidence`` to the open one, in the caller's transaction."""
+                      response_id: uuid.UUID | None = None, concern_id: uuid.UUID | None = None,
+                      clusters: bool = True) -> FlagOutcome | None:
+    """Open the student's flag or attach ``evidence`` to the open one, in the caller's transaction.
+
+    ``clusters=False``: the caller runs ``escalation.check_clusters`` itself once the whole batch is in
+    (a bulk import: once per class rather than once per flag; see ``paper_import``)."""
     if not evidence:
         return None
     p = escalation_policy(ctx)
@@ -279,7 +283,7 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                       "response": str(response_id) if response_id else None,
                       "concern": str(concern_id) if concern_id else None})
     s.flush()
-    if created or level_raised:
+    if clusters and (created or level_raised):
         from mh_platform.services.escalation import check_clusters
 
         ids += check_clusters(ctx, s, flag, now)
@@ -338,7 +342,8 @@ def screening_evidence_for(s: Session, response: Response, result: Any, *, criti
 
 
 def raise_from_response_in(s: Session, ctx: ServiceContext, actor: Actor | None, response: Response, score_result: Any,
-                           *, now: datetime | None = None, trigger: str = "submitted") -> FlagOutcome | None:
+                           *, now: datetime | None = None, trigger: str = "submitted",
+                           clusters: bool = True) -> FlagOutcome | None:
     """Flag path for a scored response inside the caller's (answer submission) transaction.
 
     ``trigger="critical_item"`` (a critical item answered while the page is still open) uses only the
@@ -348,13 +353,14 @@ def raise_from_response_in(s: Session, ctx: ServiceContext, actor: Actor | None,
     if not evidence:
         return None
     return open_or_attach_in(s, ctx, actor or SYSTEM, student_id=response.student_id, evidence=evidence, now=now,
-                             response_id=response.id)
+                             response_id=response.id, clusters=clusters)
 
 
 def raise_from_response(ctx: ServiceContext, s: Session, response: Response, result: Any, *,
-                        now: datetime | None = None, trigger: str = "submitted") -> FlagOutcome | None:
+                        now: datetime | None = None, trigger: str = "submitted",
+                        clusters: bool = True) -> FlagOutcome | None:
     """The hook ``services.responses.flag_path`` calls (same transaction as the answers)."""
-    out = raise_from_response_in(s, ctx, SYSTEM, response, result, now=now, trigger=trigger)
+    out = raise_from_response_in(s, ctx, SYSTEM, response, result, now=now, trigger=trigger, clusters=clusters)
     return out
 
 

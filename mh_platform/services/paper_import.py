@@ -22,7 +22,8 @@ every response — flag-raising ones included — written in one set-based inser
 DBAPI connection (``db.bulk.BulkInsert``: ``executemany`` on SQLite, ``COPY`` on PostgreSQL), in
 student order with sorted fresh time-ordered (UUIDv7) ids, each column in the form SQLAlchemy
 itself would bind. The flag path (``responses.flag_path``, one response at a time) then runs on the stored
-flag-raising responses only; completion codes are updated (or markers inserted) set-based; one
+flag-raising responses only (its notices go to the outbox in the same transaction and are delivered by
+the outbox job, not inline); completion codes are updated (or markers inserted) set-based; one
 audit event; one commit. The cyclic garbage collector is paused for the duration (see
 ``_cyclic_gc_paused``).
 """
@@ -51,7 +52,7 @@ from mh_platform.core.instruments import Instrument, load_instrument
 from mh_platform.core.types import Role, UnitKind
 from mh_platform.db.base import time_ordered_ids
 from mh_platform.db.bulk import BulkInsert, IdReader, in_, in_chunks, uuid_hex
-from mh_platform.db.models import AccessCode, Consent, Enrolment, OrgUnit, Response, Student
+from mh_platform.db.models import AccessCode, Consent, Enrolment, Flag, OrgUnit, Response, Student
 from mh_platform.services import audit
 from mh_platform.services.access import in_scope
 from mh_platform.services.campaigns import get_campaign, student_battery
@@ -453,6 +454,37 @@ def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID,
 _SEAL_SLICE = 8192
 
 
+def _flag_paths(ctx: ServiceContext, s: Session, flagged: list[tuple[uuid.UUID, scoring.ScoreResult]],
+                now: datetime) -> None:
+    """The flag path on the stored flag-raising responses, as for an online submission, with two
+    batch differences (same outcome, less work per flag):
+
+    - cluster alerts are checked once per class (and its school) after the last flag is in, not
+      after every flag: an alert is raised once the class or school count reaches its threshold
+      either way, and carries the final count;
+    - the notices are committed to the outbox with the import and delivered by the outbox job
+      (``notify_send_pending``, every 20 s), not one by one at commit: hundreds of inline deliveries
+      (SMTP included) would hold the importer's request for minutes."""
+    from mh_platform.core.flag_rules import default_flag_policy
+    from mh_platform.services.escalation import check_clusters
+
+    cluster_levels = {lv.value for lv in default_flag_policy().cluster.levels}
+    by_class: dict[uuid.UUID, uuid.UUID] = {}  # class → one flag there that can count towards a cluster
+    for i in range(0, len(flagged), 900):
+        chunk = flagged[i:i + 900]
+        stored = {r.id: r for r in s.scalars(sa.select(Response).where(in_(s, Response.id, [c[0] for c in chunk])))}
+        for rid, res in chunk:
+            out = flag_path(ctx, s, stored[rid], res, now, trigger="submitted", clusters=False)
+            if out is not None and (out.created or out.level_raised) and out.level in cluster_levels:
+                flag = s.get(Flag, out.flag_id)
+                if flag is not None and flag.class_unit_id is not None:
+                    by_class.setdefault(flag.class_unit_id, flag.id)
+    for flag_id in by_class.values():
+        flag = s.get(Flag, flag_id)
+        if flag is not None:
+            check_clusters(ctx, s, flag, now)
+
+
 def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], campaign_id: uuid.UUID,
                     now: datetime) -> None:
     """The whole battery on paper (or partly online before) counts as completed: the student's code
@@ -523,11 +555,7 @@ def _commit(ctx: ServiceContext, actor: Actor, table: list[list[str]], campaign_
             raise ValidationFailed(f"{len(pv.errors)} row(s) have errors; nothing was imported",
                                    [e.as_dict() for e in pv.errors])
         flagged = _write(ctx, s, plan, campaign_id, now)
-        for i in range(0, len(flagged), 900):  # the flag path on the stored responses
-            chunk = flagged[i:i + 900]
-            stored = {r.id: r for r in s.scalars(sa.select(Response).where(in_(s, Response.id, [c[0] for c in chunk])))}
-            for rid, res in chunk:
-                flag_path(ctx, s, stored[rid], res, now, trigger="submitted", uow=uow)
+        _flag_paths(ctx, s, flagged, now)
         _mark_completed(s, plan.completed, campaign_id, now)
         audit.record(ctx, s, actor, "screening:paper_imported", "campaign", campaign_id,
                      {"rows": pv.rows, "responses": pv.responses, "items": pv.answers, "students": pv.students,

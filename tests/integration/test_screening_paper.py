@@ -320,3 +320,32 @@ def test_an_xlsx_sheet_with_numeric_and_short_rows_imports_like_csv(ctx, ready):
                for r in s.scalars(sa.select(Response).where(Response.campaign_id == cid))}
     assert got == {"phq9": {"1": 1, "2": 2, "3": 0, "4": 0, "5": 1, "6": 0, "7": 0, "8": 0, "9": 0},
                    "asq": {"1": "no", "2": "no", "3": "no", "4": "no"}}
+
+
+def test_a_class_over_the_cluster_threshold_gets_one_alert_and_the_notices_wait_for_the_outbox_job(ctx, ready):
+    """Four students of one class imported in the orange band (class threshold 3): one class cluster
+    alert, checked once the batch is in, with the class's final count; the import's notices are
+    committed to the outbox and delivered by the outbox job, not inline."""
+    from mh_platform.db.models import ClusterAlert, Enrolment, Outbox
+    from mh_platform.services import notify
+
+    world, cid, codes, refused, hts = ready
+    with ctx.uow() as uow:
+        by_class: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for sid, cls in uow.session.execute(sa.select(Enrolment.student_id, Enrolment.class_unit_id)
+                                            .where(Enrolment.student_id.in_(list(codes)))):
+            by_class.setdefault(cls, []).append(sid)
+    cls, members = next((c, m) for c, m in by_class.items() if len(m) >= 4)
+    num = numbers(ctx, members[:4])
+    rows = [[num[sid], "phq9"] + ["2"] * 8 + ["0"] for sid in members[:4]]  # total 16: moderately severe, orange
+    pv = paper_import.commit(ctx, world.counsellor, sheet(rows), "paper.csv", cid)
+    assert pv.flagged == 4
+    with ctx.uow(read_only=True) as uow:
+        s = uow.session
+        alerts = s.execute(sa.select(ClusterAlert.scope, ClusterAlert.flag_count)
+                           .where(ClusterAlert.unit_id == cls)).all()
+        assert alerts == [("class", 4)]
+        statuses = s.scalars(sa.select(Outbox.status)).all()
+        assert statuses and set(statuses) == {"pending"}  # queued with the import, not yet sent
+    out = notify.send_pending(ctx)
+    assert out["sent"] == len(statuses)
