@@ -28,6 +28,8 @@ from mh_platform.db.models import RateLimitCounter
 from mh_platform.services.context import ServiceContext
 
 _T = cast(sa.Table, RateLimitCounter.__table__)
+STORAGE_ERRORS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
+"""What a failing database raises here (Flask-Limiter's ``base_exceptions`` for this storage)."""
 
 
 def stored_key(ctx: ServiceContext, key: str) -> str:
@@ -87,9 +89,12 @@ def clear_all(ctx: ServiceContext) -> int:
 
 
 def check(ctx: ServiceContext) -> bool:
-    """The storage answers (Flask-Limiter's health check)."""
-    with ctx.uow(read_only=True) as uow:
-        return uow.session.execute(sa.select(sa.literal(1))).scalar_one() == 1
+    """The storage answers (Flask-Limiter's health check); False when the database does not."""
+    try:
+        with ctx.uow(read_only=True) as uow:
+            return uow.session.execute(sa.select(sa.literal(1))).scalar_one() == 1
+    except STORAGE_ERRORS:
+        return False
 
 
 def purge_expired(ctx: ServiceContext, now: datetime | None = None) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import sqlalchemy as sa
 from limits.storage import Storage
 
 from mh_platform.services import rate_limits
@@ -31,7 +30,7 @@ class DatabaseStorage(Storage):
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
-        return sa.exc.SQLAlchemyError
+        return rate_limits.STORAGE_ERRORS
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         return rate_limits.hit(self.ctx, key, expiry, amount, time.time())
@@ -43,10 +42,7 @@ class DatabaseStorage(Storage):
         return rate_limits.window_end(self.ctx, key, time.time())
 
     def check(self) -> bool:
-        try:
-            return rate_limits.check(self.ctx)
-        except sa.exc.SQLAlchemyError:
-            return False
+        return rate_limits.check(self.ctx)
 
     def reset(self) -> int | None:
         return rate_limits.clear_all(self.ctx)
