@@ -37,7 +37,8 @@ def make_engine(url: str, **kw: Any) -> sa.Engine:
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:
-    """WAL, foreign keys, and SQLAlchemy's documented pysqlite SAVEPOINT/BEGIN fix."""
+    """WAL, foreign keys, and SQLAlchemy's documented pysqlite SAVEPOINT/BEGIN fix, with the BEGIN
+    emitted by the transaction's first statement (and the write gate taken there)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -52,59 +53,89 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
     path = engine.url.database
     gate = write_gate(path) if path not in (None, "", ":memory:") and not path.startswith("file:") else None
-    held: dict[int, bool] = {}  # id(DBAPI connection) -> this connection's write transaction holds the gate
+    # Keyed by id(DBAPI connection): a connection is used by one thread at a time.
+    starts: dict[int, str] = {}  # the BEGIN that the SQLAlchemy transaction's first statement emits first
+    held: dict[int, bool] = {}  # this connection's write transaction holds the gate
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         # IMMEDIATE takes the write lock up front: no read-then-upgrade deadlocks between writers.
         # A read unit of work (ctx.uow(read_only=True)) starts a plain BEGIN: WAL readers never wait.
-        if conn.get_execution_options().get("mhp_read"):
-            conn.exec_driver_sql("BEGIN")
+        # Nothing is sent yet: the BEGIN (and the gate) wait for the transaction's first statement, so
+        # the lock is not held while Python builds and compiles that statement.
+        read = conn.get_execution_options().get("mhp_read")
+        starts[id(conn.connection.dbapi_connection)] = "BEGIN" if read else "BEGIN IMMEDIATE"
+
+    def _start(dbc: Any) -> None:
+        begin = starts.pop(id(dbc), None)
+        if begin is None:  # the transaction has started (or this connection runs outside SQLAlchemy's)
             return
-        if gate is None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            return
-        dbc = conn.connection.dbapi_connection
-        gate.acquire()
-        held[id(dbc)] = True
+        gated = gate is not None and begin == "BEGIN IMMEDIATE" and not held.get(id(dbc))
+        if gated:
+            gate.acquire()  # type: ignore[union-attr]
+            held[id(dbc)] = True
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            dbc.execute(begin)  # the raw driver: a few µs, not a statement through the engine
         except BaseException:
-            if held.pop(id(dbc), False):
-                gate.release()
+            starts[id(dbc)] = begin  # the transaction has not started: a retried statement tries again
+            if gated and held.pop(id(dbc), False):
+                gate.release()  # type: ignore[union-attr]
             raise
 
-    if gate is not None:
-        dialect = engine.dialect
-        commit, rollback = dialect.do_commit, dialect.do_rollback
+    def _end(dbc: Any) -> None:
+        # the dialect gets the pool's proxy of the connection, the pool events the DBAPI connection
+        key = id(getattr(dbc, "dbapi_connection", dbc))
+        starts.pop(key, None)
+        if held.pop(key, False):
+            gate.release()  # type: ignore[union-attr]
 
-        def _release(dbc: Any) -> None:
-            # the dialect gets the pool's proxy of the connection, the pool events the DBAPI connection
-            if held.pop(id(getattr(dbc, "dbapi_connection", dbc)), False):
-                gate.release()
+    dialect = engine.dialect
+    execute, execute_no_params, executemany = dialect.do_execute, dialect.do_execute_no_params, dialect.do_executemany
+    commit, rollback = dialect.do_commit, dialect.do_rollback
 
-        def do_commit(dbc: Any) -> None:  # the gate passes on once the COMMIT has run, not before
-            try:
-                commit(dbc)
-            finally:
-                _release(dbc)
+    # Every statement SQLAlchemy runs goes through these three; an error in the BEGIN is then
+    # wrapped (sqlalchemy.exc.OperationalError) like the statement's own.
+    def do_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        if starts:
+            _start(cursor.connection)
+        execute(cursor, statement, parameters, context)
 
-        def do_rollback(dbc: Any) -> None:
-            try:
-                rollback(dbc)
-            finally:
-                _release(dbc)
+    def do_execute_no_params(cursor: Any, statement: str, context: Any = None) -> None:
+        if starts:
+            _start(cursor.connection)
+        execute_no_params(cursor, statement, context)
 
-        dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]  # this engine's dialect instance only
-        dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
+    def do_executemany(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        if starts:
+            _start(cursor.connection)
+        executemany(cursor, statement, parameters, context)
 
-        @event.listens_for(engine.pool, "invalidate")
-        def _on_invalidate(dbc: Any, _record: Any, _exc: Any) -> None:  # a connection lost mid-transaction
-            _release(dbc)
+    def do_commit(dbc: Any) -> None:  # the gate passes on once the COMMIT has run, not before
+        try:
+            commit(dbc)
+        finally:
+            _end(dbc)
 
-        @event.listens_for(engine.pool, "close")
-        def _on_close(dbc: Any, _record: Any) -> None:
-            _release(dbc)
+    def do_rollback(dbc: Any) -> None:
+        try:
+            rollback(dbc)
+        finally:
+            _end(dbc)
+
+    # this engine's dialect instance only
+    dialect.do_execute = do_execute  # type: ignore[method-assign,assignment]
+    dialect.do_execute_no_params = do_execute_no_params  # type: ignore[method-assign,assignment]
+    dialect.do_executemany = do_executemany  # type: ignore[method-assign,assignment]
+    dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
+
+    @event.listens_for(engine.pool, "invalidate")
+    def _on_invalidate(dbc: Any, _record: Any, _exc: Any) -> None:  # a connection lost mid-transaction
+        _end(dbc)
+
+    @event.listens_for(engine.pool, "close")
+    def _on_close(dbc: Any, _record: Any) -> None:
+        _end(dbc)
 
 
 class SQLiteWriteGate:
