@@ -37,8 +37,14 @@ def make_engine(url: str, **kw: Any) -> sa.Engine:
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:
-    """WAL, foreign keys, and SQLAlchemy's documented pysqlite SAVEPOINT/BEGIN fix, with the BEGIN
-    emitted by the transaction's first statement (and the write gate taken there)."""
+    """WAL, foreign keys, and SQLAlchemy's pysqlite SAVEPOINT/BEGIN fix (the driver's own
+    transaction handling off, SQLAlchemy's transactions sent as BEGIN): the BEGIN, and for a write
+    the write gate, go with the transaction's first statement.
+
+    No Connection event is used (the documented recipe sends the BEGIN from a ``begin`` event): an
+    engine with Connection event listeners makes SQLAlchemy dispatch events around every statement,
+    commit and rollback, ~10 % of a single-row insert here. The hooks are this engine's dialect
+    instance's ``do_begin``/``do_execute*``/``do_commit``/``do_rollback`` instead."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -54,30 +60,26 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     path = engine.url.database
     gate = write_gate(path) if path not in (None, "", ":memory:") and not path.startswith("file:") else None
     # Keyed by id(DBAPI connection): a connection is used by one thread at a time.
-    starts: dict[int, str] = {}  # the BEGIN that the SQLAlchemy transaction's first statement emits first
+    starts: set[int] = set()  # SQLAlchemy has begun a transaction whose BEGIN is not sent yet
     held: dict[int, bool] = {}  # this connection's write transaction holds the gate
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: sa.Connection) -> None:
-        # IMMEDIATE takes the write lock up front: no read-then-upgrade deadlocks between writers.
-        # A read unit of work (ctx.uow(read_only=True)) starts a plain BEGIN: WAL readers never wait.
-        # Nothing is sent yet: the BEGIN (and the gate) wait for the transaction's first statement, so
-        # the lock is not held while Python builds and compiles that statement.
-        read = conn.get_execution_options().get("mhp_read")
-        starts[id(conn.connection.dbapi_connection)] = "BEGIN" if read else "BEGIN IMMEDIATE"
-
-    def _start(dbc: Any) -> None:
-        begin = starts.pop(id(dbc), None)
-        if begin is None:  # the transaction has started (or this connection runs outside SQLAlchemy's)
+    def _start(dbc: Any, context: Any) -> None:
+        if id(dbc) not in starts:  # the transaction has started (or the connection is used outside one)
             return
-        gated = gate is not None and begin == "BEGIN IMMEDIATE" and not held.get(id(dbc))
+        starts.discard(id(dbc))
+        # IMMEDIATE takes the write lock up front: no read-then-upgrade deadlocks between writers, and
+        # a read-modify-write holds the lock from its read. A read unit of work (ctx.uow(read_only=True):
+        # the connection's execution option mhp_read) starts a plain BEGIN: WAL readers never wait.
+        read = context is not None and context.execution_options.get("mhp_read")
+        sql = "BEGIN" if read else "BEGIN IMMEDIATE"
+        gated = gate is not None and not read and not held.get(id(dbc))
         if gated:
             gate.acquire()  # type: ignore[union-attr]
             held[id(dbc)] = True
         try:
-            dbc.execute(begin)  # the raw driver: a few µs, not a statement through the engine
+            dbc.execute(sql)  # the raw driver: a few µs, not a statement through the engine
         except BaseException:
-            starts[id(dbc)] = begin  # the transaction has not started: a retried statement tries again
+            starts.add(id(dbc))  # the transaction has not started: a retried statement tries again
             if gated and held.pop(id(dbc), False):
                 gate.release()  # type: ignore[union-attr]
             raise
@@ -85,29 +87,35 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     def _end(dbc: Any) -> None:
         # the dialect gets the pool's proxy of the connection, the pool events the DBAPI connection
         key = id(getattr(dbc, "dbapi_connection", dbc))
-        starts.pop(key, None)
+        starts.discard(key)
         if held.pop(key, False):
             gate.release()  # type: ignore[union-attr]
 
     dialect = engine.dialect
     execute, execute_no_params, executemany = dialect.do_execute, dialect.do_execute_no_params, dialect.do_executemany
-    commit, rollback = dialect.do_commit, dialect.do_rollback
+    begin, commit, rollback = dialect.do_begin, dialect.do_commit, dialect.do_rollback
+
+    def do_begin(dbc: Any) -> None:
+        # SQLAlchemy begins a (root) transaction: nothing is sent yet. The BEGIN (and the gate) wait
+        # for its first statement, so the lock is not held while Python builds and compiles it.
+        begin(dbc)  # pysqlite's: nothing
+        starts.add(id(getattr(dbc, "dbapi_connection", dbc)))
 
     # Every statement SQLAlchemy runs goes through these three; an error in the BEGIN is then
     # wrapped (sqlalchemy.exc.OperationalError) like the statement's own.
     def do_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         if starts:
-            _start(cursor.connection)
+            _start(cursor.connection, context)
         execute(cursor, statement, parameters, context)
 
     def do_execute_no_params(cursor: Any, statement: str, context: Any = None) -> None:
         if starts:
-            _start(cursor.connection)
+            _start(cursor.connection, context)
         execute_no_params(cursor, statement, context)
 
     def do_executemany(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         if starts:
-            _start(cursor.connection)
+            _start(cursor.connection, context)
         executemany(cursor, statement, parameters, context)
 
     def do_commit(dbc: Any) -> None:  # the gate passes on once the COMMIT has run, not before
@@ -123,6 +131,7 @@ def _configure_sqlite(engine: sa.Engine) -> None:
             _end(dbc)
 
     # this engine's dialect instance only
+    dialect.do_begin = do_begin  # type: ignore[method-assign,assignment]
     dialect.do_execute = do_execute  # type: ignore[method-assign,assignment]
     dialect.do_execute_no_params = do_execute_no_params  # type: ignore[method-assign,assignment]
     dialect.do_executemany = do_executemany  # type: ignore[method-assign,assignment]
