@@ -249,3 +249,34 @@ def test_a_begin_that_met_the_lock_is_sent_again_by_the_next_statement(tmp_path)
     other.close()
     assert _count(path) == 3
     eng.dispose()
+
+
+def test_units_of_work_read_in_a_plain_begin_and_write_in_begin_immediate(tmp_path):
+    from mh_platform.db.engine import make_sessionmaker
+    from mh_platform.services.context import UnitOfWork
+
+    path = tmp_path / "u.sqlite3"
+    _setup(path)
+    eng = _engine(path)
+    sessions = make_sessionmaker(eng)
+    with UnitOfWork(sessions, read_only=True) as uow:
+        assert uow.session.execute(sa.text("SELECT n FROM counter")).scalar_one() == 0
+        assert uow.session.connection().connection.dbapi_connection.in_transaction  # a snapshot ...
+        assert _write_lock_free(path) and _gate_free(path)  # ... without the write lock
+        assert uow.session.execute(sa.text("SELECT n FROM counter")).scalar_one() == 0
+    with UnitOfWork(sessions) as uow:
+        uow.session.execute(sa.text("SELECT n FROM counter")).scalar_one()
+        assert not _write_lock_free(path) and not _gate_free(path)
+        uow.session.execute(sa.text("UPDATE counter SET n = 4"))
+        uow.commit()
+    assert _write_lock_free(path) and _gate_free(path)
+    assert _count(path) == 4
+    eng.dispose()
+
+
+def test_the_engine_has_no_connection_event_listeners(tmp_path):
+    """The BEGIN is armed by the dialect's do_begin, not a ``begin`` event: an engine with Connection
+    event listeners makes SQLAlchemy dispatch events around every statement, commit and rollback."""
+    eng = make_engine(f"sqlite:///{tmp_path / 'e.sqlite3'}")
+    assert not eng._has_events
+    eng.dispose()
