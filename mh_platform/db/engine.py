@@ -43,8 +43,8 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
     No Connection event is used (the documented recipe sends the BEGIN from a ``begin`` event): an
     engine with Connection event listeners makes SQLAlchemy dispatch events around every statement,
-    commit and rollback, ~10 % of a single-row insert here. The hooks are this engine's dialect
-    instance's ``do_begin``/``do_execute*``/``do_commit``/``do_rollback`` instead."""
+    commit and rollback, ~20 µs (~6 %) of a single-row insert transaction here. The hooks are this
+    engine's dialect instance's ``do_begin``/``do_execute*``/``do_commit``/``do_rollback`` instead."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
