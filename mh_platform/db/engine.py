@@ -63,14 +63,13 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     starts: set[int] = set()  # SQLAlchemy has begun a transaction whose BEGIN is not sent yet
     held: dict[int, bool] = {}  # this connection's write transaction holds the gate
 
-    def _start(dbc: Any, context: Any) -> None:
+    def _start(dbc: Any, read: bool) -> None:
         if id(dbc) not in starts:  # the transaction has started (or the connection is used outside one)
             return
         starts.discard(id(dbc))
         # IMMEDIATE takes the write lock up front: no read-then-upgrade deadlocks between writers, and
         # a read-modify-write holds the lock from its read. A read unit of work (ctx.uow(read_only=True):
         # the connection's execution option mhp_read) starts a plain BEGIN: WAL readers never wait.
-        read = context is not None and context.execution_options.get("mhp_read")
         sql = "BEGIN" if read else "BEGIN IMMEDIATE"
         gated = gate is not None and not read and not held.get(id(dbc))
         if gated:
@@ -105,17 +104,17 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     # wrapped (sqlalchemy.exc.OperationalError) like the statement's own.
     def do_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         if starts:
-            _start(cursor.connection, context)
+            _start(cursor.connection, _is_read(context))
         execute(cursor, statement, parameters, context)
 
     def do_execute_no_params(cursor: Any, statement: str, context: Any = None) -> None:
         if starts:
-            _start(cursor.connection, context)
+            _start(cursor.connection, _is_read(context))
         execute_no_params(cursor, statement, context)
 
     def do_executemany(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         if starts:
-            _start(cursor.connection, context)
+            _start(cursor.connection, _is_read(context))
         executemany(cursor, statement, parameters, context)
 
     def do_commit(dbc: Any) -> None:  # the gate passes on once the COMMIT has run, not before
@@ -131,6 +130,7 @@ def _configure_sqlite(engine: sa.Engine) -> None:
             _end(dbc)
 
     # this engine's dialect instance only
+    dialect.mhp_start_transaction = _start  # type: ignore[attr-defined]  # for raw_dbapi_connection
     dialect.do_begin = do_begin  # type: ignore[method-assign,assignment]
     dialect.do_execute = do_execute  # type: ignore[method-assign,assignment]
     dialect.do_execute_no_params = do_execute_no_params  # type: ignore[method-assign,assignment]
@@ -145,6 +145,23 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     @event.listens_for(engine.pool, "close")
     def _on_close(dbc: Any, _record: Any) -> None:
         _end(dbc)
+
+
+def _is_read(context: Any) -> bool:
+    return context is not None and bool(context.execution_options.get("mhp_read"))
+
+
+def raw_dbapi_connection(conn: sa.Connection) -> Any:
+    """The DBAPI connection under ``conn``, its transaction started. On SQLite the BEGIN waits for the
+    first statement SQLAlchemy runs (``_configure_sqlite``): code that goes to the raw driver itself
+    (``db.bulk.BulkInsert``) takes the connection here, or its statements could run outside the
+    transaction (each committed on its own, none rolled back). ``conn`` is in a transaction (a
+    session's connection always is)."""
+    dbc = conn.connection.dbapi_connection
+    start = getattr(conn.dialect, "mhp_start_transaction", None)
+    if start is not None:
+        start(dbc, bool(conn.get_execution_options().get("mhp_read")))
+    return dbc
 
 
 class SQLiteWriteGate:

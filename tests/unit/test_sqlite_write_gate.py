@@ -280,3 +280,29 @@ def test_the_engine_has_no_connection_event_listeners(tmp_path):
     eng = make_engine(f"sqlite:///{tmp_path / 'e.sqlite3'}")
     assert not eng._has_events
     eng.dispose()
+
+
+def test_raw_driver_writes_first_in_a_transaction_run_inside_it(tmp_path):
+    """db.bulk.BulkInsert writes through the raw driver: the BEGIN that waits for SQLAlchemy's first
+    statement must be sent before, or its rows would be committed one by one and survive a rollback."""
+    from mh_platform.db.bulk import BulkInsert
+    from mh_platform.db.engine import make_sessionmaker
+
+    path = tmp_path / "k.sqlite3"
+    _setup(path)
+    eng = _engine(path)
+    table = sa.Table("counter", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("n", sa.Integer))
+    with make_sessionmaker(eng)() as s:
+        BulkInsert(s, table, ["id", "n"]).write([(2, 20), (3, 30)])  # the transaction's first write
+        assert s.connection().connection.dbapi_connection.in_transaction
+        assert not _write_lock_free(path)
+        s.rollback()
+    with make_sessionmaker(eng)() as s:
+        assert s.execute(sa.text("SELECT count(*) FROM counter")).scalar_one() == 1
+        BulkInsert(s, table, ["id", "n"]).write([(2, 20)])
+        s.commit()
+    assert _write_lock_free(path) and _gate_free(path)
+    with eng.connect() as c:
+        assert c.exec_driver_sql("SELECT count(*) FROM counter").scalar_one() == 2
+    eng.dispose()
