@@ -3,10 +3,13 @@ on PostgreSQL (when MHP_BENCH_PG_URL names a server database the bench may creat
 
 1. answer-save path (signed student cookie, CSRF, code/window/consent check, validation, row lock,
    decrypt-modify-encrypt of the answers, critical-item check via the engine, commit) vs a minimal
-   single-row insert endpoint in the same app and database; gunicorn 4 sync workers, 32 connections
-   from wrk in its own process on 127.0.0.1 (``bench/save.lua``; the reference's method — a Python
-   load generator saturates the 2-core box before the server does). Targets: throughput ratio >= 0.5,
-   p99 <= 3x, no errors.
+   single-row insert endpoint on the same database (``bench/bare_insert_app.py``); gunicorn 4 sync
+   workers, 32 connections from wrk in its own process on 127.0.0.1 (``bench/save.lua``; the
+   reference's method — a Python load generator saturates the 2-core box before the server does).
+   Targets: throughput ratio >= 0.5, p99 <= 3x, no errors. Two baselines in the same run: the minimal
+   endpoint on the product's engine (``answer_save_throughput``) and on a plain
+   ``sqlalchemy.create_engine`` as in the reference (``answer_save_throughput_vs_plain_engine``, the
+   stricter one when the product's engine costs more than the plain one).
 2. zero lost answers: 500 students at once each autosave a full PHQ-9; every acknowledged answer
    must be in the database (decrypted), nothing else.
 3. paper import of ~1,000,000 item answers (scoring and encryption included) vs the raw driver's bulk
@@ -198,8 +201,8 @@ def _lost_worker(port: int, codes: list[str], out: mp.Queue) -> None:
 
 
 def _serve(url: str, key: str, port: int, gunicorn_args: list[str] | None = None,
-           app: str = "bench.screening_app:app") -> subprocess.Popen:
-    env = dict(os.environ, MHP_ENV="test", MHP_DATABASE_URL=url, MHP_MASTER_KEY_FILE=key, MHP_SECRET_KEY="b" * 40,
+           app: str = "bench.screening_app:app", extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = dict(os.environ, **(extra_env or {}), MHP_ENV="test", MHP_DATABASE_URL=url, MHP_MASTER_KEY_FILE=key, MHP_SECRET_KEY="b" * 40,
                MHP_CONFIG_FILE="/nonexistent")
     env.pop("MHP_MASTER_KEY", None)
     # same settings as _settings(): the rate limits are lifted through the instance file
@@ -249,18 +252,23 @@ def _http_benches(label: str, url: str, key: str) -> list[dict]:
         from mh_platform.services import responses
 
         cookies = [mint_student_cookie(responses.begin(ctx, c).access_code_id) for c in codes[:CONNECTIONS]]
-        bare_port = _free_port()
+        bare_port, plain_port = _free_port(), _free_port()
         bare_proc = _serve(url, key, bare_port, app="bench.bare_insert_app:app")
+        plain_proc = _serve(url, key, plain_port, app="bench.bare_insert_app:app",
+                            extra_env={"MHP_BENCH_BARE_ENGINE": "plain"})
         try:
             _wrk_load(bare_port, "insert", [], 2.0)  # warm-up: workers forked, statements prepared
+            _wrk_load(plain_port, "insert", [], 2.0)
             _wrk_load(port, "insert", [], 2.0)
             _wrk_load(port, "save", cookies, 2.0)
             base = _wrk_load(bare_port, "insert", [], DURATION)
+            plain = _wrk_load(plain_port, "insert", [], DURATION)
             same_app = _wrk_load(port, "insert", [], DURATION)
             save = _wrk_load(port, "save", cookies, DURATION)
         finally:
-            os.killpg(bare_proc.pid, signal.SIGTERM)
-            bare_proc.wait(timeout=30)
+            for pr in (bare_proc, plain_proc):
+                os.killpg(pr.pid, signal.SIGTERM)
+                pr.wait(timeout=30)
         rows.append(result(f"screening.answer_save_throughput.{label}", "req/s", save["rps"], base["rps"], 0.5,
                            p50_ms=round(save["p50"], 1), baseline_p50_ms=round(base["p50"], 1),
                            errors=save["errors"], baseline_errors=base["errors"], connections=CONNECTIONS))
@@ -268,9 +276,21 @@ def _http_benches(label: str, url: str, key: str) -> list[dict]:
         rows[-1].update(baseline_kind="bare Flask + SQLAlchemy Core insert endpoint (bench/bare_insert_app.py)",
                         same_app_insert_rps=round(same_app["rps"], 1),
                         ratio_vs_same_app_insert=round(save["rps"] / same_app["rps"], 4) if same_app["rps"] else None,
-                        same_app_insert_p99_ms=round(same_app["p99"], 1))
+                        same_app_insert_p99_ms=round(same_app["p99"], 1),
+                        plain_engine_insert_rps=round(plain["rps"], 1),
+                        ratio_vs_plain_engine_insert=round(save["rps"] / plain["rps"], 4) if plain["rps"] else None)
         rows.append(result(f"screening.answer_save_p99.{label}", "ms", save["p99"], base["p99"], 3.0,
                            higher_is_better=False))
+        rows.append(result(f"screening.answer_save_throughput_vs_plain_engine.{label}", "req/s", save["rps"],
+                           plain["rps"], 0.5, p50_ms=round(save["p50"], 1), baseline_p50_ms=round(plain["p50"], 1),
+                           p99_ms=round(save["p99"], 1), baseline_p99_ms=round(plain["p99"], 1),
+                           errors=save["errors"], baseline_errors=plain["errors"], connections=CONNECTIONS,
+                           baseline_kind="the same bare endpoint on a plain sqlalchemy.create_engine, as in the "
+                                         "reference (bench/bare_insert_app.py, MHP_BENCH_BARE_ENGINE=plain)",
+                           product_engine_insert_rps=round(base["rps"], 1)))
+        rows[-1]["passed"] = rows[-1]["passed"] and save["errors"] == 0 and plain["errors"] == 0
+        rows.append(result(f"screening.answer_save_p99_vs_plain_engine.{label}", "ms", save["p99"], plain["p99"],
+                           3.0, higher_is_better=False))
         # 500 students at once, a full PHQ-9 each: saved == acknowledged
         students = codes[CONNECTIONS:CONNECTIONS + 500]
         q: mp.Queue = mp.Queue()

@@ -22,6 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from mh_platform.db.engine import raw_dbapi_connection
+
 BULK_CACHE_KIB_MIN = 8 * 1024
 BULK_CACHE_KIB_MAX = 128 * 1024
 """SQLite page cache during a bulk write: half a KiB per row, between these bounds (KiB)."""
@@ -117,7 +119,7 @@ class BulkInsert:
         takes the rows, so producing them overlaps the database's own work on PostgreSQL);
         ``count`` is how many an iterator will give (it sizes SQLite's cache). Returns how many."""
         conn = self.session.connection()  # joins (or begins) the session's transaction
-        dbapi = conn.connection.dbapi_connection
+        dbapi = raw_dbapi_connection(conn)  # on SQLite, with the BEGIN sent (it waits for a first statement)
         if dbapi is None:
             raise RuntimeError("the session's connection is closed")
         q = self.dialect.identifier_preparer
