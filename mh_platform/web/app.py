@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_select_locale)
     limiter.init_app(app)
+    _skip_idle_limiter_hook(app)
 
     app.before_request(_guard)
     errors.register(app)
@@ -153,6 +154,21 @@ def _bearer_token() -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def _skip_idle_limiter_hook(app: Flask) -> None:
+    """Flask-Limiter checks every request in a ``before_request`` hook, for application-wide, default,
+    blueprint and meta limits; a limit set with the ``@limiter.limit`` decorator (all the platform
+    uses: logins, tokens, TOTP, student codes) is checked by the decorator's own wrapper. With none of
+    the former the hook decides nothing, yet it costs ~8 % of an autosave's CPU, so it is taken out —
+    only then: any such limit configured (or a Flask-Limiter whose internals differ) keeps it."""
+    lm = getattr(limiter, "limit_manager", None)
+    lists = [getattr(lm, "_application_limits", None), getattr(lm, "_default_limits", None),
+             getattr(lm, "_blueprint_limits", None), getattr(limiter, "_meta_limits", None)]
+    if any(x is None or len(x) for x in lists):
+        return
+    hooks = app.before_request_funcs.get(None, [])
+    app.before_request_funcs[None] = [f for f in hooks if f != limiter._check_request_limit]
 
 
 def _guard() -> Any:

@@ -181,3 +181,21 @@ def test_the_purge_job_runs_from_the_registry(ctx, clock):
     out = run_job(ctx, job_by_id("rate_limit_purge"))
     assert out["ok"] and out["result"] == {"deleted": 1}
     assert rate_limits.count(ctx, "running", t) == 1
+
+
+def test_the_limiter_hook_is_dropped_only_while_no_app_wide_limit_exists(ctx):
+    """Decorated limits are checked by their own wrapper; the app-wide hook only serves application,
+    default, blueprint and meta limits, so it is taken out while there are none, and kept otherwise."""
+    from mh_platform.web.app import create_app
+    from mh_platform.web.extensions import limiter
+
+    app = create_app(ctx=ctx, extra_config={"TESTING": True})
+    assert limiter._check_request_limit not in app.before_request_funcs[None]
+    saved = limiter.limit_manager._default_limits
+    try:  # a deployment that sets RATELIMIT_DEFAULT keeps the hook (and the limit applies)
+        kept = create_app(ctx=ctx, extra_config={"TESTING": True, "RATELIMIT_DEFAULT": "2 per minute"})
+        assert limiter._check_request_limit in kept.before_request_funcs[None]
+        c = kept.test_client()
+        assert [c.get("/s/").status_code for _ in range(3)] == [200, 200, 429]
+    finally:
+        limiter.limit_manager.set_default_limits(saved)  # the extension object is shared by every app
