@@ -26,6 +26,7 @@ postvention step (targeted re-screening of the class).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -282,6 +283,21 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime) -
             ids += notify.notify_unit_role(ctx, s, role=role, unit=target, template="cluster_alert",
                                            link=f"/flags/clusters/{alert.id}", dedupe=f"{alert.dedupe_key}:{role.value}",
                                            now=now)
+    return ids
+
+
+def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], now: datetime) -> list[uuid.UUID]:
+    """``check_clusters`` once per class for a batch of opened or raised flags (a bulk import): with
+    one flag per class that can count towards a cluster, after the whole batch is in. An alert is
+    raised once a count reaches its threshold either way, and then carries the final count."""
+    levels = {lv.value for lv in default_flag_policy().cluster.levels}
+    by_class: dict[uuid.UUID, Flag] = {}
+    for f in flags:
+        if f.level in levels and f.class_unit_id is not None:
+            by_class.setdefault(f.class_unit_id, f)
+    ids: list[uuid.UUID] = []
+    for f in by_class.values():
+        ids += check_clusters(ctx, s, f, now)
     return ids
 
 

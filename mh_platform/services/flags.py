@@ -214,8 +214,8 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                       clusters: bool = True) -> FlagOutcome | None:
     """Open the student's flag or attach ``evidence`` to the open one, in the caller's transaction.
 
-    ``clusters=False``: the caller runs ``escalation.check_clusters`` itself once the whole batch is in
-    (a bulk import: once per class rather than once per flag; see ``paper_import``)."""
+    ``clusters=False``: the caller checks clusters itself once the whole batch is in
+    (``escalation.check_clusters_once``: a bulk import, once per class rather than once per flag)."""
     if not evidence:
         return None
     p = escalation_policy(ctx)

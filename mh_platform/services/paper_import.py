@@ -465,24 +465,17 @@ def _flag_paths(ctx: ServiceContext, s: Session, flagged: list[tuple[uuid.UUID, 
     - the notices are committed to the outbox with the import and delivered by the outbox job
       (``notify_send_pending``, every 20 s), not one by one at commit: hundreds of inline deliveries
       (SMTP included) would hold the importer's request for minutes."""
-    from mh_platform.core.flag_rules import default_flag_policy
-    from mh_platform.services.escalation import check_clusters
+    from mh_platform.services.escalation import check_clusters_once
 
-    cluster_levels = {lv.value for lv in default_flag_policy().cluster.levels}
-    by_class: dict[uuid.UUID, uuid.UUID] = {}  # class → one flag there that can count towards a cluster
+    changed: dict[uuid.UUID, None] = {}  # flags opened or raised by the import, in order
     for i in range(0, len(flagged), 900):
         chunk = flagged[i:i + 900]
         stored = {r.id: r for r in s.scalars(sa.select(Response).where(in_(s, Response.id, [c[0] for c in chunk])))}
         for rid, res in chunk:
             out = flag_path(ctx, s, stored[rid], res, now, trigger="submitted", clusters=False)
-            if out is not None and (out.created or out.level_raised) and out.level in cluster_levels:
-                flag = s.get(Flag, out.flag_id)
-                if flag is not None and flag.class_unit_id is not None:
-                    by_class.setdefault(flag.class_unit_id, flag.id)
-    for flag_id in by_class.values():
-        flag = s.get(Flag, flag_id)
-        if flag is not None:
-            check_clusters(ctx, s, flag, now)
+            if out is not None and (out.created or out.level_raised):
+                changed[out.flag_id] = None
+    check_clusters_once(ctx, s, [f for fid in changed if (f := s.get(Flag, fid)) is not None], now)
 
 
 def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], campaign_id: uuid.UUID,
