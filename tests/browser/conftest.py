@@ -2,7 +2,8 @@
 
 When chromium drops a connection while that server is sending a static file (it cancels a favicon
 or stylesheet request it no longer needs), the server can leave the file to the garbage collector,
-which pytest reports as an unraisable ``ResourceWarning`` on a random later test. That is a
+which pytest reports as an unraisable ``ResourceWarning`` (``kit.live_server`` collects it before the
+test ends, so it is reported in the page test that caused it). That is a
 test-server artefact (production serves through gunicorn, and static files from the reverse proxy),
 so exactly that warning — an unclosed file under ``mh_platform/web/static/`` — is ignored in the
 page tests; every other warning still fails them."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import pathlib
 import threading
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ def live_server(app: Any) -> Iterator[str]:
     finally:
         srv.shutdown()
         thread.join(timeout=10)
+        srv.server_close()
+        gc.collect()  # a file the dev server left open is reported here, inside the page test (conftest.py)
 
 
 def launch(p: Any) -> Any:
