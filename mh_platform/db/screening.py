@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mh_platform.db.base import Base, Envelope, new_uuid, path_type, time_ordered_uuid
+from mh_platform.db.base import Base, Envelope, new_uuid, time_ordered_uuid
 
 
 class Campaign(Base):
@@ -43,14 +43,21 @@ class CampaignUnit(Base):
 
 
 class AccessCode(Base):
-    """A one-time student code: stored hashed, one campaign, valid until the window closes."""
+    """A one-time student code: stored hashed, one campaign, valid until the window closes.
+
+    Indexes: the unique (campaign, student), whose prefix serves every look-up by campaign (code
+    slips, completion figures, the import's completion markers); ``student_id`` for a consent
+    withdrawal, which revokes the student's codes in every campaign; ``code_hash`` (unique) for a
+    typed code. None on ``class_unit_id``: no query filters on it (a class's codes are found
+    through its students), and a paper import writes one marker row per student.
+    """
 
     __tablename__ = "access_code"
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
-    campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"), index=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"))  # the unique key's prefix
     student_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("student.id"), index=True)
     code_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(32), unique=True)
-    class_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"), index=True)
+    class_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"))
     created_at: Mapped[datetime]
     first_used_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
@@ -65,22 +72,26 @@ class Response(Base):
     ``answers_enc`` holds the answers exactly as given (JSON {item: value}) under the student's
     data key; the score columns stay queryable for aggregates.
 
+    Where the student was: ``school_unit_id`` keeps the school at screening time (a later transfer
+    moves the enrolment, not the response); the class and its path are the enrolment's, read
+    through it (nothing reads a class path off a response, so none is copied onto each row — it was
+    the widest column, a quarter of a row).
+
     Indexes — each one is paid on every insert (a paper import writes 100,000s of rows), so only
-    those a query uses: the primary key; the unique (campaign, student, instrument), whose prefix
-    serves every look-up by campaign and student (autosave, done pages, completion figures, the
-    import's "already answered" check); ``student_id`` for a student's responses across campaigns
-    (previous screening for deterioration). No query filters on ``campaign_id`` alone beyond the
-    unique key's prefix, on ``school_unit_id``, ``band_id`` or ``unit_path`` (scope is checked on
-    the enrolment; completion figures group enrolments), so none of them has an index: a report
-    that aggregates responses by school or band adds the index its query plan needs, with it.
+    those a query uses: the primary key and the unique (student, campaign, instrument). Every
+    look-up of responses names the student: with the campaign (autosave, done pages, completion
+    figures, the import's "already answered" check) or across campaigns (previous screening for
+    deterioration), and the unique key's prefix serves both, so there is no separate index on
+    ``student_id``. No query filters on ``campaign_id`` without a student, on ``school_unit_id`` or
+    on ``band_id``, so none of them has an index: a report that aggregates responses by campaign,
+    school or band adds the index its query plan needs, with it.
     """
 
     __tablename__ = "response"
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=time_ordered_uuid)
-    campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"))  # unique key's prefix
-    student_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("student.id"), index=True)
-    school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"))
-    unit_path: Mapped[str] = mapped_column(path_type())  # the student's class path
+    campaign_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("campaign.id"))
+    student_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("student.id"))  # the unique key's prefix
+    school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"))  # at screening time
     instrument_id: Mapped[str] = mapped_column(sa.String(32))
     instrument_version: Mapped[str] = mapped_column(sa.String(32))
     source: Mapped[str] = mapped_column(sa.String(8), default="online")  # online / paper
@@ -103,4 +114,4 @@ class Response(Base):
     quality_suggestion: Mapped[str | None] = mapped_column(sa.String(32))
     scored_at: Mapped[datetime | None]
 
-    __table_args__ = (sa.UniqueConstraint("campaign_id", "student_id", "instrument_id"),)
+    __table_args__ = (sa.UniqueConstraint("student_id", "campaign_id", "instrument_id"),)

@@ -79,7 +79,7 @@ def _write_responses(ctx: ServiceContext, s, uow, camp: Campaign, rng: random.Ra
         bs = scoring.score_many(inst, X)
         rows, flagged = [], []
         for r, k in enumerate(idx):
-            sid, _g, _by, school_id, path = students[k]
+            sid, _g, _by, school_id, _p = students[k]
             answers = {str(j + 1): ({0: "no", 1: "yes", 2: "refused"}[int(x)] if inst.items[j].kind == "yes_no" else int(x))
                        for j, x in enumerate(X[r]) if x == x}
             if sid not in keys:
@@ -87,7 +87,7 @@ def _write_responses(ctx: ServiceContext, s, uow, camp: Campaign, rng: random.Ra
             rid = uuid.uuid4()
             t = bs.total[r]
             b = int(bs.band[r])
-            row = {"id": rid, "campaign_id": camp.id, "student_id": sid, "school_unit_id": school_id, "unit_path": path,
+            row = {"id": rid, "campaign_id": camp.id, "student_id": sid, "school_unit_id": school_id,
                    "instrument_id": iid, "instrument_version": inst.version, "source": source, "status": "submitted",
                    "answers_enc": ks.seal_with(keys[sid], table="response", column="answers_enc", row_id=rid,
                                                value=json.dumps(answers, separators=(",", ":"))),

@@ -347,7 +347,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
 # --------------------------------------------------------------------------- writing
 
 
-_COLUMNS = ("id", "campaign_id", "student_id", "school_unit_id", "unit_path", "instrument_id", "instrument_version",
+_COLUMNS = ("id", "campaign_id", "student_id", "school_unit_id", "instrument_id", "instrument_version",
             "source", "status", "answers_enc", "n_answered", "item_ms", "started_at", "updated_at", "submitted_at",
             "total", "score_status", "band_id", "concern_level", "subscales", "critical_fired",
             "critical_unanswered", "quality", "quality_suggestion", "scored_at")
@@ -386,7 +386,7 @@ def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID,
     students = list({st[7]: st for g in plan.groups for _l, st in g.rows}.values())
     by_id = ctx.keyring.student_keys(s, [st[0] for st in students], now)
     keys = {st[7]: by_id[st[0]] for st in students}  # by the student's int index
-    per_student = {st[7]: (b("student_id", st[0]), b("school_unit_id", st[4]), st[5]) for st in students}
+    per_student = {st[7]: (b("student_id", st[0]), b("school_unit_id", st[4])) for st in students}
     camp, at = b("campaign_id", campaign_id), b("started_at", now)
     paper, submitted, no_item_ms, no_subscales = b("source", "paper"), b("status", "submitted"), \
         b("item_ms", None), b("subscales", None)
@@ -441,9 +441,9 @@ def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID,
                                                table="response", column="answers_enc")
             for (sid_v, gi, r), rid, env in zip(part, part_ids, sealed, strict=True):
                 k, _t, status, bands, answered, long_, totals, crit, unans, subs, concern, _f, (iid, version) = cols[gi]
-                _sv, school_v, path = per_student[k[r]]
+                _sv, school_v = per_student[k[r]]
                 q, suggestion = quality[long_[r]]
-                yield (uuid_hex(rid), camp, sid_v, school_v, path, iid, version, paper, submitted, env, answered[r],
+                yield (uuid_hex(rid), camp, sid_v, school_v, iid, version, paper, submitted, env, answered[r],
                        no_item_ms, at, at, at, totals[r], status[r], bands[r], concern[r], subs[r],
                        true if crit[r] else false, true if unans[r] else false, q, suggestion, at)
 

@@ -257,7 +257,7 @@ def _get_or_create(s: Session, ac: AccessCode, enr: Enrolment, inst: Instrument,
     if resp is not None:
         return resp
     resp = Response(id=time_ordered_uuid(), campaign_id=ac.campaign_id, student_id=ac.student_id,
-                    school_unit_id=enr.school_unit_id, unit_path=enr.unit_path, instrument_id=inst.id,
+                    school_unit_id=enr.school_unit_id, instrument_id=inst.id,
                     instrument_version=inst.version, source="online", status="in_progress", n_answered=0,
                     item_ms={}, started_at=now, updated_at=now)
     try:
@@ -352,7 +352,7 @@ _AC, _CAMP, _ENR, _STU, _KEY = (cast(sa.Table, m.__table__) for m in (AccessCode
 _SAVE_Q = (
     sa.select(_AC.c.student_id, _AC.c.campaign_id, _AC.c.revoked_at, _AC.c.completed_at,
               _CAMP.c.status, _CAMP.c.opens_at, _CAMP.c.closes_at, _CAMP.c.battery,
-              _ENR.c.grade_level, _ENR.c.school_unit_id, _ENR.c.unit_path, _STU.c.birth_year,
+              _ENR.c.grade_level, _ENR.c.school_unit_id, _STU.c.birth_year,
               consent_ok(_AC.c.student_id, _CAMP.c.academic_year_id).label("ok"),
               _KEY.c.id.label("key_id"), _KEY.c.master_key_id, _KEY.c.wrapped,
               _RESP.c.id.label("rid"), _RESP.c.status.label("rstatus"), _RESP.c.answers_enc, _RESP.c.item_ms,
@@ -441,7 +441,7 @@ def _sealed_plan(ctx: ServiceContext, s: Session, row: Any, inst: Instrument, ri
     fire = critical and not (row.critical_fired or False)
     if row.rid is None:
         insert = {"id": rid, "campaign_id": row.campaign_id, "student_id": row.student_id,
-                  "school_unit_id": row.school_unit_id, "unit_path": row.unit_path, "instrument_id": inst.id,
+                  "school_unit_id": row.school_unit_id, "instrument_id": inst.id,
                   "instrument_version": inst.version, "source": "online", "status": "in_progress", "answers_enc": enc,
                   "n_answered": len(current), "item_ms": ms, "started_at": now, "updated_at": now,
                   "critical_fired": fire, "critical_unanswered": False}

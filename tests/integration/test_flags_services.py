@@ -247,7 +247,7 @@ def _campaign_response(ctx, world, student_id, *, days_ago: int, answers: dict, 
         s.add(camp)
         s.flush()
         resp = Response(campaign_id=camp.id, student_id=student_id, school_unit_id=world.school.id,
-                        unit_path=world.klass.path, instrument_id="phq9", instrument_version=result.instrument_version,
+                        instrument_id="phq9", instrument_version=result.instrument_version,
                         status="submitted", n_answered=9, started_at=at, updated_at=at, submitted_at=at,
                         total=float(result.total), score_status=result.status,
                         band_id=result.band.id if result.band else None, scored_at=at)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 16:17:31.935696
+Create Date: 2026-11-29 18:18:49.066941
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -432,8 +432,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('code_hash', name=op.f('uq_access_code_code_hash'))
     )
     with op.batch_alter_table('access_code', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_access_code_campaign_id'), ['campaign_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_access_code_class_unit_id'), ['class_unit_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_access_code_student_id'), ['student_id'], unique=False)
 
     op.create_table('campaign_unit',
@@ -524,7 +522,6 @@ def upgrade() -> None:
     sa.Column('campaign_id', sa.Uuid(), nullable=False),
     sa.Column('student_id', sa.Uuid(), nullable=False),
     sa.Column('school_unit_id', sa.Uuid(), nullable=False),
-    sa.Column('unit_path', sa.String(length=400).with_variant(sa.String(length=400, collation='C'), 'postgresql'), nullable=False),
     sa.Column('instrument_id', sa.String(length=32), nullable=False),
     sa.Column('instrument_version', sa.String(length=32), nullable=False),
     sa.Column('source', sa.String(length=8), nullable=False),
@@ -549,11 +546,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['school_unit_id'], ['org_unit.id'], name=op.f('fk_response_school_unit_id_org_unit')),
     sa.ForeignKeyConstraint(['student_id'], ['student.id'], name=op.f('fk_response_student_id_student')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_response')),
-    sa.UniqueConstraint('campaign_id', 'student_id', 'instrument_id', name=op.f('uq_response_campaign_id_student_id_instrument_id'))
+    sa.UniqueConstraint('student_id', 'campaign_id', 'instrument_id', name=op.f('uq_response_student_id_campaign_id_instrument_id'))
     )
-    with op.batch_alter_table('response', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_response_student_id'), ['student_id'], unique=False)
-
     op.create_table('break_glass',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('user_id', sa.Uuid(), nullable=False),
@@ -771,9 +765,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_break_glass_case_id'))
 
     op.drop_table('break_glass')
-    with op.batch_alter_table('response', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_response_student_id'))
-
     op.drop_table('response')
     with op.batch_alter_table('flag_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_flag_event_flag_id'))
@@ -798,8 +789,6 @@ def downgrade() -> None:
     op.drop_table('campaign_unit')
     with op.batch_alter_table('access_code', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_access_code_student_id'))
-        batch_op.drop_index(batch_op.f('ix_access_code_class_unit_id'))
-        batch_op.drop_index(batch_op.f('ix_access_code_campaign_id'))
 
     op.drop_table('access_code')
     with op.batch_alter_table('role_assignment', schema=None) as batch_op:
