@@ -26,7 +26,7 @@ postvention step (targeted re-screening of the class).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -242,7 +242,8 @@ def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATC
 # ----------------------------------------------------------------------------- clusters
 
 
-def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime) -> list[uuid.UUID]:
+def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
+                   scopes: Collection[str] = ("class", "school")) -> list[uuid.UUID]:
     """Cluster alerts for the flag's class and school (in the caller's transaction); returns outbox ids."""
     cp = default_flag_policy().cluster
     levels = [lv.value for lv in cp.levels]
@@ -252,6 +253,8 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime) -
     ids: list[uuid.UUID] = []
     for scope, col, unit_id, threshold in (("class", Flag.class_unit_id, flag.class_unit_id, cp.class_threshold),
                                            ("school", Flag.school_unit_id, flag.school_unit_id, cp.school_threshold)):
+        if scope not in scopes:
+            continue
         n = s.scalar(sa.select(sa.func.count()).select_from(Flag)
                      .where(col == unit_id, Flag.opened_at >= since, Flag.level.in_(levels))) or 0
         if n < threshold:
@@ -287,17 +290,20 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime) -
 
 
 def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], now: datetime) -> list[uuid.UUID]:
-    """``check_clusters`` once per class for a batch of opened or raised flags (a bulk import): with
-    one flag per class that can count towards a cluster, after the whole batch is in. An alert is
-    raised once a count reaches its threshold either way, and then carries the final count."""
+    """``check_clusters`` once per class and once per school for a batch of opened or raised flags (a
+    bulk import), after the whole batch is in: with the first flag of each class (class scope) and of
+    each school (school scope) that can count towards a cluster. An alert is raised once a count
+    reaches its threshold either way, and then carries the final count."""
     levels = {lv.value for lv in default_flag_policy().cluster.levels}
-    by_class: dict[uuid.UUID, Flag] = {}
+    first: dict[tuple[str, uuid.UUID], Flag] = {}
     for f in flags:
-        if f.level in levels and f.class_unit_id is not None:
-            by_class.setdefault(f.class_unit_id, f)
+        if f.level in levels:
+            if f.class_unit_id is not None:
+                first.setdefault(("class", f.class_unit_id), f)
+            first.setdefault(("school", f.school_unit_id), f)
     ids: list[uuid.UUID] = []
-    for f in by_class.values():
-        ids += check_clusters(ctx, s, f, now)
+    for (scope, _unit), f in first.items():
+        ids += check_clusters(ctx, s, f, now, scopes=(scope,))
     return ids
 
 

@@ -136,13 +136,58 @@ def unit_for_tier(s: Session, flag: Flag, tier: Tier, cache: dict[uuid.UUID, Org
     return unit
 
 
+@dataclass
+class FlagBatch:
+    """Many flags raised in one transaction (a paper import), with the same outcome as one by one and
+    less work per flag:
+
+    - the org units and each (role, unit)'s recipients are looked up once for the batch, not once
+      per flag (the same class, school and county come back for every student of a class);
+    - the notices are planned per flag and written together by ``finish`` (one set-based insert,
+      skipping dedupe keys already queued, as ``notify.enqueue`` does one by one); none is sent
+      inline — the outbox job delivers them;
+    - cluster alerts are checked once per class by ``finish``, after the last flag is in
+      (``escalation.check_clusters_once``), not after every flag.
+
+    Only for one transaction: ``finish`` before the caller commits."""
+
+    units: dict[uuid.UUID, OrgUnit] = field(default_factory=dict)
+    recipients: dict[tuple[str, uuid.UUID], list[tuple[uuid.UUID, str | None]]] = field(default_factory=dict)
+    outbox: dict[str, dict[str, Any]] = field(default_factory=dict)  # planned rows by dedupe key
+    changed: dict[uuid.UUID, Flag] = field(default_factory=dict)  # flags opened or raised, in order (held:
+    # the session's identity map keeps only weak references, so a flag no one holds is read again)
+
+    def users(self, s: Session, role: Role, unit_id: uuid.UUID) -> list[tuple[uuid.UUID, str | None]]:
+        key = (Role(role).value, unit_id)
+        if key not in self.recipients:
+            self.recipients.update(notify.recipients_by_unit(s, [(role, unit_id)]))
+        return self.recipients[key]
+
+    def finish(self, ctx: ServiceContext, s: Session, now: datetime) -> None:
+        """Write the planned notices, then check clusters for the flags the batch opened or raised."""
+        from mh_platform.services.escalation import check_clusters_once
+
+        notify.enqueue_many(s, list(self.outbox.values()))
+        self.outbox.clear()
+        check_clusters_once(ctx, s, list(self.changed.values()), now)
+
+
 def notify_roles(ctx: ServiceContext, s: Session, flag: Flag, roles: Iterable[Role], template: str, dedupe: str,
-                 now: datetime, cache: dict[uuid.UUID, OrgUnit] | None = None) -> list[uuid.UUID]:
-    """Queue ``template`` for each role at the flag's unit of that role's tier (link to the flag)."""
+                 now: datetime, cache: dict[uuid.UUID, OrgUnit] | None = None,
+                 batch: FlagBatch | None = None) -> list[uuid.UUID]:
+    """Queue ``template`` for each role at the flag's unit of that role's tier (link to the flag).
+    With ``batch``, the notices are planned into it (``FlagBatch.finish`` writes them) and no id is
+    returned."""
     ids: list[uuid.UUID] = []
     for role in dict.fromkeys(roles):
-        unit = unit_for_tier(s, flag, ROLE_TIER[role], cache)
+        unit = unit_for_tier(s, flag, ROLE_TIER[role], batch.units if batch is not None else cache)
         if unit is None:
+            continue
+        if batch is not None:
+            for row in notify.plan_unit_role(ctx, batch.users(s, role, unit.id), role=role, unit=unit,
+                                             template=template, link=f"/flags/{flag.id}",
+                                             dedupe=f"{dedupe}:{role.value}", now=now):
+                batch.outbox.setdefault(row["dedupe_key"], row)
             continue
         ids += notify.notify_unit_role(ctx, s, role=role, unit=unit, template=template, link=f"/flags/{flag.id}",
                                        dedupe=f"{dedupe}:{role.value}", now=now)
@@ -173,7 +218,7 @@ def add_event(ctx: ServiceContext, s: Session, flag: Flag, ev: fl.FlagEvent, act
 
 
 def oversight(ctx: ServiceContext, s: Session, flag: Flag, now: datetime, policy: EscalationPolicy,
-              cache: dict[uuid.UUID, OrgUnit] | None = None) -> list[uuid.UUID]:
+              cache: dict[uuid.UUID, OrgUnit] | None = None, batch: FlagBatch | None = None) -> list[uuid.UUID]:
     """Send the one-time oversight notices still owed (red: county at once; city when open > 48 h).
 
     Caller holds the flag (fresh claim or just created); the *_informed_at columns make it once."""
@@ -182,7 +227,8 @@ def oversight(ctx: ServiceContext, s: Session, flag: Flag, now: datetime, policy
         col = "county_informed_at" if n.tier == Tier.COUNTY else "city_informed_at"
         if not claim_update(s, flag, {col: now}):
             raise Conflict("the flag changed meanwhile")
-        ids += notify_roles(ctx, s, flag, [n.role], "flag_oversight", f"flag:{flag.id}:{n.reason_code}", now, cache)
+        ids += notify_roles(ctx, s, flag, [n.role], "flag_oversight", f"flag:{flag.id}:{n.reason_code}", now, cache,
+                            batch)
         audit.record(ctx, s, SYSTEM, "flag:reported", "flag", flag.id,
                      {"tier": n.tier.value, "reason_code": n.reason_code})
     return ids
@@ -211,11 +257,11 @@ def _source_kind(evidence: Sequence[fr.Evidence]) -> str:
 def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, student_id: uuid.UUID,
                       evidence: Sequence[fr.Evidence], now: datetime, reporter_role: Role | None = None,
                       response_id: uuid.UUID | None = None, concern_id: uuid.UUID | None = None,
-                      clusters: bool = True) -> FlagOutcome | None:
+                      batch: FlagBatch | None = None) -> FlagOutcome | None:
     """Open the student's flag or attach ``evidence`` to the open one, in the caller's transaction.
 
-    ``clusters=False``: the caller checks clusters itself once the whole batch is in
-    (``escalation.check_clusters_once``: a bulk import, once per class rather than once per flag)."""
+    ``batch``: one of many flags in this transaction (a bulk import); its notices and cluster check
+    are left to ``FlagBatch.finish`` (see there)."""
     if not evidence:
         return None
     p = escalation_policy(ctx)
@@ -230,7 +276,7 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
     created = False
     level_raised = False
     ids: list[uuid.UUID] = []
-    cache: dict[uuid.UUID, OrgUnit] = {}
+    cache: dict[uuid.UUID, OrgUnit] = batch.units if batch is not None else {}
     if flag is None:
         kind = _source_kind(evidence)
         state, ev = fl.raise_flag(level, kind, now, reporter_role=reporter_role if kind == "concern" else None,
@@ -250,8 +296,9 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
         if created:
             add_event(ctx, s, flag, ev, actor, extra={"source": kind})
             owner = p.tier_roles[state.tier]
-            ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action", f"flag:{flag.id}:raised", now, cache)
-            ids += oversight(ctx, s, flag, now, p, cache)
+            ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action", f"flag:{flag.id}:raised", now, cache,
+                                batch)
+            ids += oversight(ctx, s, flag, now, p, cache, batch)
     if not created:
         old = to_state(flag)
         new, ev2 = fl.add_evidence(old, level, now, watch_only=watch_only, policy=p)
@@ -263,8 +310,8 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
             if level_raised:
                 owner = p.tier_roles[new.tier]
                 ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action",
-                                    f"flag:{flag.id}:level:{new.level.value}", now, cache)
-                ids += oversight(ctx, s, flag, now, p, cache)
+                                    f"flag:{flag.id}:level:{new.level.value}", now, cache, batch)
+                ids += oversight(ctx, s, flag, now, p, cache, batch)
     seen: set[tuple[Any, ...]] = {tuple(r) for r in s.execute(
         sa.select(FlagEvidence.reason_code, FlagEvidence.response_id, FlagEvidence.concern_id)
         .where(FlagEvidence.flag_id == flag.id)).all()}
@@ -283,10 +330,13 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                       "response": str(response_id) if response_id else None,
                       "concern": str(concern_id) if concern_id else None})
     s.flush()
-    if clusters and (created or level_raised):
-        from mh_platform.services.escalation import check_clusters
+    if created or level_raised:
+        if batch is not None:
+            batch.changed[flag.id] = flag
+        else:
+            from mh_platform.services.escalation import check_clusters
 
-        ids += check_clusters(ctx, s, flag, now)
+            ids += check_clusters(ctx, s, flag, now)
     return FlagOutcome(flag.id, created, flag.level, flag.tier, level_raised, ids)
 
 
@@ -343,7 +393,7 @@ def screening_evidence_for(s: Session, response: Response, result: Any, *, criti
 
 def raise_from_response_in(s: Session, ctx: ServiceContext, actor: Actor | None, response: Response, score_result: Any,
                            *, now: datetime | None = None, trigger: str = "submitted",
-                           clusters: bool = True) -> FlagOutcome | None:
+                           batch: FlagBatch | None = None) -> FlagOutcome | None:
     """Flag path for a scored response inside the caller's (answer submission) transaction.
 
     ``trigger="critical_item"`` (a critical item answered while the page is still open) uses only the
@@ -353,14 +403,14 @@ def raise_from_response_in(s: Session, ctx: ServiceContext, actor: Actor | None,
     if not evidence:
         return None
     return open_or_attach_in(s, ctx, actor or SYSTEM, student_id=response.student_id, evidence=evidence, now=now,
-                             response_id=response.id, clusters=clusters)
+                             response_id=response.id, batch=batch)
 
 
 def raise_from_response(ctx: ServiceContext, s: Session, response: Response, result: Any, *,
                         now: datetime | None = None, trigger: str = "submitted",
-                        clusters: bool = True) -> FlagOutcome | None:
+                        batch: FlagBatch | None = None) -> FlagOutcome | None:
     """The hook ``services.responses.flag_path`` calls (same transaction as the answers)."""
-    out = raise_from_response_in(s, ctx, SYSTEM, response, result, now=now, trigger=trigger, clusters=clusters)
+    out = raise_from_response_in(s, ctx, SYSTEM, response, result, now=now, trigger=trigger, batch=batch)
     return out
 
 

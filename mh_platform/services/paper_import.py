@@ -52,11 +52,12 @@ from mh_platform.core.instruments import Instrument, load_instrument
 from mh_platform.core.types import Role, UnitKind
 from mh_platform.db.base import time_ordered_ids
 from mh_platform.db.bulk import BulkInsert, IdReader, in_, in_chunks, uuid_hex
-from mh_platform.db.models import AccessCode, Consent, Enrolment, Flag, OrgUnit, Response, Student
+from mh_platform.db.models import AccessCode, Consent, Enrolment, OrgUnit, Response, Student
 from mh_platform.services import audit
 from mh_platform.services.access import in_scope
 from mh_platform.services.campaigns import get_campaign, student_battery
 from mh_platform.services.context import Actor, ServiceContext
+from mh_platform.services.flags import FlagBatch
 from mh_platform.services.keys import KeyService
 from mh_platform.services.responses import LONGSTRING_MIN, flag_path
 from mh_platform.services.roster import ImportRefused, RowError, formula_like, map_header, read_table
@@ -456,26 +457,19 @@ _SEAL_SLICE = 8192
 
 def _flag_paths(ctx: ServiceContext, s: Session, flagged: list[tuple[uuid.UUID, scoring.ScoreResult]],
                 now: datetime) -> None:
-    """The flag path on the stored flag-raising responses, as for an online submission, with two
-    batch differences (same outcome, less work per flag):
-
-    - cluster alerts are checked once per class (and its school) after the last flag is in, not
-      after every flag: an alert is raised once the class or school count reaches its threshold
-      either way, and carries the final count;
-    - the notices are committed to the outbox with the import and delivered by the outbox job
-      (``notify_send_pending``, every 20 s), not one by one at commit: hundreds of inline deliveries
-      (SMTP included) would hold the importer's request for minutes."""
-    from mh_platform.services.escalation import check_clusters_once
-
-    changed: dict[uuid.UUID, None] = {}  # flags opened or raised by the import, in order
+    """The flag path on the stored flag-raising responses, as for an online submission, as one
+    ``flags.FlagBatch`` (same outcome, less work per flag): units and recipients looked up once, the
+    notices written together and delivered by the outbox job (``notify_send_pending``, every 20 s)
+    rather than one by one at commit — hundreds of inline deliveries (SMTP included) would hold the
+    importer's request for minutes — and cluster alerts checked once per class after the last flag
+    is in, carrying the final count."""
+    batch = FlagBatch()
     for i in range(0, len(flagged), 900):
         chunk = flagged[i:i + 900]
         stored = {r.id: r for r in s.scalars(sa.select(Response).where(in_(s, Response.id, [c[0] for c in chunk])))}
         for rid, res in chunk:
-            out = flag_path(ctx, s, stored[rid], res, now, trigger="submitted", clusters=False)
-            if out is not None and (out.created or out.level_raised):
-                changed[out.flag_id] = None
-    check_clusters_once(ctx, s, [f for fid in changed if (f := s.get(Flag, fid)) is not None], now)
+            flag_path(ctx, s, stored[rid], res, now, trigger="submitted", batch=batch)
+    batch.finish(ctx, s, now)
 
 
 def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], campaign_id: uuid.UUID,

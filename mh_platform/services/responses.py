@@ -533,16 +533,17 @@ def apply_score(resp: Response, result: ScoreResult, quality: dict[str, Any], su
 
 
 def flag_path(ctx: ServiceContext, s: Session, resp: Response, result: ScoreResult, now, *,
-              trigger: str = "submitted", uow: Any = None, clusters: bool = True) -> Any:
+              trigger: str = "submitted", uow: Any = None, batch: Any = None) -> Any:
     """Hand a scored (or critical) response to the flags area, in the caller's transaction.
 
     Calls ``services.flags.raise_from_response`` (answers, score and flag commit together); with a
     ``uow``, the notifications it wrote to the outbox are sent after the commit (without one, the
-    outbox job delivers them). ``clusters=False``: the caller checks clusters once for the batch.
+    outbox job delivers them). ``batch`` (a ``flags.FlagBatch``): one of many flags in this
+    transaction; its notices and cluster check wait for ``batch.finish``.
     """
     from mh_platform.services import flags
 
-    out = flags.raise_from_response(ctx, s, resp, result, now=now, trigger=trigger, clusters=clusters)
+    out = flags.raise_from_response(ctx, s, resp, result, now=now, trigger=trigger, batch=batch)
     ids = list(getattr(out, "outbox_ids", None) or [])
     if ids and uow is not None:
         pending = getattr(uow, "_mhp_flag_outbox", None)

@@ -349,3 +349,71 @@ def test_a_class_over_the_cluster_threshold_gets_one_alert_and_the_notices_wait_
         assert statuses and set(statuses) == {"pending"}  # queued with the import, not yet sent
     out = notify.send_pending(ctx)
     assert out["sent"] == len(statuses)
+
+
+def test_the_batched_flag_path_writes_the_notices_the_one_by_one_path_writes(ctx, ready):
+    """The import plans its flags' notices into one ``FlagBatch`` and writes them together. For every
+    notice key it wrote, the one-by-one path (``notify_roles`` without a batch, each row through
+    ``notify.enqueue``) writes the same rows — recipients, channels, addresses, templates, params —
+    and nothing more; a red flag's oversight notices are among them."""
+    from mh_platform.core.types import Role
+    from mh_platform.db.models import Outbox, User
+
+    world, cid, codes, refused, hts = ready
+    with ctx.uow() as uow:  # every user with an address: the email channel is planned too
+        for u in uow.session.scalars(sa.select(User)):
+            u.email = f"{u.username}@example.org"
+        uow.commit()
+    sids = list(codes)[:5]
+    num = numbers(ctx, sids)
+    rows = [[num[sid], "phq9"] + ["2"] * 8 + ["0"] for sid in sids[1:]]  # orange
+    rows.append([num[sids[0]], "phq9"] + ["3"] * 9)  # item 9 answered "3": red at once
+    pv = paper_import.commit(ctx, world.counsellor, sheet(rows), "paper.csv", cid)
+    assert pv.flagged == 5
+    cols = (Outbox.dedupe_key, Outbox.channel, Outbox.recipient_user_id, Outbox.address, Outbox.template,
+            Outbox.params, Outbox.status)
+    with ctx.uow() as uow:
+        s = uow.session
+        flags = {f.id: f for f in s.scalars(sa.select(Flag).where(Flag.student_id.in_(sids)))}
+        assert len(flags) == 5
+        batched = {r[0]: r[1:] for r in s.execute(sa.select(*cols).where(Outbox.dedupe_key.like("flag:%")))}
+        assert batched and all(r[-1] == "pending" for r in batched.values())
+        templates = {r[3] for r in batched.values()}
+        assert {"flag_needs_action", "flag_oversight"} <= templates  # the red flag's county notice too
+        assert {r[0] for r in batched.values()} == {"inbox", "email"}
+        # what the one-by-one path writes for the same (flag, notice, role) keys, in a savepoint
+        calls = {}
+        for key, r in batched.items():
+            _f, fid, *mid, role, _rest, _channel = key.split(":")
+            calls[(uuid.UUID(fid), ":".join(mid), Role(role))] = r[3]
+        nested = s.begin_nested()
+        s.execute(sa.delete(Outbox).where(Outbox.dedupe_key.in_(list(batched))))
+        for (fid, mid, role), template in calls.items():
+            flags_service.notify_roles(ctx, s, flags[fid], [role], template, f"flag:{fid}:{mid}", ctx.now())
+        one_by_one = {r[0]: r[1:] for r in s.execute(sa.select(*cols).where(Outbox.dedupe_key.like("flag:%")))}
+        nested.rollback()
+    assert one_by_one == batched
+
+
+def test_a_batch_checks_each_class_and_each_school_once_with_their_final_counts(ctx):
+    """Three orange students in one class and two in another class of the same school (class
+    threshold 3, school threshold 5): one class alert (3) for the first class, none for the second,
+    and one school alert with the school's final count (5)."""
+    from mh_platform.db.models import ClusterAlert, Enrolment
+
+    world = build_world(ctx)
+    cid, codes, _refused, _hts = screening_ready(ctx, world, classes=2, per_class=6, refused=1)
+    with ctx.uow() as uow:
+        by_class: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for sid, cls in uow.session.execute(sa.select(Enrolment.student_id, Enrolment.class_unit_id)
+                                            .where(Enrolment.student_id.in_(list(codes)))
+                                            .order_by(Enrolment.student_id)):
+            by_class.setdefault(cls, []).append(sid)
+    a, b = sorted(by_class)
+    chosen = by_class[a][:3] + by_class[b][:2]
+    num = numbers(ctx, chosen)
+    rows = [[num[sid], "phq9"] + ["2"] * 8 + ["0"] for sid in chosen]
+    assert paper_import.commit(ctx, world.counsellor, sheet(rows), "paper.csv", cid).flagged == 5
+    with ctx.uow(read_only=True) as uow:
+        alerts = set(uow.session.execute(sa.select(ClusterAlert.scope, ClusterAlert.unit_id, ClusterAlert.flag_count)))
+    assert alerts == {("class", a, 3), ("school", world.school.id, 5)}
