@@ -44,6 +44,7 @@ from mh_platform.services.context import SYSTEM, ServiceContext
 from mh_platform.services.flags import (
     _PATH_INDEX,
     ROLE_TIER,
+    FlagBatch,
     add_event,
     claim_update,
     lock_audit,
@@ -243,8 +244,9 @@ def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATC
 
 
 def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
-                   scopes: Collection[str] = ("class", "school")) -> list[uuid.UUID]:
-    """Cluster alerts for the flag's class and school (in the caller's transaction); returns outbox ids."""
+                   scopes: Collection[str] = ("class", "school"), batch: FlagBatch | None = None) -> list[uuid.UUID]:
+    """Cluster alerts for the flag's class and school (in the caller's transaction); returns outbox ids
+    (none with ``batch``: the notices are planned into it)."""
     cp = default_flag_policy().cluster
     levels = [lv.value for lv in cp.levels]
     if flag.level not in levels:
@@ -280,16 +282,20 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
                            (Role.COUNTY_OFFICER, Tier.COUNTY)):
             from mh_platform.services.flags import unit_for_tier
 
-            target = unit_for_tier(s, flag, tier)
+            target = unit_for_tier(s, flag, tier, batch.units if batch is not None else None)
             if target is None or unit is None:
                 continue
-            ids += notify.notify_unit_role(ctx, s, role=role, unit=target, template="cluster_alert",
-                                           link=f"/flags/clusters/{alert.id}", dedupe=f"{alert.dedupe_key}:{role.value}",
-                                           now=now)
+            link, dedupe = f"/flags/clusters/{alert.id}", f"{alert.dedupe_key}:{role.value}"
+            if batch is not None:
+                batch.plan(ctx, s, role=role, unit=target, template="cluster_alert", link=link, dedupe=dedupe, now=now)
+            else:
+                ids += notify.notify_unit_role(ctx, s, role=role, unit=target, template="cluster_alert", link=link,
+                                               dedupe=dedupe, now=now)
     return ids
 
 
-def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], now: datetime) -> list[uuid.UUID]:
+def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], now: datetime,
+                        batch: FlagBatch | None = None) -> list[uuid.UUID]:
     """``check_clusters`` once per class and once per school for a batch of opened or raised flags (a
     bulk import), after the whole batch is in: with the first flag of each class (class scope) and of
     each school (school scope) that can count towards a cluster. An alert is raised once a count
@@ -303,7 +309,7 @@ def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], 
             first.setdefault(("school", f.school_unit_id), f)
     ids: list[uuid.UUID] = []
     for (scope, _unit), f in first.items():
-        ids += check_clusters(ctx, s, f, now, scopes=(scope,))
+        ids += check_clusters(ctx, s, f, now, scopes=(scope,), batch=batch)
     return ids
 
 

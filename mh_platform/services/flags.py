@@ -163,13 +163,20 @@ class FlagBatch:
             self.recipients.update(notify.recipients_by_unit(s, [(role, unit_id)]))
         return self.recipients[key]
 
+    def plan(self, ctx: ServiceContext, s: Session, *, role: Role, unit: OrgUnit, template: str, link: str,
+             dedupe: str, now: datetime) -> None:
+        """``notify.notify_unit_role``'s notices, planned for ``finish`` to write."""
+        for row in notify.plan_unit_role(ctx, self.users(s, role, unit.id), role=role, unit=unit, template=template,
+                                         link=link, dedupe=dedupe, now=now):
+            self.outbox.setdefault(row["dedupe_key"], row)
+
     def finish(self, ctx: ServiceContext, s: Session, now: datetime) -> None:
-        """Write the planned notices, then check clusters for the flags the batch opened or raised."""
+        """Check clusters for the flags the batch opened or raised, then write every planned notice."""
         from mh_platform.services.escalation import check_clusters_once
 
+        check_clusters_once(ctx, s, list(self.changed.values()), now, batch=self)
         notify.enqueue_many(s, list(self.outbox.values()))
         self.outbox.clear()
-        check_clusters_once(ctx, s, list(self.changed.values()), now)
 
 
 def notify_roles(ctx: ServiceContext, s: Session, flag: Flag, roles: Iterable[Role], template: str, dedupe: str,
@@ -184,10 +191,8 @@ def notify_roles(ctx: ServiceContext, s: Session, flag: Flag, roles: Iterable[Ro
         if unit is None:
             continue
         if batch is not None:
-            for row in notify.plan_unit_role(ctx, batch.users(s, role, unit.id), role=role, unit=unit,
-                                             template=template, link=f"/flags/{flag.id}",
-                                             dedupe=f"{dedupe}:{role.value}", now=now):
-                batch.outbox.setdefault(row["dedupe_key"], row)
+            batch.plan(ctx, s, role=role, unit=unit, template=template, link=f"/flags/{flag.id}",
+                       dedupe=f"{dedupe}:{role.value}", now=now)
             continue
         ids += notify.notify_unit_role(ctx, s, role=role, unit=unit, template=template, link=f"/flags/{flag.id}",
                                        dedupe=f"{dedupe}:{role.value}", now=now)

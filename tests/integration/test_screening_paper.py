@@ -352,12 +352,14 @@ def test_a_class_over_the_cluster_threshold_gets_one_alert_and_the_notices_wait_
 
 
 def test_the_batched_flag_path_writes_the_notices_the_one_by_one_path_writes(ctx, ready):
-    """The import plans its flags' notices into one ``FlagBatch`` and writes them together. For every
-    notice key it wrote, the one-by-one path (``notify_roles`` without a batch, each row through
-    ``notify.enqueue``) writes the same rows — recipients, channels, addresses, templates, params —
-    and nothing more; a red flag's oversight notices are among them."""
-    from mh_platform.core.types import Role
-    from mh_platform.db.models import Outbox, User
+    """The import plans its flags' and cluster alerts' notices into one ``FlagBatch`` and writes them
+    together. For every notice key it wrote, the one-by-one path (``notify_roles`` /
+    ``notify_unit_role`` without a batch, each row through ``notify.enqueue``) writes the same rows —
+    recipients, channels, addresses, templates, params, links — and nothing more; a red flag's
+    oversight notices and the class and school cluster alerts' notices are among them."""
+    from mh_platform.core.types import Role, Tier
+    from mh_platform.db.models import ClusterAlert, Outbox, User
+    from mh_platform.services import notify
 
     world, cid, codes, refused, hts = ready
     with ctx.uow() as uow:  # every user with an address: the email channel is planned too
@@ -376,21 +378,38 @@ def test_the_batched_flag_path_writes_the_notices_the_one_by_one_path_writes(ctx
         s = uow.session
         flags = {f.id: f for f in s.scalars(sa.select(Flag).where(Flag.student_id.in_(sids)))}
         assert len(flags) == 5
-        batched = {r[0]: r[1:] for r in s.execute(sa.select(*cols).where(Outbox.dedupe_key.like("flag:%")))}
+        batched = {r[0]: r[1:] for r in s.execute(sa.select(*cols))}
         assert batched and all(r[-1] == "pending" for r in batched.values())
         templates = {r[3] for r in batched.values()}
-        assert {"flag_needs_action", "flag_oversight"} <= templates  # the red flag's county notice too
+        # the red flag's county notice, and the class (3) and school (5) cluster alerts' notices
+        assert {"flag_needs_action", "flag_oversight", "cluster_alert"} <= templates
         assert {r[0] for r in batched.values()} == {"inbox", "email"}
-        # what the one-by-one path writes for the same (flag, notice, role) keys, in a savepoint
+        alerts = {a.dedupe_key: a for a in s.scalars(sa.select(ClusterAlert))}
+        assert {a.scope for a in alerts.values()} == {"class", "school"}
+        # what the one-by-one path writes for the same notice keys, in a savepoint
         calls = {}
         for key, r in batched.items():
-            _f, fid, *mid, role, _rest, _channel = key.split(":")
-            calls[(uuid.UUID(fid), ":".join(mid), Role(role))] = r[3]
+            *head, role, _user, _channel = key.split(":")
+            calls[(":".join(head), Role(role))] = r[3]
+        any_flag = next(iter(flags.values()))
+        # every flag's owner notice and every alert's notice to each role with someone to tell is there
+        assert {uuid.UUID(h.split(":")[1]) for h, _r in calls if h.endswith(":raised")} == set(flags)
+        targets = ((Role.COUNSELLOR, Tier.SCHOOL), (Role.SCHOOL_LEADER, Tier.SCHOOL), (Role.COUNTY_OFFICER, Tier.COUNTY))
+        assert {(h, r) for h, r in calls if h.startswith("cluster:")} == {
+            (key, role) for key in alerts for role, tier in targets
+            if notify.users_with_role(s, role, flags_service.unit_for_tier(s, any_flag, tier).id)}
         nested = s.begin_nested()
-        s.execute(sa.delete(Outbox).where(Outbox.dedupe_key.in_(list(batched))))
-        for (fid, mid, role), template in calls.items():
-            flags_service.notify_roles(ctx, s, flags[fid], [role], template, f"flag:{fid}:{mid}", ctx.now())
-        one_by_one = {r[0]: r[1:] for r in s.execute(sa.select(*cols).where(Outbox.dedupe_key.like("flag:%")))}
+        s.execute(sa.delete(Outbox))
+        for (head, role), template in calls.items():
+            if head.startswith("flag:"):
+                fid = uuid.UUID(head.split(":")[1])
+                flags_service.notify_roles(ctx, s, flags[fid], [role], template, head, ctx.now())
+            else:
+                tier = Tier.COUNTY if role == Role.COUNTY_OFFICER else Tier.SCHOOL
+                notify.notify_unit_role(ctx, s, role=role, unit=flags_service.unit_for_tier(s, any_flag, tier),
+                                        template=template, link=f"/flags/clusters/{alerts[head].id}",
+                                        dedupe=f"{head}:{role.value}", now=ctx.now())
+        one_by_one = {r[0]: r[1:] for r in s.execute(sa.select(*cols))}
         nested.rollback()
     assert one_by_one == batched
 
