@@ -154,8 +154,34 @@ class FlagBatch:
     units: dict[uuid.UUID, OrgUnit] = field(default_factory=dict)
     recipients: dict[tuple[str, uuid.UUID], list[tuple[uuid.UUID, str | None]]] = field(default_factory=dict)
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)  # planned rows by dedupe key
+    enrolments: dict[uuid.UUID, Enrolment | None] = field(default_factory=dict)  # by student, from ``prefetch``
+    open_flags: dict[uuid.UUID, Flag | None] = field(default_factory=dict)  # by student: the open flag (held)
     changed: dict[uuid.UUID, Flag] = field(default_factory=dict)  # flags opened or raised, in order (held:
     # the session's identity map keeps only weak references, so a flag no one holds is read again)
+
+    def prefetch(self, s: Session, student_ids: Sequence[uuid.UUID]) -> None:
+        """The current enrolments and open flags of the students about to be flagged, in two set-based
+        reads (as ``current_enrolment`` and ``_open_flag`` read them one by one; on PostgreSQL the open
+        flags are locked ``FOR UPDATE`` as there). A flag the batch opens is recorded as the student's
+        open flag, so a second flagged response of the same student attaches to it."""
+        from mh_platform.db.bulk import in_chunks
+
+        todo = [sid for sid in dict.fromkeys(student_ids) if sid not in self.enrolments]
+        if not todo:
+            return
+        for cond in in_chunks(s, Enrolment.student_id, todo):
+            for e in s.scalars(sa.select(Enrolment).where(cond, Enrolment.active.is_(True))
+                               .order_by(Enrolment.started_at.desc())):
+                self.enrolments.setdefault(e.student_id, e)  # the newest active one, as current_enrolment
+        for cond in in_chunks(s, Flag.student_id, todo):
+            q = sa.select(Flag).where(cond, Flag.status != "closed")
+            if s.get_bind().dialect.name == "postgresql":
+                q = q.with_for_update()
+            for f in s.scalars(q):
+                self.open_flags[f.student_id] = f
+        for sid in todo:
+            self.enrolments.setdefault(sid, None)
+            self.open_flags.setdefault(sid, None)
 
     def users(self, s: Session, role: Role, unit_id: uuid.UUID) -> list[tuple[uuid.UUID, str | None]]:
         key = (Role(role).value, unit_id)
@@ -270,14 +296,16 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
     if not evidence:
         return None
     p = escalation_policy(ctx)
-    enrol = current_enrolment(s, student_id)
+    if batch is not None:
+        batch.prefetch(s, [student_id])  # nothing to read when the caller prefetched the batch
+    enrol = batch.enrolments[student_id] if batch is not None else current_enrolment(s, student_id)
     if enrol is None:
         raise NotFound("student not found")
     lock_audit(s)
     level = fr.evidence_level(evidence)
     assert level is not None
     watch_only = fr.is_watch_only(evidence)
-    flag = _open_flag(s, student_id)
+    flag = batch.open_flags[student_id] if batch is not None else _open_flag(s, student_id)
     created = False
     level_raised = False
     ids: list[uuid.UUID] = []
@@ -298,6 +326,8 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
             flag = _open_flag(s, student_id)
             if flag is None:
                 raise Conflict("could not open or find the student's flag; retry") from None
+        if batch is not None:
+            batch.open_flags[student_id] = flag
         if created:
             add_event(ctx, s, flag, ev, actor, extra={"source": kind})
             owner = p.tier_roles[state.tier]
@@ -317,7 +347,7 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                 ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action",
                                     f"flag:{flag.id}:level:{new.level.value}", now, cache, batch)
                 ids += oversight(ctx, s, flag, now, p, cache, batch)
-    seen: set[tuple[Any, ...]] = {tuple(r) for r in s.execute(
+    seen: set[tuple[Any, ...]] = set() if created else {tuple(r) for r in s.execute(  # a new flag has none yet
         sa.select(FlagEvidence.reason_code, FlagEvidence.response_id, FlagEvidence.concern_id)
         .where(FlagEvidence.flag_id == flag.id)).all()}
     added = []

@@ -467,6 +467,7 @@ def _flag_paths(ctx: ServiceContext, s: Session, flagged: list[tuple[uuid.UUID, 
     for i in range(0, len(flagged), 900):
         chunk = flagged[i:i + 900]
         stored = {r.id: r for r in s.scalars(sa.select(Response).where(in_(s, Response.id, [c[0] for c in chunk])))}
+        batch.prefetch(s, [r.student_id for r in stored.values()])
         for rid, res in chunk:
             flag_path(ctx, s, stored[rid], res, now, trigger="submitted", batch=batch)
     batch.finish(ctx, s, now)

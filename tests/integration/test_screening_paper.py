@@ -436,3 +436,23 @@ def test_a_batch_checks_each_class_and_each_school_once_with_their_final_counts(
     with ctx.uow(read_only=True) as uow:
         alerts = set(uow.session.execute(sa.select(ClusterAlert.scope, ClusterAlert.unit_id, ClusterAlert.flag_count)))
     assert alerts == {("class", a, 3), ("school", world.school.id, 5)}
+
+
+def test_a_student_flagged_twice_has_one_flag_with_both_responses_as_evidence(ctx, ready):
+    """Two flag-raising responses of one student in one import attach to the one flag the first
+    opened; a later import's flag-raising response attaches to that open flag too."""
+    world, cid, codes, refused, hts = ready
+    sid, other = list(codes)[:2]
+    num = numbers(ctx, [sid, other])
+    first = [[num[sid], "phq9"] + ["2"] * 8 + ["0"], [num[sid], "gad7"] + ["2"] * 7]  # orange twice
+    assert paper_import.commit(ctx, world.counsellor, sheet(first), "paper.csv", cid).flagged == 2
+    later = [[num[sid], "k10"] + ["5"] * 10, [num[other], "phq9"] + ["2"] * 8 + ["0"]]
+    assert paper_import.commit(ctx, world.counsellor, sheet(later), "paper.csv", cid).flagged == 2
+    with ctx.uow(read_only=True) as uow:
+        s = uow.session
+        flags = list(s.scalars(sa.select(Flag).where(Flag.student_id == sid)))
+        assert len(flags) == 1
+        evidence = set(s.scalars(sa.select(Response.instrument_id).join(
+            FlagEvidence, FlagEvidence.response_id == Response.id).where(FlagEvidence.flag_id == flags[0].id)))
+        assert evidence == {"phq9", "gad7", "k10"}
+        assert s.scalar(sa.select(sa.func.count()).select_from(Flag).where(Flag.student_id == other)) == 1
