@@ -382,25 +382,33 @@ _SAVE_CAS = (_RESP.update()
                      updated_at=sa.bindparam("b_now"), critical_fired=sa.bindparam("b_crit")))
 
 
-def _insert_ignore_for(dialect: str) -> Any:
-    stmt: Any
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+# The new page's row, inserted unless another tab created it first (0 rows then). Written as text,
+# built once per dialect: SQLAlchemy 2.0 does not cache the dialects' ``insert().on_conflict_do_nothing()``
+# (their Insert has ``inherit_cache = False``), so that construct was compiled again on every first
+# answer of a page. The SQL is the same on SQLite and PostgreSQL; the bound values keep the columns'
+# types (UUID, JSON, UTC datetime and envelope processing as for any insert).
+_INSERT_COLUMNS = ("id", "campaign_id", "student_id", "school_unit_id", "unit_path", "instrument_id",
+                   "instrument_version", "source", "status", "answers_enc", "n_answered", "item_ms", "started_at",
+                   "updated_at", "critical_fired", "critical_unanswered")
+_INSERT_IGNORE: dict[str, Any] = {}
 
-        stmt = pg_insert(_RESP).on_conflict_do_nothing()
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(_RESP).on_conflict_do_nothing()
+def _insert_ignore_for(dialect: sa.Dialect) -> Any:
+    q = dialect.identifier_preparer
+    cols = ", ".join(q.quote(c) for c in _INSERT_COLUMNS)
+    binds = ", ".join(f":{c}" for c in _INSERT_COLUMNS)
+    sql = f"INSERT INTO {q.format_table(_RESP)} ({cols}) VALUES ({binds}) ON CONFLICT DO NOTHING"  # noqa: S608 - quoted names from the metadata
+    stmt = sa.text(sql).bindparams(*(sa.bindparam(c, type_=_RESP.c[c].type) for c in _INSERT_COLUMNS))
     # an INSERT's rowcount is only kept when asked for; 0 here means another tab created the page
     return stmt.execution_options(preserve_rowcount=True)
 
 
-_INSERT_IGNORE = {d: _insert_ignore_for(d) for d in ("postgresql", "sqlite")}
-
-
 def _insert_ignore(s: Session) -> Any:
-    return _INSERT_IGNORE[s.get_bind().dialect.name]
+    dialect = s.get_bind().dialect
+    stmt = _INSERT_IGNORE.get(dialect.name)
+    if stmt is None:
+        stmt = _INSERT_IGNORE[dialect.name] = _insert_ignore_for(dialect)
+    return stmt
 
 
 def _page_row(s: Session, access_code_id: uuid.UUID, instrument_id: str,
