@@ -34,7 +34,7 @@ from mh_platform.db.base import time_ordered_uuid
 from mh_platform.db.models import AccessCode, Campaign, DataKey, Enrolment, Response, Student
 from mh_platform.services import audit, codes
 from mh_platform.services.consent import consent_ok
-from mh_platform.services.context import SYSTEM, ServiceContext
+from mh_platform.services.context import SYSTEM, CoreUnitOfWork, ServiceContext
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +185,17 @@ def _open_answers(ctx: ServiceContext, s: Session, envelope: bytes | None, row_i
     return json.loads(txt) if txt else {}
 
 
+def _answers_json(answers: Mapping[str, Any]) -> str:
+    """What ``Response.answers_enc`` seals: the answers as JSON in item order."""
+    ordered = {k: answers[k] for k in sorted(answers, key=int)}
+    return json.dumps(ordered, separators=(",", ":"))
+
+
 def _seal_answers(ctx: ServiceContext, s: Session, student_id: uuid.UUID, row_id: uuid.UUID,
                   answers: Mapping[str, Any], now: datetime) -> bytes | None:
     """``Response.answers_enc`` for ``answers``: JSON in item order, sealed under the student's key."""
-    ordered = {k: answers[k] for k in sorted(answers, key=int)}
     return ctx.keyring.seal(s, table="response", column="answers_enc", row_id=row_id,
-                            value=json.dumps(ordered, separators=(",", ":")), student_id=student_id, now=now)
+                            value=_answers_json(answers), student_id=student_id, now=now)
 
 
 def _apply(current: dict[str, Any], coerced: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -301,7 +306,8 @@ def save_answer(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: s
 
 def save_answers(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
                  answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None = None) -> SaveResult:
-    """Autosave (the hot path: ~85% of a screening's requests) — Core statements, no ORM unit of work.
+    """Autosave (the hot path: ~85% of a screening's requests) — Core statements on Core units of work
+    (``ctx.core_uow``: no ORM Session unless the flag path or a student's first data key needs one).
 
     One query reads the code, campaign, enrolment, consent, the student's active data key and the
     page's response together; the merged answers are sealed again and written with a
@@ -318,15 +324,14 @@ def save_answers(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: 
     for attempt in range(8):
         plan: _SavePlan | None = None
         if split:
-            with ctx.uow(read_only=True) as ruow:
-                plan = _plan_save(ctx, ruow.session, access_code_id, instrument_id, answers, item_ms)
-        with ctx.uow() as uow:
-            s = uow.session
+            with ctx.core_uow(read_only=True) as ruow:
+                plan = _plan_save(ctx, ruow, access_code_id, instrument_id, answers, item_ms)
+        with ctx.core_uow() as uow:
             if plan is None or plan.needs_write_txn:
                 if attempt and not split:
                     # lost a race: take the page's row lock first, so this attempt cannot lose again
-                    s.connection().execute(_LOCK_PAGE, {"acid": access_code_id, "iid": instrument_id})
-                plan = _plan_save(ctx, s, access_code_id, instrument_id, answers, item_ms)
+                    uow.connection.execute(_LOCK_PAGE, {"acid": access_code_id, "iid": instrument_id})
+                plan = _plan_save(ctx, uow, access_code_id, instrument_id, answers, item_ms)
             if _write_save(ctx, uow, plan):
                 uow.commit()
                 return SaveResult(plan.n_answered, plan.critical)
@@ -403,20 +408,20 @@ def _insert_ignore_for(dialect: sa.Dialect) -> Any:
     return stmt.execution_options(preserve_rowcount=True)
 
 
-def _insert_ignore(s: Session) -> Any:
-    dialect = s.get_bind().dialect
+def _insert_ignore(conn: sa.Connection) -> Any:
+    dialect = conn.dialect
     stmt = _INSERT_IGNORE.get(dialect.name)
     if stmt is None:
         stmt = _INSERT_IGNORE[dialect.name] = _insert_ignore_for(dialect)
     return stmt
 
 
-def _page_row(s: Session, access_code_id: uuid.UUID, instrument_id: str,
+def _page_row(conn: sa.Connection, access_code_id: uuid.UUID, instrument_id: str,
               now: datetime) -> tuple[Any, Instrument, tuple[str, ...]]:
     """The one-query read of a page (code, campaign, enrolment, consent, data key, response), gated."""
     from mh_platform.services.campaigns import battery_from
 
-    row = s.connection().execute(_SAVE_Q, {"acid": access_code_id, "iid": instrument_id}).first()
+    row = conn.execute(_SAVE_Q, {"acid": access_code_id, "iid": instrument_id}).first()
     if row is None:
         raise CodeRejected("invalid")
     _gate(now, row.revoked_at, row.status, row.opens_at, row.closes_at, row.ok, row.completed_at, False)
@@ -424,25 +429,33 @@ def _page_row(s: Session, access_code_id: uuid.UUID, instrument_id: str,
     return row, _instrument(battery, instrument_id), battery
 
 
-def _plan_save(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instrument_id: str,
+def _plan_save(ctx: ServiceContext, uow: CoreUnitOfWork, access_code_id: uuid.UUID, instrument_id: str,
                answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None) -> _SavePlan:
     now = ctx.now()
-    row, inst, _battery_ids = _page_row(s, access_code_id, instrument_id, now)
+    row, inst, _battery_ids = _page_row(uow.connection, access_code_id, instrument_id, now)
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     if row.rid is not None and row.rstatus == "submitted":
         raise ValidationFailed("this page is already submitted")
     rid = row.rid or time_ordered_uuid()
-    if row.key_id is None and s.info.get("mhp_read_only"):
+    key = ctx.keyring.unwrap_student_key(row.student_id, row.key_id, row.master_key_id, row.wrapped)
+    if key is None and uow.read_only:
         # no active key yet: sealing creates one, which must commit with the write
         return _SavePlan(rid, None, None, 0, False, False, None, needs_write_txn=True)
-    ctx.keyring.prime_student_key(s, row.student_id, row.key_id, row.master_key_id, row.wrapped)
-    return _sealed_plan(ctx, s, row, inst, rid, coerced, item_ms, now)
+    return _sealed_plan(ctx, uow, key, row, inst, rid, coerced, item_ms, now)
 
 
-def _sealed_plan(ctx: ServiceContext, s: Session, row: Any, inst: Instrument, rid: uuid.UUID,
+def _sealed_plan(ctx: ServiceContext, uow: CoreUnitOfWork, key: Any, row: Any, inst: Instrument, rid: uuid.UUID,
                  coerced: list[tuple[str, Any]], item_ms: Mapping[Any, Any] | None, now: datetime) -> _SavePlan:
-    current = _apply(_open_answers(ctx, s, row.answers_enc, rid), coerced)
-    enc = _seal_answers(ctx, s, row.student_id, rid, current, now)
+    if key is not None:  # the student's active key, from the page query: sealed and opened on the connection
+        old = ctx.keyring.open_field_on(uow.connection, row.answers_enc, table="response", column="answers_enc",
+                                        row_id=rid)
+        current = _apply(json.loads(old) if old else {}, coerced)
+        enc = ctx.keyring.seal_with(key, table="response", column="answers_enc", row_id=rid,
+                                    value=_answers_json(current))
+    else:  # no active key: the Session way creates the student's first key in this write, or refuses a shredded one
+        s = uow.session
+        current = _apply(_open_answers(ctx, s, row.answers_enc, rid), coerced)
+        enc = _seal_answers(ctx, s, row.student_id, rid, current, now)
     ms = _merged_ms(row.item_ms, item_ms)
     result = score(inst, current) if inst.critical_items else None
     critical = bool(result and result.critical)
@@ -459,18 +472,18 @@ def _sealed_plan(ctx: ServiceContext, s: Session, row: Any, inst: Instrument, ri
     return _SavePlan(rid, None, cas, len(current), critical, fire, result, False)
 
 
-def _write_save(ctx: ServiceContext, uow: Any, plan: _SavePlan) -> bool:
+def _write_save(ctx: ServiceContext, uow: CoreUnitOfWork, plan: _SavePlan) -> bool:
     """Write a plan; False when another tab saved (or created the page) first."""
-    s = uow.session
-    conn = s.connection()
+    conn = uow.connection
     if plan.insert is not None:
-        n = conn.execute(_insert_ignore(s), plan.insert).rowcount
+        n = conn.execute(_insert_ignore(conn), plan.insert).rowcount
     else:
         n = conn.execute(_SAVE_CAS, plan.cas).rowcount
     if n != 1:
         return False
-    if plan.fire and plan.result is not None:
-        resp = s.get(Response, plan.rid)
+    if plan.fire and plan.result is not None:  # the flag path is ORM work: a Session in this transaction
+        s = uow.session
+        resp = cast(Response, s.get(Response, plan.rid))  # written just above, in this transaction
         flag_path(ctx, s, resp, plan.result, ctx.now(), trigger="critical_item", uow=uow)
     return True
 
@@ -490,12 +503,13 @@ class PageState:
 def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> PageState:
     """What the student has answered so far on one page (the student's own answers: no access log).
     A read (no write lock on SQLite): the page query of the autosave, then the submitted pages."""
-    with ctx.uow(read_only=True) as uow:
-        s = uow.session
-        row, inst, battery = _page_row(s, access_code_id, instrument_id, ctx.now())
-        ctx.keyring.prime_student_key(s, row.student_id, row.key_id, row.master_key_id, row.wrapped)
-        answers = _open_answers(ctx, s, row.answers_enc, row.rid)
-        done = set(s.connection().execute(_DONE_Q, {"c": row.campaign_id, "s": row.student_id}).scalars())
+    with ctx.core_uow(read_only=True) as uow:
+        conn = uow.connection
+        row, inst, battery = _page_row(conn, access_code_id, instrument_id, ctx.now())
+        ctx.keyring.unwrap_student_key(row.student_id, row.key_id, row.master_key_id, row.wrapped)  # cached for opening
+        txt = ctx.keyring.open_field_on(conn, row.answers_enc, table="response", column="answers_enc", row_id=row.rid)
+        answers = json.loads(txt) if txt else {}
+        done = set(conn.execute(_DONE_Q, {"c": row.campaign_id, "s": row.student_id}).scalars())
         sizes = {i: (inst.n_items if i == inst.id else load_instrument(i).n_items) for i in battery}
         total_items = sum(sizes.values())
         answered = sum(sizes[i] for i in battery if i in done)
