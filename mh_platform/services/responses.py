@@ -257,7 +257,8 @@ def _lock_response(s: Session, campaign_id: uuid.UUID, student_id: uuid.UUID, in
     return s.scalar(q, {"c": campaign_id, "s": student_id, "i": instrument_id})
 
 
-def _get_or_create(s: Session, ac: AccessCode, enr: Enrolment, inst: Instrument, now) -> Response:
+def _get_or_create(s: Session, ac: Any, enr: Any, inst: Instrument, now) -> Response:
+    """The page's response, locked, or a new one (``ac``: campaign_id, student_id; ``enr``: school_unit_id, unit_path)."""
     resp = _lock_response(s, ac.campaign_id, ac.student_id, inst.id)
     if resp is not None:
         return resp
@@ -599,10 +600,10 @@ def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
-        ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id)
-        battery = _battery(camp, enr, by)
-        inst = _instrument(battery, instrument_id)
-        resp, current = _merge_page(ctx, s, ac, enr, inst, answers or {}, item_ms, now)
+        # the autosave's one-query page read (Core columns, same gate and battery) instead of ORM entities
+        st, inst, battery = _page_row(s.connection(), access_code_id, instrument_id, now)
+        ctx.keyring.prime_student_key(s, st.student_id, st.key_id, st.master_key_id, st.wrapped)
+        resp, current = _merge_page(ctx, s, st, st, inst, answers or {}, item_ms, now)
         result = score(inst, current)
         if result.errors and result.status == INVALID and any("not an option" in e or "unknown" in e for e in result.errors):
             raise ValidationFailed("answers do not fit the instrument")
@@ -612,17 +613,17 @@ def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
         resp.status, resp.submitted_at, resp.updated_at = "submitted", now, now
         s.flush()
         flag_path(ctx, s, resp, result, now, trigger="submitted", uow=uow)
-        done = set(audit.record_riding(ctx, s, _DONE_Q, _DONE_Q_AUDITED, {"c": camp.id, "s": ac.student_id},
+        done = set(audit.record_riding(ctx, s, _DONE_Q, _DONE_Q_AUDITED, {"c": st.campaign_id, "s": st.student_id},
                                        SYSTEM, "screening:response_submitted", "response", resp.id,
-                                       {"campaign_id": camp.id, "instrument": inst.id,
+                                       {"campaign_id": st.campaign_id, "instrument": inst.id,
                                         "status": result.status}).scalars())
         nxt = next((i for i in battery if i not in done), None)
         finished = nxt is None
         if finished:
-            s.execute(sa.update(AccessCode).where(AccessCode.id == ac.id, AccessCode.completed_at.is_(None))
+            s.execute(sa.update(AccessCode).where(AccessCode.id == access_code_id, AccessCode.completed_at.is_(None))
                       .values(completed_at=now))
-            audit.record(ctx, s, SYSTEM, "screening:code_completed", "access_code", ac.id,
-                         {"campaign_id": camp.id})
+            audit.record(ctx, s, SYSTEM, "screening:code_completed", "access_code", access_code_id,
+                         {"campaign_id": st.campaign_id})
         uow.commit()
         return SubmitResult(nxt, finished, bool(result.critical) or was_critical,
                             inst.n_items - len(current))

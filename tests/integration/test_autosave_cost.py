@@ -173,3 +173,40 @@ def test_a_core_unit_of_work_commits_only_when_told(harness, request):
     with ctx.core_uow(read_only=True) as uow:
         keys = set(uow.connection.execute(sa.select(table.c.key).where(table.c.key.like("t.core.%"))).scalars())
     assert keys == {"t.core.kept", "t.core.kept2"}
+
+
+def test_a_page_submit_is_gated_like_the_autosave(ctx):
+    """``submit`` reads its state with the autosave's one-query page read: the same refusals, and a
+    refused submission writes nothing."""
+    from mh_platform.core.errors import NotFound
+    from mh_platform.db.models import AccessCode
+    from mh_platform.services import consent
+
+    world = build_world(ctx)
+    _cid, codes, _refused, hts = screening_ready(ctx, world, per_class=6, refused=0)
+    entered = [(sid, responses.begin(ctx, code).access_code_id) for sid, code in codes.items()]
+    inst = load_instrument("phq9")
+    page = {str(it.number): it.options[0].value for it in inst.items}
+    (s_ok, ac_ok), (s_rev, ac_rev), (s_wd, ac_wd), (s_done, ac_done) = entered[:4]
+    with ctx.uow() as uow:
+        uow.session.execute(sa.update(AccessCode).where(AccessCode.id == ac_rev).values(revoked_at=ctx.now()))
+        uow.session.execute(sa.update(AccessCode).where(AccessCode.id == ac_done).values(completed_at=ctx.now()))
+        uow.commit()
+    consent.withdraw(ctx, hts[0], s_wd)
+    for ac, reason in ((ac_rev, "invalid"), (ac_wd, "no_consent"), (ac_done, "completed")):
+        with pytest.raises(responses.CodeRejected) as e:
+            responses.submit(ctx, ac, "phq9", page)
+        assert e.value.reason == reason
+    with pytest.raises(NotFound):
+        responses.submit(ctx, ac_ok, "scared", {"1": 0})
+    out = responses.submit(ctx, ac_ok, "phq9", page, {"1": 2500})
+    assert not out.finished and out.next_instrument == "gad7" and out.missing == 0
+    ctx.clock.advance(days=30)  # past the window
+    with pytest.raises(responses.CodeRejected) as e:
+        responses.submit(ctx, ac_ok, "gad7", {"1": 0})
+    assert e.value.reason == "closed"
+    ctx.clock.advance(days=-30)
+    with ctx.uow() as uow:
+        rows = uow.session.execute(sa.select(Response.student_id, Response.instrument_id, Response.status)).all()
+    assert rows == [(s_ok, "phq9", "submitted")]
+    assert {s_rev, s_wd, s_done}.isdisjoint({r[0] for r in rows})
