@@ -210,3 +210,24 @@ def test_a_page_submit_is_gated_like_the_autosave(ctx):
         rows = uow.session.execute(sa.select(Response.student_id, Response.instrument_id, Response.status)).all()
     assert rows == [(s_ok, "phq9", "submitted")]
     assert {s_rev, s_wd, s_done}.isdisjoint({r[0] for r in rows})
+
+
+def test_on_sqlite_an_autosave_reads_in_a_read_transaction_and_writes_one_statement(fresh_ctx):
+    """The write lock (BEGIN IMMEDIATE) is taken for the one write only; the read and sealing run in
+    a plain BEGIN (``ctx.core_uow(read_only=True)``)."""
+    ctx = fresh_ctx
+    if ctx.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's transaction modes")
+    (_sid, ac), = _entered(ctx)
+    ctx.engine.dispose()  # new connections, traced
+    sent: list[str] = []
+
+    @sa.event.listens_for(ctx.engine, "connect")
+    def _trace(dbc, _rec):  # noqa: ANN001
+        dbc.set_trace_callback(lambda sql: sent.append(sql.split()[0] + (" IMMEDIATE" if "IMMEDIATE" in sql else "")))
+
+    responses.save_answer(ctx, ac, "phq9", 1, 1)
+    responses.save_answer(ctx, ac, "phq9", 2, 1)
+    sent = [x for x in sent if x != "PRAGMA"]
+    one = ["BEGIN", "SELECT", "ROLLBACK", "BEGIN IMMEDIATE"]
+    assert sent == one + ["INSERT", "COMMIT"] + one + ["UPDATE", "COMMIT"]
