@@ -33,13 +33,17 @@ def write_new_master_key_file(path: str) -> str:
     return kr.generate_master_key_file(path)
 
 
+_KEY_BY_ID = sa.select(DataKey.id, DataKey.purpose, DataKey.student_id, DataKey.master_key_id,
+                       DataKey.wrapped).where(DataKey.id == sa.bindparam("kid", type_=sa.Uuid()))
+
+
 def _session_keys(s: Session) -> dict[uuid.UUID, kr.DataKey]:
     """Unwrapped student keys of this session. Per session: a key created in a transaction that
     rolls back must not outlive it."""
     return s.info.setdefault("mhp_student_keys", {})
 
 
-def _wrapped(row: DataKey) -> kr.WrappedDataKey:
+def _wrapped(row: Any) -> kr.WrappedDataKey:  # a DataKey, or a row of its columns
     if row.wrapped is None:
         raise env.KeyShredded(row.id)
     return kr.WrappedDataKey(row.id, kr.KeyPurpose(row.purpose), row.student_id, row.master_key_id, row.wrapped)
@@ -138,6 +142,16 @@ class KeyService:
             cache[student_id] = self.keyring.unwrap(
                 kr.WrappedDataKey(key_id, kr.KeyPurpose.STUDENT, student_id, master_key_id, wrapped))
 
+    def unwrap_student_key(self, student_id: uuid.UUID, key_id: uuid.UUID | None, master_key_id: str | None,
+                           wrapped: bytes | None) -> kr.DataKey | None:
+        """A student's active key from a row the caller read itself (a join to ``data_key``), for work
+        on a Core connection (no Session): unwrapped through the process cache, as ``prime_student_key``
+        does. None when the row has no active key (none yet, or shredded): the caller then goes the
+        Session way (``seal``), which creates the key or refuses a shredded one."""
+        if key_id is None or wrapped is None or master_key_id is None:
+            return None
+        return self.keyring.unwrap(kr.WrappedDataKey(key_id, kr.KeyPurpose.STUDENT, student_id, master_key_id, wrapped))
+
     def _student_key(self, s: Session, student_id: uuid.UUID, now, *, create: bool) -> kr.DataKey:
         row = s.scalar(sa.select(DataKey).where(DataKey.student_id == student_id, DataKey.active.is_(True)))
         if row is None:
@@ -176,6 +190,19 @@ class KeyService:
 
         return lookup
 
+    def _lookup_on(self, conn: sa.Connection):
+        """``_lookup_in`` for a Core connection: the process cache, else the key row by id."""
+        def lookup(key_id: uuid.UUID) -> kr.DataKey | None:
+            cached = self.keyring.lookup(key_id)
+            if cached is not None:
+                return cached
+            row = conn.execute(_KEY_BY_ID, {"kid": key_id}).first()
+            if row is None:
+                return None
+            return self.keyring.unwrap(_wrapped(row))
+
+        return lookup
+
     # ---- fields ------------------------------------------------------------------------------
     def seal(self, s: Session, *, table: str, column: str, row_id: uuid.UUID, value: str | bytes | None,
              student_id: uuid.UUID | None, now, pad_to: int | None = None) -> bytes | None:
@@ -191,6 +218,13 @@ class KeyService:
         if envelope is None:
             return None
         return env.open_text(self._lookup_in(s), envelope, env.AAD(table, column, row_id))
+
+    def open_field_on(self, conn: sa.Connection, envelope: bytes | None, *, table: str, column: str,
+                      row_id: uuid.UUID) -> str | None:
+        """``open_field`` in a transaction on a Core connection (no Session)."""
+        if envelope is None:
+            return None
+        return env.open_text(self._lookup_on(conn), envelope, env.AAD(table, column, row_id))
 
     def open_bytes(self, s: Session, envelope: bytes | None, *, table: str, column: str,
                    row_id: uuid.UUID) -> bytes | None:

@@ -34,7 +34,7 @@ from mh_platform.db.base import time_ordered_uuid
 from mh_platform.db.models import AccessCode, Campaign, DataKey, Enrolment, Response, Student
 from mh_platform.services import audit, codes
 from mh_platform.services.consent import consent_ok
-from mh_platform.services.context import SYSTEM, ServiceContext
+from mh_platform.services.context import SYSTEM, CoreUnitOfWork, ServiceContext
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +185,17 @@ def _open_answers(ctx: ServiceContext, s: Session, envelope: bytes | None, row_i
     return json.loads(txt) if txt else {}
 
 
+def _answers_json(answers: Mapping[str, Any]) -> str:
+    """What ``Response.answers_enc`` seals: the answers as JSON in item order."""
+    ordered = {k: answers[k] for k in sorted(answers, key=int)}
+    return json.dumps(ordered, separators=(",", ":"))
+
+
 def _seal_answers(ctx: ServiceContext, s: Session, student_id: uuid.UUID, row_id: uuid.UUID,
                   answers: Mapping[str, Any], now: datetime) -> bytes | None:
     """``Response.answers_enc`` for ``answers``: JSON in item order, sealed under the student's key."""
-    ordered = {k: answers[k] for k in sorted(answers, key=int)}
     return ctx.keyring.seal(s, table="response", column="answers_enc", row_id=row_id,
-                            value=json.dumps(ordered, separators=(",", ":")), student_id=student_id, now=now)
+                            value=_answers_json(answers), student_id=student_id, now=now)
 
 
 def _apply(current: dict[str, Any], coerced: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -252,7 +257,8 @@ def _lock_response(s: Session, campaign_id: uuid.UUID, student_id: uuid.UUID, in
     return s.scalar(q, {"c": campaign_id, "s": student_id, "i": instrument_id})
 
 
-def _get_or_create(s: Session, ac: AccessCode, enr: Enrolment, inst: Instrument, now) -> Response:
+def _get_or_create(s: Session, ac: Any, enr: Any, inst: Instrument, now) -> Response:
+    """The page's response, locked, or a new one (``ac``: campaign_id, student_id; ``enr``: school_unit_id, unit_path)."""
     resp = _lock_response(s, ac.campaign_id, ac.student_id, inst.id)
     if resp is not None:
         return resp
@@ -301,7 +307,8 @@ def save_answer(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: s
 
 def save_answers(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
                  answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None = None) -> SaveResult:
-    """Autosave (the hot path: ~85% of a screening's requests) — Core statements, no ORM unit of work.
+    """Autosave (the hot path: ~85% of a screening's requests) — Core statements on Core units of work
+    (``ctx.core_uow``: no ORM Session unless the flag path or a student's first data key needs one).
 
     One query reads the code, campaign, enrolment, consent, the student's active data key and the
     page's response together; the merged answers are sealed again and written with a
@@ -318,15 +325,14 @@ def save_answers(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: 
     for attempt in range(8):
         plan: _SavePlan | None = None
         if split:
-            with ctx.uow(read_only=True) as ruow:
-                plan = _plan_save(ctx, ruow.session, access_code_id, instrument_id, answers, item_ms)
-        with ctx.uow() as uow:
-            s = uow.session
+            with ctx.core_uow(read_only=True) as ruow:
+                plan = _plan_save(ctx, ruow, access_code_id, instrument_id, answers, item_ms)
+        with ctx.core_uow() as uow:
             if plan is None or plan.needs_write_txn:
                 if attempt and not split:
                     # lost a race: take the page's row lock first, so this attempt cannot lose again
-                    s.connection().execute(_LOCK_PAGE, {"acid": access_code_id, "iid": instrument_id})
-                plan = _plan_save(ctx, s, access_code_id, instrument_id, answers, item_ms)
+                    uow.connection.execute(_LOCK_PAGE, {"acid": access_code_id, "iid": instrument_id})
+                plan = _plan_save(ctx, uow, access_code_id, instrument_id, answers, item_ms)
             if _write_save(ctx, uow, plan):
                 uow.commit()
                 return SaveResult(plan.n_answered, plan.critical)
@@ -382,33 +388,41 @@ _SAVE_CAS = (_RESP.update()
                      updated_at=sa.bindparam("b_now"), critical_fired=sa.bindparam("b_crit")))
 
 
-def _insert_ignore_for(dialect: str) -> Any:
-    stmt: Any
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+# The new page's row, inserted unless another tab created it first (0 rows then). Written as text,
+# built once per dialect: SQLAlchemy 2.0 does not cache the dialects' ``insert().on_conflict_do_nothing()``
+# (their Insert has ``inherit_cache = False``), so that construct was compiled again on every first
+# answer of a page. The SQL is the same on SQLite and PostgreSQL; the bound values keep the columns'
+# types (UUID, JSON, UTC datetime and envelope processing as for any insert).
+_INSERT_COLUMNS = ("id", "campaign_id", "student_id", "school_unit_id", "unit_path", "instrument_id",
+                   "instrument_version", "source", "status", "answers_enc", "n_answered", "item_ms", "started_at",
+                   "updated_at", "critical_fired", "critical_unanswered")
+_INSERT_IGNORE: dict[str, Any] = {}
 
-        stmt = pg_insert(_RESP).on_conflict_do_nothing()
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(_RESP).on_conflict_do_nothing()
+def _insert_ignore_for(dialect: sa.Dialect) -> Any:
+    q = dialect.identifier_preparer
+    cols = ", ".join(q.quote(c) for c in _INSERT_COLUMNS)
+    binds = ", ".join(f":{c}" for c in _INSERT_COLUMNS)
+    sql = f"INSERT INTO {q.format_table(_RESP)} ({cols}) VALUES ({binds}) ON CONFLICT DO NOTHING"  # noqa: S608 - quoted names from the metadata
+    stmt = sa.text(sql).bindparams(*(sa.bindparam(c, type_=_RESP.c[c].type) for c in _INSERT_COLUMNS))
     # an INSERT's rowcount is only kept when asked for; 0 here means another tab created the page
     return stmt.execution_options(preserve_rowcount=True)
 
 
-_INSERT_IGNORE = {d: _insert_ignore_for(d) for d in ("postgresql", "sqlite")}
+def _insert_ignore(conn: sa.Connection) -> Any:
+    dialect = conn.dialect
+    stmt = _INSERT_IGNORE.get(dialect.name)
+    if stmt is None:
+        stmt = _INSERT_IGNORE[dialect.name] = _insert_ignore_for(dialect)
+    return stmt
 
 
-def _insert_ignore(s: Session) -> Any:
-    return _INSERT_IGNORE[s.get_bind().dialect.name]
-
-
-def _page_row(s: Session, access_code_id: uuid.UUID, instrument_id: str,
+def _page_row(conn: sa.Connection, access_code_id: uuid.UUID, instrument_id: str,
               now: datetime) -> tuple[Any, Instrument, tuple[str, ...]]:
     """The one-query read of a page (code, campaign, enrolment, consent, data key, response), gated."""
     from mh_platform.services.campaigns import battery_from
 
-    row = s.connection().execute(_SAVE_Q, {"acid": access_code_id, "iid": instrument_id}).first()
+    row = conn.execute(_SAVE_Q, {"acid": access_code_id, "iid": instrument_id}).first()
     if row is None:
         raise CodeRejected("invalid")
     _gate(now, row.revoked_at, row.status, row.opens_at, row.closes_at, row.ok, row.completed_at, False)
@@ -416,25 +430,33 @@ def _page_row(s: Session, access_code_id: uuid.UUID, instrument_id: str,
     return row, _instrument(battery, instrument_id), battery
 
 
-def _plan_save(ctx: ServiceContext, s: Session, access_code_id: uuid.UUID, instrument_id: str,
+def _plan_save(ctx: ServiceContext, uow: CoreUnitOfWork, access_code_id: uuid.UUID, instrument_id: str,
                answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None) -> _SavePlan:
     now = ctx.now()
-    row, inst, _battery_ids = _page_row(s, access_code_id, instrument_id, now)
+    row, inst, _battery_ids = _page_row(uow.connection, access_code_id, instrument_id, now)
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     if row.rid is not None and row.rstatus == "submitted":
         raise ValidationFailed("this page is already submitted")
     rid = row.rid or time_ordered_uuid()
-    if row.key_id is None and s.info.get("mhp_read_only"):
+    key = ctx.keyring.unwrap_student_key(row.student_id, row.key_id, row.master_key_id, row.wrapped)
+    if key is None and uow.read_only:
         # no active key yet: sealing creates one, which must commit with the write
         return _SavePlan(rid, None, None, 0, False, False, None, needs_write_txn=True)
-    ctx.keyring.prime_student_key(s, row.student_id, row.key_id, row.master_key_id, row.wrapped)
-    return _sealed_plan(ctx, s, row, inst, rid, coerced, item_ms, now)
+    return _sealed_plan(ctx, uow, key, row, inst, rid, coerced, item_ms, now)
 
 
-def _sealed_plan(ctx: ServiceContext, s: Session, row: Any, inst: Instrument, rid: uuid.UUID,
+def _sealed_plan(ctx: ServiceContext, uow: CoreUnitOfWork, key: Any, row: Any, inst: Instrument, rid: uuid.UUID,
                  coerced: list[tuple[str, Any]], item_ms: Mapping[Any, Any] | None, now: datetime) -> _SavePlan:
-    current = _apply(_open_answers(ctx, s, row.answers_enc, rid), coerced)
-    enc = _seal_answers(ctx, s, row.student_id, rid, current, now)
+    if key is not None:  # the student's active key, from the page query: sealed and opened on the connection
+        old = ctx.keyring.open_field_on(uow.connection, row.answers_enc, table="response", column="answers_enc",
+                                        row_id=rid)
+        current = _apply(json.loads(old) if old else {}, coerced)
+        enc = ctx.keyring.seal_with(key, table="response", column="answers_enc", row_id=rid,
+                                    value=_answers_json(current))
+    else:  # no active key: the Session way creates the student's first key in this write, or refuses a shredded one
+        s = uow.session
+        current = _apply(_open_answers(ctx, s, row.answers_enc, rid), coerced)
+        enc = _seal_answers(ctx, s, row.student_id, rid, current, now)
     ms = _merged_ms(row.item_ms, item_ms)
     result = score(inst, current) if inst.critical_items else None
     critical = bool(result and result.critical)
@@ -451,18 +473,18 @@ def _sealed_plan(ctx: ServiceContext, s: Session, row: Any, inst: Instrument, ri
     return _SavePlan(rid, None, cas, len(current), critical, fire, result, False)
 
 
-def _write_save(ctx: ServiceContext, uow: Any, plan: _SavePlan) -> bool:
+def _write_save(ctx: ServiceContext, uow: CoreUnitOfWork, plan: _SavePlan) -> bool:
     """Write a plan; False when another tab saved (or created the page) first."""
-    s = uow.session
-    conn = s.connection()
+    conn = uow.connection
     if plan.insert is not None:
-        n = conn.execute(_insert_ignore(s), plan.insert).rowcount
+        n = conn.execute(_insert_ignore(conn), plan.insert).rowcount
     else:
         n = conn.execute(_SAVE_CAS, plan.cas).rowcount
     if n != 1:
         return False
-    if plan.fire and plan.result is not None:
-        resp = s.get(Response, plan.rid)
+    if plan.fire and plan.result is not None:  # the flag path is ORM work: a Session in this transaction
+        s = uow.session
+        resp = cast(Response, s.get(Response, plan.rid))  # written just above, in this transaction
         flag_path(ctx, s, resp, plan.result, ctx.now(), trigger="critical_item", uow=uow)
     return True
 
@@ -482,12 +504,13 @@ class PageState:
 def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> PageState:
     """What the student has answered so far on one page (the student's own answers: no access log).
     A read (no write lock on SQLite): the page query of the autosave, then the submitted pages."""
-    with ctx.uow(read_only=True) as uow:
-        s = uow.session
-        row, inst, battery = _page_row(s, access_code_id, instrument_id, ctx.now())
-        ctx.keyring.prime_student_key(s, row.student_id, row.key_id, row.master_key_id, row.wrapped)
-        answers = _open_answers(ctx, s, row.answers_enc, row.rid)
-        done = set(s.connection().execute(_DONE_Q, {"c": row.campaign_id, "s": row.student_id}).scalars())
+    with ctx.core_uow(read_only=True) as uow:
+        conn = uow.connection
+        row, inst, battery = _page_row(conn, access_code_id, instrument_id, ctx.now())
+        ctx.keyring.unwrap_student_key(row.student_id, row.key_id, row.master_key_id, row.wrapped)  # cached for opening
+        txt = ctx.keyring.open_field_on(conn, row.answers_enc, table="response", column="answers_enc", row_id=row.rid)
+        answers = json.loads(txt) if txt else {}
+        done = set(conn.execute(_DONE_Q, {"c": row.campaign_id, "s": row.student_id}).scalars())
         sizes = {i: (inst.n_items if i == inst.id else load_instrument(i).n_items) for i in battery}
         total_items = sum(sizes.values())
         answered = sum(sizes[i] for i in battery if i in done)
@@ -578,10 +601,10 @@ def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
-        ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id)
-        battery = _battery(camp, enr, by)
-        inst = _instrument(battery, instrument_id)
-        resp, current = _merge_page(ctx, s, ac, enr, inst, answers or {}, item_ms, now)
+        # the autosave's one-query page read (Core columns, same gate and battery) instead of ORM entities
+        st, inst, battery = _page_row(s.connection(), access_code_id, instrument_id, now)
+        ctx.keyring.prime_student_key(s, st.student_id, st.key_id, st.master_key_id, st.wrapped)
+        resp, current = _merge_page(ctx, s, st, st, inst, answers or {}, item_ms, now)
         result = score(inst, current)
         if result.errors and result.status == INVALID and any("not an option" in e or "unknown" in e for e in result.errors):
             raise ValidationFailed("answers do not fit the instrument")
@@ -591,17 +614,17 @@ def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
         resp.status, resp.submitted_at, resp.updated_at = "submitted", now, now
         s.flush()
         flag_path(ctx, s, resp, result, now, trigger="submitted", uow=uow)
-        done = set(audit.record_riding(ctx, s, _DONE_Q, _DONE_Q_AUDITED, {"c": camp.id, "s": ac.student_id},
+        done = set(audit.record_riding(ctx, s, _DONE_Q, _DONE_Q_AUDITED, {"c": st.campaign_id, "s": st.student_id},
                                        SYSTEM, "screening:response_submitted", "response", resp.id,
-                                       {"campaign_id": camp.id, "instrument": inst.id,
+                                       {"campaign_id": st.campaign_id, "instrument": inst.id,
                                         "status": result.status}).scalars())
         nxt = next((i for i in battery if i not in done), None)
         finished = nxt is None
         if finished:
-            s.execute(sa.update(AccessCode).where(AccessCode.id == ac.id, AccessCode.completed_at.is_(None))
+            s.execute(sa.update(AccessCode).where(AccessCode.id == access_code_id, AccessCode.completed_at.is_(None))
                       .values(completed_at=now))
-            audit.record(ctx, s, SYSTEM, "screening:code_completed", "access_code", ac.id,
-                         {"campaign_id": camp.id})
+            audit.record(ctx, s, SYSTEM, "screening:code_completed", "access_code", access_code_id,
+                         {"campaign_id": st.campaign_id})
         uow.commit()
         return SubmitResult(nxt, finished, bool(result.critical) or was_critical,
                             inst.n_items - len(current))

@@ -253,3 +253,34 @@ def test_a_page_post_with_an_unknown_option_shows_the_page_again_with_what_is_sa
     with ctx.uow() as uow:
         assert uow.session.scalar(sa.select(sa.func.count()).select_from(Response).where(
             Response.status == "submitted")) == 0
+
+
+def test_an_autosave_needs_this_sessions_csrf_token_in_the_header(ctx, ready, client):
+    """The autosave's JSON carries its CSRF token in a header (web.extensions._CSRFProtect reads a
+    non-form body's token from the headers only): a missing, forged, foreign or body-only token is
+    refused and nothing is saved; the page's own token in X-CSRFToken or X-CSRF-Token is accepted."""
+    world, cid, codes, refused, hts = ready
+    (sid, code), (_sid2, code2) = list(codes.items())[:2]
+    other = client.application.test_client()
+    enter(other, code2)
+    foreign = csrf(other.get("/s/p/phq9").text)
+    assert enter(client, code).status_code == 303
+    token = csrf(client.get("/s/p/phq9").text)
+    body = {"instrument": "phq9", "item": 1, "value": 2}
+    for headers in ({}, {"X-CSRFToken": "forged"}, {"X-CSRFToken": foreign}, {"X-CSRFToken": token[:-2] + "xx"}):
+        assert client.post("/s/answer", json=body, headers=headers).status_code == 400, headers
+    assert client.post("/s/answer", json=body | {"csrf_token": token}).status_code == 400  # a JSON field is no form
+    r = client.post("/s/answer", data='{"instrument": "phq9"}', content_type="text/plain",
+                    headers={"X-CSRFToken": "forged"})
+    assert r.status_code == 400
+    with ctx.uow() as uow:
+        assert uow.session.scalar(sa.select(sa.func.count()).select_from(Response).where(
+            Response.student_id == sid)) == 0
+    assert client.post("/s/answer", json=body, headers={"X-CSRFToken": token}).json == {
+        "saved": True, "n": 1, "critical": False}
+    assert client.post("/s/answer", json=body | {"item": 2}, headers={"X-CSRF-Token": token}).json["n"] == 2
+    # a form post still finds the token in the form (or in a header)
+    inst = load_instrument("phq9")
+    form = {f"i{it.number}": str(it.options[0].value) for it in inst.items}
+    assert client.post("/s/p/phq9", data=form).status_code == 400
+    assert client.post("/s/p/phq9", data=form, headers={"X-CSRFToken": token}).status_code == 303
