@@ -258,7 +258,7 @@ def _lock_response(s: Session, campaign_id: uuid.UUID, student_id: uuid.UUID, in
 
 
 def _get_or_create(s: Session, ac: Any, enr: Any, inst: Instrument, now) -> Response:
-    """The page's response, locked, or a new one (``ac``: campaign_id, student_id; ``enr``: school_unit_id, unit_path)."""
+    """The page's response, locked, or a new one (``ac``: campaign_id, student_id; ``enr``: school_unit_id)."""
     resp = _lock_response(s, ac.campaign_id, ac.student_id, inst.id)
     if resp is not None:
         return resp
@@ -393,7 +393,7 @@ _SAVE_CAS = (_RESP.update()
 # (their Insert has ``inherit_cache = False``), so that construct was compiled again on every first
 # answer of a page. The SQL is the same on SQLite and PostgreSQL; the bound values keep the columns'
 # types (UUID, JSON, UTC datetime and envelope processing as for any insert).
-_INSERT_COLUMNS = ("id", "campaign_id", "student_id", "school_unit_id", "unit_path", "instrument_id",
+_INSERT_COLUMNS = ("id", "campaign_id", "student_id", "school_unit_id", "instrument_id",
                    "instrument_version", "source", "status", "answers_enc", "n_answered", "item_ms", "started_at",
                    "updated_at", "critical_fired", "critical_unanswered")
 _INSERT_IGNORE: dict[str, Any] = {}

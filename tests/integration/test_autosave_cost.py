@@ -212,12 +212,28 @@ def test_a_page_submit_is_gated_like_the_autosave(ctx):
     assert {s_rev, s_wd, s_done}.isdisjoint({r[0] for r in rows})
 
 
-def test_on_sqlite_an_autosave_reads_in_a_read_transaction_and_writes_one_statement(fresh_ctx):
+@pytest.fixture
+def sqlite_ctx(tmp_path, master_key_file, clock):
+    """A context on its own migrated SQLite file, whatever database the suite runs on: the test below
+    is about SQLite's transaction modes."""
+    from mh_platform.config import load_settings
+    from mh_platform.db import migrate
+    from mh_platform.services.context import build_context
+    from mh_platform.services.keys import bootstrap_keys
+
+    url = f"sqlite:///{tmp_path / 'own.sqlite3'}"
+    migrate.upgrade(url)
+    context = build_context(load_settings({"env": "test", "database_url": url, "master_key_file": master_key_file,
+                                           "secret_key": "t" * 40}, environ={}), clock=clock)
+    bootstrap_keys(context)
+    yield context
+    context.engine.dispose()
+
+
+def test_on_sqlite_an_autosave_reads_in_a_read_transaction_and_writes_one_statement(sqlite_ctx):
     """The write lock (BEGIN IMMEDIATE) is taken for the one write only; the read and sealing run in
     a plain BEGIN (``ctx.core_uow(read_only=True)``)."""
-    ctx = fresh_ctx
-    if ctx.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's transaction modes")
+    ctx = sqlite_ctx
     (_sid, ac), = _entered(ctx)
     ctx.engine.dispose()  # new connections, traced
     sent: list[str] = []
