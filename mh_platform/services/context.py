@@ -112,6 +112,8 @@ class CoreUnitOfWork:
     @property
     def session(self) -> Session:
         if self._session is None:
+            if not self.connection.in_transaction():  # join this unit's transaction, never start its own
+                self.connection.begin()
             # rollback_only: the Session's commit() flushes but leaves the transaction to this unit of work
             self._session = Session(bind=self.connection, expire_on_commit=False, autoflush=False,
                                     join_transaction_mode="rollback_only")

@@ -146,8 +146,8 @@ class FlagBatch:
     - the notices are planned per flag and written together by ``finish`` (one set-based insert,
       skipping dedupe keys already queued, as ``notify.enqueue`` does one by one); none is sent
       inline — the outbox job delivers them;
-    - cluster alerts are checked once per class by ``finish``, after the last flag is in
-      (``escalation.check_clusters_once``), not after every flag.
+    - cluster alerts are checked once per class and once per school by ``finish``, after the last
+      flag is in (``escalation.check_clusters_once``), not after every flag.
 
     Only for one transaction: ``finish`` before the caller commits."""
 
@@ -169,6 +169,7 @@ class FlagBatch:
         todo = [sid for sid in dict.fromkeys(student_ids) if sid not in self.enrolments]
         if not todo:
             return
+        lock_audit(s)  # the writers' lock order: audit lock first, then flag rows (see the module docstring)
         for cond in in_chunks(s, Enrolment.student_id, todo):
             for e in s.scalars(sa.select(Enrolment).where(cond, Enrolment.active.is_(True))
                                .order_by(Enrolment.started_at.desc())):

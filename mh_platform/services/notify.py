@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mh_platform.core.types import Role
+from mh_platform.db.bulk import in_chunks
 from mh_platform.db.models import InboxMessage, OrgUnit, Outbox, RoleAssignment, User
 from mh_platform.services.context import ServiceContext
 
@@ -231,7 +232,9 @@ def enqueue_many(s: Session, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
     if not rows:
         return []
     keys = [r["dedupe_key"] for r in rows]
-    existing = set(s.scalars(sa.select(Outbox.dedupe_key).where(Outbox.dedupe_key.in_(keys))))
+    existing: set[str] = set()
+    for cond in in_chunks(s, Outbox.dedupe_key, keys):  # a bulk import can plan tens of thousands
+        existing.update(s.scalars(sa.select(Outbox.dedupe_key).where(cond)))
     fresh = [r for r in rows if r["dedupe_key"] not in existing]
     if not fresh:
         return []

@@ -203,3 +203,43 @@ def test_a_claimed_row_is_not_claimed_again_until_its_lease_expires(ctx):
     assert row.attempts == 2 and row.claimed_by in (None, "w2")
     assert uuid.UUID(str(oid)) == row.id
     assert timedelta(0) < notify.backoff(3) <= notify.BACKOFF_MAX
+
+
+def test_enqueue_many_skips_queued_keys_across_look_up_chunks(ctx, monkeypatch):
+    """The dedupe look-up runs in chunks (``db.bulk.in_chunks``: a bulk import plans tens of
+    thousands of notices, more than one statement may bind). On SQLite the statement's parameter
+    limit is lowered to 13 (one planned row binds 12) and 20 keys are queued in chunks of 3: one
+    look-up of all 20 would be refused. The keys already queued are skipped wherever they fall and
+    every new key is queued once."""
+    import sqlite3
+
+    from mh_platform.db import bulk
+
+    monkeypatch.setattr(bulk, "IN_CHUNK", 3)
+
+    def rows(keys):
+        return [{"id": uuid.uuid4(), "channel": "inbox", "recipient_user_id": None, "address": None,
+                 "template": "flag_needs_action", "params": {"unit": "x", "link": "/"}, "dedupe_key": k,
+                 "status": "pending", "attempts": 0, "next_attempt_at": ctx.now(), "created_at": ctx.now()}
+                for k in keys]
+
+    keys = [f"t:many:{n}" for n in range(20)]
+    before = {keys[n] for n in (0, 4, 5, 9, 17)}
+    with ctx.uow() as uow:
+        assert len(notify.enqueue_many(uow.session, rows(sorted(before)))) == 5
+        uow.commit()
+    with ctx.uow() as uow:
+        dbc = uow.session.connection().connection.dbapi_connection
+        limited = isinstance(dbc, sqlite3.Connection)
+        if limited:
+            old = dbc.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 13)
+        try:
+            planned = rows(keys)
+            queued = notify.enqueue_many(uow.session, planned)
+            uow.commit()
+        finally:
+            if limited:
+                dbc.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, old)
+    assert set(queued) == {r["id"] for r in planned if r["dedupe_key"] not in before}
+    got = fetch(ctx, sa.select(Outbox.dedupe_key).where(Outbox.dedupe_key.like("t:many:%")))
+    assert sorted(got) == sorted(keys)

@@ -356,7 +356,8 @@ def test_the_batched_flag_path_writes_the_notices_the_one_by_one_path_writes(ctx
     together. For every notice key it wrote, the one-by-one path (``notify_roles`` /
     ``notify_unit_role`` without a batch, each row through ``notify.enqueue``) writes the same rows —
     recipients, channels, addresses, templates, params, links — and nothing more; a red flag's
-    oversight notices and the class and school cluster alerts' notices are among them."""
+    oversight notices, a flag raised from orange to red within the batch, and the class and school
+    cluster alerts' notices are among them."""
     from mh_platform.core.types import Role, Tier
     from mh_platform.db.models import ClusterAlert, Outbox, User
     from mh_platform.services import notify
@@ -370,8 +371,9 @@ def test_the_batched_flag_path_writes_the_notices_the_one_by_one_path_writes(ctx
     num = numbers(ctx, sids)
     rows = [[num[sid], "phq9"] + ["2"] * 8 + ["0"] for sid in sids[1:]]  # orange
     rows.append([num[sids[0]], "phq9"] + ["3"] * 9)  # item 9 answered "3": red at once
+    rows.append([num[sids[1]], "asq", "是", "否", "否", "否", "否"])  # raises that student's orange flag to red
     pv = paper_import.commit(ctx, world.counsellor, sheet(rows), "paper.csv", cid)
-    assert pv.flagged == 5
+    assert pv.flagged == 6
     cols = (Outbox.dedupe_key, Outbox.channel, Outbox.recipient_user_id, Outbox.address, Outbox.template,
             Outbox.params, Outbox.status)
     with ctx.uow() as uow:
@@ -384,6 +386,7 @@ def test_the_batched_flag_path_writes_the_notices_the_one_by_one_path_writes(ctx
         # the red flag's county notice, and the class (3) and school (5) cluster alerts' notices
         assert {"flag_needs_action", "flag_oversight", "cluster_alert"} <= templates
         assert {r[0] for r in batched.values()} == {"inbox", "email"}
+        assert any(":level:red:" in k for k in batched)  # the level raised within the batch was notified
         alerts = {a.dedupe_key: a for a in s.scalars(sa.select(ClusterAlert))}
         assert {a.scope for a in alerts.values()} == {"class", "school"}
         # what the one-by-one path writes for the same notice keys, in a savepoint
@@ -456,3 +459,32 @@ def test_a_student_flagged_twice_has_one_flag_with_both_responses_as_evidence(ct
             FlagEvidence, FlagEvidence.response_id == Response.id).where(FlagEvidence.flag_id == flags[0].id)))
         assert evidence == {"phq9", "gad7", "k10"}
         assert s.scalar(sa.select(sa.func.count()).select_from(Flag).where(Flag.student_id == other)) == 1
+
+
+def test_an_import_takes_the_audit_lock_before_it_locks_any_flag(ctx, ready):
+    """Every flag writer locks in one order — the audit writers' lock, then flag rows — so an import
+    cannot deadlock with a counsellor's action or the sweep (which take the audit lock first). On
+    PostgreSQL the batch locks the students' open flags (``FOR UPDATE``) after the advisory lock; on
+    SQLite the transaction holds the database's write lock and no row lock is taken."""
+    world, cid, codes, refused, hts = ready
+    sids = list(codes)[:3]
+    num = numbers(ctx, sids)
+    first = [[num[sids[0]], "phq9"] + ["2"] * 8 + ["0"]]
+    assert paper_import.commit(ctx, world.counsellor, sheet(first), "paper.csv", cid).flagged == 1  # an open flag
+    sent: list[str] = []
+
+    def trace(conn, cursor, statement, params, context, executemany):  # noqa: ANN001
+        sent.append(" ".join(statement.split()))
+
+    sa.event.listen(ctx.engine, "before_cursor_execute", trace)
+    try:
+        later = [[num[sid], "gad7"] + ["2"] * 7 for sid in sids]
+        assert paper_import.commit(ctx, world.counsellor, sheet(later), "paper.csv", cid).flagged == 3
+    finally:
+        sa.event.remove(ctx.engine, "before_cursor_execute", trace)
+    row_locks = [i for i, q in enumerate(sent) if q.startswith("SELECT") and "FOR UPDATE" in q and " flag" in q]
+    audit_locks = [i for i, q in enumerate(sent) if "pg_advisory_xact_lock" in q]
+    if ctx.engine.dialect.name == "postgresql":
+        assert row_locks and audit_locks and audit_locks[0] < row_locks[0]
+    else:
+        assert row_locks == []
