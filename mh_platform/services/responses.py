@@ -185,6 +185,15 @@ def _open_answers(ctx: ServiceContext, s: Session, envelope: bytes | None, row_i
     return json.loads(txt) if txt else {}
 
 
+def _open_answers_on(ctx: ServiceContext, conn: sa.Connection, envelope: bytes | None,
+                     row_id: uuid.UUID | None) -> dict[str, Any]:
+    """``_open_answers`` in a transaction on a Core connection (no Session)."""
+    if envelope is None or row_id is None:
+        return {}
+    txt = ctx.keyring.open_field_on(conn, envelope, table="response", column="answers_enc", row_id=row_id)
+    return json.loads(txt) if txt else {}
+
+
 def _answers_json(answers: Mapping[str, Any]) -> str:
     """What ``Response.answers_enc`` seals: the answers as JSON in item order."""
     ordered = {k: answers[k] for k in sorted(answers, key=int)}
@@ -257,32 +266,32 @@ def _lock_response(s: Session, campaign_id: uuid.UUID, student_id: uuid.UUID, in
     return s.scalar(q, {"c": campaign_id, "s": student_id, "i": instrument_id})
 
 
-def _get_or_create(s: Session, ac: Any, enr: Any, inst: Instrument, now) -> Response:
-    """The page's response, locked, or a new one (``ac``: campaign_id, student_id; ``enr``: school_unit_id)."""
-    resp = _lock_response(s, ac.campaign_id, ac.student_id, inst.id)
+def _get_or_create(s: Session, st: Any, inst: Instrument, now) -> Response:
+    """The page's response, locked, or a new one (``st``, the page read: campaign_id, student_id, school_unit_id)."""
+    resp = _lock_response(s, st.campaign_id, st.student_id, inst.id)
     if resp is not None:
         return resp
-    resp = Response(id=time_ordered_uuid(), campaign_id=ac.campaign_id, student_id=ac.student_id,
-                    school_unit_id=enr.school_unit_id, instrument_id=inst.id,
+    resp = Response(id=time_ordered_uuid(), campaign_id=st.campaign_id, student_id=st.student_id,
+                    school_unit_id=st.school_unit_id, instrument_id=inst.id,
                     instrument_version=inst.version, source="online", status="in_progress", n_answered=0,
                     item_ms={}, started_at=now, updated_at=now)
     try:
         with s.begin_nested():
             s.add(resp)
     except IntegrityError:  # a second tab created it at the same moment: use theirs, locked
-        resp = _lock_response(s, ac.campaign_id, ac.student_id, inst.id)
+        resp = _lock_response(s, st.campaign_id, st.student_id, inst.id)
         if resp is None:
             raise
     return resp
 
 
-def _merge_page(ctx: ServiceContext, s: Session, ac: Any, enr: Any, inst: Instrument, answers: Mapping[Any, Any],
+def _merge_page(ctx: ServiceContext, s: Session, st: Any, inst: Instrument, answers: Mapping[Any, Any],
                 item_ms: Mapping[Any, Any] | None, now: datetime) -> tuple[Response, dict[str, Any]]:
     """Merge posted answers (None clears one) and item times into the page's response and seal the
     answers again, as given. Refuses a page already submitted (the submit path; autosave writes
     the same values through ``_plan_save``)."""
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
-    resp = _get_or_create(s, ac, enr, inst, now)
+    resp = _get_or_create(s, st, inst, now)
     if resp.status == "submitted":
         raise ValidationFailed("this page is already submitted")
     current = _apply(_open_answers(ctx, s, resp.answers_enc, resp.id), coerced)
@@ -448,9 +457,7 @@ def _plan_save(ctx: ServiceContext, uow: CoreUnitOfWork, access_code_id: uuid.UU
 def _sealed_plan(ctx: ServiceContext, uow: CoreUnitOfWork, key: Any, row: Any, inst: Instrument, rid: uuid.UUID,
                  coerced: list[tuple[str, Any]], item_ms: Mapping[Any, Any] | None, now: datetime) -> _SavePlan:
     if key is not None:  # the student's active key, from the page query: sealed and opened on the connection
-        old = ctx.keyring.open_field_on(uow.connection, row.answers_enc, table="response", column="answers_enc",
-                                        row_id=rid)
-        current = _apply(json.loads(old) if old else {}, coerced)
+        current = _apply(_open_answers_on(ctx, uow.connection, row.answers_enc, rid), coerced)
         enc = ctx.keyring.seal_with(key, table="response", column="answers_enc", row_id=rid,
                                     value=_answers_json(current))
     else:  # no active key: the Session way creates the student's first key in this write, or refuses a shredded one
@@ -508,8 +515,7 @@ def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> 
         conn = uow.connection
         row, inst, battery = _page_row(conn, access_code_id, instrument_id, ctx.now())
         ctx.keyring.unwrap_student_key(row.student_id, row.key_id, row.master_key_id, row.wrapped)  # cached for opening
-        txt = ctx.keyring.open_field_on(conn, row.answers_enc, table="response", column="answers_enc", row_id=row.rid)
-        answers = json.loads(txt) if txt else {}
+        answers = _open_answers_on(ctx, conn, row.answers_enc, row.rid)
         done = set(conn.execute(_DONE_Q, {"c": row.campaign_id, "s": row.student_id}).scalars())
         sizes = {i: (inst.n_items if i == inst.id else load_instrument(i).n_items) for i in battery}
         total_items = sum(sizes.values())
@@ -604,7 +610,7 @@ def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
         # the autosave's one-query page read (Core columns, same gate and battery) instead of ORM entities
         st, inst, battery = _page_row(s.connection(), access_code_id, instrument_id, now)
         ctx.keyring.prime_student_key(s, st.student_id, st.key_id, st.master_key_id, st.wrapped)
-        resp, current = _merge_page(ctx, s, st, st, inst, answers or {}, item_ms, now)
+        resp, current = _merge_page(ctx, s, st, inst, answers or {}, item_ms, now)
         result = score(inst, current)
         if result.errors and result.status == INVALID and any("not an option" in e or "unknown" in e for e in result.errors):
             raise ValidationFailed("answers do not fit the instrument")
