@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
@@ -135,12 +136,11 @@ class KeyService:
         """Put a student's active key, read by the caller's own query in this transaction (a join
         to ``data_key``), into the per-session cache, so ``seal`` does not look it up again. No
         active key (none yet, or shredded) primes nothing: ``seal`` then decides as usual."""
-        if key_id is None or wrapped is None or master_key_id is None:
-            return
         cache = _session_keys(s)
         if student_id not in cache:
-            cache[student_id] = self.keyring.unwrap(
-                kr.WrappedDataKey(key_id, kr.KeyPurpose.STUDENT, student_id, master_key_id, wrapped))
+            key = self.unwrap_student_key(student_id, key_id, master_key_id, wrapped)
+            if key is not None:
+                cache[student_id] = key
 
     def unwrap_student_key(self, student_id: uuid.UUID, key_id: uuid.UUID | None, master_key_id: str | None,
                            wrapped: bytes | None) -> kr.DataKey | None:
@@ -178,30 +178,26 @@ class KeyService:
         self._system_cache[purpose.value] = key
         return key
 
-    def _lookup_in(self, s: Session):
+    def _lookup_with(self, read_row: Callable[[uuid.UUID], Any]):
+        """A key lookup for opening envelopes: the process cache, else the row ``read_row`` reads by id
+        (a ``DataKey`` or a row of its columns), unwrapped."""
         def lookup(key_id: uuid.UUID) -> kr.DataKey | None:
             cached = self.keyring.lookup(key_id)
             if cached is not None:
                 return cached
-            row = s.get(DataKey, key_id)
+            row = read_row(key_id)
             if row is None:
                 return None
             return self.keyring.unwrap(_wrapped(row))
 
         return lookup
+
+    def _lookup_in(self, s: Session):
+        return self._lookup_with(lambda key_id: s.get(DataKey, key_id))
 
     def _lookup_on(self, conn: sa.Connection):
-        """``_lookup_in`` for a Core connection: the process cache, else the key row by id."""
-        def lookup(key_id: uuid.UUID) -> kr.DataKey | None:
-            cached = self.keyring.lookup(key_id)
-            if cached is not None:
-                return cached
-            row = conn.execute(_KEY_BY_ID, {"kid": key_id}).first()
-            if row is None:
-                return None
-            return self.keyring.unwrap(_wrapped(row))
-
-        return lookup
+        """``_lookup_in`` for a Core connection (no Session)."""
+        return self._lookup_with(lambda key_id: conn.execute(_KEY_BY_ID, {"kid": key_id}).first())
 
     # ---- fields ------------------------------------------------------------------------------
     def seal(self, s: Session, *, table: str, column: str, row_id: uuid.UUID, value: str | bytes | None,
