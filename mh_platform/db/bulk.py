@@ -41,6 +41,14 @@ def in_(s: Session, column: Any, values: Sequence[Any]) -> Any:
     return column.in_(values)
 
 
+def upsert_insert(s: Session, table: sa.Table) -> Any:
+    """The session's dialect's ``INSERT`` for ``table`` (SQLite or PostgreSQL): the one that offers
+    ``on_conflict_do_nothing`` / ``on_conflict_do_update`` — the same SQL on both databases."""
+    from sqlalchemy.dialects import sqlite
+
+    return (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
 def in_chunks(s: Session, column: Any, values: Sequence[Any]) -> Iterator[Any]:
     """``column IN values`` for any number of values, as few conditions (queries) as the database
     allows: one on PostgreSQL, one per IN_CHUNK values on SQLite."""

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mh_platform.core.types import Role
-from mh_platform.db.bulk import in_chunks
+from mh_platform.db.bulk import in_chunks, upsert_insert
 from mh_platform.db.models import InboxMessage, OrgUnit, Outbox, RoleAssignment, User
 from mh_platform.services.context import ServiceContext
 
@@ -238,13 +238,9 @@ def enqueue_many(s: Session, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
     fresh = [r for r in rows if r["dedupe_key"] not in existing]
     if not fresh:
         return []
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
     # core executemany (batched "insertmanyvalues"), not the ORM bulk path that goes row by row here
     table = sa.Table("outbox", Outbox.metadata)  # the Table object, for the core insert
-    s.connection().execute(dialect_insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"]), fresh)
+    s.connection().execute(upsert_insert(s, table).on_conflict_do_nothing(index_elements=["dedupe_key"]), fresh)
     return [r["id"] for r in fresh]
 
 

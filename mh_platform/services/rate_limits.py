@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from mh_platform.db.bulk import upsert_insert
 from mh_platform.db.models import RateLimitCounter
 from mh_platform.services.context import ServiceContext
 
@@ -44,8 +44,7 @@ def hit(ctx: ServiceContext, key: str, expiry: float, amount: int, now: float) -
     k = stored_key(ctx, key)
     with ctx.uow() as uow:
         s = uow.session
-        ins: Any = (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)(_T)
-        ins = ins.values(key=k, count=amount, expires_at=now + expiry)
+        ins = upsert_insert(s, _T).values(key=k, count=amount, expires_at=now + expiry)
         ended = _T.c.expires_at <= now
         stmt = ins.on_conflict_do_update(index_elements=[_T.c.key], set_={
             "count": sa.case((ended, ins.excluded.count), else_=_T.c.count + ins.excluded.count),
