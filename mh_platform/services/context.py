@@ -42,15 +42,31 @@ class Actor:
 SYSTEM = Actor(user_id=None, role=None, username="system", purpose="system")
 
 
-class UnitOfWork:
+class _AfterCommit:
+    """What both units of work share: hooks that run once the transaction has committed."""
+
+    def __init__(self) -> None:
+        self._after_commit: list[Callable[[], None]] = []
+        self.committed = False
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        self._after_commit.append(fn)
+
+    def _committed(self) -> None:
+        self.committed = True
+        hooks, self._after_commit = self._after_commit, []
+        for fn in hooks:
+            fn()
+
+
+class UnitOfWork(_AfterCommit):
     """One transaction: rolls back unless ``commit()`` was called; runs after-commit hooks."""
 
     def __init__(self, factory: sessionmaker[Session], read_only: bool = False) -> None:
+        super().__init__()
         self._factory = factory
         self._read_only = read_only
         self.session: Session
-        self._after_commit: list[Callable[[], None]] = []
-        self.committed = False
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._factory()
@@ -59,15 +75,9 @@ class UnitOfWork:
             self.session.connection(execution_options={"mhp_read": True})
         return self
 
-    def after_commit(self, fn: Callable[[], None]) -> None:
-        self._after_commit.append(fn)
-
     def commit(self) -> None:
         self.session.commit()
-        self.committed = True
-        hooks, self._after_commit = self._after_commit, []
-        for fn in hooks:
-            fn()
+        self._committed()
 
     def __exit__(self, *exc: Any) -> None:
         if not self.committed:
@@ -75,7 +85,7 @@ class UnitOfWork:
         self.session.close()
 
 
-class CoreUnitOfWork:
+class CoreUnitOfWork(_AfterCommit):
     """One transaction on a Core connection, without an ORM Session: for hot paths whose statements
     are all Core (the autosave). The same contract as ``UnitOfWork``: rolls back unless ``commit()``
     was called, runs after-commit hooks; ``read_only`` ones must not write (SQLite: a plain BEGIN).
@@ -91,13 +101,12 @@ class CoreUnitOfWork:
     then, like those sessions (``join_transaction_mode="create_savepoint"``), a SAVEPOINT on it."""
 
     def __init__(self, bind: sa.Engine | sa.Connection, read_only: bool = False) -> None:
+        super().__init__()
         self._bind = bind
         self.read_only = read_only
         self.connection: sa.Connection
         self._nested: sa.NestedTransaction | None = None
         self._session: Session | None = None
-        self._after_commit: list[Callable[[], None]] = []
-        self.committed = False
 
     def __enter__(self) -> CoreUnitOfWork:
         if isinstance(self._bind, sa.Connection):
@@ -121,9 +130,6 @@ class CoreUnitOfWork:
                 self._session.info["mhp_read_only"] = True
         return self._session
 
-    def after_commit(self, fn: Callable[[], None]) -> None:
-        self._after_commit.append(fn)
-
     def commit(self) -> None:
         if self._session is not None:
             self._session.commit()  # flushes what the ORM branch added; the transaction stays open
@@ -131,10 +137,7 @@ class CoreUnitOfWork:
             self._nested.commit()
         else:
             self.connection.commit()
-        self.committed = True
-        hooks, self._after_commit = self._after_commit, []
-        for fn in hooks:
-            fn()
+        self._committed()
 
     def __exit__(self, *exc: Any) -> None:
         try:
