@@ -21,9 +21,9 @@ gives) and sealed in one batch (``KeyService.seal_many_with``: the same envelope
 every response — flag-raising ones included — written in one set-based insert through the session's
 DBAPI connection (``db.bulk.BulkInsert``: ``executemany`` on SQLite, ``COPY`` on PostgreSQL), in
 student order with sorted fresh time-ordered (UUIDv7) ids, each column in the form SQLAlchemy
-itself would bind. The flag path (``responses.flag_path``, one response at a time) then runs on the stored
-flag-raising responses only (its notices go to the outbox in the same transaction and are delivered by
-the outbox job, not inline); completion codes are updated (or markers inserted) set-based; one
+itself would bind. The flag path (``responses.flag_path``, as one ``flags.FlagBatch``) then runs on the
+stored flag-raising responses only (its notices go to the outbox in the same transaction and are
+delivered by the outbox job, not inline); completion codes are updated (or markers inserted) set-based; one
 audit event; one commit. The cyclic garbage collector is paused for the duration (see
 ``_cyclic_gc_paused``).
 """
@@ -461,8 +461,8 @@ def _flag_paths(ctx: ServiceContext, s: Session, flagged: list[tuple[uuid.UUID, 
     ``flags.FlagBatch`` (same outcome, less work per flag): units and recipients looked up once, the
     notices written together and delivered by the outbox job (``notify_send_pending``, every 20 s)
     rather than one by one at commit — hundreds of inline deliveries (SMTP included) would hold the
-    importer's request for minutes — and cluster alerts checked once per class after the last flag
-    is in, carrying the final count."""
+    importer's request for minutes — and cluster alerts checked once per class and once per school
+    after the last flag is in, carrying the final count."""
     batch = FlagBatch()
     for i in range(0, len(flagged), 900):
         chunk = flagged[i:i + 900]
