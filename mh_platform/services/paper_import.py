@@ -348,10 +348,10 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
 # --------------------------------------------------------------------------- writing
 
 
-_COLUMNS = ("id", "campaign_id", "student_id", "school_unit_id", "instrument_id", "instrument_version",
-            "source", "status", "answers_enc", "n_answered", "item_ms", "started_at", "updated_at", "submitted_at",
-            "total", "score_status", "band_id", "concern_level", "subscales", "critical_fired",
-            "critical_unanswered", "quality", "quality_suggestion", "scored_at")
+_COLUMNS = ("id", "student_id", "school_unit_id", "instrument_id", "instrument_version", "answers_enc",
+            "n_answered", "total", "score_status", "band_id", "concern_level", "subscales", "critical_fired",
+            "critical_unanswered", "quality", "quality_suggestion")
+"""The response columns an import gives row by row; the rest are the same on every row (``_write``)."""
 
 
 def _answer_texts(inst: Instrument, X: np.ndarray) -> list[str]:
@@ -381,29 +381,33 @@ def _answers_of(inst: Instrument, x: np.ndarray) -> dict[str, Any]:
 def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID, now: datetime
            ) -> list[tuple[uuid.UUID, scoring.ScoreResult]]:
     """Insert every response of the plan in one set-based write; returns the (id, full result) of
-    the responses that go through the flag path."""
-    w = BulkInsert(s, cast(sa.Table, Response.__table__), _COLUMNS)
+    the responses that go through the flag path.
+
+    Built column by column: each instrument group gives its values as lists, the lists are joined
+    over the groups, and the write order (below) picks from each joined list at C speed
+    (``operator.itemgetter``); ``zip`` makes the rows. Columns that are the same on every row
+    (campaign, source, status, times) go to ``BulkInsert`` as constants."""
+    w = BulkInsert(s, cast(sa.Table, Response.__table__), _COLUMNS,
+                   constants={"campaign_id": campaign_id, "source": "paper", "status": "submitted", "item_ms": None,
+                              "started_at": now, "updated_at": now, "submitted_at": now, "scored_at": now})
     b = w.bind
     students = list({st[7]: st for g in plan.groups for _l, st in g.rows}.values())
     by_id = ctx.keyring.student_keys(s, [st[0] for st in students], now)
     keys = {st[7]: by_id[st[0]] for st in students}  # by the student's int index
-    per_student = {st[7]: (b("student_id", st[0]), b("school_unit_id", st[4])) for st in students}
-    camp, at = b("campaign_id", campaign_id), b("started_at", now)
-    paper, submitted, no_item_ms, no_subscales = b("source", "paper"), b("status", "submitted"), \
-        b("item_ms", None), b("subscales", None)
-    true, false = b("critical_fired", True), b("critical_fired", False)
-    quality = {False: (b("quality", {"longstring": False}), None),
-               True: (b("quality", {"longstring": True}), "readminister")}
-    # per instrument: the values of each response, column by column (built row by row only when
-    # written); then the write order over all instruments
-    cols: list[tuple[list, ...]] = []
-    order: list[tuple[str, int, int]] = []  # (stored student id, instrument group, row)
-    for gi, g in enumerate(plan.groups):
+    # a UUID column's bound value is its 32 hex digits on both databases (``db.bulk.uuid_hex``)
+    stored_sid = {st[7]: st[0].hex for st in students}
+    schools = {st[4]: st[4].hex for st in students}
+    stored_school = {st[7]: schools[st[4]] for st in students}
+    no_subscales, true, false = b("subscales", None), b("critical_fired", True), b("critical_fired", False)
+    quality = {False: b("quality", {"longstring": False}), True: b("quality", {"longstring": True})}
+    suggestion = {False: None, True: "readminister"}
+    # per column, the values of every group one after another (flat index = group offset + row)
+    col: dict[str, list] = defaultdict(list)
+    full: list[scoring.ScoreResult | None] = []
+    for g in plan.groups:
         inst, bs, n = g.inst, g.bs, len(g.rows)
+        ks = [st[7] for _l, st in g.rows]
         band_ids = [bd.id for bd in bs.cutoff.bands] + [None]  # band -1 → None
-        status = [scoring.STATUS_CODES[c] for c in bs.status.tolist()]
-        bands = [band_ids[c] for c in bs.band.tolist()]
-        totals = [None if t != t else t for t in bs.total.tolist()]
         crit = cast(list[bool], bs.critical.any(axis=1).tolist()) if bs.critical.size else [False] * n
         unans = (cast(list[bool], bs.critical_unanswered.any(axis=1).tolist()) if bs.critical_unanswered.size
                  else [False] * n)
@@ -414,41 +418,54 @@ def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID,
         else:
             subs = [no_subscales] * n
         concern: list[str | None] = [None] * n
-        full: list[scoring.ScoreResult | None] = [None] * n
+        g_full: list[scoring.ScoreResult | None] = [None] * n
         for r in np.flatnonzero(g.flag).tolist():
             # the few rows that can raise a flag get the full one-at-a-time result (critical levels
             # included: BatchScores.result leaves the fired items' levels out)
-            res = full[r] = scoring.score(inst, _answers_of(inst, g.X[r]))
+            res = g_full[r] = scoring.score(inst, _answers_of(inst, g.X[r]))
             lv = res.concern
             concern[r] = lv.value if lv else None
-        cols.append(([st[7] for _l, st in g.rows], _answer_texts(inst, g.X), status, bands, g.answered.tolist(),
-                     g.longstring.tolist(), totals, crit, unans, subs, concern, full, [inst.id, inst.version]))
-        order += [(per_student[st[7]][0], gi, r) for r, (_l, st) in enumerate(g.rows)]
+        long_ = g.longstring.tolist()
+        col["k"] += ks
+        col["student_id"] += [stored_sid[k] for k in ks]
+        col["school_unit_id"] += [stored_school[k] for k in ks]
+        col["instrument_id"] += [inst.id] * n
+        col["instrument_version"] += [inst.version] * n
+        col["text"] += _answer_texts(inst, g.X)
+        col["n_answered"] += g.answered.tolist()
+        col["total"] += [None if t != t else t for t in bs.total.tolist()]
+        col["score_status"] += [scoring.STATUS_CODES[c] for c in bs.status.tolist()]
+        col["band_id"] += [band_ids[c] for c in bs.band.tolist()]
+        col["concern_level"] += concern
+        col["subscales"] += subs
+        col["critical_fired"] += [true if c else false for c in crit]
+        col["critical_unanswered"] += [true if c else false for c in unans]
+        col["quality"] += [quality[x] for x in long_]
+        col["quality_suggestion"] += [suggestion[x] for x in long_]
+        full += g_full
+    n = len(full)
+    if n == 0:
+        return []
     # Written in student order with fresh time-ordered ids sorted the same way: the b-trees of the
-    # id, student and (campaign, student, instrument) indexes are then filled in key order, page
-    # after page, instead of at random places (a third less write time on SQLite); the ids, newer
-    # than any before them, also extend the primary key at its right edge in a non-empty table.
-    order.sort(key=itemgetter(0))  # stable: a student's rows keep the file's instrument order
-    n = len(order)
+    # id and (student, campaign, instrument) indexes are then filled in key order, page after page,
+    # instead of at random places (a third less write time on SQLite); the ids, newer than any
+    # before them, also extend the primary key at its right edge in a non-empty table. The sort is
+    # stable: a student's rows keep the groups' order (the file's instrument order).
+    sid_col = col["student_id"]
+    order = sorted(range(n), key=sid_col.__getitem__)
+    pick = itemgetter(*order) if n > 1 else (lambda seq: (seq[0],))
     ids = time_ordered_ids(n)
-    flagged = [(uuid.UUID(bytes=rid), res) for (_s, gi, r), rid in zip(order, ids, strict=True)
-               if (res := cols[gi][11][r]) is not None]
+    flagged = [(uuid.UUID(bytes=ids[i]), fr) for i, f in enumerate(order) if (fr := full[f]) is not None]
+    texts, row_keys = pick(col["text"]), pick([keys[k] for k in col["k"]])
 
-    def rows() -> Iterator[tuple]:  # built and sealed a slice at a time while the database takes the rows
+    def sealed() -> Iterator[bytes]:  # sealed a slice at a time while the database takes the rows
         for i in range(0, n, _SEAL_SLICE):
-            part, part_ids = order[i:i + _SEAL_SLICE], ids[i:i + _SEAL_SLICE]
-            sealed = KeyService.seal_many_with([(keys[cols[gi][0][r]], rid, cols[gi][1][r])
-                                                for (_s, gi, r), rid in zip(part, part_ids, strict=True)],
-                                               table="response", column="answers_enc")
-            for (sid_v, gi, r), rid, env in zip(part, part_ids, sealed, strict=True):
-                k, _t, status, bands, answered, long_, totals, crit, unans, subs, concern, _f, (iid, version) = cols[gi]
-                _sv, school_v = per_student[k[r]]
-                q, suggestion = quality[long_[r]]
-                yield (uuid_hex(rid), camp, sid_v, school_v, iid, version, paper, submitted, env, answered[r],
-                       no_item_ms, at, at, at, totals[r], status[r], bands[r], concern[r], subs[r],
-                       true if crit[r] else false, true if unans[r] else false, q, suggestion, at)
+            j = i + _SEAL_SLICE
+            yield from KeyService.seal_many_with(list(zip(row_keys[i:j], ids[i:j], texts[i:j], strict=True)),
+                                                 table="response", column="answers_enc")
 
-    w.write(rows(), count=n)
+    columns = {"id": [uuid_hex(rid) for rid in ids], "answers_enc": sealed()}
+    w.write(zip(*[columns[c] if c in columns else pick(col[c]) for c in _COLUMNS], strict=True), count=n)
     return flagged
 
 
@@ -488,17 +505,16 @@ def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], ca
         s.execute(sa.update(AccessCode).where(cond, AccessCode.completed_at.is_(None)).values(completed_at=now))
     new = [(sid, cls_id) for sid, cls_id in completed if sid not in have]
     if new:
-        w = BulkInsert(s, cast(sa.Table, AccessCode.__table__), ("id", "campaign_id", "student_id", "code_hash",
-                                                                  "class_unit_id", "created_at", "first_used_at",
-                                                                  "completed_at", "revoked_at"))
-        camp, at = w.bind("campaign_id", campaign_id), w.bind("created_at", now)
+        w = BulkInsert(s, cast(sa.Table, AccessCode.__table__), ("id", "student_id", "code_hash", "class_unit_id"),
+                       constants={"campaign_id": campaign_id, "created_at": now, "first_used_at": now,
+                                  "completed_at": now, "revoked_at": now})
         new.sort(key=lambda c: c[0].bytes)  # in student order, with sorted fresh ids (see _write)
         ids = time_ordered_ids(len(new))
         pool = os.urandom(32 * len(new))  # random "hashes" no typed code can match, sorted like the ids
         hashes = sorted([pool[i:i + 32] for i in range(0, len(pool), 32)])
         classes = {cls_id: w.bind("class_unit_id", cls_id) for _sid, cls_id in new}
-        w.write([(uuid_hex(ids[i]), camp, w.bind("student_id", sid), hashes[i], classes[cls_id], at, at, at, at)
-                 for i, (sid, cls_id) in enumerate(new)])
+        w.write(zip([uuid_hex(rid) for rid in ids], [sid.hex for sid, _c in new], hashes,
+                    [classes[cls_id] for _sid, cls_id in new], strict=True), count=len(new))
 
 
 @contextmanager
