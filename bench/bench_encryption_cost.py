@@ -9,8 +9,8 @@ in this file, switched by patching objects for the duration of one timed batch; 
 configuration can reach it. Calls are interleaved one by one across the modes (ON, OFF, and for the breakdown encryption-only
 and audit-only) on fresh students, so drift on the shared machine hits all alike; the result is
 the ratio of the median per-round throughputs ON/OFF (target ≥ 0.90), on
-SQLite (file, WAL) and on PostgreSQL (``MHP_BENCH_PG_URL``, default
-postgresql://postgres@127.0.0.1:5432/mhp_bench — dropped and re-created here).
+SQLite (file, WAL) and on PostgreSQL (a database of its own, created and dropped here on the server
+``MHP_BENCH_PG_URL`` names; default postgresql://postgres@127.0.0.1:5432/postgres).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from bench.common import result, seed_open_campaign
 
 PER_BATCH = int(os.environ.get("MHP_BENCH_ENC_BATCH", "50"))
 REPEATS = int(os.environ.get("MHP_BENCH_ENC_REPEATS", "7"))
-PG_URL = os.environ.get("MHP_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/mhp_bench")
+PG_URL = os.environ.get("MHP_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 INSTRUMENT = "phq9"
 
 
@@ -231,20 +231,30 @@ def _measure(url: str, key_file: str, label: str) -> list[dict]:
         ctx.engine.dispose()
 
 
-def _pg_available(url: str) -> bool:
+def _pg_database(url: str) -> str | None:
+    """A fresh database of its own (``mhp_bench_enc_<random>``) on the server of ``url`` — the same
+    convention as the other benches: the URL names a server, and the database it names is never
+    dropped — or None when no server answers."""
     from mh_platform.db.engine import normalise_url
 
-    base = normalise_url(url).rsplit("/", 1)[0] + "/postgres"
+    base = normalise_url(url).rsplit("/", 1)[0]
+    name = f"mhp_bench_enc_{uuid.uuid4().hex[:8]}"
     try:
-        eng = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-        name = url.rsplit("/", 1)[1]
+        eng = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
         with eng.connect() as c:
-            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             c.exec_driver_sql(f'CREATE DATABASE "{name}"')
         eng.dispose()
-        return True
+        return f"{base}/{name}"
     except sa.exc.OperationalError:
-        return False
+        return None
+
+
+def _pg_drop(url: str) -> None:
+    base, name = url.rsplit("/", 1)
+    eng = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    eng.dispose()
 
 
 def run() -> list[dict]:
@@ -255,10 +265,14 @@ def run() -> list[dict]:
         key = os.path.join(tmp, "master.key")
         write_new_master_key_file(key)
         rows += _measure(f"sqlite:///{tmp}/enc.sqlite3", key, "sqlite")
-        if _pg_available(PG_URL):
-            rows += _measure(PG_URL, key, "postgres")
-        else:
+        pg = _pg_database(PG_URL)
+        if pg is None:
             print(f"   PostgreSQL at {PG_URL} unavailable: skipped")
+        else:
+            try:
+                rows += _measure(pg, key, "postgres")
+            finally:
+                _pg_drop(pg)
     return rows
 
 

@@ -109,7 +109,18 @@ def state_values(state: fl.FlagState) -> dict[str, Any]:
 
 def claim_update(s: Session, flag: Flag, values: dict[str, Any], *, tier: str | None = None) -> bool:
     """``UPDATE flag SET … , version = version + 1 WHERE id = :id AND version = :v [AND tier = :t]``;
-    True when this transaction won (rowcount 1). The loaded object is refreshed on success."""
+    True when this transaction won (rowcount 1). The loaded object is refreshed on success.
+
+    A flag added in this transaction and not flushed yet (``FlagBatch``) has no row anyone else
+    could change: the values and the next version are set on the object, and its INSERT writes
+    them — the row the INSERT-then-UPDATE of the one-by-one path leaves."""
+    if sa.inspect(flag).pending:
+        if tier is not None and flag.tier != tier:
+            return False
+        for k, v in values.items():
+            setattr(flag, k, v)
+        flag.version += 1
+        return True
     conds = [Flag.id == flag.id, Flag.version == flag.version]
     if tier is not None:
         conds.append(Flag.tier == tier)
@@ -147,7 +158,11 @@ class FlagBatch:
       skipping dedupe keys already queued, as ``notify.enqueue`` does one by one); none is sent
       inline — the outbox job delivers them;
     - cluster alerts are checked once per class and once per school by ``finish``, after the last
-      flag is in (``escalation.check_clusters_once``), not after every flag.
+      flag is in (``escalation.check_clusters_once``), not after every flag;
+    - the new flags, their events and evidence are written by ``flush`` (after each chunk, and in
+      ``finish``), many rows per INSERT, and a new flag needs no savepoint: ``prefetch`` took the
+      audit lock, which every flag opener takes before its insert, so no other transaction can open
+      the same student's flag meanwhile (one by one, the savepoint catches that race).
 
     Only for one transaction: ``finish`` before the caller commits."""
 
@@ -197,9 +212,16 @@ class FlagBatch:
                                          link=link, dedupe=dedupe, now=now):
             self.outbox.setdefault(row["dedupe_key"], row)
 
+    def flush(self, s: Session) -> None:
+        """Write the flags, events and evidence the batch has added since the last flush: one
+        INSERT per table for many rows. The caller flushes after each chunk; ``finish`` does too."""
+        s.flush()
+
     def finish(self, ctx: ServiceContext, s: Session, now: datetime) -> None:
         """Check clusters for the flags the batch opened or raised, then write every planned notice."""
         from mh_platform.services.escalation import check_clusters_once
+
+        self.flush(s)
 
         check_clusters_once(ctx, s, list(self.changed.values()), now, batch=self)
         notify.enqueue_many(s, list(self.outbox.values()))
@@ -318,15 +340,22 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
         candidate = Flag(id=uuid.uuid4(), student_id=student_id, school_unit_id=enrol.school_unit_id,
                          class_unit_id=enrol.class_unit_id, unit_path=enrol.unit_path, opened_at=now,
                          **state_values(state), version=1)
-        try:
-            with s.begin_nested():
-                s.add(candidate)
-                s.flush()
+        if batch is not None:
+            # the batch holds the audit lock (``prefetch``), which every flag opener takes before its
+            # insert, so no other transaction can open this student's flag meanwhile: the row is
+            # added without a savepoint of its own and written with the batch's next flush
+            s.add(candidate)
             flag, created = candidate, True
-        except sa.exc.IntegrityError:  # a concurrent transaction opened the student's flag first
-            flag = _open_flag(s, student_id)
-            if flag is None:
-                raise Conflict("could not open or find the student's flag; retry") from None
+        else:
+            try:
+                with s.begin_nested():
+                    s.add(candidate)
+                    s.flush()
+                flag, created = candidate, True
+            except sa.exc.IntegrityError:  # a concurrent transaction opened the student's flag first
+                flag = _open_flag(s, student_id)
+                if flag is None:
+                    raise Conflict("could not open or find the student's flag; retry") from None
         if batch is not None:
             batch.open_flags[student_id] = flag
         if created:
@@ -336,6 +365,8 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                                 batch)
             ids += oversight(ctx, s, flag, now, p, cache, batch)
     if not created:
+        if batch is not None and s.new:
+            s.flush()  # rows the batch added (this flag, its evidence) before they are read or updated
         old = to_state(flag)
         new, ev2 = fl.add_evidence(old, level, now, watch_only=watch_only, policy=p)
         if ev2 is not None:
@@ -365,7 +396,8 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                      {"sources": sorted({e.source.value for e in evidence}), "count": len(added),
                       "response": str(response_id) if response_id else None,
                       "concern": str(concern_id) if concern_id else None})
-    s.flush()
+    if batch is None:
+        s.flush()  # a batch flushes its rows together (``FlagBatch.flush``), many per INSERT
     if created or level_raised:
         if batch is not None:
             batch.changed[flag.id] = flag

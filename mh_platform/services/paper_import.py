@@ -487,6 +487,7 @@ def _flag_paths(ctx: ServiceContext, s: Session, flagged: list[tuple[uuid.UUID, 
         batch.prefetch(s, [r.student_id for r in stored.values()])
         for rid, res in chunk:
             flag_path(ctx, s, stored[rid], res, now, trigger="submitted", batch=batch)
+        batch.flush(s)
     batch.finish(ctx, s, now)
 
 

@@ -488,3 +488,83 @@ def test_an_import_takes_the_audit_lock_before_it_locks_any_flag(ctx, ready):
         assert row_locks and audit_locks and audit_locks[0] < row_locks[0]
     else:
         assert row_locks == []
+
+
+def test_the_batch_writes_the_flags_events_evidence_and_audit_entries_of_the_one_by_one_path(ctx, ready):
+    """The batch adds new flags without a savepoint each and writes them, their events and evidence
+    together at the end of each chunk; an update of a flag it added (a red flag's county notice, a
+    second response raising the level) is applied to the pending row. The rows must be those the
+    one-by-one path writes: the import's flags are removed again (in this test's transaction) and
+    the flag path runs response by response without a batch; flags, events, evidence and audit
+    entries are compared field by field (ids aside)."""
+    from mh_platform.db.models import ClusterAlert, EventLog, FlagEvent, Outbox
+    from mh_platform.services.context import SYSTEM
+
+    world, cid, codes, refused, hts = ready
+    sids = list(codes)[:5]
+    num = numbers(ctx, sids)
+    rows = [[num[sid], "phq9"] + ["2"] * 8 + ["0"] for sid in sids[1:]]  # orange
+    rows.append([num[sids[0]], "phq9"] + ["3"] * 9)  # red at once: the county's oversight notice
+    rows.append([num[sids[1]], "asq", "是", "否", "否", "否", "否"])  # raises that orange flag to red
+    rows.append([num[sids[2]], "gad7"] + ["2"] * 7)  # a second orange response: attaches
+    last_log = _last_log_id(ctx)
+    assert paper_import.commit(ctx, world.counsellor, sheet(rows), "paper.csv", cid).flagged == 7
+
+    def snapshot(s, since: int) -> dict:
+        flags = {f.student_id: f for f in s.scalars(sa.select(Flag).where(Flag.student_id.in_(sids)))}
+        by_id = {f.id: f.student_id for f in flags.values()}
+        skip = {"id", "flag_id", "created_at"}
+        out = {sid: {"flag": {c.key: getattr(f, c.key) for c in Flag.__table__.c if c.key not in skip},
+                     "events": [], "evidence": [], "audit": []} for sid, f in flags.items()}
+        for e in s.scalars(sa.select(FlagEvent).where(FlagEvent.flag_id.in_(by_id)).order_by(FlagEvent.at)):
+            out[by_id[e.flag_id]]["events"].append(
+                tuple(getattr(e, c.key) for c in FlagEvent.__table__.c if c.key not in skip | {"reason_enc"}))
+        for e in s.scalars(sa.select(FlagEvidence).where(FlagEvidence.flag_id.in_(by_id))):
+            out[by_id[e.flag_id]]["evidence"].append(
+                tuple(getattr(e, c.key) for c in FlagEvidence.__table__.c if c.key not in skip | {"detail"})
+                + (json.dumps(e.detail, sort_keys=True),))
+        for a in s.scalars(sa.select(EventLog).where(EventLog.id > since, EventLog.object_type == "flag",
+                                                     EventLog.object_id.in_([str(i) for i in by_id]))
+                           .order_by(EventLog.id)):
+            data = {k: v for k, v in (a.data or {}).items() if k != "event"}  # the flag_event row's id
+            out[by_id[uuid.UUID(a.object_id)]]["audit"].append((a.kind, json.dumps(data, sort_keys=True)))
+        for v in out.values():
+            v["evidence"].sort(key=repr)
+        return out
+
+    with ctx.uow() as uow:
+        s = uow.session
+        batched = snapshot(s, last_log)
+        assert len(batched) == 5
+        assert batched[sids[0]]["flag"]["county_informed_at"] is not None  # updated while pending
+        assert batched[sids[1]]["flag"]["level"] == "red" and batched[sids[1]]["flag"]["version"] > 2
+        assert len(batched[sids[2]]["evidence"]) == 2
+        imported = list(s.scalars(sa.select(Response).where(Response.campaign_id == cid,
+                                                            Response.student_id.in_(sids))
+                                  .order_by(Response.id)))
+        fids = list(s.scalars(sa.select(Flag.id).where(Flag.student_id.in_(sids))))
+        s.execute(sa.delete(FlagEvidence).where(FlagEvidence.flag_id.in_(fids)))
+        s.execute(sa.delete(FlagEvent).where(FlagEvent.flag_id.in_(fids)))
+        s.execute(sa.delete(ClusterAlert))
+        s.execute(sa.delete(Outbox))
+        s.execute(sa.delete(Flag).where(Flag.id.in_(fids)))
+        mark = _last_log_id(ctx, s)
+        for r in imported:  # the import's write order: student, then the file's instrument order
+            res = score(load_instrument(r.instrument_id), responses._open_answers(ctx, s, r.answers_enc, r.id))
+            flags_service.raise_from_response_in(s, ctx, SYSTEM, r, res, now=ctx.now())
+        s.flush()
+        one_by_one = snapshot(s, mark)
+    for sid in sids:
+        assert batched[sid]["flag"] == one_by_one[sid]["flag"], sid
+        assert batched[sid]["events"] == one_by_one[sid]["events"], sid
+        assert batched[sid]["evidence"] == one_by_one[sid]["evidence"], sid
+        assert batched[sid]["audit"] == one_by_one[sid]["audit"], sid
+
+
+def _last_log_id(ctx, s=None) -> int:
+    from mh_platform.db.models import EventLog
+
+    if s is not None:
+        return s.scalar(sa.select(sa.func.coalesce(sa.func.max(EventLog.id), 0)))
+    with ctx.uow(read_only=True) as uow:
+        return uow.session.scalar(sa.select(sa.func.coalesce(sa.func.max(EventLog.id), 0)))
