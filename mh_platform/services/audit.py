@@ -67,9 +67,22 @@ def _entry(ctx: ServiceContext, actor: Actor | None, now: Any, kind: str, object
 
 
 def record(ctx: ServiceContext, s: Session, actor: Actor | None, kind: str, object_type: str | None,
-           object_id: Any, data: dict[str, Any] | None = None) -> None:
-    """Append one event in the current transaction (one INSERT; the sequencer chains it)."""
-    _write(s, _entry(ctx, actor, ctx.now(), kind, object_type, object_id, data))
+           object_id: Any, data: dict[str, Any] | None = None, *, buffer: list[dict[str, Any]] | None = None) -> None:
+    """Append one event in the current transaction (one INSERT; the sequencer chains it). With
+    ``buffer`` (a bulk path's list), the entry is added to it instead, for ``write_buffered`` to
+    insert with the others, in the same order, before the transaction commits."""
+    entry = _entry(ctx, actor, ctx.now(), kind, object_type, object_id, data)
+    if buffer is not None:
+        buffer.append(entry)
+    else:
+        _write(s, entry)
+
+
+def write_buffered(s: Session, buffer: list[dict[str, Any]]) -> None:
+    """Insert the entries ``record(..., buffer=)`` collected, in one INSERT, and empty the list."""
+    if buffer:
+        _write(s, list(buffer))
+        buffer.clear()
 
 
 def _write(s: Session, entries: dict[str, Any] | list[dict[str, Any]]) -> None:

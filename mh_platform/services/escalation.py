@@ -38,6 +38,7 @@ from mh_platform.core.errors import Conflict
 from mh_platform.core.escalation import due_escalation
 from mh_platform.core.flag_rules import default_flag_policy
 from mh_platform.core.types import Role, Tier
+from mh_platform.db.bulk import in_chunks
 from mh_platform.db.models import ClusterAlert, Flag, FlagEvent, OrgUnit
 from mh_platform.services import audit, notify
 from mh_platform.services.context import SYSTEM, ServiceContext
@@ -244,9 +245,11 @@ def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATC
 
 
 def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
-                   scopes: Collection[str] = ("class", "school"), batch: FlagBatch | None = None) -> list[uuid.UUID]:
+                   scopes: Collection[str] = ("class", "school"), batch: FlagBatch | None = None,
+                   count: int | None = None) -> list[uuid.UUID]:
     """Cluster alerts for the flag's class and school (in the caller's transaction); returns outbox ids
-    (none with ``batch``: the notices are planned into it)."""
+    (none with ``batch``: the notices are planned into it). ``count``: the unit's count, already
+    read by the caller (one scope only)."""
     cp = default_flag_policy().cluster
     levels = [lv.value for lv in cp.levels]
     if flag.level not in levels:
@@ -257,8 +260,9 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
                                            ("school", Flag.school_unit_id, flag.school_unit_id, cp.school_threshold)):
         if scope not in scopes:
             continue
-        n = s.scalar(sa.select(sa.func.count()).select_from(Flag)
-                     .where(col == unit_id, Flag.opened_at >= since, Flag.level.in_(levels))) or 0
+        n = count if count is not None else s.scalar(
+            sa.select(sa.func.count()).select_from(Flag)
+            .where(col == unit_id, Flag.opened_at >= since, Flag.level.in_(levels))) or 0
         if n < threshold:
             continue
         recent = s.scalar(sa.select(ClusterAlert.id).where(ClusterAlert.unit_id == unit_id,
@@ -307,9 +311,23 @@ def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], 
             if f.class_unit_id is not None:
                 first.setdefault(("class", f.class_unit_id), f)
             first.setdefault(("school", f.school_unit_id), f)
+    # the counts of all these classes and schools in one grouped read per scope; only the units at
+    # or above their threshold go on to the alert check
+    cp = default_flag_policy().cluster
+    since = now - cp.window
+    counts: dict[tuple[str, uuid.UUID], int] = {}
+    for scope, col in (("class", Flag.class_unit_id), ("school", Flag.school_unit_id)):
+        units = [u for sc, u in first if sc == scope]
+        for cond in in_chunks(s, col, units):
+            counts.update(((scope, u), n) for u, n in s.execute(
+                sa.select(col, sa.func.count()).where(cond, Flag.opened_at >= since, Flag.level.in_(sorted(levels)))
+                .group_by(col)).all())
+    thresholds = {"class": cp.class_threshold, "school": cp.school_threshold}
     ids: list[uuid.UUID] = []
-    for (scope, _unit), f in first.items():
-        ids += check_clusters(ctx, s, f, now, scopes=(scope,), batch=batch)
+    for (scope, unit), f in first.items():
+        n = counts.get((scope, unit), 0)
+        if n >= thresholds[scope]:
+            ids += check_clusters(ctx, s, f, now, scopes=(scope,), batch=batch, count=n)
     return ids
 
 

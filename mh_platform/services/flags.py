@@ -173,6 +173,9 @@ class FlagBatch:
     open_flags: dict[uuid.UUID, Flag | None] = field(default_factory=dict)  # by student: the open flag (held)
     changed: dict[uuid.UUID, Flag] = field(default_factory=dict)  # flags opened or raised, in order (held:
     # the session's identity map keeps only weak references, so a flag no one holds is read again)
+    audit: list[dict[str, Any]] = field(default_factory=list)  # audit entries for ``flush`` to insert
+    without_previous: set[tuple[uuid.UUID, str]] = field(default_factory=set)  # (student, instrument)
+    # pairs the caller found to have no scored screening in another campaign: no look-up per response
 
     def prefetch(self, s: Session, student_ids: Sequence[uuid.UUID]) -> None:
         """The current enrolments and open flags of the students about to be flagged, in two set-based
@@ -214,8 +217,10 @@ class FlagBatch:
 
     def flush(self, s: Session) -> None:
         """Write the flags, events and evidence the batch has added since the last flush: one
-        INSERT per table for many rows. The caller flushes after each chunk; ``finish`` does too."""
+        INSERT per table for many rows, and the audit entries collected meanwhile (one INSERT, in the
+        order recorded). The caller flushes after each chunk; ``finish`` does too."""
         s.flush()
+        audit.write_buffered(s, self.audit)
 
     def finish(self, ctx: ServiceContext, s: Session, now: datetime) -> None:
         """Check clusters for the flags the batch opened or raised, then write every planned notice."""
@@ -249,7 +254,8 @@ def notify_roles(ctx: ServiceContext, s: Session, flag: Flag, roles: Iterable[Ro
 
 
 def add_event(ctx: ServiceContext, s: Session, flag: Flag, ev: fl.FlagEvent, actor: Actor | None,
-              reason: str | None = None, *, extra: dict[str, Any] | None = None) -> FlagEvent:
+              reason: str | None = None, *, extra: dict[str, Any] | None = None,
+              batch: FlagBatch | None = None) -> FlagEvent:
     """The flag_event row (reason sealed) and its hash-chained audit entry, in this transaction."""
     eid = uuid.uuid4()
     reason_enc = None
@@ -267,7 +273,7 @@ def add_event(ctx: ServiceContext, s: Session, flag: Flag, ev: fl.FlagEvent, act
             "from_tier": row.from_tier, "to_tier": row.to_tier, "from_level": row.from_level,
             "to_level": row.to_level, "reason_code": row.reason_code, "has_reason": reason_enc is not None,
             **(extra or {})}
-    audit.record(ctx, s, actor, ev.kind.value, "flag", flag.id, data)
+    audit.record(ctx, s, actor, ev.kind.value, "flag", flag.id, data, buffer=batch.audit if batch is not None else None)
     return row
 
 
@@ -284,7 +290,7 @@ def oversight(ctx: ServiceContext, s: Session, flag: Flag, now: datetime, policy
         ids += notify_roles(ctx, s, flag, [n.role], "flag_oversight", f"flag:{flag.id}:{n.reason_code}", now, cache,
                             batch)
         audit.record(ctx, s, SYSTEM, "flag:reported", "flag", flag.id,
-                     {"tier": n.tier.value, "reason_code": n.reason_code})
+                     {"tier": n.tier.value, "reason_code": n.reason_code}, buffer=batch.audit if batch is not None else None)
     return ids
 
 
@@ -359,7 +365,7 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
         if batch is not None:
             batch.open_flags[student_id] = flag
         if created:
-            add_event(ctx, s, flag, ev, actor, extra={"source": kind})
+            add_event(ctx, s, flag, ev, actor, extra={"source": kind}, batch=batch)
             owner = p.tier_roles[state.tier]
             ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action", f"flag:{flag.id}:raised", now, cache,
                                 batch)
@@ -372,7 +378,7 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
         if ev2 is not None:
             if not claim_update(s, flag, state_values(new)):
                 raise Conflict("the flag changed meanwhile; retry")
-            add_event(ctx, s, flag, ev2, actor)
+            add_event(ctx, s, flag, ev2, actor, batch=batch)
             level_raised = new.level != old.level
             if level_raised:
                 owner = p.tier_roles[new.tier]
@@ -395,7 +401,7 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
         audit.record(ctx, s, actor, "flag:evidence_attached", "flag", flag.id,
                      {"sources": sorted({e.source.value for e in evidence}), "count": len(added),
                       "response": str(response_id) if response_id else None,
-                      "concern": str(concern_id) if concern_id else None})
+                      "concern": str(concern_id) if concern_id else None}, buffer=batch.audit if batch is not None else None)
     if batch is None:
         s.flush()  # a batch flushes its rows together (``FlagBatch.flush``), many per INSERT
     if created or level_raised:
@@ -427,8 +433,8 @@ def _previous_response(s: Session, response: Response) -> Any:
                                    "c": response.campaign_id, "t": response.submitted_at}).first()
 
 
-def screening_evidence_for(s: Session, response: Response, result: Any, *, critical_only: bool = False
-                           ) -> list[fr.Evidence]:
+def screening_evidence_for(s: Session, response: Response, result: Any, *, critical_only: bool = False,
+                           batch: FlagBatch | None = None) -> list[fr.Evidence]:
     """Evidence in a scored response (core.flag_rules), with the previous screening for deterioration."""
     from mh_platform.core.instruments import load_instrument
 
@@ -441,7 +447,8 @@ def screening_evidence_for(s: Session, response: Response, result: Any, *, criti
             higher_is_worse = inst.reliable_change.worse != "lower"
     except Exception:  # noqa: BLE001 - an unknown instrument gives no deterioration evidence
         inst = None
-    prev = None if critical_only else _previous_response(s, response)
+    known_none = batch is not None and (response.student_id, response.instrument_id) in batch.without_previous
+    prev = None if critical_only or known_none else _previous_response(s, response)
     band = result.band
     fired_levels = {int(k): v for k, v in dict(getattr(result, "critical_levels", {}) or {}).items()
                     if int(k) in set(result.critical)}
@@ -467,7 +474,8 @@ def raise_from_response_in(s: Session, ctx: ServiceContext, actor: Actor | None,
     ``trigger="critical_item"`` (a critical item answered while the page is still open) uses only the
     critical items: a partial total says nothing yet."""
     now = now or ctx.now()
-    evidence = screening_evidence_for(s, response, score_result, critical_only=trigger == "critical_item")
+    evidence = screening_evidence_for(s, response, score_result, critical_only=trigger == "critical_item",
+                                      batch=batch)
     if not evidence:
         return None
     return open_or_attach_in(s, ctx, actor or SYSTEM, student_id=response.student_id, evidence=evidence, now=now,

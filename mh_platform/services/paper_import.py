@@ -163,6 +163,7 @@ class _Plan:
     preview: PaperPreview
     groups: list[_Group]
     completed: list[tuple[uuid.UUID, uuid.UUID]]  # (student, class) whose battery is now complete
+    with_previous: set[tuple[uuid.UUID, str]]  # (student, instrument) with a scored screening elsewhere
 
 
 def _value_matrix(inst: Instrument, parsed: _Parsed, rows: list[tuple[int, tuple, list[str]]],
@@ -342,7 +343,8 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
             battery = battery_cache[(st[2], st[1])]
             if set(battery) <= (new_done[k] | done_before[k]):
                 completed.append((st[0], st[3]))
-    return _Plan(pv, out, completed)
+    sid_of = {st[7]: st[0] for st in by_bidx.values()}
+    return _Plan(pv, out, completed, {(sid_of[k], iid) for k, iid in prev})
 
 
 # --------------------------------------------------------------------------- writing
@@ -473,7 +475,7 @@ _SEAL_SLICE = 8192
 
 
 def _flag_paths(ctx: ServiceContext, s: Session, flagged: list[tuple[uuid.UUID, scoring.ScoreResult]],
-                now: datetime) -> None:
+                now: datetime, with_previous: set[tuple[uuid.UUID, str]]) -> None:
     """The flag path on the stored flag-raising responses, as for an online submission, as one
     ``flags.FlagBatch`` (same outcome, less work per flag): units and recipients looked up once, the
     notices written together and delivered by the outbox job (``notify_send_pending``, every 20 s)
@@ -485,6 +487,10 @@ def _flag_paths(ctx: ServiceContext, s: Session, flagged: list[tuple[uuid.UUID, 
         chunk = flagged[i:i + 900]
         stored = {r.id: r for r in s.scalars(sa.select(Response).where(in_(s, Response.id, [c[0] for c in chunk])))}
         batch.prefetch(s, [r.student_id for r in stored.values()])
+        # the analysis looked for earlier screenings of every student: no look-up per response where
+        # it found none (deterioration needs one)
+        batch.without_previous.update((r.student_id, r.instrument_id) for r in stored.values()
+                                      if (r.student_id, r.instrument_id) not in with_previous)
         for rid, res in chunk:
             flag_path(ctx, s, stored[rid], res, now, trigger="submitted", batch=batch)
         batch.flush(s)
@@ -560,7 +566,7 @@ def _commit(ctx: ServiceContext, actor: Actor, table: list[list[str]], campaign_
             raise ValidationFailed(f"{len(pv.errors)} row(s) have errors; nothing was imported",
                                    [e.as_dict() for e in pv.errors])
         flagged = _write(ctx, s, plan, campaign_id, now)
-        _flag_paths(ctx, s, flagged, now)
+        _flag_paths(ctx, s, flagged, now, plan.with_previous)
         _mark_completed(s, plan.completed, campaign_id, now)
         audit.record(ctx, s, actor, "screening:paper_imported", "campaign", campaign_id,
                      {"rows": pv.rows, "responses": pv.responses, "items": pv.answers, "students": pv.students,

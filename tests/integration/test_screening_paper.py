@@ -568,3 +568,43 @@ def _last_log_id(ctx, s=None) -> int:
         return s.scalar(sa.select(sa.func.coalesce(sa.func.max(EventLog.id), 0)))
     with ctx.uow(read_only=True) as uow:
         return uow.session.scalar(sa.select(sa.func.coalesce(sa.func.max(EventLog.id), 0)))
+
+
+def test_a_paper_response_is_compared_with_the_students_previous_screening(ctx, ready):
+    """Deterioration through the import: a student with an earlier campaign's PHQ-9 total of 3 now
+    scores 9 on paper (mild: no concern band of its own; +6 reaches the reliable change) and gets a
+    yellow flag with deterioration evidence; a student with the same answers and no earlier
+    screening gets none. The batch skips the look-up only where the analysis found no earlier one."""
+    from datetime import timedelta
+
+    from mh_platform.db.models import AcademicYear, Campaign
+
+    world, cid, codes, refused, hts = ready
+    sid, fresh = list(codes)[:2]
+    num = numbers(ctx, [sid, fresh])
+    inst = load_instrument("phq9")
+    before = score(inst, {**{str(i): 0 for i in range(1, 10)}, "1": 1, "2": 1, "3": 1})
+    at = ctx.now() - timedelta(days=120)
+    with ctx.uow() as uow:
+        s = uow.session
+        camp = Campaign(name="秋季", academic_year_id=s.scalar(sa.select(AcademicYear.id)), owner_unit_id=world.school.id,
+                        grades=[7], battery={"junior": ["phq9"]}, opens_at=at, closes_at=at + timedelta(days=3),
+                        status="closed", created_at=at)
+        s.add(camp)
+        s.flush()
+        s.add(Response(campaign_id=camp.id, student_id=sid, school_unit_id=world.school.id, instrument_id="phq9",
+                       instrument_version=before.instrument_version, status="submitted", n_answered=9, started_at=at,
+                       updated_at=at, submitted_at=at, total=float(before.total), score_status=before.status,
+                       band_id=before.band.id, scored_at=at))
+        uow.commit()
+    mild = ["2", "2", "2", "1", "1", "1", "0", "0", "0"]
+    pv = paper_import.commit(ctx, world.counsellor, sheet([[num[sid], "phq9"] + mild, [num[fresh], "phq9"] + mild]),
+                             "paper.csv", cid)
+    assert pv.flagged == 1  # only the row with an earlier screening can raise a flag
+    with ctx.uow(read_only=True) as uow:
+        s = uow.session
+        flag = s.scalar(sa.select(Flag).where(Flag.student_id == sid))
+        assert flag is not None and flag.level == "yellow"
+        assert [e.source for e in s.scalars(sa.select(FlagEvidence).where(FlagEvidence.flag_id == flag.id))] == \
+            ["deterioration"]
+        assert s.scalar(sa.select(Flag).where(Flag.student_id == fresh)) is None
