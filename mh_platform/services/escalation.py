@@ -246,10 +246,11 @@ def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATC
 
 def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
                    scopes: Collection[str] = ("class", "school"), batch: FlagBatch | None = None,
-                   count: int | None = None) -> list[uuid.UUID]:
+                   count: int | None = None, recent: bool | None = None) -> list[uuid.UUID]:
     """Cluster alerts for the flag's class and school (in the caller's transaction); returns outbox ids
-    (none with ``batch``: the notices are planned into it). ``count``: the unit's count, already
-    read by the caller (one scope only)."""
+    (none with ``batch``: the notices are planned into it, the alert and its audit entry are written
+    by the batch's next flush). ``count`` and ``recent`` (an alert for the unit within the window):
+    already read by the caller (one scope only)."""
     cp = default_flag_policy().cluster
     levels = [lv.value for lv in cp.levels]
     if flag.level not in levels:
@@ -265,23 +266,33 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
             .where(col == unit_id, Flag.opened_at >= since, Flag.level.in_(levels))) or 0
         if n < threshold:
             continue
-        recent = s.scalar(sa.select(ClusterAlert.id).where(ClusterAlert.unit_id == unit_id,
-                                                           ClusterAlert.scope == scope,
-                                                           ClusterAlert.created_at >= since))
-        if recent is not None:
+        already = recent if recent is not None else s.scalar(
+            sa.select(ClusterAlert.id).where(ClusterAlert.unit_id == unit_id, ClusterAlert.scope == scope,
+                                             ClusterAlert.created_at >= since)) is not None
+        if already:
             continue
         alert = ClusterAlert(id=uuid.uuid4(), unit_id=unit_id, scope=scope, window_start=since, flag_count=n,
                              suggestion="targeted_rescreening", created_at=now,
                              dedupe_key=f"cluster:{scope}:{unit_id}:{now.date().isoformat()}")
-        try:
-            with s.begin_nested():
-                s.add(alert)
-                s.flush()
-        except sa.exc.IntegrityError:
-            continue
+        if batch is not None:
+            # the batch holds the audit lock, taken by every flag writer before it can raise an alert:
+            # no other transaction adds this unit's alert meanwhile (one by one, the savepoint catches it)
+            s.add(alert)
+        else:
+            try:
+                with s.begin_nested():
+                    s.add(alert)
+                    s.flush()
+            except sa.exc.IntegrityError:
+                continue
         audit.record(ctx, s, SYSTEM, "cluster:alerted", "cluster_alert", alert.id,
-                     {"scope": scope, "unit": str(unit_id), "count": n, "suggestion": "targeted_rescreening"})
-        unit = s.get(OrgUnit, unit_id)
+                     {"scope": scope, "unit": str(unit_id), "count": n, "suggestion": "targeted_rescreening"},
+                     buffer=batch.audit if batch is not None else None)
+        unit = batch.units.get(unit_id) if batch is not None else None
+        if unit is None:
+            unit = s.get(OrgUnit, unit_id)
+            if batch is not None and unit is not None:
+                batch.units[unit_id] = unit
         for role, tier in ((Role.COUNSELLOR, Tier.SCHOOL), (Role.SCHOOL_LEADER, Tier.SCHOOL),
                            (Role.COUNTY_OFFICER, Tier.COUNTY)):
             from mh_platform.services.flags import unit_for_tier
@@ -323,11 +334,15 @@ def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], 
                 sa.select(col, sa.func.count()).where(cond, Flag.opened_at >= since, Flag.level.in_(sorted(levels)))
                 .group_by(col)).all())
     thresholds = {"class": cp.class_threshold, "school": cp.school_threshold}
+    due = [key for key in first if counts.get(key, 0) >= thresholds[key[0]]]
+    alerted: set[tuple[str, uuid.UUID]] = set()  # units with an alert within the window, one read
+    for cond in in_chunks(s, ClusterAlert.unit_id, list({u for _sc, u in due})):
+        alerted.update((sc, u) for u, sc in s.execute(sa.select(ClusterAlert.unit_id, ClusterAlert.scope)
+                                                      .where(cond, ClusterAlert.created_at >= since)).all())
     ids: list[uuid.UUID] = []
-    for (scope, unit), f in first.items():
-        n = counts.get((scope, unit), 0)
-        if n >= thresholds[scope]:
-            ids += check_clusters(ctx, s, f, now, scopes=(scope,), batch=batch, count=n)
+    for key in due:
+        ids += check_clusters(ctx, s, first[key], now, scopes=(key[0],), batch=batch, count=counts[key],
+                              recent=key in alerted)
     return ids
 
 

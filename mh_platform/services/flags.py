@@ -227,8 +227,8 @@ class FlagBatch:
         from mh_platform.services.escalation import check_clusters_once
 
         self.flush(s)
-
         check_clusters_once(ctx, s, list(self.changed.values()), now, batch=self)
+        self.flush(s)  # the cluster alerts and their audit entries
         notify.enqueue_many(s, list(self.outbox.values()))
         self.outbox.clear()
 
@@ -330,7 +330,8 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
     enrol = batch.enrolments[student_id] if batch is not None else current_enrolment(s, student_id)
     if enrol is None:
         raise NotFound("student not found")
-    lock_audit(s)
+    if batch is None:
+        lock_audit(s)  # a batch took it in ``prefetch`` and holds it to the commit
     level = fr.evidence_level(evidence)
     assert level is not None
     watch_only = fr.is_watch_only(evidence)

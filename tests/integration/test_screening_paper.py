@@ -420,7 +420,8 @@ def test_the_batched_flag_path_writes_the_notices_the_one_by_one_path_writes(ctx
 def test_a_batch_checks_each_class_and_each_school_once_with_their_final_counts(ctx):
     """Three orange students in one class and two in another class of the same school (class
     threshold 3, school threshold 5): one class alert (3) for the first class, none for the second,
-    and one school alert with the school's final count (5)."""
+    and one school alert with the school's final count (5). A later import adds only the alert not
+    raised yet."""
     from mh_platform.db.models import ClusterAlert, Enrolment
 
     world = build_world(ctx)
@@ -439,6 +440,15 @@ def test_a_batch_checks_each_class_and_each_school_once_with_their_final_counts(
     with ctx.uow(read_only=True) as uow:
         alerts = set(uow.session.execute(sa.select(ClusterAlert.scope, ClusterAlert.unit_id, ClusterAlert.flag_count)))
     assert alerts == {("class", a, 3), ("school", world.school.id, 5)}
+    # a later import in the same window: the second class reaches its threshold and gets its alert;
+    # the first class and the school have theirs already (read once for all units) and get no other
+    more = by_class[b][2:3] + by_class[a][3:4]
+    num = numbers(ctx, more)
+    rows = [[num[sid], "phq9"] + ["2"] * 8 + ["0"] for sid in more]
+    assert paper_import.commit(ctx, world.counsellor, sheet(rows), "paper.csv", cid).flagged == 2
+    with ctx.uow(read_only=True) as uow:
+        alerts = set(uow.session.execute(sa.select(ClusterAlert.scope, ClusterAlert.unit_id, ClusterAlert.flag_count)))
+    assert alerts == {("class", a, 3), ("school", world.school.id, 5), ("class", b, 3)}
 
 
 def test_a_student_flagged_twice_has_one_flag_with_both_responses_as_evidence(ctx, ready):
