@@ -23,6 +23,7 @@ Bounded: about 2-4 minutes per database.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import multiprocessing as mp
@@ -58,6 +59,7 @@ CONNECTIONS = 32
 DURATION = float(os.environ.get("MHP_BENCH_SECONDS", "8"))
 PAPER_ANSWERS = int(os.environ.get("MHP_BENCH_PAPER_ANSWERS", "1000000"))
 PAPER_FLAG_ANSWERS = int(os.environ.get("MHP_BENCH_PAPER_FLAG_ANSWERS", "200000"))
+PAPER_ROUNDS = int(os.environ.get("MHP_BENCH_PAPER_ROUNDS", "3"))  # each on a fresh copy of the seeded database
 CONCERN_EVERY = int(os.environ.get("MHP_BENCH_PAPER_CONCERN_EVERY", "7"))  # ~14 % of students: real screens flag 10-20 %
 BATTERY = ("phq9", "gad7", "asq", "k10", "who5")
 
@@ -338,7 +340,8 @@ def _paper_bench(label: str, url: str, key: str, *, answers: int = 0, concern_ev
     """The paper import of ``answers`` item answers vs the raw driver's bulk insert of the same answer
     rows. ``concern_every`` = k > 0: every k-th student answers PHQ-9 items 1-8 with "2" (total 16, a
     band with a concern), so that share of students goes through the flag path; 0: a class with no
-    concern (the flag path idle — the G3 row)."""
+    concern (the flag path idle — the G3 row). Seeded once; ``PAPER_ROUNDS`` rounds of baseline and
+    import, each on a fresh copy of the seeded database; the row is the round with the median ratio."""
     import csv
     import io
 
@@ -375,8 +378,47 @@ def _paper_bench(label: str, url: str, key: str, *, answers: int = 0, concern_ev
     n_answers = len(raw_rows)
     with ctx.engine.begin() as c:  # fresh bulk-loaded tables: give the planner statistics, as in production
         c.exec_driver_sql("ANALYZE")
-    # baseline: the raw driver's bulk insert of the same answer rows (one transaction)
-    eng = ctx.engine
+    ctx.engine.dispose()
+    # PAPER_ROUNDS rounds, each on a fresh copy of the seeded database: the raw bulk insert, then the
+    # import; the row is the round with the median ratio (this box varies by ±10 % run to run)
+    rounds: list[dict] = []
+    for r in range(PAPER_ROUNDS):
+        u = _copy_database(label, url, r)
+        rctx = _context(u, key)
+        try:
+            t_raw = _raw_bulk_insert(rctx.engine, raw_rows)
+            t0 = time.perf_counter()
+            pv = paper_import.commit(rctx, actor, data, "paper.csv", cid)
+            t_imp = time.perf_counter() - t0
+            with rctx.uow() as uow:
+                from mh_platform.db.models import Response
+
+                n_resp = uow.session.scalar(sa.select(sa.func.count()).select_from(Response)
+                                            .where(Response.source == "paper"))
+            floor: float | str | None = None
+            if r == PAPER_ROUNDS - 1:
+                try:
+                    floor = round(_response_rows_floor(rctx.engine), 3)
+                except Exception as exc:  # noqa: BLE001 - context only: never fail the measured row
+                    floor = f"error: {exc!r}"[:200]
+            rounds.append({"import": t_imp, "raw": t_raw, "ratio": t_imp / t_raw, "responses": int(n_resp),
+                           "flag_checks": pv.flagged, "floor": floor})
+        finally:
+            rctx.engine.dispose()
+            _drop_copy(label, u)
+    mid = sorted(rounds, key=lambda x: x["ratio"])[len(rounds) // 2]
+    t_floor, t_raw_last = rounds[-1]["floor"], rounds[-1]["raw"]
+    return [result(f"screening.{name}.{label}", "s", mid["import"], mid["raw"], 3.0, higher_is_better=False,
+                   answers=n_answers, responses=mid["responses"], students=n_students, flag_checks=mid["flag_checks"],
+                   concern_students=len(range(0, n_students, concern_every)) if concern_every else 0,
+                   baseline_kind="sqlite3 executemany" if label == "sqlite" else "psycopg COPY",
+                   rounds=[{k: round(v, 3) for k, v in x.items() if k in ("import", "raw", "ratio")} for x in rounds],
+                   response_rows_floor_s=t_floor,
+                   response_rows_floor_ratio=round(t_floor / t_raw_last, 2) if isinstance(t_floor, float) else None)]
+
+
+def _raw_bulk_insert(eng, raw_rows: list[tuple]) -> float:
+    """The baseline: the raw driver's bulk insert of the answer rows, one transaction (seconds)."""
     with eng.begin() as c:
         c.exec_driver_sql("CREATE TABLE bench_answer_rows (id INTEGER PRIMARY KEY, student_id INTEGER, "
                           "instrument VARCHAR(16), item SMALLINT, value SMALLINT)" if eng.dialect.name == "sqlite" else
@@ -395,27 +437,46 @@ def _paper_bench(label: str, url: str, key: str, *, answers: int = 0, concern_ev
                 for r in raw_rows:
                     cp.write_row(r)
         raw.commit()
-        t_raw = time.perf_counter() - t0
+        return time.perf_counter() - t0
     finally:
         raw.close()
-    t0 = time.perf_counter()
-    pv = paper_import.commit(ctx, actor, data, "paper.csv", cid)
-    t_imp = time.perf_counter() - t0
-    with ctx.uow() as uow:
-        from mh_platform.db.models import Response
 
-        n_resp = uow.session.scalar(sa.select(sa.func.count()).select_from(Response).where(Response.source == "paper"))
-    try:
-        t_floor = round(_response_rows_floor(eng), 3)
-    except Exception as exc:  # noqa: BLE001 - context only: never fail the measured row
-        t_floor = f"error: {exc!r}"[:200]
-    ctx.engine.dispose()
-    return [result(f"screening.{name}.{label}", "s", t_imp, t_raw, 3.0, higher_is_better=False,
-                   answers=n_answers, responses=int(n_resp), students=n_students, flag_checks=pv.flagged,
-                   concern_students=len(range(0, n_students, concern_every)) if concern_every else 0,
-                   baseline_kind="sqlite3 executemany" if label == "sqlite" else "psycopg COPY",
-                   response_rows_floor_s=t_floor,
-                   response_rows_floor_ratio=round(t_floor / t_raw, 2) if isinstance(t_floor, float) else None)]
+
+def _copy_database(label: str, url: str, n: int) -> str:
+    """A copy of the seeded database for one round: the SQLite file after a checkpoint, or a
+    PostgreSQL database made from it as a template (then a CHECKPOINT, so the copy's writes are not
+    flushed during the round)."""
+    import shutil
+
+    import sqlalchemy as sa
+
+    if label == "sqlite":
+        src = url.removeprefix("sqlite:///")
+        eng = sa.create_engine(url)
+        with eng.connect() as c:
+            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        eng.dispose()
+        dst = f"{src}.round{n}"
+        shutil.copyfile(src, dst)
+        return f"sqlite:///{dst}"
+    base, name = url.rsplit("/", 1)
+    new = f"{name}_r{n}"
+    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{new}" TEMPLATE "{name}"')
+        with contextlib.suppress(sa.exc.DBAPIError):  # needs superuser or pg_checkpoint: best effort
+            c.exec_driver_sql("CHECKPOINT")
+    admin.dispose()
+    return f"{base}/{new}"
+
+
+def _drop_copy(label: str, url: str) -> None:
+    if label == "sqlite":
+        p = pathlib.Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            pathlib.Path(str(p) + suffix).unlink(missing_ok=True)
+        return
+    _drop(label, url)
 
 
 def _response_rows_floor(eng) -> float:
