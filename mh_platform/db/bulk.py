@@ -240,6 +240,8 @@ def sqlite_literal(value: Any) -> str:
     if type(value) is bool:
         return "1" if value else "0"
     if type(value) is int:
+        if not -2 ** 63 <= value < 2 ** 63:  # binding it would fail (OverflowError); a literal would turn REAL
+            raise ValueError("a constant integer must fit in 64 bits")
         return str(value)
     if type(value) is float:
         if not math.isfinite(value):

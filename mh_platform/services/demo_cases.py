@@ -86,6 +86,7 @@ def _confirmed_flag(ctx: ServiceContext, counsellor: Actor, student_id: uuid.UUI
     now = ctx.now()
     with ctx.uow() as uow:
         s = uow.session
+        flag_service.lock_audit(s)  # as every flag writer, before it reads or opens a flag
         flag = s.scalar(sa.select(Flag).where(Flag.student_id == student_id, Flag.status != "closed"))
         if flag is None:
             e = current_enrolment(s, student_id)

@@ -335,10 +335,15 @@ def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], 
                 .group_by(col)).all())
     thresholds = {"class": cp.class_threshold, "school": cp.school_threshold}
     due = [key for key in first if counts.get(key, 0) >= thresholds[key[0]]]
-    alerted: set[tuple[str, uuid.UUID]] = set()  # units with an alert within the window, one read
+    # units with an alert within the window — or with today's alert (its unique dedupe key), which a
+    # window shorter than a day may leave behind: one read for all
+    alerted: set[tuple[str, uuid.UUID]] = set()
+    today = f":{now.date().isoformat()}"
     for cond in in_chunks(s, ClusterAlert.unit_id, list({u for _sc, u in due})):
-        alerted.update((sc, u) for u, sc in s.execute(sa.select(ClusterAlert.unit_id, ClusterAlert.scope)
-                                                      .where(cond, ClusterAlert.created_at >= since)).all())
+        alerted.update((sc, u) for u, sc, at, key in s.execute(
+            sa.select(ClusterAlert.unit_id, ClusterAlert.scope, ClusterAlert.created_at, ClusterAlert.dedupe_key)
+            .where(cond, sa.or_(ClusterAlert.created_at >= since, ClusterAlert.dedupe_key.endswith(today)))).all()
+            if at >= since or key == f"cluster:{sc}:{u}{today}")
     ids: list[uuid.UUID] = []
     for key in due:
         ids += check_clusters(ctx, s, first[key], now, scopes=(key[0],), batch=batch, count=counts[key],

@@ -372,8 +372,8 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                                 batch)
             ids += oversight(ctx, s, flag, now, p, cache, batch)
     if not created:
-        if batch is not None and s.new:
-            s.flush()  # rows the batch added (this flag, its evidence) before they are read or updated
+        if batch is not None and sa.inspect(flag).pending:
+            s.flush()  # a flag this batch opened, and its evidence, written before the evidence is read
         old = to_state(flag)
         new, ev2 = fl.add_evidence(old, level, now, watch_only=watch_only, policy=p)
         if ev2 is not None:

@@ -78,14 +78,17 @@ def test_sqlite_literals_are_exact_or_refused():
     assert sqlite_literal(-12) == "-12" and sqlite_literal(0.1) == "0.1"
     assert sqlite_literal("a'b") == "'a''b'"
     assert sqlite_literal(b"\x00\xff'") == "X'00ff27'"
-    for bad in (math.nan, math.inf, "nul\x00", datetime(2026, 1, 1), uuid.uuid4(), [1], 10 ** 30 * 1j):
+    assert sqlite_literal(-2 ** 63) == str(-2 ** 63) and sqlite_literal(2 ** 63 - 1) == str(2 ** 63 - 1)
+    for bad in (math.nan, math.inf, "nul\x00", datetime(2026, 1, 1), uuid.uuid4(), [1], 10 ** 30 * 1j,
+                2 ** 63, -2 ** 63 - 1):
         with pytest.raises((TypeError, ValueError)):
             sqlite_literal(bad)
 
 
 def test_a_failed_bulk_write_raises_and_the_transaction_keeps_nothing(ctx):
     """A row the database refuses (a duplicate key) fails the whole write — on PostgreSQL the
-    error comes back through the queued COPY writer's thread — and rolling back keeps none."""
+    server's error is raised when the COPY ends, after the queued writer has sent every block —
+    and rolling back keeps none."""
     table = _scratch("bulk_scratch_c")
     with ctx.uow() as uow:
         table.create(uow.session.connection())
@@ -95,6 +98,31 @@ def test_a_failed_bulk_write_raises_and_the_transaction_keeps_nothing(ctx):
         # the driver's own integrity error (the raw DBAPI path): sqlite3's or psycopg's
         with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
             w.write(iter([(n, f"r{n}") for n in range(5000)] + [(7, "again")]), count=5001)
+    with ctx.uow() as uow:
+        assert uow.session.execute(sa.select(sa.func.count()).select_from(table)).scalar_one() == 0
+
+
+def test_a_producer_failing_mid_write_aborts_it_and_the_transaction_keeps_nothing(ctx):
+    """The rows come from a generator (the import builds and seals them while the database takes
+    them): an error in it at row 300,000 — after the queued COPY writer has sent many blocks, and
+    after an earlier write in the same transaction — propagates as it is, and the rollback leaves
+    no row of either write."""
+    table = _scratch("bulk_scratch_e")
+    with ctx.uow() as uow:
+        table.create(uow.session.connection())
+        uow.commit()
+
+    def rows():
+        for n in range(1, 400_000):
+            if n == 300_000:
+                raise RuntimeError("sealing failed")
+            yield (n, "x" * 20)
+
+    with ctx.uow() as uow:
+        s = uow.session
+        assert BulkInsert(s, table, ("id", "t")).write([(0, "before")]) == 1
+        with pytest.raises(RuntimeError, match="sealing failed"):
+            BulkInsert(s, table, ("id", "t")).write(rows(), count=400_000)
     with ctx.uow() as uow:
         assert uow.session.execute(sa.select(sa.func.count()).select_from(table)).scalar_one() == 0
 

@@ -440,6 +440,7 @@ def test_a_batch_checks_each_class_and_each_school_once_with_their_final_counts(
     with ctx.uow(read_only=True) as uow:
         alerts = set(uow.session.execute(sa.select(ClusterAlert.scope, ClusterAlert.unit_id, ClusterAlert.flag_count)))
     assert alerts == {("class", a, 3), ("school", world.school.id, 5)}
+    _assert_alert_audit(ctx)
     # a later import in the same window: the second class reaches its threshold and gets its alert;
     # the first class and the school have theirs already (read once for all units) and get no other
     more = by_class[b][2:3] + by_class[a][3:4]
@@ -449,6 +450,50 @@ def test_a_batch_checks_each_class_and_each_school_once_with_their_final_counts(
     with ctx.uow(read_only=True) as uow:
         alerts = set(uow.session.execute(sa.select(ClusterAlert.scope, ClusterAlert.unit_id, ClusterAlert.flag_count)))
     assert alerts == {("class", a, 3), ("school", world.school.id, 5), ("class", b, 3)}
+    _assert_alert_audit(ctx)
+
+
+def _assert_alert_audit(ctx) -> None:
+    """Every cluster alert has its one ``cluster:alerted`` audit entry, with its scope, unit and count."""
+    from mh_platform.db.models import ClusterAlert, EventLog
+
+    with ctx.uow(read_only=True) as uow:
+        s = uow.session
+        want = sorted((str(a.id), a.scope, str(a.unit_id), a.flag_count) for a in s.scalars(sa.select(ClusterAlert)))
+        got = sorted((e.object_id, e.data["scope"], e.data["unit"], e.data["count"]) for e in s.scalars(
+            sa.select(EventLog).where(EventLog.kind == "cluster:alerted")))
+    assert got == want
+
+
+def test_a_window_shorter_than_a_day_does_not_fail_an_import_over_todays_alert(ctx, clock, monkeypatch):
+    """A cluster window under a day (the policy allows "12h"): an import two hours after a class's
+    alert, outside the window but on the same day, must not try to write a second alert under the
+    same unique dedupe key (that would roll the whole import back); as one by one, it is skipped."""
+    import dataclasses
+    from datetime import timedelta
+
+    from mh_platform.core import flag_rules
+    from mh_platform.db.models import ClusterAlert
+    from mh_platform.services import escalation
+
+    policy = flag_rules.default_flag_policy()
+    short = dataclasses.replace(policy, cluster=dataclasses.replace(policy.cluster, window=timedelta(hours=1)))
+    monkeypatch.setattr(escalation, "default_flag_policy", lambda: short)
+    world = build_world(ctx)
+    cid, codes, _refused, _hts = screening_ready(ctx, world, classes=1, per_class=8, refused=1)
+    sids = list(codes)
+    assert len(sids) >= 6
+    num = numbers(ctx, sids)
+    orange = ["2"] * 8 + ["0"]
+    first = [[num[sid], "phq9"] + orange for sid in sids[:3]]
+    assert paper_import.commit(ctx, world.counsellor, sheet(first), "paper.csv", cid).flagged == 3
+    with ctx.uow(read_only=True) as uow:
+        assert uow.session.scalar(sa.select(sa.func.count()).select_from(ClusterAlert)) == 1
+    clock.advance(hours=2)  # outside the window, the same date (the fixture's clock is set in the morning)
+    later = [[num[sid], "phq9"] + orange for sid in sids[3:6]]  # three more in the class within the window
+    assert paper_import.commit(ctx, world.counsellor, sheet(later), "paper.csv", cid).flagged == 3
+    with ctx.uow(read_only=True) as uow:
+        assert uow.session.scalar(sa.select(sa.func.count()).select_from(ClusterAlert)) == 1
 
 
 def test_a_student_flagged_twice_has_one_flag_with_both_responses_as_evidence(ctx, ready):
