@@ -49,9 +49,11 @@ def in_(s: Session, column: Any, values: Sequence[Any]) -> Any:
         if lit is not None:
             return column == sa.any_(sa.bindparam(None, lit, type_=_ArrayLiteral(column.type)))
         return column == sa.any_(sa.bindparam(None, vals, type_=postgresql.ARRAY(column.type)))
+    # one expanding parameter: SQLAlchemy would otherwise coerce every element of a list at once
     if vals and all(type(v) is uuid.UUID for v in vals):
-        return sa.type_coerce(column, sa.String()).in_([v.hex for v in vals])
-    return column.in_(vals)
+        return sa.type_coerce(column, sa.String()).in_(sa.bindparam(None, [v.hex for v in vals], expanding=True,
+                                                                    type_=sa.String()))
+    return column.in_(sa.bindparam(None, vals, expanding=True, type_=column.type))
 
 
 class _ArrayLiteral(sa.types.TypeDecorator):
