@@ -663,3 +663,62 @@ def test_a_paper_response_is_compared_with_the_students_previous_screening(ctx, 
         assert [e.source for e in s.scalars(sa.select(FlagEvidence).where(FlagEvidence.flag_id == flag.id))] == \
             ["deterioration"]
         assert s.scalar(sa.select(Flag).where(Flag.student_id == fresh)) is None
+
+
+def test_an_import_and_an_online_answer_for_the_same_student_wait_for_each_other(fresh_ctx, monkeypatch):
+    """The batch opens flags without a savepoint because it holds the audit lock that every flag
+    writer takes first. Here an import is held just after taking it (``FlagBatch.prefetch``), and the
+    same student answers PHQ-9 item 9 online meanwhile (real commits, two threads): the online flag
+    path waits for the import, then finds the flag the import opened and attaches to it. No error on
+    either side, one flag, both responses as its evidence, raised to red."""
+    import threading
+    import time
+
+    from mh_platform.services.flags import FlagBatch
+
+    ctx = fresh_ctx
+    world = build_world(ctx)
+    cid, codes, _refused, _hts = screening_ready(ctx, world, per_class=4, refused=1)
+    sid = next(iter(codes))
+    num = numbers(ctx, [sid])
+    sess = responses.begin(ctx, codes[sid])
+    inside, go = threading.Event(), threading.Event()
+    original = FlagBatch.prefetch
+
+    def held(self, s, student_ids):  # noqa: ANN001
+        original(self, s, student_ids)
+        if not inside.is_set():
+            inside.set()
+            go.wait(30)
+
+    monkeypatch.setattr(FlagBatch, "prefetch", held)
+    errors: list[str] = []
+
+    def run(fn) -> threading.Thread:  # noqa: ANN001
+        def body() -> None:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - every failure is reported
+                errors.append(repr(exc))
+        t = threading.Thread(target=body)
+        t.start()
+        return t
+
+    importer = run(lambda: paper_import.commit(ctx, world.counsellor, sheet([[num[sid], "gad7"] + ["2"] * 7]),
+                                               "paper.csv", cid))
+    assert inside.wait(30)
+    online = run(lambda: responses.submit(ctx, sess.access_code_id, "phq9",
+                                          {**{str(i): 0 for i in range(1, 9)}, "9": 1}))
+    time.sleep(0.5)
+    assert online.is_alive()  # waiting for the import's lock (PostgreSQL: advisory; SQLite: the write lock)
+    go.set()
+    importer.join(60)
+    online.join(60)
+    assert errors == []
+    with ctx.uow(read_only=True) as uow:
+        s = uow.session
+        flags = list(s.scalars(sa.select(Flag).where(Flag.student_id == sid)))
+        assert len(flags) == 1 and flags[0].level == "red"
+        evidence = set(s.scalars(sa.select(Response.instrument_id).join(
+            FlagEvidence, FlagEvidence.response_id == Response.id).where(FlagEvidence.flag_id == flags[0].id)))
+        assert evidence == {"gad7", "phq9"}
