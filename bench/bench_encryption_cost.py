@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
-from bench.common import result, seed_open_campaign
+from bench.common import create_pg_database, drop_pg_database, result, seed_open_campaign
 
 PER_BATCH = int(os.environ.get("MHP_BENCH_ENC_BATCH", "50"))
 REPEATS = int(os.environ.get("MHP_BENCH_ENC_REPEATS", "7"))
@@ -232,29 +232,12 @@ def _measure(url: str, key_file: str, label: str) -> list[dict]:
 
 
 def _pg_database(url: str) -> str | None:
-    """A fresh database of its own (``mhp_bench_enc_<random>``) on the server of ``url`` — the same
-    convention as the other benches: the URL names a server, and the database it names is never
-    dropped — or None when no server answers."""
-    from mh_platform.db.engine import normalise_url
-
-    base = normalise_url(url).rsplit("/", 1)[0]
-    name = f"mhp_bench_enc_{uuid.uuid4().hex[:8]}"
+    """A fresh database of its own on the server of ``url`` (``bench.common.create_pg_database``),
+    or None when no server answers."""
     try:
-        eng = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
-        with eng.connect() as c:
-            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        eng.dispose()
-        return f"{base}/{name}"
+        return create_pg_database(url, "mhp_bench_enc")
     except sa.exc.OperationalError:
         return None
-
-
-def _pg_drop(url: str) -> None:
-    base, name = url.rsplit("/", 1)
-    eng = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    eng.dispose()
 
 
 def run() -> list[dict]:
@@ -272,7 +255,7 @@ def run() -> list[dict]:
             try:
                 rows += _measure(pg, key, "postgres")
             finally:
-                _pg_drop(pg)
+                drop_pg_database(pg)
     return rows
 
 

@@ -23,7 +23,6 @@ Bounded: about 2-4 minutes per database.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import multiprocessing as mp
@@ -37,11 +36,10 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 
 import sqlalchemy as sa
 
-from bench.common import absolute, result, seed_open_campaign
+from bench.common import absolute, create_pg_database, drop_pg_database, result, seed_open_campaign
 
 META = sa.MetaData()
 BENCH_ANSWER = sa.Table(  # the baseline endpoint's table (bench/screening_app.py)
@@ -459,15 +457,8 @@ def _copy_database(label: str, url: str, n: int) -> str:
         dst = f"{src}.round{n}"
         shutil.copyfile(src, dst)
         return f"sqlite:///{dst}"
-    base, name = url.rsplit("/", 1)
-    new = f"{name}_r{n}"
-    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{new}" TEMPLATE "{name}"')
-        with contextlib.suppress(sa.exc.DBAPIError):  # needs superuser or pg_checkpoint: best effort
-            c.exec_driver_sql("CHECKPOINT")
-    admin.dispose()
-    return f"{base}/{new}"
+    name = url.rsplit("/", 1)[1]
+    return create_pg_database(url, f"{name}_r{n}", template=name)
 
 
 def _drop_copy(label: str, url: str) -> None:
@@ -545,31 +536,14 @@ def _fresh(label: str, url: str) -> str:
             pathlib.Path(str(p) + suffix).unlink(missing_ok=True)
         migrate.upgrade(url)
         return url
-    import sqlalchemy as sa
-
-    from mh_platform.db.engine import normalise_url
-
-    base = normalise_url(url).rsplit("/", 1)[0]
-    name = f"mhp_bench_scr_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    new = base + "/" + name
+    new = create_pg_database(url, "mhp_bench_scr")
     migrate.upgrade(new)
     return new
 
 
 def _drop(label: str, url: str) -> None:
-    if label != "postgresql":
-        return
-    import sqlalchemy as sa
-
-    base, name = url.rsplit("/", 1)
-    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    if label == "postgresql":
+        drop_pg_database(url)
 
 
 def run() -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -87,3 +88,39 @@ def seed_open_campaign(ctx: Any, n_students: int, *, per_class: int = 50, prefix
                            opens_at=now - timedelta(minutes=5), closes_at=now + timedelta(days=2))
     campaigns.open_due(ctx, now)
     return actor, cid
+
+
+def create_pg_database(url: str, prefix: str, *, template: str | None = None) -> str:
+    """A new database ``<prefix>_<random>`` (or a copy of ``template``) on the server ``url``
+    names; returns its URL. The database ``url`` itself names is never touched."""
+    import contextlib
+
+    import sqlalchemy as sa
+
+    from mh_platform.db.engine import normalise_url
+
+    base = normalise_url(url).rsplit("/", 1)[0]
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            c.exec_driver_sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+            if template:  # the copy's pages written now, not during the measurement (needs superuser or
+                with contextlib.suppress(sa.exc.DBAPIError):  # pg_checkpoint: best effort)
+                    c.exec_driver_sql("CHECKPOINT")
+    finally:
+        admin.dispose()
+    return f"{base}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    """Drop the database ``url`` names (connections to it are ended)."""
+    import sqlalchemy as sa
+
+    base, name = url.rsplit("/", 1)
+    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
