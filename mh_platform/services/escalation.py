@@ -47,6 +47,8 @@ from mh_platform.services.flags import (
     ROLE_TIER,
     FlagBatch,
     add_event,
+    add_unique,
+    audit_buffer,
     claim_update,
     lock_audit,
     notify_roles,
@@ -274,20 +276,11 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
         alert = ClusterAlert(id=uuid.uuid4(), unit_id=unit_id, scope=scope, window_start=since, flag_count=n,
                              suggestion="targeted_rescreening", created_at=now,
                              dedupe_key=f"cluster:{scope}:{unit_id}:{now.date().isoformat()}")
-        if batch is not None:
-            # the batch holds the audit lock, taken by every flag writer before it can raise an alert:
-            # no other transaction adds this unit's alert meanwhile (one by one, the savepoint catches it)
-            s.add(alert)
-        else:
-            try:
-                with s.begin_nested():
-                    s.add(alert)
-                    s.flush()
-            except sa.exc.IntegrityError:
-                continue
+        if not add_unique(s, alert, batch):
+            continue
         audit.record(ctx, s, SYSTEM, "cluster:alerted", "cluster_alert", alert.id,
                      {"scope": scope, "unit": str(unit_id), "count": n, "suggestion": "targeted_rescreening"},
-                     buffer=batch.audit if batch is not None else None)
+                     buffer=audit_buffer(batch))
         unit = batch.units.get(unit_id) if batch is not None else None
         if unit is None:
             unit = s.get(OrgUnit, unit_id)
@@ -338,12 +331,11 @@ def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], 
     # units with an alert within the window — or with today's alert (its unique dedupe key), which a
     # window shorter than a day may leave behind: one read for all
     alerted: set[tuple[str, uuid.UUID]] = set()
-    today = f":{now.date().isoformat()}"
+    today = f":{now.date().isoformat()}"  # the end of a dedupe key, cluster:<scope>:<unit>:<date>
     for cond in in_chunks(s, ClusterAlert.unit_id, list({u for _sc, u in due})):
-        alerted.update((sc, u) for u, sc, at, key in s.execute(
-            sa.select(ClusterAlert.unit_id, ClusterAlert.scope, ClusterAlert.created_at, ClusterAlert.dedupe_key)
-            .where(cond, sa.or_(ClusterAlert.created_at >= since, ClusterAlert.dedupe_key.endswith(today)))).all()
-            if at >= since or key == f"cluster:{sc}:{u}{today}")
+        alerted.update((sc, u) for u, sc in s.execute(
+            sa.select(ClusterAlert.unit_id, ClusterAlert.scope)
+            .where(cond, sa.or_(ClusterAlert.created_at >= since, ClusterAlert.dedupe_key.endswith(today)))).all())
     ids: list[uuid.UUID] = []
     for key in due:
         ids += check_clusters(ctx, s, first[key], now, scopes=(key[0],), batch=batch, count=counts[key],

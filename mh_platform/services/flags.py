@@ -133,6 +133,30 @@ def claim_update(s: Session, flag: Flag, values: dict[str, Any], *, tier: str | 
     return True
 
 
+def add_unique(s: Session, row: Any, batch: FlagBatch | None) -> bool:
+    """Add a flag or cluster alert that a unique index may refuse (one open flag per student, one
+    alert per unit and day); True when added, False when a concurrent transaction has the row.
+    One by one, a savepoint catches that race. In a ``FlagBatch`` there is none to catch: the batch
+    holds the audit lock (``prefetch``) that every flag opener and alert raiser takes before it
+    reads or inserts, so the row is added without a savepoint and written by the batch's next flush."""
+    if batch is not None:
+        s.add(row)
+        return True
+    try:
+        with s.begin_nested():
+            s.add(row)
+            s.flush()
+        return True
+    except sa.exc.IntegrityError:
+        return False
+
+
+def audit_buffer(batch: FlagBatch | None) -> list[dict[str, Any]] | None:
+    """Where ``audit.record`` puts an entry: the batch's buffer (written by ``FlagBatch.flush``), or
+    None (written at once)."""
+    return batch.audit if batch is not None else None
+
+
 def unit_for_tier(s: Session, flag: Flag, tier: Tier, cache: dict[uuid.UUID, OrgUnit] | None = None) -> OrgUnit | None:
     parts = flag.unit_path.strip("/").split("/")
     i = _PATH_INDEX[tier]
@@ -273,7 +297,7 @@ def add_event(ctx: ServiceContext, s: Session, flag: Flag, ev: fl.FlagEvent, act
             "from_tier": row.from_tier, "to_tier": row.to_tier, "from_level": row.from_level,
             "to_level": row.to_level, "reason_code": row.reason_code, "has_reason": reason_enc is not None,
             **(extra or {})}
-    audit.record(ctx, s, actor, ev.kind.value, "flag", flag.id, data, buffer=batch.audit if batch is not None else None)
+    audit.record(ctx, s, actor, ev.kind.value, "flag", flag.id, data, buffer=audit_buffer(batch))
     return row
 
 
@@ -290,7 +314,7 @@ def oversight(ctx: ServiceContext, s: Session, flag: Flag, now: datetime, policy
         ids += notify_roles(ctx, s, flag, [n.role], "flag_oversight", f"flag:{flag.id}:{n.reason_code}", now, cache,
                             batch)
         audit.record(ctx, s, SYSTEM, "flag:reported", "flag", flag.id,
-                     {"tier": n.tier.value, "reason_code": n.reason_code}, buffer=batch.audit if batch is not None else None)
+                     {"tier": n.tier.value, "reason_code": n.reason_code}, buffer=audit_buffer(batch))
     return ids
 
 
@@ -347,22 +371,12 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
         candidate = Flag(id=uuid.uuid4(), student_id=student_id, school_unit_id=enrol.school_unit_id,
                          class_unit_id=enrol.class_unit_id, unit_path=enrol.unit_path, opened_at=now,
                          **state_values(state), version=1)
-        if batch is not None:
-            # the batch holds the audit lock (``prefetch``), which every flag opener takes before its
-            # insert, so no other transaction can open this student's flag meanwhile: the row is
-            # added without a savepoint of its own and written with the batch's next flush
-            s.add(candidate)
+        if add_unique(s, candidate, batch):
             flag, created = candidate, True
-        else:
-            try:
-                with s.begin_nested():
-                    s.add(candidate)
-                    s.flush()
-                flag, created = candidate, True
-            except sa.exc.IntegrityError:  # a concurrent transaction opened the student's flag first
-                flag = _open_flag(s, student_id)
-                if flag is None:
-                    raise Conflict("could not open or find the student's flag; retry") from None
+        else:  # a concurrent transaction opened the student's flag first
+            flag = _open_flag(s, student_id)
+            if flag is None:
+                raise Conflict("could not open or find the student's flag; retry")
         if batch is not None:
             batch.open_flags[student_id] = flag
         if created:
@@ -402,7 +416,7 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
         audit.record(ctx, s, actor, "flag:evidence_attached", "flag", flag.id,
                      {"sources": sorted({e.source.value for e in evidence}), "count": len(added),
                       "response": str(response_id) if response_id else None,
-                      "concern": str(concern_id) if concern_id else None}, buffer=batch.audit if batch is not None else None)
+                      "concern": str(concern_id) if concern_id else None}, buffer=audit_buffer(batch))
     if batch is None:
         s.flush()  # a batch flushes its rows together (``FlagBatch.flush``), many per INSERT
     if created or level_raised:
