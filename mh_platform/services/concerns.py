@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from mh_platform.core.errors import Forbidden, ValidationFailed
 from mh_platform.core.flag_rules import Urgency
 from mh_platform.core.types import Role
-from mh_platform.db.models import Concern, Flag, Student
+from mh_platform.db.models import Concern, Flag, FlagEvent, Student
 from mh_platform.services import audit
 from mh_platform.services.access import access_student_by_id
 from mh_platform.services.context import Actor, ServiceContext
@@ -41,16 +41,33 @@ URGENCY_LABELS = {"immediate": ("紧急", "immediate"), "soon": ("尽快", "soon
 REPORTER_ROLES = frozenset({Role.CLASS_MONITOR, Role.HEAD_TEACHER, Role.COUNSELLOR})
 MAX_NOTE = 2000
 
-# What a reporter sees of their concern: derived from the flag's status, nothing else.
+# What a reporter reads of their concern, in coarse terms.
 _STATUS_FOR_REPORTER = {"raised": "received"}
 
 
 def reporter_status(flag_status: str | None) -> str:
+    """A concern's status from the status of the flag it joined: received / in progress / closed."""
     if flag_status is None:
         return "received"
     if flag_status == "closed":
         return "closed"
     return _STATUS_FOR_REPORTER.get(flag_status, "in_progress")
+
+
+def _status_since_concern() -> sa.Case:
+    """The flag's status as moved by staff since the concern was logged: "closed", "in_progress"
+    for any other move, None for none — what a class monitor reads of their concern.
+
+    A concern joins the classmate's open flag if there is one, so the flag's current status would
+    tell the monitor — a student, with no flag permission — that a flag existed before and how far
+    staff had got with it. Only status changes made after the concern (acknowledged, …, closed)
+    count: the monitor learns that their concern is being handled, nothing of the flag's history."""
+    def moved(*where: sa.ColumnElement[bool]) -> sa.Exists:
+        return sa.exists().where(FlagEvent.flag_id == Concern.flag_id, FlagEvent.at >= Concern.created_at,
+                                 FlagEvent.from_status != FlagEvent.to_status, *where)
+
+    return sa.case((moved(FlagEvent.to_status == "closed"), "closed"),
+                   (moved(FlagEvent.to_status != "raised"), "in_progress"), else_=None)
 
 
 def submit_concern(ctx: ServiceContext, actor: Actor, *, student_id: uuid.UUID | str, category: str,
@@ -102,7 +119,8 @@ def my_concerns(ctx: ServiceContext, actor: Actor, *, limit: int = 100) -> list[
         return []
     with ctx.uow() as uow:
         s = uow.session
-        rows = s.execute(sa.select(Concern, Flag.status, Student.pseudonym)
+        status = _status_since_concern() if actor.role == Role.CLASS_MONITOR else Flag.status
+        rows = s.execute(sa.select(Concern, status, Student.pseudonym)
                          .outerjoin(Flag, Flag.id == Concern.flag_id)
                          .join(Student, Student.id == Concern.student_id)
                          .where(Concern.reporter_user_id == actor.user_id)

@@ -710,11 +710,17 @@ def flag_view(ctx: ServiceContext, s: Session, actor: Actor, flag: Flag, now: da
                             "concern_id": str(e.concern_id) if e.concern_id else None,
                             "at": _iso(e.created_at)} for e in ev_rows]
     if reveal_reasons and actor.role in CONCERN_READERS:
-        # What the monitor or teacher saw: the class-tier reviewer (head teacher) and the counsellor
-        # read it on request; each opened note is access-logged with purpose "flag_review".
+        # What the monitor or teacher saw, read on request; each opened note is access-logged with
+        # purpose "flag_review". The counsellor reads every concern on the flag; the head teacher,
+        # who reviews class-tier concerns, reads the class monitors' and their own — not a note a
+        # counsellor wrote, which starts at the school tier and may hold clinical detail.
         from mh_platform.services import disclosure
 
-        concerns = s.scalars(sa.select(Concern).where(Concern.flag_id == flag.id).order_by(Concern.created_at)).all()
+        q = sa.select(Concern).where(Concern.flag_id == flag.id).order_by(Concern.created_at)
+        if actor.role == Role.HEAD_TEACHER:
+            q = q.where(sa.or_(Concern.reporter_role == Role.CLASS_MONITOR.value,
+                               Concern.reporter_user_id == actor.user_id))
+        concerns = s.scalars(q).all()
         out["concerns"] = [{"id": str(c.id), "category": c.category, "urgency": c.urgency,
                             "reporter_role": c.reporter_role, "at": _iso(c.created_at),
                             "note": disclosure.reveal(ctx, s, actor, c, "note_enc", student_id=flag.student_id,

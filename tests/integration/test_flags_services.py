@@ -66,6 +66,37 @@ def test_monitor_concern_opens_class_tier_flag_and_reporter_sees_only_status(ctx
     assert "哭".encode() not in raw
 
 
+def test_a_monitors_concern_status_tells_nothing_of_the_classmates_earlier_flag(ctx, world):
+    """A concern joins the classmate's open flag. Its status for the monitor moves only with what
+    staff do after it was logged: a flag acknowledged before reads the same "received" as no flag."""
+    a = world.actors
+    earlier = concerns.submit_concern(ctx, a["counsellor"], student_id=world.students[1], category="mood",
+                                      urgency="soon", note="")
+    flags.acknowledge(ctx, a["counsellor"], earlier["flag_id"])  # classmate 1: a flag being handled
+    ctx.clock.advance(minutes=5)
+    for sid in (world.students[1], world.students[2]):  # classmate 2: no flag
+        concerns.submit_concern(ctx, a["monitor"], student_id=sid, category="other", urgency="routine", note="")
+
+    def status() -> dict[str, str]:
+        return {m["student_id"]: m["status"] for m in concerns.my_concerns(ctx, a["monitor"])}
+
+    assert status() == {str(world.students[1]): "received", str(world.students[2]): "received"}
+    assert {m["status"] for m in concerns.list_concerns(ctx, a["monitor"])} == {"received"}
+    # what staff do after the concern shows: classmate 2's flag acknowledged, classmate 1's closed
+    ctx.clock.advance(minutes=5)
+    second = _flag(ctx, next(m["flag_id"] for m in concerns.list_concerns(ctx, a["counsellor"])
+                            if m["student_id"] == str(world.students[2])))
+    flags.escalate(ctx, a["head"], second.id, "请心理老师看看")
+    assert status()[str(world.students[2])] == "received"  # a tier change is not progress on the concern
+    flags.acknowledge(ctx, a["counsellor"], second.id)
+    flags.assess(ctx, a["counsellor"], earlier["flag_id"], "change_level", new_level="yellow", reason="访谈后评估")
+    flags.start_monitoring(ctx, a["counsellor"], earlier["flag_id"])
+    flags.close(ctx, a["counsellor"], earlier["flag_id"], "情况稳定")
+    assert status() == {str(world.students[1]): "closed", str(world.students[2]): "in_progress"}
+    # staff reporters keep reading the flag's own status
+    assert {m["status"] for m in concerns.my_concerns(ctx, a["counsellor"])} == {"closed"}
+
+
 def test_monitor_cannot_report_outside_class_or_self(ctx, world):
     a = world.actors
     with pytest.raises(NotFound):
@@ -343,6 +374,23 @@ def test_concern_note_is_readable_by_reviewers_and_logged(ctx):
         assert [c["note"] for c in view["concerns"]] == ["他最近总是一个人坐着哭"]
         assert _count(ctx, AccessLog) == before + 1
         assert "concerns" not in flag_service.get_flag(ctx, actors[role], flag_id)  # only on request
+
+
+def test_a_head_teacher_reads_the_class_tier_concern_notes_not_a_counsellors(ctx, world):
+    """SECURITY.md: concern notes are read by the head teacher who reviews class-tier concerns. A
+    counsellor's concern on the same flag starts at the school tier and may hold clinical detail."""
+    a = world.actors
+    out = concerns.submit_concern(ctx, a["monitor"], student_id=world.students[1], category="withdrawal",
+                                  urgency="soon", note="课间总是一个人")
+    concerns.submit_concern(ctx, a["counsellor"], student_id=world.students[1], category="self_harm",
+                            urgency="immediate", note="访谈中提到想从楼上跳下去")
+    concerns.submit_concern(ctx, a["head"], student_id=world.students[1], category="mood", urgency="soon",
+                            note="上课时情绪很低落")
+    head = flags.get_flag(ctx, a["head"], out["flag_id"], reveal_reasons=True)
+    assert [c["note"] for c in head["concerns"]] == ["课间总是一个人", "上课时情绪很低落"]
+    assert "跳" not in repr(head)
+    counsellor = flags.get_flag(ctx, a["counsellor"], out["flag_id"], reveal_reasons=True)
+    assert [c["note"] for c in counsellor["concerns"]] == ["课间总是一个人", "访谈中提到想从楼上跳下去", "上课时情绪很低落"]
 
 
 def _count(ctx, model):
