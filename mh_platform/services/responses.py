@@ -457,17 +457,23 @@ def _plan_save(ctx: ServiceContext, uow: CoreUnitOfWork, access_code_id: uuid.UU
 def _sealed_plan(ctx: ServiceContext, uow: CoreUnitOfWork, key: Any, row: Any, inst: Instrument, rid: uuid.UUID,
                  coerced: list[tuple[str, Any]], item_ms: Mapping[Any, Any] | None, now: datetime) -> _SavePlan:
     if key is not None:  # the student's active key, from the page query: sealed and opened on the connection
-        current = _apply(_open_answers_on(ctx, uow.connection, row.answers_enc, rid), coerced)
+        current = _open_answers_on(ctx, uow.connection, row.answers_enc, rid)
+        fired_before = _fired(inst, current, row.critical_fired)
+        current = _apply(current, coerced)
         enc = ctx.keyring.seal_with(key, table="response", column="answers_enc", row_id=rid,
                                     value=_answers_json(current))
     else:  # no active key: the Session way creates the student's first key in this write, or refuses a shredded one
         s = uow.session
-        current = _apply(_open_answers(ctx, s, row.answers_enc, rid), coerced)
+        current = _open_answers(ctx, s, row.answers_enc, rid)
+        fired_before = _fired(inst, current, row.critical_fired)
+        current = _apply(current, coerced)
         enc = _seal_answers(ctx, s, row.student_id, rid, current, now)
     ms = _merged_ms(row.item_ms, item_ms)
     result = score(inst, current) if inst.critical_items else None
     critical = bool(result and result.critical)
-    fire = critical and not (row.critical_fired or False)
+    # the flag path runs when a critical item fires that had not fired on this page before: the
+    # first one, or a later one (ASQ Q5 "yes", acute, after Q1 "yes" fired the page)
+    fire = result is not None and critical and (not row.critical_fired or not set(result.critical) <= fired_before)
     if row.rid is None:
         insert = {"id": rid, "campaign_id": row.campaign_id, "student_id": row.student_id,
                   "school_unit_id": row.school_unit_id, "instrument_id": inst.id,
@@ -478,6 +484,14 @@ def _sealed_plan(ctx: ServiceContext, uow: CoreUnitOfWork, key: Any, row: Any, i
     cas = {"b_id": rid, "b_old": row.answers_enc, "b_enc": enc, "b_n": len(current), "b_ms": ms, "b_now": now,
            "b_crit": bool(row.critical_fired) or fire}
     return _SavePlan(rid, None, cas, len(current), critical, fire, result, False)
+
+
+def _fired(inst: Instrument, answers: dict[str, Any], page_fired: bool | None) -> frozenset[int]:
+    """The critical items the page's stored answers fire — only needed once the page has fired (else
+    any fired item is new)."""
+    if not page_fired or not inst.critical_items or not answers:
+        return frozenset()
+    return frozenset(score(inst, answers).critical)
 
 
 def _write_save(ctx: ServiceContext, uow: CoreUnitOfWork, plan: _SavePlan) -> bool:

@@ -118,6 +118,35 @@ def test_a_critical_autosave_raises_the_flag_at_once(ctx):
         assert uow.session.scalar(sa.select(sa.func.count()).select_from(Flag).where(Flag.student_id == sid)) == 1
 
 
+def test_a_critical_item_that_fires_after_another_on_the_same_page_reaches_the_flag_at_once(ctx, monkeypatch):
+    """ASQ: Q1 "yes" fires the page; Q5 "yes" (acute) saved later must reach the flag on its own save,
+    not only at submit — the student may close the tab. Saves that fire nothing new skip the flag path."""
+    from mh_platform.db.models import FlagEvidence
+
+    (sid, ac), = _entered(ctx)
+    calls: list[str] = []
+    original = responses.flag_path
+    monkeypatch.setattr(responses, "flag_path", lambda *a, **k: calls.append(k["trigger"]) or original(*a, **k))
+
+    def evidence() -> set[str]:
+        with ctx.uow() as uow:
+            return set(uow.session.scalars(sa.select(FlagEvidence.reason_code).join(Flag, Flag.id == FlagEvidence.flag_id)
+                                           .where(Flag.student_id == sid)))
+
+    responses.save_answer(ctx, ac, "asq", 1, "yes")
+    assert evidence() == {"critical:asq:1"} and len(calls) == 1
+    responses.save_answer(ctx, ac, "asq", 2, "no")
+    assert len(calls) == 1  # nothing new fired
+    ctx.clock.advance(minutes=1)
+    assert responses.save_answer(ctx, ac, "asq", 5, "yes").critical
+    assert evidence() == {"critical:asq:1", "critical:asq:5"} and calls == ["critical_item", "critical_item"]
+    responses.save_answer(ctx, ac, "asq", 3, "no")
+    assert len(calls) == 2
+    with ctx.uow() as uow:
+        flags = uow.session.scalars(sa.select(Flag).where(Flag.student_id == sid)).all()
+        assert [(f.level, f.status) for f in flags] == [("red", "raised")]
+
+
 def test_a_student_without_a_data_key_gets_one_with_the_first_write(ctx):
     (sid, ac), = _entered(ctx)
     with ctx.uow() as uow:
