@@ -68,8 +68,10 @@ class ScreeningEvidence:
     """What the scoring engine reports for one response, plus the student's previous score on the instrument.
 
     ``total``/``band_id`` are None on an invalid form; ``critical`` lists fired critical item numbers,
-    ``critical_levels`` the instrument file's level for each (optional); ``band_concern`` is the
-    instrument file's ``concern`` for the band (used only when the policy does not list the instrument).
+    ``critical_unanswered`` the asked-but-unanswered ones; ``critical_levels`` the instrument file's
+    level for each of both (optional: the rules take the higher of it and the policy's);
+    ``band_concern`` is the instrument file's ``concern`` for the band (used unless the policy names
+    the band, ``band_level``).
     ``quality_ok`` False (marked for re-administration) never suppresses evidence: a careless-looking form
     can still be a child in trouble (ml.md §4). It only annotates the evidence (``detail["quality"]``) so
     the counsellor re-administers or interviews.
@@ -108,9 +110,10 @@ class WatchSignal:
 
 @dataclass(frozen=True)
 class InstrumentFlagPolicy:
-    """Per-instrument levels: band id → level, critical item → level, unanswered critical item → level."""
+    """Per-instrument levels: band id → level (None: deliberately not flagged), critical item → level,
+    unanswered critical item → level. A band not in ``bands`` keeps its instrument file's concern."""
 
-    bands: Mapping[str, Level] = field(default_factory=dict)
+    bands: Mapping[str, Level | None] = field(default_factory=dict)
     critical: Mapping[int, Level] = field(default_factory=dict)
     critical_unanswered: Mapping[int, Level] = field(default_factory=dict)
     deterioration: Level | None = None
@@ -192,7 +195,8 @@ def parse_flag_policy(data: Mapping[str, Any] | str) -> FlagPolicy:
         w = f"instruments.{iid}"
         det = raw.get("deterioration")
         instruments[iid] = InstrumentFlagPolicy(
-            bands={b: _level(v, f"{w}.bands.{b}", errors) for b, v in raw.get("bands", {}).items()},
+            bands={b: None if v == "none" else _level(v, f"{w}.bands.{b}", errors)
+                   for b, v in raw.get("bands", {}).items()},
             critical=_item_map(raw.get("critical", {}), f"{w}.critical", errors),
             critical_unanswered=_item_map(raw.get("critical_unanswered", {}), f"{w}.critical_unanswered", errors),
             deterioration=None if det is None else _level(det, f"{w}.deterioration", errors),
@@ -244,11 +248,17 @@ def default_flag_policy() -> FlagPolicy:
 # ----------------------------------------------------------------------------- rules
 
 
-def _band_level(s: ScreeningEvidence, p: FlagPolicy) -> Level | None:
-    ip = p.instruments.get(s.instrument_id)
-    if ip is not None and ip.bands:
-        return ip.bands.get(s.band_id) if s.band_id is not None else None
-    return s.band_concern
+def band_level(instrument_id: str, band_id: str | None, band_concern: Level | None,
+               policy: FlagPolicy | None = None) -> Level | None:
+    """The flag level of a scored band: the policy's level for that band if it names it ("none":
+    deliberately not flagged), else the ``concern`` the instrument file gives the band. So a band
+    from a cut-off set the policy does not list (a deployment's alternative set) is never silent."""
+    if band_id is None:
+        return None
+    ip = (policy or default_flag_policy()).instruments.get(instrument_id)
+    if ip is not None and band_id in ip.bands:
+        return ip.bands[band_id]
+    return band_concern
 
 
 def screening_evidence(s: ScreeningEvidence, policy: FlagPolicy | None = None) -> list[Evidence]:
@@ -260,7 +270,7 @@ def screening_evidence(s: ScreeningEvidence, policy: FlagPolicy | None = None) -
     if not s.quality_ok:
         base["quality"] = "readminister"
     if s.band_id is not None:
-        level = _band_level(s, p)
+        level = band_level(s.instrument_id, s.band_id, s.band_concern, p)
         if level is not None:
             out.append(Evidence(EvidenceSource.BAND, level, f"band:{s.instrument_id}:{s.band_id}",
                                 {**base, "band": s.band_id, "total": s.total}))
@@ -270,7 +280,8 @@ def screening_evidence(s: ScreeningEvidence, policy: FlagPolicy | None = None) -
         out.append(Evidence(EvidenceSource.CRITICAL, level, f"critical:{s.instrument_id}:{item}",
                             {**base, "item": item}))
     for item in sorted(set(s.critical_unanswered) - set(s.critical)):
-        level = ip.critical_unanswered.get(item, p.critical_unanswered_default)
+        level = max_level(ip.critical_unanswered.get(item, p.critical_unanswered_default), s.critical_levels.get(item))
+        assert level is not None
         out.append(Evidence(EvidenceSource.CRITICAL_UNANSWERED, level,
                             f"critical_unanswered:{s.instrument_id}:{item}", {**base, "item": item}))
     det = deterioration_evidence(s, p)

@@ -20,6 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from mh_platform.core import batteries, scoring
+from mh_platform.core.flag_rules import band_level
 from mh_platform.core.instruments import load_instrument
 from mh_platform.db.models import AccessCode, Campaign, CampaignUnit, Consent, Enrolment, Response, Student
 from mh_platform.services import audit
@@ -96,8 +97,8 @@ def _write_responses(ctx: ServiceContext, s, uow, camp: Campaign, rng: random.Ra
                    "band_id": bs.cutoff.bands[b].id if b >= 0 else None, "concern_level": None, "subscales": None,
                    "critical_fired": bool(bs.critical[r].any()) if bs.critical.size else False,
                    "critical_unanswered": False, "quality": {}, "quality_suggestion": None, "scored_at": at}
-            concern = bs.cutoff.bands[b].concern if b >= 0 else None
-            if concern is not None or row["critical_fired"]:
+            band = bs.cutoff.bands[b] if b >= 0 else None
+            if (band is not None and band_level(iid, band.id, band.concern) is not None) or row["critical_fired"]:
                 res = scoring.score(inst, answers)
                 row["concern_level"] = res.concern.value if res.concern else None
                 flagged.append((row, res))

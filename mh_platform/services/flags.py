@@ -465,17 +465,20 @@ def screening_evidence_for(s: Session, response: Response, result: Any, *, criti
     known_none = batch is not None and (response.student_id, response.instrument_id) in batch.without_previous
     prev = None if critical_only or known_none else _previous_response(s, response)
     band = result.band
-    fired_levels = {int(k): v for k, v in dict(getattr(result, "critical_levels", {}) or {}).items()
-                    if int(k) in set(result.critical)}
+    unanswered = () if critical_only else tuple(result.critical_unanswered)
+    # the instrument file's level for each fired and each unanswered critical item (the rules take
+    # the higher of it and the policy's)
+    item_levels = {int(k): v for k, v in dict(getattr(result, "critical_levels", {}) or {}).items()
+                   if int(k) in set(result.critical) or int(k) in set(unanswered)}
     ev = fr.ScreeningEvidence(
         instrument_id=result.instrument_id,
         band_id=None if critical_only or band is None else band.id,
         total=None if critical_only or result.total is None else float(result.total),
         critical=tuple(result.critical),
-        critical_unanswered=() if critical_only else tuple(result.critical_unanswered),
+        critical_unanswered=unanswered,
         previous_total=prev.total if prev else None, previous_band_id=prev.band_id if prev else None,
         rc_value=rc_value, band_concern=None if band is None else band.concern,
-        critical_levels=fired_levels, higher_is_worse=higher_is_worse,
+        critical_levels=item_levels, higher_is_worse=higher_is_worse,
         quality_ok=response.quality_suggestion != "readminister",
     )
     return fr.screening_evidence(ev)

@@ -12,7 +12,7 @@ Analysis (``_analyse``, the same for ``preview`` and ``commit``): blind indexes 
 student numbers in one batch, set-based look-ups (``db.bulk.in_chunks``: ``= ANY(array)`` on
 PostgreSQL, IN lists on SQLite) for students, enrolments, consents and existing responses, item
 cells validated column by column into a float matrix per instrument, scored at once, with the
-quality check (longstring) and the "can this row raise a flag" test (a band with a concern, a
+quality check (longstring) and the "can this row raise a flag" test (a band the flag policy flags, a
 critical item fired or unanswered, or a previous screening to compare with) vectorised.
 
 Writing (``commit`` only): per-student data keys unwrapped in one batch (``KeyService.student_keys``);
@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from mh_platform.core import scoring
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from mh_platform.core.flag_rules import band_level
 from mh_platform.core.instruments import Instrument, load_instrument
 from mh_platform.core.types import Role, UnitKind
 from mh_platform.db.base import time_ordered_ids
@@ -321,8 +322,10 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
             continue
         bs = scoring.score_many(inst, X)
         n = len(rows)
-        concern_band = np.array([b.concern is not None for b in bs.cutoff.bands] + [False], dtype=bool)
-        flag = concern_band[bs.band]  # band -1 (none) → the trailing False
+        # bands that raise a flag under the flag policy (as the flag path decides: flag_rules.band_level)
+        flag_band = np.array([band_level(inst.id, b.id, b.concern) is not None for b in bs.cutoff.bands] + [False],
+                             dtype=bool)
+        flag = flag_band[bs.band]  # band -1 (none) → the trailing False
         if bs.critical.size:
             flag |= bs.critical.any(axis=1) | bs.critical_unanswered.any(axis=1)
         if prev:

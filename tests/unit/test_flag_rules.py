@@ -106,9 +106,50 @@ def test_unlisted_instrument_uses_band_concern_from_definition():
     assert screening_evidence(ScreeningEvidence("gad7", "mild", 6)) == []
 
 
-def test_listed_instrument_band_map_overrides_definition_concern():
-    # the policy's map is authoritative for phq9: "mild" gives nothing even if the file said yellow
-    assert screening_evidence(phq9("mild", 7, band_concern=Y)) == []
+def test_a_band_the_policy_names_overrides_the_definition_concern_others_keep_it():
+    # k10: the policy names "moderate" as "none" and "severe" as yellow, against the file's yellow / orange
+    assert screening_evidence(ScreeningEvidence("k10", "moderate", 27, band_concern=Y)) == []
+    assert evidence_level(screening_evidence(ScreeningEvidence("k10", "severe", 33, band_concern=OR))) == Y
+    # a band of a cut-off set the policy does not name keeps the file's concern: never silent
+    assert evidence_level(screening_evidence(ScreeningEvidence("gad7", "positive", 7, band_concern=Y))) == Y
+    assert screening_evidence(phq9("mild", 7)) == []  # no concern in the file, none in the policy
+
+
+def test_a_band_level_of_none_parses_and_is_not_flagged():
+    p = parse_flag_policy('''format = 1
+[concern_urgency]
+immediate = "red"
+soon = "orange"
+routine = "yellow"
+[instruments.gad7.bands]
+mild = "none"
+moderate = "orange"
+''')
+    assert screening_evidence(ScreeningEvidence("gad7", "mild", 6, band_concern=Y), p) == []
+    assert evidence_level(screening_evidence(ScreeningEvidence("gad7", "moderate", 11, band_concern=Y), p)) == OR
+    assert evidence_level(screening_evidence(ScreeningEvidence("gad7", "severe", 18, band_concern=OR), p)) == OR
+
+
+def test_every_shipped_band_with_a_concern_flags_under_the_default_policy_unless_named_none():
+    """No shipped cut-off set is silent by accident: a band whose file gives a concern raises a flag,
+    except the bands the policy deliberately names "none" (K10 moderate / ABS high)."""
+    from mh_platform.core.flag_rules import band_level
+    from mh_platform.core.instruments import load_all
+
+    silent = set()
+    for iid, inst in load_all().items():
+        for cs in inst.cutoff_sets:
+            for b in cs.bands:
+                if b.concern is not None and band_level(iid, b.id, b.concern) is None:
+                    silent.add((iid, b.id))
+    assert silent == {("k10", "moderate"), ("k10", "high")}
+
+
+def test_an_unanswered_critical_item_takes_the_higher_of_the_policy_and_the_file():
+    evs = screening_evidence(ScreeningEvidence("newscale", None, None, critical_unanswered=[4], critical_levels={4: R}))
+    assert [(e.source, e.level) for e in evs] == [(EvidenceSource.CRITICAL_UNANSWERED, R)]
+    evs = screening_evidence(ScreeningEvidence("phq9", None, None, critical_unanswered=[9], critical_levels={9: Y}))
+    assert [e.level for e in evs] == [OR]  # the policy's orange; the file never lowers it
 
 
 def test_reliable_deterioration_needs_rc_and_band_crossing():
