@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import pyotp
 import pytest
@@ -282,6 +283,51 @@ def test_api_token_for_a_second_factor_role_needs_the_code(ctx, totp_client, cou
                                            "totp": pyotp.TOTP(secret).at(ctx.now())})
     assert r.status_code == 200 and r.get_json()["token"]
     assert c.get("/").status_code == 200  # the web session survives the token request
+
+
+def test_wrong_second_factor_codes_lock_the_account_however_often_the_password_is_right(ctx, totp_client, counsellor):
+    """ASVS 6.3.1 / T12: a correct password before each guess must not reset the count of wrong
+    codes, or the second factor could be guessed without ever locking. A correct code clears it."""
+    import re
+
+    import sqlalchemy as sa
+
+    from mh_platform.db.models import User
+
+    c = totp_client
+    login(c, counsellor)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', c.get("/login/totp").get_data(as_text=True)).group(1)
+    assert _code_form(c, pyotp.TOTP(secret).at(ctx.now())).status_code == 302  # enrolled
+    c.post("/logout", data={"csrf_token": csrf_token(c, "/")})
+    t = pyotp.TOTP(secret)
+
+    def wrong() -> str:
+        valid = {t.at(ctx.now() + timedelta(seconds=30 * k)) for k in (-1, 0, 1)}
+        return next(f"{i:06d}" for i in range(10 ** 6) if f"{i:06d}" not in valid)
+
+    def failures() -> tuple[int, bool]:
+        with ctx.uow() as uow:
+            u = uow.session.scalar(sa.select(User).where(User.username == counsellor))
+            return u.failed_logins, u.locked_until is not None and u.locked_until > ctx.now()
+
+    n = ctx.settings.login_max_attempts
+    for _ in range(n - 1):  # password right, code wrong, again and again (a new login each time)
+        assert login(c, counsellor).headers["Location"] == "/login/totp"
+        assert _code_form(c, wrong()).status_code == 401
+    assert failures() == (n - 1, False)
+    ctx.clock.advance(minutes=1)
+    assert login(c, counsellor).headers["Location"] == "/login/totp"
+    assert _code_form(c, t.at(ctx.now())).status_code == 302  # a right code clears the count
+    assert failures() == (0, False)
+    c.post("/logout", data={"csrf_token": csrf_token(c, "/")})
+    from mh_platform.services import totp
+
+    for _ in range(n):  # the token path (password and code in one request), not rate-limited per minute here
+        assert totp.issue_api_token(ctx, counsellor, PASSWORD, wrong()).token is None
+    assert failures()[1]  # locked
+    ctx.clock.advance(minutes=1)
+    assert totp.issue_api_token(ctx, counsellor, PASSWORD, t.at(ctx.now())).token is None  # right ones refused too
+    assert login(c, counsellor).headers.get("Location") != "/login/totp"
 
 
 def test_database_down_is_a_503_without_internals(fresh_ctx):
