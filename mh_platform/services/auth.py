@@ -71,7 +71,7 @@ def create_user(ctx: ServiceContext, actor: Actor, *, username: str, password: s
         raise ValidationFailed("a clinician needs an institution")
     if role not in (Role.CLINICIAN, Role.SYSADMIN) and unit_id is None:
         raise ValidationFailed(f"role {role} needs an org unit")
-    pw_hash = hash_password(password)
+    pw_hash = hash_password(password, user_inputs=(username, display_name))
     now = ctx.now()
     with ctx.uow() as uow:
         s = uow.session
@@ -168,7 +168,7 @@ def change_password(ctx: ServiceContext, actor: Actor, old: str, new: str) -> No
             raise ValidationFailed("the current password is wrong")
         if old == new:
             raise ValidationFailed("the new password must differ from the current one")
-        user.password_hash = hash_password(new)
+        user.password_hash = hash_password(new, user_inputs=(user.username, user.display_name or ""))
         user.password_changed_at = ctx.now()
         _rotate(user)
         _revoke_tokens(uow.session, user.id, ctx.now())
