@@ -88,7 +88,9 @@ def _person(ctx: ServiceContext, username: str) -> Actor:
         raise click.ClickException(f"authentication failed for {username}")
     if not totp.required_for(ctx, res.actor.role):
         return res.actor
-    code = click.prompt(f"TOTP code for {username}", default="", show_default=False)
+    code = click.prompt(f"TOTP code for {username}", default="", show_default=False).strip()
+    if not code:
+        raise click.ClickException(f"a TOTP code is required for {username}")
     actor = totp.verify_code(ctx, res.actor.user_id, code)
     if actor is None:
         raise click.ClickException(f"authentication failed for {username} (TOTP)")
