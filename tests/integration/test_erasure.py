@@ -272,3 +272,19 @@ def test_the_pending_request_index_refuses_a_second_live_request_for_a_student(c
                                        expires_at=now))
         with pytest.raises(sa.exc.IntegrityError):
             uow.session.flush()
+
+
+def test_the_ledger_file_line_alone_replays_the_erasure(ctx, world, clock):
+    """What a restore relies on: the off-database line (erasure.v1) re-creates the ledger row."""
+    sid = world.students[0]
+    req = key_ops.request_erasure(ctx, world.actors["admin"], sid, "guardian_request")
+    key_ops.approve_erasure(ctx, world.actors["city"], req["request"])
+    erased_at = clock.now()
+    with ctx.uow() as uow:  # as in a backup taken before the erasure: no ledger row
+        uow.session.execute(sa.delete(ErasureLedger).where(ErasureLedger.student_id == sid))
+        uow.commit()
+    clock.advance(days=1)
+    key_ops.replay_ledger(ctx)
+    with ctx.uow() as uow:
+        row = uow.session.scalar(sa.select(ErasureLedger).where(ErasureLedger.student_id == sid))
+        assert (row.reason_code, row.erased_at, row.erased_by) == ("guardian_request", erased_at, None)

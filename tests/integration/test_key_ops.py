@@ -126,6 +126,11 @@ def test_shred_then_restore_older_backup_keeps_student_unreadable(fresh_ctx, tmp
     key_ops.restore_backup(ctx, str(backup))
     with pytest.raises(env.KeyShredded):
         read_name(ctx, victim)
+    with ctx.uow() as uow:  # the replayed ledger row keeps the reason code of the file's erasure.v1 line
+        from mh_platform.db.models import ErasureLedger
+
+        assert uow.session.scalar(sa.select(ErasureLedger.reason_code)
+                                  .where(ErasureLedger.student_id == victim)) == "guardian_request"
     for sid, n in names.items():
         if sid != victim:
             assert read_name(ctx, sid) == n
