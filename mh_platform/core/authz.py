@@ -54,6 +54,7 @@ class Permission(StrEnum):
     REFERRAL_RESPOND = "referral:respond"
     ROSTER_IMPORT = "roster:import"
     SCORE_READ = "score:read"
+    STUDENT_ERASE = "student:erase"
     STUDENT_READ_NAME = "student:read_name"
     STUDENT_READ_ROSTER = "student:read_roster"
     UNIT_ADMIN = "unit:admin"
@@ -95,12 +96,16 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     # city aggregates, flags escalated to the city, campaigns, partner institutions and policy, break-glass
     Role.CITY_OFFICER: frozenset({
         P.AGGREGATE_READ, P.AUDIT_VERIFY, P.BREAKGLASS_REVIEW, P.BREAKGLASS_USE, P.CAMPAIGN_CREATE, P.CAMPAIGN_READ,
-        P.FLAG_ACKNOWLEDGE, P.FLAG_READ, P.INSTITUTION_ADMIN, P.POLICY_ADMIN, P.REFERRAL_READ, P.STUDENT_READ_NAME,
+        P.FLAG_ACKNOWLEDGE, P.FLAG_READ, P.INSTITUTION_ADMIN, P.POLICY_ADMIN, P.REFERRAL_READ, P.STUDENT_ERASE,
+        P.STUDENT_READ_NAME,
     }),
     # only referrals addressed to its institution (minimum-necessary student view)
     Role.CLINICIAN: frozenset({P.REFERRAL_READ_INSTITUTION, P.REFERRAL_RESPOND, P.STUDENT_READ_NAME}),
-    # accounts, org units, keys, roster import, audit-chain verification; no clinical data
-    Role.SYSADMIN: frozenset({P.AUDIT_VERIFY, P.KEY_ADMIN, P.ROSTER_IMPORT, P.UNIT_ADMIN, P.USER_ADMIN}),
+    # accounts, org units, keys, roster import, audit-chain verification; no clinical data.
+    # student:erase (crypto-shredding a student) is held by the sysadmin and the city officer; an erasure
+    # needs two different holders, one to request and one to approve (services.key_ops).
+    Role.SYSADMIN: frozenset({P.AUDIT_VERIFY, P.KEY_ADMIN, P.ROSTER_IMPORT, P.STUDENT_ERASE, P.UNIT_ADMIN,
+                              P.USER_ADMIN}),
 }
 
 # Which permission gates each flag lifecycle action and referral action (core.flag_lifecycle / core.referrals

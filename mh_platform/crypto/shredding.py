@@ -9,8 +9,10 @@ Erasing a student (crypto-shredding) destroys *every* version of that student's 
 after any restore (``replay_ledger``) so an older backup cannot bring the student back. The DB
 layer also deletes the student's blind-index rows.
 
-Invariants: destruction needs two different people (requester ≠ approver); ledger records carry
-ids, a reason *code* and a time — no names or free text; ``now`` is passed in, never read here.
+Invariants: destruction needs two different, named people (requester ≠ approver,
+``require_two_people``); a request to erase is approved within ``ERASURE_REQUEST_TTL`` or not at all
+(``erasure_request_expires_at`` / ``erasure_request_open``); ledger records carry ids, a reason
+*code* and a time — no names or free text; ``now`` is passed in, never read here.
 Limit: free text naming *other* students (a concern naming a classmate) is sealed under the
 subject's key, so it is shredded with the subject, not with the classmate.
 """
@@ -20,15 +22,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
 from mh_platform.crypto.keyring import DataKey, KeyPurpose, Keyring, WrappedDataKey
 
-_REASON_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
+_REASON_CODE = re.compile(r"^[a-z0-9_]{1,32}$")
 LEDGER_RECORD_TYPE = "erasure.v1"
+ERASURE_REQUEST_TTL = timedelta(days=7)
+"""How long a request to erase a student waits for its second person; after that it is dead."""
 
 
 class ShreddingError(ValueError):
@@ -172,6 +176,36 @@ def _aware(now: datetime) -> None:
         raise ShreddingError("now must be timezone-aware")
 
 
+def require_two_people(requested_by: UUID | None, approved_by: UUID | None) -> None:
+    """The two-person rule of key destruction: both people are named users, and they differ."""
+    if requested_by is None or approved_by is None:
+        raise ShreddingError("key destruction needs two named people, a requester and an approver")
+    if requested_by == approved_by:
+        raise ShreddingError("key destruction needs a second person to approve")
+
+
+def check_reason_code(reason_code: str) -> str:
+    """A reason is a short code (``[a-z0-9_]``, at most 32), never free text; returns it."""
+    if not _REASON_CODE.fullmatch(reason_code or ""):
+        raise ShreddingError("reason_code must be a short code ([a-z0-9_], at most 32), not free text")
+    return reason_code
+
+
+def erasure_request_expires_at(requested_at: datetime, ttl: timedelta = ERASURE_REQUEST_TTL) -> datetime:
+    """When a request filed at ``requested_at`` stops being approvable."""
+    _aware(requested_at)
+    if ttl <= timedelta(0):
+        raise ShreddingError("an erasure request needs a positive lifetime")
+    return requested_at + ttl
+
+
+def erasure_request_open(expires_at: datetime, now: datetime) -> bool:
+    """True while a request may still be approved (strictly before its expiry)."""
+    _aware(expires_at)
+    _aware(now)
+    return now < expires_at
+
+
 def plan_erasure(
     keys: Sequence[StudentKey],
     *,
@@ -187,13 +221,11 @@ def plan_erasure(
     The caller, in one transaction: writes the returned rows (wrapped bytes set to NULL),
     deletes the student's blind-index rows, appends the record to the erasure ledger (outside the
     main DB) and to the audit chain, then calls ``keyring.forget`` for each key id.
-    Two-person rule: ``requested_by`` must differ from ``approved_by``.
+    Two-person rule: ``requested_by`` must differ from ``approved_by`` (``require_two_people``).
     """
     _aware(now)
-    if requested_by == approved_by:
-        raise ShreddingError("key destruction needs a second person to approve")
-    if not _REASON_CODE.fullmatch(reason_code or ""):
-        raise ShreddingError("reason_code must be a short code ([a-z0-9_]), not free text")
+    require_two_people(requested_by, approved_by)
+    check_reason_code(reason_code)
     _same_student(keys, student_id)
     eid = erasure_id or uuid4()
     record = ErasureRecord(

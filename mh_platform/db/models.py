@@ -17,6 +17,7 @@ from mh_platform.db.ops import (
     AuditAnchor,
     DataKey,
     ErasureLedger,
+    ErasureRequest,
     EventLog,
     InboxMessage,
     JobRun,
@@ -32,7 +33,8 @@ from mh_platform.db.screening import AccessCode, Campaign, CampaignUnit, Respons
 __all__ = [
     "AcademicYear", "AccessCode", "AccessLog", "ApiToken", "AuditAnchor", "Base", "BreakGlass", "Campaign",
     "CampaignUnit", "Case", "ClusterAlert", "Concern", "Consent", "DataKey", "Enrolment", "ErasureLedger",
-    "EventLog", "Flag", "FlagEvent", "FlagEvidence", "FollowUp", "Guardian", "GuardianContact", "InboxMessage",
+    "ErasureRequest", "EventLog", "Flag", "FlagEvent", "FlagEvidence", "FollowUp", "Guardian", "GuardianContact",
+    "InboxMessage",
     "Institution", "JobRun", "OrgUnit", "Outbox", "PlanItem", "RateLimitCounter", "Referral", "ReferralEvent",
     "Response", "RoleAssignment",
     "SchedulerLease", "Setting", "Student", "Transfer", "User",

@@ -99,8 +99,34 @@ class ErasureLedger(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
     student_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid(), unique=True)
     erased_at: Mapped[datetime]
-    erased_by: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid())
+    erased_by: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid())  # the approver; None when replayed
     reason_code: Mapped[str] = mapped_column(sa.String(32))
+    request_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid())  # the approved ErasureRequest
+
+
+class ErasureRequest(Base):
+    """A request to crypto-shred one student, waiting for a second person (two-person rule).
+
+    ``pending`` → ``approved`` (by a different user: the keys are destroyed in that transaction),
+    ``cancelled`` (by the requester), ``rejected`` (by another user) or ``expired`` (noticed after
+    ``expires_at``). Ids, a reason code and times only: no names, no free text."""
+
+    __tablename__ = "erasure_request"
+    __table_args__ = (
+        # at most one live request per student (a second requester is told the first one's id)
+        sa.Index("uq_erasure_request_pending_student", "student_id", unique=True,
+                 sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'")),
+        sa.CheckConstraint("status in ('pending','approved','cancelled','rejected','expired')", name="status"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
+    student_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("student.id"), index=True)
+    reason_code: Mapped[str] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    requested_by: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("app_user.id"))
+    requested_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("app_user.id"))  # approver / canceller
+    decided_at: Mapped[datetime | None]
 
 
 class Outbox(Base):

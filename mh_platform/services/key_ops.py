@@ -1,5 +1,5 @@
 """Keys over time: master rotation (re-wrap), data-key rotation and online re-encryption,
-crypto-shredding of one student, and backups whose restore replays the erasure ledger.
+two-person crypto-shredding of one student, and backups whose restore replays the erasure ledger.
 
 Every step is idempotent and resumable: work is claimed row by row with compare-and-swap
 updates (``WHERE id = :id AND <column> = :old``), committed in small batches, so a run killed
@@ -19,18 +19,31 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from mh_platform.core.errors import NotFound, ValidationFailed
+from mh_platform.core.authz import Permission, can
+from mh_platform.core.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from mh_platform.core.types import Role
 from mh_platform.crypto import envelope as env
 from mh_platform.crypto import keyring as kr
+from mh_platform.crypto import shredding
 from mh_platform.db.base import Envelope
-from mh_platform.db.models import Base, DataKey, ErasureLedger, Guardian, Student
+from mh_platform.db.models import (
+    Base,
+    DataKey,
+    Enrolment,
+    ErasureLedger,
+    ErasureRequest,
+    Guardian,
+    Student,
+    User,
+)
 from mh_platform.services import audit
-from mh_platform.services.context import Actor, ServiceContext
+from mh_platform.services.context import Actor, ServiceContext, UnitOfWork
+from mh_platform.services.ids import id_or_404
 
 ROTATING_PURPOSES = ("student", "system")  # blind-index and audit keys are only re-wrapped
 
@@ -224,27 +237,218 @@ def _destroy_in(s: Session, student_id: uuid.UUID, now: datetime) -> int:
     return n
 
 
-def shred_student(ctx: ServiceContext, actor: Actor, student_id: uuid.UUID, reason_code: str = "erasure_request") -> dict:
-    """Destroy every key of one student: all their encrypted fields become unreadable for good,
-    their blind-index values go, and the erasure is written to the ledger (DB and file)."""
-    if not reason_code.replace("_", "").isalnum():
-        raise ValidationFailed("reason must be a code of letters, digits and _")
+# Two-person erasure. Destroying a student's keys is irreversible (backups included: the ledger
+# is replayed after every restore), so one person can never do it: a named user holding
+# ``student:erase`` files a request (``request_erasure``), a *different* one approves it within
+# ``shredding.ERASURE_REQUEST_TTL`` (``approve_erasure``), and only that approval destroys the keys,
+# in the same transaction. The two-person rule itself lives in the pure core
+# (``shredding.require_two_people`` / ``plan_erasure``). Every step, refusals included, is audited
+# with ids and codes only.
+
+ERASE = Permission.STUDENT_ERASE
+
+
+def _refuse(ctx: ServiceContext, uow: UnitOfWork, actor: Actor, request_id: uuid.UUID | None, code: str,
+            exc: Exception) -> NoReturn:
+    """Record a refused erasure step (``code`` says why), commit that record alone, raise ``exc``."""
+    uow.session.rollback()
+    audit.record(ctx, uow.session, actor, "keys:erasure_refused", "erasure_request", request_id, {"code": code})
+    uow.commit()
+    raise exc
+
+
+def _require_eraser(ctx: ServiceContext, uow: UnitOfWork, actor: Actor, request_id: uuid.UUID | None) -> None:
+    """A named, active user whose role holds ``student:erase``; else Forbidden (audited)."""
+    user = uow.session.get(User, actor.user_id) if actor.user_id is not None else None
+    if user is None or not user.is_active or not can(actor.role, ERASE):
+        _refuse(ctx, uow, actor, request_id, "role",
+                Forbidden("erasing a student needs a named user whose role may erase (sysadmin, city officer)"))
+
+
+def _reach_student(s: Session, actor: Actor, student_id: uuid.UUID) -> Student:
+    """The student, if the actor reaches them: a sysadmin (no unit) everywhere, anyone else only
+    students with an enrolment (current or past) under their unit; else NotFound."""
+    student = s.get(Student, student_id)
+    if student is None:
+        raise NotFound("student not found")
+    if actor.role != Role.SYSADMIN:
+        unit = actor.unit_path
+        paths = s.scalars(sa.select(Enrolment.unit_path).where(Enrolment.student_id == student_id))
+        if not unit or not any(p.startswith(unit) for p in paths):
+            raise NotFound("student not found")
+    return student
+
+
+def _erased(s: Session, student: Student) -> bool:
+    return student.erased_at is not None or s.scalar(
+        sa.select(ErasureLedger.id).where(ErasureLedger.student_id == student.id)) is not None
+
+
+def _request_view(r: ErasureRequest) -> dict[str, Any]:
+    return {"request": str(r.id), "student": str(r.student_id), "reason": r.reason_code, "status": r.status,
+            "requested_by": str(r.requested_by), "requested_at": r.requested_at.isoformat(),
+            "expires_at": r.expires_at.isoformat()}
+
+
+def _expire_stale(ctx: ServiceContext, s: Session, now: datetime, student_id: uuid.UUID | None = None) -> None:
+    """Mark pending requests past their expiry as ``expired`` (each audited)."""
+    q = sa.select(ErasureRequest.id).where(ErasureRequest.status == "pending", ErasureRequest.expires_at <= now)
+    if student_id is not None:
+        q = q.where(ErasureRequest.student_id == student_id)
+    for rid in list(s.scalars(q)):
+        n = cast(sa.CursorResult, s.execute(
+            sa.update(ErasureRequest).where(ErasureRequest.id == rid, ErasureRequest.status == "pending")
+            .values(status="expired"))).rowcount
+        if n:
+            audit.record(ctx, s, None, "keys:erasure_expired", "erasure_request", rid, {})
+
+
+def request_erasure(ctx: ServiceContext, actor: Actor, student_id: uuid.UUID | str, reason_code: str) -> dict[str, Any]:
+    """Step 1 of 2: file a request to crypto-shred one student. Destroys nothing; a different
+    authorised user must approve it (``approve_erasure``) before it expires."""
+    sid = id_or_404(student_id, "student")
+    try:
+        reason = shredding.check_reason_code(reason_code)
+    except shredding.ShreddingError as exc:
+        raise ValidationFailed(str(exc)) from None
     now = ctx.now()
     with ctx.uow() as uow:
         s = uow.session
-        if s.get(Student, student_id) is None:
-            raise NotFound("student not found")
-        if s.scalar(sa.select(ErasureLedger.id).where(ErasureLedger.student_id == student_id)):
-            return {"student": str(student_id), "destroyed_keys": 0, "already": True}
-        n = _destroy_in(s, student_id, now)
-        s.add(ErasureLedger(student_id=student_id, erased_at=now, erased_by=actor.user_id, reason_code=reason_code))
-        audit.record(ctx, s, actor, "keys:student_shredded", "student", student_id, {"keys": n, "reason": reason_code})
+        _require_eraser(ctx, uow, actor, None)
+        student = _reach_student(s, actor, sid)
+        if _erased(s, student):
+            raise InvalidTransition("the student is already erased")
+        _expire_stale(ctx, s, now, sid)
+        live = s.scalar(sa.select(ErasureRequest.id).where(ErasureRequest.student_id == sid,
+                                                           ErasureRequest.status == "pending"))
+        if live is not None:
+            raise InvalidTransition(f"erasure request {live} is already pending for this student")
+        req = ErasureRequest(id=uuid.uuid4(), student_id=sid, reason_code=reason, status="pending",
+                             requested_by=actor.user_id, requested_at=now,
+                             expires_at=shredding.erasure_request_expires_at(now))
+        s.add(req)
+        try:
+            s.flush()
+        except sa.exc.IntegrityError:  # a concurrent request for the same student won
+            raise Conflict("another erasure request for this student was filed just now") from None
+        audit.record(ctx, s, actor, "keys:erasure_requested", "erasure_request", req.id,
+                     {"student": str(sid), "reason": reason, "expires_at": req.expires_at.isoformat()})
+        uow.commit()
+        return _request_view(req)
+
+
+def _student_keys(s: Session, student_id: uuid.UUID) -> list[shredding.StudentKey]:
+    """The student's key rows in the pure core's form (for ``plan_erasure``)."""
+    rows = s.scalars(sa.select(DataKey).where(DataKey.student_id == student_id,
+                                              DataKey.purpose == kr.KeyPurpose.STUDENT.value)
+                     .order_by(DataKey.created_at, DataKey.id))
+    out = []
+    for version, r in enumerate(rows, start=1):
+        state = (shredding.KeyState.DESTROYED if r.wrapped is None
+                 else shredding.KeyState.ACTIVE if r.active else shredding.KeyState.DECRYPT_ONLY)
+        out.append(shredding.StudentKey(r.id, student_id, version, state, _wrapped(r) if r.wrapped else None))
+    return out
+
+
+def approve_erasure(ctx: ServiceContext, actor: Actor, request_id: uuid.UUID | str) -> dict[str, Any]:
+    """Step 2 of 2: a second authorised user approves a pending request, and in this one
+    transaction every key of the student is destroyed, their blind indexes go, the erasure is
+    written to the ledger (database row and off-database file) and audited.
+
+    Refused (and audited): the requester approving their own request, a role without
+    ``student:erase``, a request that is not pending or has expired."""
+    rid = id_or_404(request_id, "erasure request")
+    now = ctx.now()
+    with ctx.uow() as uow:
+        s = uow.session
+        _require_eraser(ctx, uow, actor, rid)
+        req = s.get(ErasureRequest, rid)
+        if req is None:
+            raise NotFound("erasure request not found")
+        student = _reach_student(s, actor, req.student_id)
+        try:
+            shredding.require_two_people(req.requested_by, actor.user_id)
+        except shredding.ShreddingError as exc:
+            _refuse(ctx, uow, actor, rid, "same_person", Forbidden(str(exc)))
+        if req.status != "pending":
+            _refuse(ctx, uow, actor, rid, "not_pending", InvalidTransition(f"the erasure request is {req.status}"))
+        if not shredding.erasure_request_open(req.expires_at, now):
+            _refuse(ctx, uow, actor, rid, "expired",
+                    InvalidTransition("the erasure request expired; file a new one"))
+        requester = s.get(User, req.requested_by)
+        if requester is None or not requester.is_active:
+            _refuse(ctx, uow, actor, rid, "requester_inactive",
+                    InvalidTransition("the requester's account is disabled; file a new request"))
+        record, _, _ = shredding.plan_erasure(
+            _student_keys(s, student.id), student_id=student.id, now=now, requested_by=req.requested_by,
+            approved_by=cast(uuid.UUID, actor.user_id), reason_code=req.reason_code, erasure_id=req.id)
+        # claim the request (compare-and-swap): of two concurrent approvals exactly one goes on
+        n = cast(sa.CursorResult, s.execute(
+            sa.update(ErasureRequest).where(ErasureRequest.id == rid, ErasureRequest.status == "pending")
+            .values(status="approved", decided_by=actor.user_id, decided_at=now))).rowcount
+        if n != 1:
+            raise Conflict("the erasure request was decided meanwhile")
+        already = _erased(s, student)
+        destroyed = _destroy_in(s, student.id, now)
+        if not already:
+            s.add(ErasureLedger(student_id=student.id, erased_at=now, erased_by=actor.user_id,
+                                reason_code=record.reason_code, request_id=rid))
+        audit.record(ctx, s, actor, "keys:erasure_approved", "erasure_request", rid,
+                     {"student": str(student.id), "requested_by": str(req.requested_by)})
+        audit.record(ctx, s, actor, "keys:student_shredded", "student", student.id,
+                     {"keys": destroyed, "reason": record.reason_code, "request": str(rid),
+                      "requested_by": str(req.requested_by)})
         # The file copy is written before commit: a crash after it but before commit makes a
         # restore re-shred a student the DB still has — the safe direction.
-        _append_ledger_file(ctx, {"student_id": str(student_id), "erased_at": now.isoformat(), "reason": reason_code})
+        if not already:
+            _append_ledger_file(ctx, record.to_ledger_dict())
         uow.commit()
     ctx.keyring.keyring.clear()
-    return {"student": str(student_id), "destroyed_keys": n, "already": False}
+    return {"request": str(rid), "student": str(record.student_id), "destroyed_keys": destroyed,
+            "already": already}
+
+
+def cancel_erasure(ctx: ServiceContext, actor: Actor, request_id: uuid.UUID | str) -> dict[str, Any]:
+    """Close a pending request without destroying anything: ``cancelled`` when the requester does
+    it, ``rejected`` when another authorised user does."""
+    rid = id_or_404(request_id, "erasure request")
+    now = ctx.now()
+    with ctx.uow() as uow:
+        s = uow.session
+        _require_eraser(ctx, uow, actor, rid)
+        req = s.get(ErasureRequest, rid)
+        if req is None:
+            raise NotFound("erasure request not found")
+        _reach_student(s, actor, req.student_id)
+        status = "cancelled" if req.requested_by == actor.user_id else "rejected"
+        n = cast(sa.CursorResult, s.execute(
+            sa.update(ErasureRequest).where(ErasureRequest.id == rid, ErasureRequest.status == "pending")
+            .values(status=status, decided_by=actor.user_id, decided_at=now))).rowcount
+        if n != 1:
+            raise InvalidTransition(f"the erasure request is {req.status}")
+        audit.record(ctx, s, actor, f"keys:erasure_{status}", "erasure_request", rid, {"student": str(req.student_id)})
+        uow.commit()
+        return {"request": str(rid), "status": status}
+
+
+def pending_erasures(ctx: ServiceContext, actor: Actor) -> list[dict[str, Any]]:
+    """Pending, unexpired requests the actor could approve or cancel (ids, codes and times only)."""
+    now = ctx.now()
+    with ctx.uow() as uow:
+        s = uow.session
+        _require_eraser(ctx, uow, actor, None)
+        _expire_stale(ctx, s, now)
+        rows = list(s.scalars(sa.select(ErasureRequest).where(ErasureRequest.status == "pending")
+                              .order_by(ErasureRequest.requested_at, ErasureRequest.id)))
+        out = []
+        for r in rows:
+            try:
+                _reach_student(s, actor, r.student_id)
+            except NotFound:
+                continue
+            out.append(_request_view(r))
+        uow.commit()
+        return out
 
 
 def replay_ledger(ctx: ServiceContext, extra: list[dict[str, str]] | None = None) -> int:
@@ -261,7 +465,7 @@ def replay_ledger(ctx: ServiceContext, extra: list[dict[str, str]] | None = None
             replayed += _destroy_in(s, sid, now)
             if not s.scalar(sa.select(ErasureLedger.id).where(ErasureLedger.student_id == sid)):
                 s.add(ErasureLedger(student_id=sid, erased_at=datetime.fromisoformat(e["erased_at"]), erased_by=None,
-                                    reason_code=e.get("reason", "replayed")))
+                                    reason_code=e.get("reason_code") or e.get("reason") or "replayed"))
         if entries:
             audit.record(ctx, s, None, "keys:ledger_replayed", "erasure_ledger", None,
                          {"entries": len(entries), "keys_destroyed": replayed})

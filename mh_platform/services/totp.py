@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -165,5 +166,17 @@ def enrol(ctx: ServiceContext, token: str, code: str) -> Actor | None:
         user.failed_logins = 0
         actor = actor_for_user(s, user)
         audit.record(ctx, s, actor, "auth:totp_enrolled", "user", user.id, {})
+        uow.commit()
+        return actor
+
+
+def verify_code(ctx: ServiceContext, user_id: uuid.UUID | None, code: str | None) -> Actor | None:
+    """Check an enrolled user's code outside a web login (a person confirming who they are at the
+    command line, after ``auth.authenticate``). Failures count like login failures (lockout)."""
+    with ctx.uow() as uow:
+        user = uow.session.get(User, user_id) if user_id is not None else None
+        if user is None or not user.is_active:
+            return None
+        actor = _check(ctx, uow.session, user, code)
         uow.commit()
         return actor

@@ -207,7 +207,8 @@ def test_after_shredding_the_case_stays_as_history_but_reads_unreadable(ctx, wor
     ctx.settings = dataclasses.replace(ctx.settings, erasure_ledger_file=str(tmp_path / "ledger.jsonl"))
     cid = _open(ctx, w)
     cases.add_plan_item(ctx, w.actors["counsellor.a"], cid, goal="目标", action="措施", review_at=clock.now())
-    key_ops.shred_student(ctx, w.actors["admin"], w.students[0])
+    req = key_ops.request_erasure(ctx, w.actors["admin"], w.students[0], "guardian_request")
+    key_ops.approve_erasure(ctx, w.actors["city"], req["request"])
     d = cases.case_detail(ctx, w.actors["counsellor.a"], cid)
     assert d["summary"] == UNREADABLE and d["plan"][0]["goal"] == UNREADABLE and d["student_name"] == UNREADABLE
     with pytest.raises(InvalidTransition, match="erased"):

@@ -19,7 +19,9 @@ def run(args, db_url, key_file, **env_extra):
     (["users", "create", "--username", "abc", "--role", "wizard"], "unknown role"),
     (["demo", "seed", "--students", "5"], "5 is not in the range"),
     (["demo", "seed", "--password", "short"], "at least 10"),
-    (["keys", "shred", "not-a-uuid", "--yes"], "not a student id"),
+    (["keys", "shred-request", "not-a-uuid", "--reason", "guardian_request", "--user", "admin"], "not a student id"),
+    (["keys", "shred-approve", "not-a-uuid", "--user", "admin", "--yes"], "not an erasure request id"),
+    (["keys", "shred", "00000000-0000-0000-0000-000000000000", "--yes"], "No such command"),
     (["users", "disable", "nobody"], "no user"),
     (["nosuchcommand"], "No such command"),
 ])

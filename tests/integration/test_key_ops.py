@@ -88,16 +88,36 @@ def test_reencrypt_resumes_and_second_run_is_empty(fresh_ctx):
     assert all(read_name(ctx, sid) == n for sid, n in names.items())
 
 
-def test_shred_then_restore_older_backup_keeps_student_unreadable(fresh_ctx, tmp_path):
+def two_erasers(ctx):
+    """Two named sysadmins (the requester and the approver of an erasure)."""
+    from mh_platform.core.types import Role
+    from mh_platform.db.models import User
+    from mh_platform.services import auth
+
+    out = []
+    for name in ("t.eraser.a", "t.eraser.b"):
+        auth.create_user(ctx, SYSTEM, username=name, password="correct horse 1", role=Role.SYSADMIN)
+        with ctx.uow() as uow:
+            out.append(auth.actor_for_user(uow.session, uow.session.scalar(sa.select(User).where(User.username == name))))
+    return out
+
+
+def test_shred_then_restore_older_backup_keeps_student_unreadable(fresh_ctx, tmp_path, monkeypatch):
     ctx = fresh_ctx
     from dataclasses import replace
 
+    from flags_world import light_hashes
+
+    light_hashes(monkeypatch)
     ctx.settings = replace(ctx.settings, erasure_ledger_file=str(tmp_path / "ledger.jsonl"))
     names = seed_students(ctx, 8)
+    requester, approver = two_erasers(ctx)
     victim = next(iter(names))
     backup = tmp_path / "before.bak"
     key_ops.create_backup(ctx, str(backup))  # older backup still holds the victim's key
-    key_ops.shred_student(ctx, SYSTEM, victim)
+    req = key_ops.request_erasure(ctx, requester, victim, "guardian_request")
+    assert read_name(ctx, victim) == names[victim]  # a request alone destroys nothing
+    assert key_ops.approve_erasure(ctx, approver, req["request"])["destroyed_keys"] >= 1
     with pytest.raises(env.KeyShredded):
         read_name(ctx, victim)
     with ctx.uow() as uow:
@@ -106,13 +126,24 @@ def test_shred_then_restore_older_backup_keeps_student_unreadable(fresh_ctx, tmp
     key_ops.restore_backup(ctx, str(backup))
     with pytest.raises(env.KeyShredded):
         read_name(ctx, victim)
+    with ctx.uow() as uow:  # the replayed ledger row keeps the reason code of the file's erasure.v1 line
+        from mh_platform.db.models import ErasureLedger
+
+        assert uow.session.scalar(sa.select(ErasureLedger.reason_code)
+                                  .where(ErasureLedger.student_id == victim)) == "guardian_request"
     for sid, n in names.items():
         if sid != victim:
             assert read_name(ctx, sid) == n
 
 
-def test_shred_unknown_student_is_not_found(ctx):
+def test_shred_unknown_student_is_not_found(ctx, monkeypatch):
+    from flags_world import light_hashes
+
     from mh_platform.core.errors import NotFound
 
+    light_hashes(monkeypatch)
+    requester, _ = two_erasers(ctx)
     with pytest.raises(NotFound):
-        key_ops.shred_student(ctx, SYSTEM, uuid.uuid4())
+        key_ops.request_erasure(ctx, requester, uuid.uuid4(), "guardian_request")
+    with pytest.raises(NotFound):
+        key_ops.approve_erasure(ctx, requester, uuid.uuid4())

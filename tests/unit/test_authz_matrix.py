@@ -50,6 +50,7 @@ EXPECTED: dict[str, set[Role]] = {
     "referral:respond": {CL},
     "roster:import": {C, SA},
     "score:read": {C},
+    "student:erase": {CI, SA},
     "student:read_name": {HT, C, SL, CO, CI, CL},
     "student:read_roster": {M, HT, C},
     "unit:admin": {SA},

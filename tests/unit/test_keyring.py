@@ -8,7 +8,7 @@ import json
 import os
 import stat
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -545,3 +545,31 @@ def test_wrapped_key_accepts_driver_types_and_checks_fields() -> None:
         kr.WrappedDataKey(w.key_id, w.purpose, str(STUDENT), w.master_key_id, w.blob)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="nonsense"):
         kr.WrappedDataKey(w.key_id, "nonsense", w.owner_id, w.master_key_id, w.blob)  # type: ignore[arg-type]
+
+
+def test_two_people_rule_needs_two_named_different_people() -> None:
+    sh.require_two_people(OFFICER, APPROVER)
+    for requester, approver in ((OFFICER, OFFICER), (None, APPROVER), (OFFICER, None), (None, None)):
+        with pytest.raises(sh.ShreddingError, match="second person|two named people"):
+            sh.require_two_people(requester, approver)
+
+
+def test_reason_code_is_a_short_code_that_fits_the_ledger() -> None:
+    assert sh.check_reason_code("guardian_request") == "guardian_request"
+    assert sh.check_reason_code("a" * 32) == "a" * 32
+    for bad in ("", "a" * 33, "Guardian", "家长要求", "guardian request", "x;drop"):
+        with pytest.raises(sh.ShreddingError, match="code"):
+            sh.check_reason_code(bad)
+
+
+def test_erasure_request_is_open_for_seven_days_only() -> None:
+    expires = sh.erasure_request_expires_at(NOW)
+    assert expires - NOW == sh.ERASURE_REQUEST_TTL == timedelta(days=7)
+    assert sh.erasure_request_open(expires, NOW)
+    assert sh.erasure_request_open(expires, expires - timedelta(seconds=1))
+    assert not sh.erasure_request_open(expires, expires)
+    assert not sh.erasure_request_open(expires, expires + timedelta(days=30))
+    with pytest.raises(sh.ShreddingError, match="aware"):
+        sh.erasure_request_expires_at(NOW.replace(tzinfo=None))
+    with pytest.raises(sh.ShreddingError, match="positive"):
+        sh.erasure_request_expires_at(NOW, timedelta(0))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 18:18:49.066941
+Create Date: 2026-12-07 13:16:41.617784
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -82,6 +82,7 @@ def upgrade() -> None:
     sa.Column('erased_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('erased_by', sa.Uuid(), nullable=True),
     sa.Column('reason_code', sa.String(length=32), nullable=False),
+    sa.Column('request_id', sa.Uuid(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_erasure_ledger')),
     sa.UniqueConstraint('student_id', name=op.f('uq_erasure_ledger_student_id'))
     )
@@ -314,6 +315,26 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('consent', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_consent_student_id'), ['student_id'], unique=False)
+
+    op.create_table('erasure_request',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('student_id', sa.Uuid(), nullable=False),
+    sa.Column('reason_code', sa.String(length=32), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('requested_by', sa.Uuid(), nullable=False),
+    sa.Column('requested_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('decided_by', sa.Uuid(), nullable=True),
+    sa.Column('decided_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("status in ('pending','approved','cancelled','rejected','expired')", name=op.f('ck_erasure_request_status')),
+    sa.ForeignKeyConstraint(['decided_by'], ['app_user.id'], name=op.f('fk_erasure_request_decided_by_app_user')),
+    sa.ForeignKeyConstraint(['requested_by'], ['app_user.id'], name=op.f('fk_erasure_request_requested_by_app_user')),
+    sa.ForeignKeyConstraint(['student_id'], ['student.id'], name=op.f('fk_erasure_request_student_id_student')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_erasure_request'))
+    )
+    with op.batch_alter_table('erasure_request', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_erasure_request_student_id'), ['student_id'], unique=False)
+        batch_op.create_index('uq_erasure_request_pending_student', ['student_id'], unique=True, sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
 
     op.create_table('flag',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -818,6 +839,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_flag_class_opened')
 
     op.drop_table('flag')
+    with op.batch_alter_table('erasure_request', schema=None) as batch_op:
+        batch_op.drop_index('uq_erasure_request_pending_student', sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
+        batch_op.drop_index(batch_op.f('ix_erasure_request_student_id'))
+
+    op.drop_table('erasure_request')
     with op.batch_alter_table('consent', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consent_student_id'))
 
