@@ -342,10 +342,11 @@ def _preflight(world: World, port: int) -> None:
     code, acid, _sid = world.students.pop()
     c = Client(port)
     c.login(code)
-    data = URLSafeTimedSerializer(SECRET, salt=STUDENT_COOKIE_SALT).loads(c.cookies["mhp_student"])
+    ser = URLSafeTimedSerializer(SECRET, salt=STUDENT_COOKIE_SALT)
+    data = ser.loads(c.cookies["mhp_student"])
     sitting = responses.Sitting(uuid.UUID(data["c"]), base64.urlsafe_b64decode(data["t"] + "=" * (-len(data["t"]) % 4)))
-    if sitting.access_code_id != acid or not re.fullmatch(r"[A-Za-z0-9_.\-]+", c.cookies["mhp_student"]):
-        raise RuntimeError("the server's student cookie is not what the bench expects")
+    if sitting.access_code_id != acid or data != ser.loads(mint_student_cookie(sitting)):
+        raise RuntimeError("the minted student cookie differs from the server's")
     world.battery = responses.load(world.ctx, sitting).battery
 
 
