@@ -82,7 +82,7 @@ class Sitting:
     """What a signed-in student presents: the code row's id and the sitting's random token."""
 
     access_code_id: uuid.UUID
-    token: bytes
+    token: bytes = field(repr=False)  # a credential: kept out of reprs (logs, tracebacks)
 
 
 def sitting_digest(token: bytes, *, finished: bool = False) -> bytes:
@@ -156,9 +156,10 @@ def _state(ctx: ServiceContext, s: Session, *, sitting: Sitting | None = None, c
     params: dict[str, Any]
     if code_hash is not None:
         q, params = _STATE_BY_HASH, {"code_hash": code_hash}
-    else:
-        assert sitting is not None
+    elif sitting is not None:
         q, params = _STATE_BY_ID, {"access_code_id": sitting.access_code_id}
+    else:
+        raise CodeRejected("invalid")
     row = s.execute(q, params).first()
     if row is None:
         raise CodeRejected("invalid")
