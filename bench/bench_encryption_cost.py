@@ -21,12 +21,15 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from bench.common import create_pg_database, drop_pg_database, result, seed_open_campaign
+
+if TYPE_CHECKING:
+    from mh_platform.services.responses import Sitting
 
 PER_BATCH = int(os.environ.get("MHP_BENCH_ENC_BATCH", "50"))
 REPEATS = int(os.environ.get("MHP_BENCH_ENC_REPEATS", "7"))
@@ -95,13 +98,13 @@ def _context(url: str, key_file: str):
     return ctx
 
 
-def _seed(ctx, n: int) -> list[uuid.UUID]:
-    """``n`` consenting grade-7 students in an open campaign; returns their access-code ids (entered)."""
+def _seed(ctx, n: int) -> list[Sitting]:
+    """``n`` consenting grade-7 students in an open campaign; returns their sittings (code entered)."""
     from mh_platform.services import campaigns, responses
 
     _actor, cid = seed_open_campaign(ctx, n, prefix="e", number_prefix="E")
     codes = campaigns.issue_codes_system(ctx, cid)
-    return [responses.begin(ctx, code).access_code_id for code in codes.values()]
+    return [responses.begin(ctx, code).sitting for code in codes.values()]
 
 
 def _answers(rng: random.Random) -> dict[str, int]:
@@ -112,7 +115,7 @@ def _answers(rng: random.Random) -> dict[str, int]:
 MODES = ("on", "off", "no_crypto", "no_audit")
 
 
-def _check(ctx, done: dict[str, list[uuid.UUID]]) -> None:
+def _check(ctx, done: dict[str, list[Sitting]]) -> None:
     """ON rows hold envelopes that open to JSON; OFF rows hold the plaintext (proof the switch worked)."""
     from mh_platform.db.models import AccessCode, EventLog, Response
 
@@ -121,7 +124,7 @@ def _check(ctx, done: dict[str, list[uuid.UUID]]) -> None:
         for mode, codes in done.items():
             sealed = mode in ("on", "no_audit")
             for ac in codes[:3]:
-                sid = s.scalar(sa.select(AccessCode.student_id).where(AccessCode.id == ac))
+                sid = s.scalar(sa.select(AccessCode.student_id).where(AccessCode.id == ac.access_code_id))
                 r = s.scalar(sa.select(Response).where(Response.student_id == sid, Response.instrument_id == INSTRUMENT))
                 blob = bytes(r.answers_enc)
                 assert blob.startswith(b"{") != sealed, (mode, blob[:20])
@@ -136,28 +139,26 @@ def _check(ctx, done: dict[str, list[uuid.UUID]]) -> None:
     assert audit.verify(ctx).ok  # the chain is whole around the gaps the OFF calls left
 
 
-def _measure_http(ctx, codes: Iterator[uuid.UUID], rng: random.Random,
-                  done: dict[str, list[uuid.UUID]]) -> dict[str, list[float]]:
+def _measure_http(ctx, codes: Iterator[Sitting], rng: random.Random,
+                  done: dict[str, list[Sitting]]) -> dict[str, list[float]]:
     """The same submission as a student's browser sends it, through the app (ON and OFF only)."""
     import re
 
-    from itsdangerous import URLSafeTimedSerializer
-
     from mh_platform.web.app import create_app
+    from mh_platform.web.blueprints.student import cookie_value
 
     app = create_app(ctx=ctx, extra_config={"TESTING": True})
     client = app.test_client()
-    ser = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="mhp-student-session")
 
-    def enter(ac: uuid.UUID) -> None:
-        client.set_cookie("mhp_student", ser.dumps({"c": str(ac)}), path="/s")
+    def enter(ac: Sitting) -> None:  # the cookie of the sitting begun in _seed, as the login sets it
+        client.set_cookie("mhp_student", cookie_value(app.config["SECRET_KEY"], ac), path="/s")
 
     first = next(codes)
     enter(first)
     html = client.get(f"/s/p/{INSTRUMENT}").get_data(as_text=True)
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
 
-    def post(ac: uuid.UUID) -> None:
+    def post(ac: Sitting) -> None:
         enter(ac)
         form = {f"i{k}": str(v) for k, v in _answers(rng).items()} | {"csrf_token": token}
         r = client.post(f"/s/p/{INSTRUMENT}", data=form)
@@ -194,7 +195,7 @@ def _measure(url: str, key_file: str, label: str) -> list[dict]:
         for _ in range(2 * PER_BATCH):  # warm-up (caches, prepared statements), not counted
             responses.submit(ctx, next(codes), INSTRUMENT, _answers(rng))
         rounds: dict[str, list[float]] = {m: [] for m in MODES}
-        done: dict[str, list[uuid.UUID]] = {m: [] for m in MODES}
+        done: dict[str, list[Sitting]] = {m: [] for m in MODES}
         for _ in range(REPEATS):
             spent = dict.fromkeys(MODES, 0.0)
             for _ in range(PER_BATCH):  # interleaved call by call: drift on the shared box hits every mode alike

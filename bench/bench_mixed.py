@@ -160,22 +160,22 @@ def answer_plan(rng: random.Random, battery: Sequence[str], critical: str | None
     return pages
 
 
-def plan_line(code: str, cookie: str, pages: Sequence[Page], resumed: bool = False) -> str:
+def plan_line(code: str, pages: Sequence[Page], resumed: bool = False) -> str:
     """One line of the wrk plan file (format in bench/mixed.lua); ``resumed``: the student has already
-    submitted the pages before ``pages`` (the login resumes, it is not the code's first use)."""
-    for tok in (code, cookie):
-        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", tok):
-            raise ValueError(f"unsafe token for the plan file: {tok!r}")
+    submitted the pages before ``pages`` (the login resumes, it is not the code's first use). No
+    student cookie: the login starts a new sitting, so the script takes the one the login sets."""
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", code):
+        raise ValueError(f"unsafe token for the plan file: {code!r}")
     parts = []
     for p in pages:
         items = ",".join(f"{a.item}={a.value}={a.ms}{'!' if a.critical else ''}" for a in p.answers)
         parts.append(f"{p.instrument}:{items}")
-    return f"{code}\t{cookie}\t{';'.join(parts)}" + ("\tr" if resumed else "")
+    return f"{code}\t{';'.join(parts)}" + ("\tr" if resumed else "")
 
 
-def parse_plan_line(line: str) -> tuple[str, str, list[Page], bool]:
+def parse_plan_line(line: str) -> tuple[str, list[Page], bool]:
     """The inverse of plan_line (what the Lua script reads), for checks and tests."""
-    code, cookie, rest, *flag = line.rstrip("\n").split("\t")
+    code, rest, *flag = line.rstrip("\n").split("\t")
     pages = []
     for chunk in rest.split(";"):
         inst, _, items = chunk.partition(":")
@@ -185,7 +185,7 @@ def parse_plan_line(line: str) -> tuple[str, str, list[Page], bool]:
             n, v, ms = a.rstrip("!").split("=")
             answers.append(Answer(int(n), int(v) if re.fullmatch(r"-?\d+", v) else v, int(ms), crit))
         pages.append(Page(inst, tuple(answers)))
-    return code, cookie, pages, flag == ["r"]
+    return code, pages, flag == ["r"]
 
 
 def requests_per_student(pages: Sequence[Page]) -> int:
@@ -292,11 +292,13 @@ def _db_backend_pids(world: World) -> list[int]:
 # --------------------------------------------------------------------------- set-up
 
 
-def mint_student_cookie(access_code_id: uuid.UUID, secret: str = SECRET) -> str:
-    """The mhp_student cookie the login sets (same serializer and salt as the student blueprint)."""
-    from itsdangerous import URLSafeTimedSerializer
+def mint_student_cookie(sitting: Any, secret: str = SECRET) -> str:
+    """The mhp_student cookie of a sitting begun through the service (``responses.begin(...).sitting``):
+    the value the login sets for it (``web.blueprints.student.cookie_value``, same serializer and salt).
+    Only the code's current sitting works: a later login with the same code ends it."""
+    from mh_platform.web.blueprints.student import cookie_value
 
-    return URLSafeTimedSerializer(secret, salt=STUDENT_COOKIE_SALT).dumps({"c": str(access_code_id)})
+    return cookie_value(secret, sitting)
 
 
 @dataclass
@@ -327,8 +329,11 @@ def _build_world(url: str, key: str, n: int) -> World:
 
 
 def _preflight(world: World, port: int) -> None:
-    """A real login through the Python client: the server's mhp_student cookie must carry what the
-    bench mints, and the battery is read from the service."""
+    """A real login through the Python client: the server's mhp_student cookie must be the one
+    ``mint_student_cookie`` makes for that sitting (the script reads it from the login answer), and
+    the battery is read from the service with it."""
+    import base64
+
     from itsdangerous import URLSafeTimedSerializer
 
     from bench.bench_screening import Client
@@ -338,9 +343,11 @@ def _preflight(world: World, port: int) -> None:
     c = Client(port)
     c.login(code)
     ser = URLSafeTimedSerializer(SECRET, salt=STUDENT_COOKIE_SALT)
-    if ser.loads(c.cookies["mhp_student"]) != ser.loads(mint_student_cookie(acid)):
+    data = ser.loads(c.cookies["mhp_student"])
+    sitting = responses.Sitting(uuid.UUID(data["c"]), base64.urlsafe_b64decode(data["t"] + "=" * (-len(data["t"]) % 4)))
+    if sitting.access_code_id != acid or data != ser.loads(mint_student_cookie(sitting)):
         raise RuntimeError("the minted student cookie differs from the server's")
-    world.battery = responses.load(world.ctx, acid).battery
+    world.battery = responses.load(world.ctx, sitting).battery
 
 
 def _snapshot(world: World) -> dict[str, int]:
@@ -467,9 +474,9 @@ def _advance(world: World, code: str, access_code_id: uuid.UUID, pages: Sequence
     """Log a student in and submit these pages through the service (set-up, not measured)."""
     from mh_platform.services import responses
 
-    responses.begin(world.ctx, code)
+    sitting = responses.begin(world.ctx, code).sitting  # the wrk login later starts its own sitting
     for p in pages:
-        responses.submit(world.ctx, access_code_id, p.instrument, p.as_dict(), {str(a.item): a.ms for a in p.answers})
+        responses.submit(world.ctx, sitting, p.instrument, p.as_dict(), {str(a.item): a.ms for a in p.answers})
 
 
 def _round(world: World, port: int, students: list[tuple[str, uuid.UUID, uuid.UUID]], seconds: float,
@@ -489,7 +496,7 @@ def _round(world: World, port: int, students: list[tuple[str, uuid.UUID, uuid.UU
         skip = i % len(world.battery) if i < connections else 0
         if skip:
             _advance(world, code, acid, pages[:skip])
-        lines.append(plan_line(code, mint_student_cookie(acid), pages[skip:], resumed=bool(skip)))
+        lines.append(plan_line(code, pages[skip:], resumed=bool(skip)))
     plan_path.write_text("\n".join(lines) + "\n")
     before = _snapshot(world)
     env = dict(os.environ, MHP_WRK_PLAN=str(plan_path), MHP_WRK_OUT=str(out_path), MHP_WRK_THREADS=str(connections))

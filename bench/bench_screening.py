@@ -251,7 +251,7 @@ def _http_benches(label: str, url: str, key: str) -> list[dict]:
         from bench.bench_mixed import mint_student_cookie
         from mh_platform.services import responses
 
-        cookies = [mint_student_cookie(responses.begin(ctx, c).access_code_id) for c in codes[:CONNECTIONS]]
+        cookies = [mint_student_cookie(responses.begin(ctx, c).sitting) for c in codes[:CONNECTIONS]]
         bare_port, plain_port = _free_port(), _free_port()
         bare_proc = _serve(url, key, bare_port, app="bench.bare_insert_app:app")
         plain_proc = _serve(url, key, plain_port, app="bench.bare_insert_app:app",

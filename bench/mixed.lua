@@ -2,12 +2,12 @@
 -- plays whole students, one after another, from its own slice of a plan file written by the bench:
 --   GET /s/ (CSRF meta + session cookie) -> POST /s/ (code) -> per instrument: GET /s/p/<i>,
 --   POST /s/answer per item (autosave JSON), POST /s/p/<i> (the whole form) -> GET /s/done.
--- Plan line: code \t student_cookie \t inst:item=value=ms[!],item=value=ms;inst:... [\t r]
+-- Plan line: code \t inst:item=value=ms[!],item=value=ms;inst:... [\t r]
 -- ("!" marks the critical answer; "r": earlier pages were submitted in set-up, the login resumes)
--- The student cookie (mhp_student) is minted by the bench with the server's secret because wrk hands
--- response() only the last of repeated headers and the login answer sets two cookies; the login still
--- runs in full here and must answer 303 to the first page (the bench checks the minted cookie
--- against a real login before the run). Every answer is checked (status, Location, JSON body);
+-- The student cookie (mhp_student) is taken from the login answer (its only Set-Cookie; wrk hands
+-- response() only the last of repeated headers): the login starts a new server-side sitting, so a
+-- cookie minted before it would be refused. The login must answer 303 to the first page and set that
+-- cookie. Every answer is checked (status, Location, JSON body);
 -- a wrong one counts an error and the student is abandoned. done() writes JSON counts to
 -- $MHP_WRK_OUT.
 
@@ -30,8 +30,8 @@ end
 
 local function parse_plan(line)
   local f = split(line, "\t")
-  local st = {code = f[1], cookie = f[2], pages = {}, resumed = f[4] == "r"}
-  for _, page in ipairs(split(f[3], ";")) do
+  local st = {code = f[1], cookie = nil, pages = {}, resumed = f[3] == "r"}
+  for _, page in ipairs(split(f[2], ";")) do
     local inst, rest = string.match(page, "^([^:]+):(.*)$")
     local items = {}
     for _, a in ipairs(split(rest, ",")) do
@@ -178,6 +178,10 @@ local function check(kind, status, headers, body)
     cur.step = "login"
   elseif kind == "login" then
     if status ~= 303 or headers["Location"] ~= "/s/p/" .. cur.pages[1].inst then
+      return false
+    end
+    cur.cookie = string.match(headers["Set-Cookie"] or "", "^mhp_student=([^;]+)")
+    if cur.cookie == nil then
       return false
     end
     if cur.resumed then

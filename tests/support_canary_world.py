@@ -173,7 +173,7 @@ def _screening(ctx, cn: Canaries, n_classes: int, per_class: int, n_answering: i
         for iid in BATTERY:
             inst = load_instrument(iid)
             ans = {str(it.number): rng.choice([o.value for o in it.options]) for it in inst.items}
-            responses.submit(ctx, sess.access_code_id, iid, ans, {k: 2000 for k in ans})
+            responses.submit(ctx, sess.sitting, iid, ans, {k: 2000 for k in ans})
     with ctx.uow() as uow:
         seeded.response_ids = list(uow.session.scalars(sa.select(Response.id)))
 

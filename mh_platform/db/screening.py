@@ -50,6 +50,12 @@ class AccessCode(Base):
     withdrawal, which revokes the student's codes in every campaign; ``code_hash`` (unique) for a
     typed code. None on ``class_unit_id``: no query filters on it (a class's codes are found
     through its students), and a paper import writes one marker row per student.
+
+    ``sitting_hash``: SHA-256 of the current sitting's random 128-bit token, which the student's
+    signed cookie carries next to the row id (``services.responses.Sitting``). Entering the code
+    starts a new sitting (a cookie of an earlier sitting, on this or another device, stops working);
+    pausing clears it; finishing the battery turns it into the "finished" digest that only opens the
+    thank-you page; reprinting codes, revoking them and closing the window clear it. NULL: no sitting.
     """
 
     __tablename__ = "access_code"
@@ -62,6 +68,7 @@ class AccessCode(Base):
     first_used_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    sitting_hash: Mapped[bytes | None] = mapped_column(sa.LargeBinary(32))
 
     __table_args__ = (sa.UniqueConstraint("campaign_id", "student_id"),)
 

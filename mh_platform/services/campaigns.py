@@ -193,6 +193,7 @@ def cancel(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID) -> None:
                         .values(status="cancelled", closed_at=ctx.now()))
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise InvalidTransition("only a scheduled or open campaign can be cancelled")
+        _end_sittings(s, camp.id)
         audit.record(ctx, s, actor, "campaign:cancelled", "campaign", camp.id, {})
         uow.commit()
 
@@ -219,6 +220,13 @@ def open_due(ctx: ServiceContext, now: datetime | None = None) -> dict[str, Any]
     return {"opened": opened}
 
 
+def _end_sittings(s: Session, campaign_id: uuid.UUID) -> None:
+    """The window closed: every student sitting of the campaign ends (the code's gate refuses a
+    closed window anyway; this leaves no live sitting behind). The unique key's prefix finds them."""
+    s.execute(sa.update(AccessCode).where(AccessCode.campaign_id == campaign_id, AccessCode.sitting_hash.is_not(None))
+              .values(sitting_hash=None))
+
+
 def close_due(ctx: ServiceContext, now: datetime | None = None) -> dict[str, Any]:
     """Close every scheduled or open campaign whose window has ended. Idempotent."""
     now = now or ctx.now()
@@ -231,6 +239,7 @@ def close_due(ctx: ServiceContext, now: datetime | None = None) -> dict[str, Any
             res = s.execute(sa.update(Campaign).where(Campaign.id == cid, Campaign.status.in_(("scheduled", "open")))
                             .values(status="closed", closed_at=now))
             if res.rowcount == 1:  # type: ignore[attr-defined]
+                _end_sittings(s, cid)
                 n_open = s.scalar(sa.select(sa.func.count()).select_from(AccessCode)
                                   .where(AccessCode.campaign_id == cid, AccessCode.completed_at.is_(None),
                                          AccessCode.first_used_at.is_not(None))) or 0
@@ -350,7 +359,8 @@ def print_slips(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID, class
                 s.add(AccessCode(id=uuid.uuid4(), campaign_id=camp.id, student_id=st.id, code_hash=h,
                                  class_unit_id=cls.id, created_at=now))
             else:
-                ac.code_hash, ac.revoked_at, ac.class_unit_id = h, None, cls.id
+                # a new slip: the old one and any sitting it started stop working
+                ac.code_hash, ac.revoked_at, ac.class_unit_id, ac.sitting_hash = h, None, cls.id, None
             issued += 1
             slips.append(Slip(st.id, names.get(st.id), codes.display(code), "issued", battery))
         s.flush()
@@ -382,7 +392,7 @@ def issue_codes_system(ctx: ServiceContext, campaign_id: uuid.UUID) -> dict[uuid
                 s.add(AccessCode(id=uuid.uuid4(), campaign_id=camp.id, student_id=sid, code_hash=h,
                                  class_unit_id=cid, created_at=now))
             else:
-                ac.code_hash, ac.revoked_at = h, None
+                ac.code_hash, ac.revoked_at, ac.sitting_hash = h, None, None
             out[sid] = code
         audit.record(ctx, s, SYSTEM, "campaign:codes_issued", "campaign", camp.id, {"issued": len(out)})
         uow.commit()

@@ -106,7 +106,7 @@ def _revoke_codes(s: Session, student_id: uuid.UUID, year_id: uuid.UUID, now) ->
     res = s.execute(sa.update(AccessCode).where(AccessCode.student_id == student_id,
                                                 AccessCode.campaign_id.in_(camp_ids),
                                                 AccessCode.completed_at.is_(None), AccessCode.revoked_at.is_(None))
-                    .values(revoked_at=now))
+                    .values(revoked_at=now, sitting_hash=None))  # a live sitting ends with the code
     return res.rowcount or 0  # type: ignore[attr-defined]
 
 

@@ -512,7 +512,8 @@ def _mark_completed(s: Session, completed: list[tuple[uuid.UUID, uuid.UUID]], ca
         have.update(s.execute(sa.select(AccessCode.student_id, AccessCode.id).where(
             AccessCode.campaign_id == campaign_id, cond)).tuples().all())
     for cond in in_chunks(s, AccessCode.id, list(have.values())):
-        s.execute(sa.update(AccessCode).where(cond, AccessCode.completed_at.is_(None)).values(completed_at=now))
+        s.execute(sa.update(AccessCode).where(cond, AccessCode.completed_at.is_(None))
+                  .values(completed_at=now, sitting_hash=None))  # answered on paper: any online sitting ends
     new = [(sid, cls_id) for sid, cls_id in completed if sid not in have]
     if new:
         w = BulkInsert(s, cast(sa.Table, AccessCode.__table__), ("id", "student_id", "code_hash", "class_unit_id"),

@@ -11,12 +11,23 @@ lock (``FOR UPDATE`` on PostgreSQL; SQLite transactions are serial), so a closed
 it stopped and two tabs cannot lose each other's answers. ``submit`` scores the page with the engine
 (``core.scoring.score``), runs the quality checks and the flag path — answers, score and flag in
 one transaction. A critical item answered positively triggers the flag path at once, on save.
+
+A signed-in student holds a **sitting** (``Sitting``: the code row's id and a random 128-bit token,
+both in the signed cookie). ``begin`` starts a new one and stores only the token's SHA-256 on the
+code row (``AccessCode.sitting_hash``); every call compares it in constant time, from the same one
+query, before anything else (``SittingEnded`` — "signed out" — when it does not match). ``pause``
+clears it, finishing the battery turns it into the "finished" digest (only the thank-you page
+accepts it), and reprinting, revoking and closing clear it (``services.campaigns``,
+``services.consent``): a copied cookie stops working at that moment, whatever its signature says.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,12 +64,44 @@ class CodeRejected(DomainError):
         self.reason = reason
 
 
+class SittingEnded(CodeRejected):
+    """The cookie's sitting is not the code's current one (paused, finished, the code entered again
+    elsewhere, reprinted or revoked): treat it as signed out, like no cookie at all."""
+
+    def __init__(self) -> None:
+        super().__init__("signed_out")
+
+
+# --------------------------------------------------------------------------- sittings
+
+SITTING_BYTES = 16  # 128 bits from the OS CSPRNG
+
+
+@dataclass(frozen=True)
+class Sitting:
+    """What a signed-in student presents: the code row's id and the sitting's random token."""
+
+    access_code_id: uuid.UUID
+    token: bytes = field(repr=False)  # a credential: kept out of reprs (logs, tracebacks)
+
+
+def sitting_digest(token: bytes, *, finished: bool = False) -> bytes:
+    """What ``AccessCode.sitting_hash`` stores for a token: SHA-256, with a separate label once the
+    battery is finished (that digest opens only the thank-you page)."""
+    return hashlib.sha256((b"mhp-sitting-finished\0" if finished else b"mhp-sitting\0") + token).digest()
+
+
+def _check_sitting(stored: bytes | None, token: bytes, *, finished: bool = False) -> None:
+    if stored is None or not hmac.compare_digest(stored, sitting_digest(token, finished=finished)):
+        raise SittingEnded()
+
+
 # --------------------------------------------------------------------------- session state
 
 
 @dataclass(frozen=True)
 class StudentSession:
-    access_code_id: uuid.UUID
+    sitting: Sitting
     campaign_id: uuid.UUID
     student_id: uuid.UUID
     battery: tuple[str, ...]
@@ -68,6 +111,10 @@ class StudentSession:
     school_unit_id: uuid.UUID
     unit_path: str
     completed: bool = False
+
+    @property
+    def access_code_id(self) -> uuid.UUID:
+        return self.sitting.access_code_id
 
     @property
     def current(self) -> str | None:
@@ -101,19 +148,25 @@ _STATE_BY_ID = _state_query(False)
 _STATE_BY_HASH = _state_query(True)
 
 
-def _state(ctx: ServiceContext, s: Session, *, access_code_id: uuid.UUID | None = None, code_hash: bytes | None = None,
+def _state(ctx: ServiceContext, s: Session, *, sitting: Sitting | None = None, code_hash: bytes | None = None,
            allow_completed: bool = False) -> tuple[AccessCode, Campaign, Enrolment, int | None]:
-    """The code, campaign and enrolment if the code may be used now; else CodeRejected."""
+    """The code, campaign and enrolment if the code may be used now; else CodeRejected (by a typed
+    code's hash, or by a sitting, which must be the code's current one: SittingEnded otherwise)."""
     now = ctx.now()
     params: dict[str, Any]
     if code_hash is not None:
         q, params = _STATE_BY_HASH, {"code_hash": code_hash}
+    elif sitting is not None:
+        q, params = _STATE_BY_ID, {"access_code_id": sitting.access_code_id}
     else:
-        q, params = _STATE_BY_ID, {"access_code_id": access_code_id}
+        raise CodeRejected("invalid")
     row = s.execute(q, params).first()
     if row is None:
         raise CodeRejected("invalid")
     ac, camp, enr, birth_year, ok, key_id, master_key_id, wrapped = row
+    if sitting is not None:  # a finished battery's sitting still opens the thank-you page (allow_completed)
+        _check_sitting(ac.sitting_hash, sitting.token,
+                       finished=allow_completed and ac.completed_at is not None)
     ctx.keyring.prime_student_key(s, ac.student_id, key_id, master_key_id, wrapped)
     _gate(now, ac.revoked_at, camp.status, camp.opens_at, camp.closes_at, ok, ac.completed_at, allow_completed)
     return ac, camp, enr, birth_year
@@ -140,15 +193,17 @@ def _battery(camp: Campaign, enr: Enrolment, birth_year: int | None) -> tuple[st
     return student_battery(camp, enr.grade_level, birth_year)
 
 
-def _session(s: Session, ac: AccessCode, camp: Campaign, enr: Enrolment, birth_year: int | None) -> StudentSession:
+def _session(s: Session, sitting: Sitting, ac: AccessCode, camp: Campaign, enr: Enrolment,
+             birth_year: int | None) -> StudentSession:
     battery = _battery(camp, enr, birth_year)
     done = frozenset(s.connection().execute(_DONE_Q, {"c": camp.id, "s": ac.student_id}).scalars())
-    return StudentSession(ac.id, camp.id, ac.student_id, battery, done, camp.closes_at, camp.academic_year_id,
+    return StudentSession(sitting, camp.id, ac.student_id, battery, done, camp.closes_at, camp.academic_year_id,
                           enr.school_unit_id, enr.unit_path, ac.completed_at is not None)
 
 
 def begin(ctx: ServiceContext, raw_code: str) -> StudentSession:
-    """Enter with a code. Marks the code used on first entry; resumes later entries."""
+    """Enter with a code: a new sitting starts (any earlier sitting of this code, on this or another
+    device, ends). Marks the code used on first entry; later entries resume the saved answers."""
     code = codes.normalise(raw_code)
     if code is None:
         raise CodeRejected("invalid")
@@ -156,22 +211,38 @@ def begin(ctx: ServiceContext, raw_code: str) -> StudentSession:
         s = uow.session
         h = codes.hash_code(ctx, s, code)
         ac, camp, enr, by = _state(ctx, s, code_hash=h)
+        sitting = Sitting(ac.id, secrets.token_bytes(SITTING_BYTES))
+        s.execute(sa.update(AccessCode).where(AccessCode.id == ac.id)
+                  .values(sitting_hash=sitting_digest(sitting.token)))
         first = s.execute(sa.update(AccessCode).where(AccessCode.id == ac.id, AccessCode.first_used_at.is_(None))
                           .values(first_used_at=ctx.now())).rowcount == 1  # type: ignore[attr-defined]
         if first:
             audit.record(ctx, s, SYSTEM, "screening:code_first_used", "access_code", ac.id,
                          {"campaign_id": camp.id})
-        sess = _session(s, ac, camp, enr, by)
+        sess = _session(s, sitting, ac, camp, enr, by)
         uow.commit()
         return sess
 
 
-def load(ctx: ServiceContext, access_code_id: uuid.UUID, *, allow_completed: bool = False) -> StudentSession:
-    """Re-check a signed-in code on every request (a read: no write lock on SQLite)."""
+def load(ctx: ServiceContext, sitting: Sitting, *, allow_completed: bool = False) -> StudentSession:
+    """Re-check a signed-in sitting on every request (a read: no write lock on SQLite).
+    ``allow_completed``: the thank-you page, which also accepts the sitting that finished."""
     with ctx.uow(read_only=True) as uow:
         s = uow.session
-        ac, camp, enr, by = _state(ctx, s, access_code_id=access_code_id, allow_completed=allow_completed)
-        return _session(s, ac, camp, enr, by)
+        ac, camp, enr, by = _state(ctx, s, sitting=sitting, allow_completed=allow_completed)
+        return _session(s, sitting, ac, camp, enr, by)
+
+
+def pause(ctx: ServiceContext, sitting: Sitting) -> bool:
+    """"Leave for now": end the sitting server-side (answers are already saved; entering the code
+    again starts a new sitting and resumes). Only the current sitting can end itself; True if it did.
+    One statement, no state read: a stale or forged sitting changes nothing."""
+    with ctx.core_uow() as uow:
+        n = uow.connection.execute(sa.update(_AC).where(_AC.c.id == sitting.access_code_id,
+                                                        _AC.c.sitting_hash == sitting_digest(sitting.token))
+                                   .values(sitting_hash=None)).rowcount
+        uow.commit()
+    return n == 1
 
 
 # --------------------------------------------------------------------------- answers
@@ -308,19 +379,19 @@ class SaveResult:
     critical: bool  # a critical item of this page is answered positively: show help at once
 
 
-def save_answer(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str, item: int | str, value: Any,
+def save_answer(ctx: ServiceContext, sitting: Sitting, instrument_id: str, item: int | str, value: Any,
                 item_ms: int | None = None) -> SaveResult:
     """Save one answer as given (None clears it). One transaction; the flag path on a critical item."""
-    return save_answers(ctx, access_code_id, instrument_id, {item: value}, {item: item_ms} if item_ms else None)
+    return save_answers(ctx, sitting, instrument_id, {item: value}, {item: item_ms} if item_ms else None)
 
 
-def save_answers(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
+def save_answers(ctx: ServiceContext, sitting: Sitting, instrument_id: str,
                  answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None = None) -> SaveResult:
     """Autosave (the hot path: ~85% of a screening's requests) — Core statements on Core units of work
     (``ctx.core_uow``: no ORM Session unless the flag path or a student's first data key needs one).
 
-    One query reads the code, campaign, enrolment, consent, the student's active data key and the
-    page's response together; the merged answers are sealed again and written with a
+    One query reads the code (with its sitting digest, compared here: a stale sitting writes nothing),
+    campaign, enrolment, consent, the student's active data key and the page's response together; the merged answers are sealed again and written with a
     compare-and-swap on the previous envelope (every envelope has a fresh nonce), so two tabs
     saving at once cannot lose each other's answers: the loser reads again and re-applies. The
     first answer of a page inserts the response (``ON CONFLICT DO NOTHING``, then the same retry).
@@ -335,13 +406,13 @@ def save_answers(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: 
         plan: _SavePlan | None = None
         if split:
             with ctx.core_uow(read_only=True) as ruow:
-                plan = _plan_save(ctx, ruow, access_code_id, instrument_id, answers, item_ms)
+                plan = _plan_save(ctx, ruow, sitting, instrument_id, answers, item_ms)
         with ctx.core_uow() as uow:
             if plan is None or plan.needs_write_txn:
                 if attempt and not split:
                     # lost a race: take the page's row lock first, so this attempt cannot lose again
-                    uow.connection.execute(_LOCK_PAGE, {"acid": access_code_id, "iid": instrument_id})
-                plan = _plan_save(ctx, uow, access_code_id, instrument_id, answers, item_ms)
+                    uow.connection.execute(_LOCK_PAGE, {"acid": sitting.access_code_id, "iid": instrument_id})
+                plan = _plan_save(ctx, uow, sitting, instrument_id, answers, item_ms)
             if _write_save(ctx, uow, plan):
                 uow.commit()
                 return SaveResult(plan.n_answered, plan.critical)
@@ -365,7 +436,7 @@ class _SavePlan:
 _RESP: sa.Table = Response.__table__  # type: ignore[assignment]
 _AC, _CAMP, _ENR, _STU, _KEY = (cast(sa.Table, m.__table__) for m in (AccessCode, Campaign, Enrolment, Student, DataKey))
 _SAVE_Q = (
-    sa.select(_AC.c.student_id, _AC.c.campaign_id, _AC.c.revoked_at, _AC.c.completed_at,
+    sa.select(_AC.c.student_id, _AC.c.campaign_id, _AC.c.revoked_at, _AC.c.completed_at, _AC.c.sitting_hash,
               _CAMP.c.status, _CAMP.c.opens_at, _CAMP.c.closes_at, _CAMP.c.battery,
               _ENR.c.grade_level, _ENR.c.school_unit_id, _STU.c.birth_year,
               consent_ok(_AC.c.student_id, _CAMP.c.academic_year_id).label("ok"),
@@ -426,23 +497,25 @@ def _insert_ignore(conn: sa.Connection) -> Any:
     return stmt
 
 
-def _page_row(conn: sa.Connection, access_code_id: uuid.UUID, instrument_id: str,
+def _page_row(conn: sa.Connection, sitting: Sitting, instrument_id: str,
               now: datetime) -> tuple[Any, Instrument, tuple[str, ...]]:
-    """The one-query read of a page (code, campaign, enrolment, consent, data key, response), gated."""
+    """The one-query read of a page (code and its sitting, campaign, enrolment, consent, data key,
+    response), gated: the sitting first (SittingEnded), then the code's own rules."""
     from mh_platform.services.campaigns import battery_from
 
-    row = conn.execute(_SAVE_Q, {"acid": access_code_id, "iid": instrument_id}).first()
+    row = conn.execute(_SAVE_Q, {"acid": sitting.access_code_id, "iid": instrument_id}).first()
     if row is None:
         raise CodeRejected("invalid")
+    _check_sitting(row.sitting_hash, sitting.token)
     _gate(now, row.revoked_at, row.status, row.opens_at, row.closes_at, row.ok, row.completed_at, False)
     battery = battery_from(row.battery, row.opens_at, row.grade_level, row.birth_year)
     return row, _instrument(battery, instrument_id), battery
 
 
-def _plan_save(ctx: ServiceContext, uow: CoreUnitOfWork, access_code_id: uuid.UUID, instrument_id: str,
+def _plan_save(ctx: ServiceContext, uow: CoreUnitOfWork, sitting: Sitting, instrument_id: str,
                answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None) -> _SavePlan:
     now = ctx.now()
-    row, inst, _battery_ids = _page_row(uow.connection, access_code_id, instrument_id, now)
+    row, inst, _battery_ids = _page_row(uow.connection, sitting, instrument_id, now)
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     if row.rid is not None and row.rstatus == "submitted":
         raise ValidationFailed("this page is already submitted")
@@ -522,12 +595,12 @@ class PageState:
     battery: tuple[str, ...] = field(default_factory=tuple)
 
 
-def page(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str) -> PageState:
+def page(ctx: ServiceContext, sitting: Sitting, instrument_id: str) -> PageState:
     """What the student has answered so far on one page (the student's own answers: no access log).
     A read (no write lock on SQLite): the page query of the autosave, then the submitted pages."""
     with ctx.core_uow(read_only=True) as uow:
         conn = uow.connection
-        row, inst, battery = _page_row(conn, access_code_id, instrument_id, ctx.now())
+        row, inst, battery = _page_row(conn, sitting, instrument_id, ctx.now())
         ctx.keyring.unwrap_student_key(row.student_id, row.key_id, row.master_key_id, row.wrapped)  # cached for opening
         answers = _open_answers_on(ctx, conn, row.answers_enc, row.rid)
         done = set(conn.execute(_DONE_Q, {"c": row.campaign_id, "s": row.student_id}).scalars())
@@ -615,14 +688,16 @@ class SubmitResult:
     missing: int
 
 
-def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
+def submit(ctx: ServiceContext, sitting: Sitting, instrument_id: str,
            answers: Mapping[Any, Any] | None = None, item_ms: Mapping[Any, Any] | None = None) -> SubmitResult:
-    """Finish one page: merge any posted answers, score, quality, flag path, in one transaction."""
+    """Finish one page: merge any posted answers, score, quality, flag path, in one transaction.
+    The last page completes the code and ends the sitting (its digest becomes the "finished" one,
+    which opens the thank-you page and nothing else)."""
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
         # the autosave's one-query page read (Core columns, same gate and battery) instead of ORM entities
-        st, inst, battery = _page_row(s.connection(), access_code_id, instrument_id, now)
+        st, inst, battery = _page_row(s.connection(), sitting, instrument_id, now)
         ctx.keyring.prime_student_key(s, st.student_id, st.key_id, st.master_key_id, st.wrapped)
         resp, current = _merge_page(ctx, s, st, inst, answers or {}, item_ms, now)
         result = score(inst, current)
@@ -641,9 +716,10 @@ def submit(ctx: ServiceContext, access_code_id: uuid.UUID, instrument_id: str,
         nxt = next((i for i in battery if i not in done), None)
         finished = nxt is None
         if finished:
-            s.execute(sa.update(AccessCode).where(AccessCode.id == access_code_id, AccessCode.completed_at.is_(None))
-                      .values(completed_at=now))
-            audit.record(ctx, s, SYSTEM, "screening:code_completed", "access_code", access_code_id,
+            s.execute(sa.update(AccessCode).where(AccessCode.id == sitting.access_code_id,
+                                                  AccessCode.completed_at.is_(None))
+                      .values(completed_at=now, sitting_hash=sitting_digest(sitting.token, finished=True)))
+            audit.record(ctx, s, SYSTEM, "screening:code_completed", "access_code", sitting.access_code_id,
                          {"campaign_id": st.campaign_id})
         uow.commit()
         return SubmitResult(nxt, finished, bool(result.critical) or was_critical,

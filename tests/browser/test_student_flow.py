@@ -142,3 +142,58 @@ def test_phone_battery_resume_and_clean_exit(server):
                                                     row_id=r.id))
             assert got == given[iid], iid  # nothing lost, nothing changed
         assert rows["phq9"].critical_fired and rows["phq9"].concern_level == "red"
+
+
+def test_a_cookie_copied_before_leaving_opens_nothing_in_another_browser(server):
+    """T21 with a copied cookie: student A answers PHQ-9 item 9, someone copies the student cookie,
+    A presses "leave for now"; a second browser carrying the copy lands on code entry with nothing
+    checked, and an autosave sent with the copy is refused (401 signed_out) and writes nothing."""
+    from playwright.sync_api import sync_playwright
+
+    base, ctx, codes = server
+    sid, code = list(codes.items())[1]
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            a = browser.new_context(locale="zh-CN")
+            page = a.new_page()
+            page.goto(f"{base}/s/")
+            page.fill("#code", code)
+            page.click("#start")
+            page.wait_for_url(f"{base}/s/p/phq9")
+            assert answer(page, 9, 3)["saved"] is True
+            copied = [c for c in a.cookies() if c["name"] == "mhp_student"]
+            assert len(copied) == 1
+            control = browser.new_context(locale="zh-CN")  # before leaving, the copy reads item 9
+            control.add_cookies(copied)
+            shown = control.new_page()
+            shown.goto(f"{base}/s/p/phq9")
+            assert shown.is_checked("#i9-3")
+            control.close()
+            page.click("#pause")
+            page.wait_for_selector("#done-title")
+            assert [c["name"] for c in a.cookies()] == []
+
+            b = browser.new_context(locale="zh-CN")
+            b.add_cookies(copied)
+            other = b.new_page()
+            other.goto(f"{base}/s/p/phq9")  # redirects are followed: where it ends is what the copy gets
+            assert other.url == f"{base}/s/"
+            assert other.locator("#code").count() == 1 and other.locator("input[type=radio]").count() == 0
+            assert "i9-3" not in other.content()
+
+            b.add_cookies(copied)  # an autosave with the copy: refused like no cookie, nothing written
+            stale = b.new_page()
+            stale.goto(f"{base}/s/")  # a CSRF token of this browser's session for the raw request
+            token = stale.locator('meta[name="csrf-token"]').get_attribute("content")
+            b.add_cookies(copied)
+            assert [c["value"] for c in b.cookies() if c["name"] == "mhp_student"] == [copied[0]["value"]]
+            r = stale.request.post(f"{base}/s/answer", data=json.dumps({"instrument": "phq9", "item": 1, "value": 3}),
+                                   headers={"Content-Type": "application/json", "X-CSRFToken": token})
+            assert r.status == 401 and r.json() == {"saved": False, "error": "signed_out"}
+        finally:
+            browser.close()
+    with ctx.uow() as uow:
+        rows = uow.session.execute(sa.select(Response.instrument_id, Response.n_answered)
+                                   .where(Response.student_id == sid)).all()
+    assert rows == [("phq9", 1)]  # only A's own answer, nothing from the copy

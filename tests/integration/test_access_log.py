@@ -267,7 +267,7 @@ def test_scoring_writes_no_person_rows(ctx):
         sess = responses.begin(ctx, codes[sid])
         for iid in sess.battery:
             inst = load_instrument(iid)
-            responses.submit(ctx, sess.access_code_id, iid, {str(it.number): it.options[0].value for it in inst.items})
+            responses.submit(ctx, sess.sitting, iid, {str(it.number): it.options[0].value for it in inst.items})
             n += 1
     assert n >= 8
     with ctx.uow() as uow:

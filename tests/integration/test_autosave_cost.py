@@ -33,7 +33,7 @@ def _stored(ctx, student_id, instrument: str) -> tuple[dict, dict]:
 def test_the_first_answer_of_a_page_reuses_one_compiled_insert(ctx, monkeypatch):
     world = build_world(ctx)
     _cid, codes, _refused, _hts = screening_ready(ctx, world, per_class=3, refused=0)
-    entered = [(sid, responses.begin(ctx, code).access_code_id) for sid, code in list(codes.items())[:3]]
+    entered = [(sid, responses.begin(ctx, code).sitting) for sid, code in list(codes.items())[:3]]
     sid0, ac0 = entered[0]
     responses.save_answer(ctx, ac0, "phq9", 1, 1, item_ms=1200)  # compiles (and caches) once in this process
     compiled: list[str] = []
@@ -65,7 +65,7 @@ def test_the_insert_names_every_column_the_plan_fills():
 def _entered(ctx, n: int = 1) -> list[tuple]:
     world = build_world(ctx)
     _cid, codes, _refused, _hts = screening_ready(ctx, world, per_class=max(n, 2), refused=0)
-    return [(sid, responses.begin(ctx, code).access_code_id) for sid, code in list(codes.items())[:n]]
+    return [(sid, responses.begin(ctx, code).sitting) for sid, code in list(codes.items())[:n]]
 
 
 def _count_commits(ctx, monkeypatch) -> list[int]:
@@ -208,21 +208,24 @@ def test_a_page_submit_is_gated_like_the_autosave(ctx):
     """``submit`` reads its state with the autosave's one-query page read: the same refusals, and a
     refused submission writes nothing."""
     from mh_platform.core.errors import NotFound
-    from mh_platform.db.models import AccessCode
+    from mh_platform.db.models import AccessCode, Consent
     from mh_platform.services import consent
 
     world = build_world(ctx)
     _cid, codes, _refused, hts = screening_ready(ctx, world, per_class=6, refused=0)
-    entered = [(sid, responses.begin(ctx, code).access_code_id) for sid, code in codes.items()]
+    entered = [(sid, responses.begin(ctx, code).sitting) for sid, code in codes.items()]
     inst = load_instrument("phq9")
     page = {str(it.number): it.options[0].value for it in inst.items}
-    (s_ok, ac_ok), (s_rev, ac_rev), (s_wd, ac_wd), (s_done, ac_done) = entered[:4]
-    with ctx.uow() as uow:
-        uow.session.execute(sa.update(AccessCode).where(AccessCode.id == ac_rev).values(revoked_at=ctx.now()))
-        uow.session.execute(sa.update(AccessCode).where(AccessCode.id == ac_done).values(completed_at=ctx.now()))
+    (s_ok, ac_ok), (s_rev, ac_rev), (s_wd, ac_wd), (s_done, ac_done), (s_nc, ac_nc) = entered[:5]
+    with ctx.uow() as uow:  # behind the services' back: the sittings stay, the gate alone must refuse
+        uow.session.execute(sa.update(AccessCode).where(AccessCode.id == ac_rev.access_code_id)
+                            .values(revoked_at=ctx.now()))
+        uow.session.execute(sa.update(AccessCode).where(AccessCode.id == ac_done.access_code_id)
+                            .values(completed_at=ctx.now()))
+        uow.session.execute(sa.update(Consent).where(Consent.student_id == s_nc).values(status="withdrawn"))
         uow.commit()
-    consent.withdraw(ctx, hts[0], s_wd)
-    for ac, reason in ((ac_rev, "invalid"), (ac_wd, "no_consent"), (ac_done, "completed")):
+    consent.withdraw(ctx, hts[0], s_wd)  # the service also ends the sitting: signed out
+    for ac, reason in ((ac_rev, "invalid"), (ac_wd, "signed_out"), (ac_done, "completed"), (ac_nc, "no_consent")):
         with pytest.raises(responses.CodeRejected) as e:
             responses.submit(ctx, ac, "phq9", page)
         assert e.value.reason == reason
@@ -238,7 +241,7 @@ def test_a_page_submit_is_gated_like_the_autosave(ctx):
     with ctx.uow() as uow:
         rows = uow.session.execute(sa.select(Response.student_id, Response.instrument_id, Response.status)).all()
     assert rows == [(s_ok, "phq9", "submitted")]
-    assert {s_rev, s_wd, s_done}.isdisjoint({r[0] for r in rows})
+    assert {s_rev, s_wd, s_done, s_nc}.isdisjoint({r[0] for r in rows})
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def test_concurrent_tabs_lose_no_answer(fresh_ctx):
     world = build_world(ctx)
     cid, codes, refused, _hts = screening_ready(ctx, world, per_class=3, refused=0)
     sid, code = next(iter(codes.items()))
-    ac = responses.begin(ctx, code).access_code_id
+    ac = responses.begin(ctx, code).sitting
     inst = load_instrument("k10")  # 10 items: one writer per item, all racing for the same row
     barrier = threading.Barrier(inst.n_items)
     acked: dict[str, int] = {}
@@ -63,7 +63,7 @@ def test_a_submitted_page_refuses_a_late_autosave(ctx):
     world = build_world(ctx)
     cid, codes, refused, _hts = screening_ready(ctx, world, per_class=2, refused=0)
     code = next(iter(codes.values()))
-    ac = responses.begin(ctx, code).access_code_id
+    ac = responses.begin(ctx, code).sitting
     inst = load_instrument("who5")
     responses.submit(ctx, ac, "who5", {str(it.number): it.options[0].value for it in inst.items})
     from mh_platform.core.errors import ValidationFailed

@@ -101,12 +101,12 @@ def test_full_campaign(ctx, world):
             given[(sid, iid)] = ans
             if n < 10:
                 for k, v in ans.items():
-                    res = responses.save_answer(ctx, sess.access_code_id, iid, k, v, item_ms=3000)
+                    res = responses.save_answer(ctx, sess.sitting, iid, k, v, item_ms=3000)
                 if n == 0 and iid == "phq9":
                     assert res.critical  # help shown at once
-                out = responses.submit(ctx, sess.access_code_id, iid)
+                out = responses.submit(ctx, sess.sitting, iid)
             else:
-                out = responses.submit(ctx, sess.access_code_id, iid, ans, {k: 2500 for k in ans})
+                out = responses.submit(ctx, sess.sitting, iid, ans, {k: 2500 for k in ans})
             ctx.clock.advance(seconds=30)
         assert out.finished and out.next_instrument is None
         with pytest.raises(CodeRejected) as e:
@@ -117,29 +117,32 @@ def test_full_campaign(ctx, world):
     sid41 = consented[40]
     sess = responses.begin(ctx, issued[sid41])
     for k in ("1", "2", "3"):
-        responses.save_answer(ctx, sess.access_code_id, "phq9", k, 1)
+        responses.save_answer(ctx, sess.sitting, "phq9", k, 1)
     again = responses.begin(ctx, issued[sid41])
     assert again.access_code_id == sess.access_code_id and again.current == "phq9"
-    assert responses.page(ctx, again.access_code_id, "phq9").answers == {1: 1, 2: 1, 3: 1}
+    assert responses.page(ctx, again.sitting, "phq9").answers == {1: 1, 2: 1, 3: 1}
 
     # 7. refused consent cannot answer, even with a forged code row; a withdrawal stops a code at once
     from mh_platform.services import codes
     forged = codes.generate()
+    forged_token = bytes(16)  # the forger also wrote a sitting: the consent check still refuses
     with ctx.uow() as uow:
         uow.session.add(AccessCode(campaign_id=cid, student_id=refused[0], code_hash=codes.hash_code(ctx, uow.session, forged),
-                                   class_unit_id=c1.id, created_at=ctx.now()))
+                                   class_unit_id=c1.id, created_at=ctx.now(),
+                                   sitting_hash=responses.sitting_digest(forged_token)))
         uow.commit()
         forged_id = uow.session.scalar(sa.select(AccessCode.id).where(AccessCode.student_id == refused[0]))
     with pytest.raises(CodeRejected) as e:
         responses.begin(ctx, forged)
     assert e.value.reason == "no_consent"
-    with pytest.raises(CodeRejected):
-        responses.save_answer(ctx, forged_id, "phq9", 1, 0)
+    with pytest.raises(CodeRejected) as e:
+        responses.save_answer(ctx, responses.Sitting(forged_id, forged_token), "phq9", 1, 0)
+    assert e.value.reason == "no_consent"
     withdrawn = consented[44]
     w_sess = responses.begin(ctx, issued[withdrawn])
     consent.withdraw(ctx, ht2, withdrawn)
     with pytest.raises(CodeRejected):
-        responses.save_answer(ctx, w_sess.access_code_id, "phq9", 1, 0)
+        responses.save_answer(ctx, w_sess.sitting, "phq9", 1, 0)
     with pytest.raises(CodeRejected):
         responses.begin(ctx, issued[withdrawn])
 

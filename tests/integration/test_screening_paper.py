@@ -129,7 +129,7 @@ def test_bad_rows_are_reported_and_nothing_is_written(ctx, ready):
         paper_import.preview(ctx, world.other_counsellor, sheet([ok]), "p.csv", cid)
     # a student who already answered online cannot get a paper response for the same page
     sess = responses.begin(ctx, codes[sids[5 - 1]])
-    responses.save_answer(ctx, sess.access_code_id, "phq9", 1, 0)
+    responses.save_answer(ctx, sess.sitting, "phq9", 1, 0)
     pv = paper_import.preview(ctx, world.counsellor, sheet([[num[sids[4]], "phq9"] + ["0"] * 10]), "p.csv", cid)
     assert [e.column for e in pv.errors] == ["量表"]
     assert normalise(codes[sids[0]])
@@ -707,7 +707,7 @@ def test_an_import_and_an_online_answer_for_the_same_student_wait_for_each_other
     importer = run(lambda: paper_import.commit(ctx, world.counsellor, sheet([[num[sid], "gad7"] + ["2"] * 7]),
                                                "paper.csv", cid))
     assert inside.wait(30)
-    online = run(lambda: responses.submit(ctx, sess.access_code_id, "phq9",
+    online = run(lambda: responses.submit(ctx, sess.sitting, "phq9",
                                           {**{str(i): 0 for i in range(1, 9)}, "9": 1}))
     time.sleep(0.5)
     assert online.is_alive()  # waiting for the import's lock (PostgreSQL: advisory; SQLite: the write lock)

@@ -3,16 +3,22 @@
 ``/s/`` code entry → one page per instrument (``/s/p/<instrument>``) → ``/s/done``. Works with plain
 form posts (no JavaScript needed); ``static/student.js`` adds per-answer autosave via
 ``POST /s/answer`` (JSON). The student's state is a separate short-lived signed cookie
-(``mhp_student``, path ``/s``, HttpOnly, SameSite=Strict) holding only the access-code row id; every
-request re-checks the code, window and consent in the service. Finishing or pausing clears that
-cookie and the Flask session, and the response asks the browser to clear cache and storage
-(``Clear-Site-Data``); every page is ``no-store``; nothing is written to local/session storage.
+(``mhp_student``, path ``/s``, HttpOnly, SameSite=Strict) holding only the access-code row id and the
+sitting's random token (``services.responses.Sitting``); every request re-checks, in the service, that
+the sitting is the code's current one and the code, window and consent. Entering the code starts a
+new sitting; pausing ends it server-side and finishing turns it into a "finished" one (a copied
+cookie stops working then; a stale sitting is treated like no cookie: back to code entry, or 401
+``signed_out`` for the autosave). Finishing or pausing also clears that cookie and the Flask session,
+and the response asks the browser to clear cache and storage (``Clear-Site-Data``); every page is
+``no-store``; nothing is written to local/session storage.
 Code entry is rate limited per IP and globally (failed attempts only): when the per-IP budget is
 spent the IP is locked out until the window rolls over.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 import uuid
 from typing import Any
@@ -36,7 +42,7 @@ from markupsafe import Markup
 from mh_platform.core.errors import NotFound, ValidationFailed
 from mh_platform.core.instruments import load_instrument
 from mh_platform.services import responses
-from mh_platform.services.responses import CodeRejected
+from mh_platform.services.responses import SITTING_BYTES, CodeRejected, Sitting, SittingEnded
 from mh_platform.web.authz import public, service_ctx
 from mh_platform.web.extensions import SUPPORTED_LOCALES, limiter
 
@@ -48,25 +54,40 @@ COOKIE_MAX_AGE = 2 * 3600  # a sitting is one lesson; resuming later means typin
 CLEAR_SITE_DATA = '"cache", "cookies", "storage"'
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="mhp-student-session")
+COOKIE_SALT = "mhp-student-session"
 
 
-def _code_id() -> uuid.UUID | None:
+def _serializer(secret: str | None = None) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret or current_app.config["SECRET_KEY"], salt=COOKIE_SALT)
+
+
+def cookie_value(secret: str, sitting: Sitting) -> str:
+    """The signed ``mhp_student`` value for a sitting: ``{"c": code row id, "t": token (base64url)}``."""
+    token = base64.urlsafe_b64encode(sitting.token).decode("ascii").rstrip("=")
+    return _serializer(secret).dumps({"c": str(sitting.access_code_id), "t": token})
+
+
+def _sitting() -> Sitting | None:
+    """The cookie's sitting (signature and 2 h age checked), or None: whether it is still the code's
+    current sitting is the service's check, on every request."""
     raw = request.cookies.get(COOKIE)
     if not raw:
         return None
     try:
         data = _serializer().loads(raw, max_age=COOKIE_MAX_AGE)
-        return uuid.UUID(data["c"])
-    except (BadSignature, KeyError, ValueError, TypeError):
+        t = str(data["t"])
+        token = base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
+        if len(token) != SITTING_BYTES:
+            return None
+        return Sitting(uuid.UUID(data["c"]), token)
+    except (BadSignature, KeyError, ValueError, TypeError, binascii.Error):
         return None
 
 
-def _set_cookie(resp: Response, code_id: uuid.UUID) -> None:
+def _set_cookie(resp: Response, sitting: Sitting) -> None:
     ctx = service_ctx()
-    resp.set_cookie(COOKIE, _serializer().dumps({"c": str(code_id)}), max_age=COOKIE_MAX_AGE, path=COOKIE_PATH,
-                    httponly=True, samesite="Strict", secure=ctx.settings.cookie_secure)
+    resp.set_cookie(COOKIE, cookie_value(current_app.config["SECRET_KEY"], sitting), max_age=COOKIE_MAX_AGE,
+                    path=COOKIE_PATH, httponly=True, samesite="Strict", secure=ctx.settings.cookie_secure)
 
 
 def _clear(resp: Response) -> Response:
@@ -96,7 +117,15 @@ REASONS = {
 }
 
 
+def _signed_out() -> Response:
+    """A cookie whose sitting ended (paused, finished, the code entered again elsewhere, reprinted,
+    revoked): like no cookie — back to code entry, and the stale cookie is dropped."""
+    return _clear(redirect(url_for("student.start")))
+
+
 def _rejected(exc: CodeRejected, status: int = 403) -> Response:
+    if isinstance(exc, SittingEnded):
+        return _signed_out()
     resp = make_response(render_template("student/code.html", error=REASONS.get(exc.reason, REASONS["invalid"])()),
                          status)
     return _clear(resp)
@@ -105,7 +134,7 @@ def _rejected(exc: CodeRejected, status: int = 403) -> Response:
 @bp.get("/")
 @public
 def start() -> Any:
-    if _code_id() is not None:
+    if _sitting() is not None:
         return redirect(url_for("student.resume"))
     return render_template("student/code.html", error=None)
 
@@ -123,18 +152,18 @@ def enter() -> Any:
         return _rejected(exc)
     target = url_for("student.page", instrument_id=sess.current) if sess.current else url_for("student.done")
     resp = redirect(target, code=303)
-    _set_cookie(resp, sess.access_code_id)
+    _set_cookie(resp, sess.sitting)
     return resp
 
 
 @bp.get("/resume")
 @public
 def resume() -> Any:
-    cid = _code_id()
-    if cid is None:
+    sitting = _sitting()
+    if sitting is None:
         return redirect(url_for("student.start"))
     try:
-        sess = responses.load(service_ctx(), cid)
+        sess = responses.load(service_ctx(), sitting)
     except CodeRejected as exc:
         return _rejected(exc)
     return redirect(url_for("student.page", instrument_id=sess.current) if sess.current else url_for("student.done"))
@@ -204,11 +233,11 @@ def _build_labels(inst, zh: bool) -> dict[str, Any]:
 
 
 def _state_or_redirect(instrument_id: str) -> tuple[Any, Any]:
-    cid = _code_id()
-    if cid is None:
+    sitting = _sitting()
+    if sitting is None:
         return None, redirect(url_for("student.start"))
     try:
-        return (cid, responses.page(service_ctx(), cid, instrument_id)), None
+        return (sitting, responses.page(service_ctx(), sitting, instrument_id)), None
     except CodeRejected as exc:
         return None, _rejected(exc)
 
@@ -219,7 +248,7 @@ def page(instrument_id: str) -> Any:
     got, early = _state_or_redirect(instrument_id)
     if early is not None:
         return early
-    _cid, st = got
+    _, st = got
     if st.submitted:
         return redirect(url_for("student.resume"))
     return _render_page(st)
@@ -247,12 +276,12 @@ def _form_answers(inst) -> tuple[dict[str, Any], dict[str, int]]:
 @bp.post("/p/<instrument_id>")
 @public
 def submit(instrument_id: str) -> Any:
-    cid = _code_id()
-    if cid is None:
+    sitting = _sitting()
+    if sitting is None:
         return redirect(url_for("student.start"))
     answers, ms = _form_answers(load_instrument(instrument_id))  # NotFound → 404; the battery is checked below
     try:
-        res = responses.submit(service_ctx(), cid, instrument_id, answers, ms)
+        res = responses.submit(service_ctx(), sitting, instrument_id, answers, ms)
     except ValidationFailed:  # the page again, with what is saved so far (the rare path reads the state)
         got, early = _state_or_redirect(instrument_id)
         if early is not None:
@@ -270,14 +299,17 @@ def submit(instrument_id: str) -> Any:
 @bp.post("/answer")
 @public
 def answer() -> Any:
-    """Autosave of one answer (JSON {instrument, item, value, ms}); 200 {saved, n, critical}."""
-    cid = _code_id()
-    if cid is None:
+    """Autosave of one answer (JSON {instrument, item, value, ms}); 200 {saved, n, critical}.
+    401 ``signed_out`` without a cookie or with one whose sitting ended."""
+    sitting = _sitting()
+    if sitting is None:
         return jsonify({"saved": False, "error": "signed_out"}), 401
     data = request.get_json(silent=True) or {}
     try:
-        res = responses.save_answer(service_ctx(), cid, str(data.get("instrument", ""))[:32], data.get("item"),
+        res = responses.save_answer(service_ctx(), sitting, str(data.get("instrument", ""))[:32], data.get("item"),
                                     data.get("value"), _int(data.get("ms")))
+    except SittingEnded:
+        return jsonify({"saved": False, "error": "signed_out"}), 401
     except CodeRejected as exc:
         return jsonify({"saved": False, "error": exc.reason}), 403
     except (ValidationFailed, NotFound):
@@ -295,11 +327,11 @@ def _int(v: Any) -> int | None:
 @bp.get("/done")
 @public
 def done() -> Any:
-    cid = _code_id()
+    sitting = _sitting()
     finished = False
-    if cid is not None:
+    if sitting is not None:
         try:
-            finished = responses.load(service_ctx(), cid, allow_completed=True).completed
+            finished = responses.load(service_ctx(), sitting, allow_completed=True).completed
         except CodeRejected:
             finished = False
     resp = make_response(render_template("student/done.html", finished=finished))
@@ -309,7 +341,11 @@ def done() -> Any:
 @bp.post("/pause")
 @public
 def pause() -> Any:
-    """"Leave for now": answers are already saved; the next entry with the same code resumes."""
+    """"Leave for now": answers are already saved; the sitting ends server-side (a copy of this
+    cookie no longer opens anything); the next entry with the same code resumes."""
+    sitting = _sitting()
+    if sitting is not None:
+        responses.pause(service_ctx(), sitting)
     return _clear(make_response(render_template("student/done.html", finished=False, paused=True)))
 
 

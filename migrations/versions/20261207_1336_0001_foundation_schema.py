@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-07 13:16:41.617784
+Create Date: 2026-12-07 13:36:37.908786
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -445,6 +445,7 @@ def upgrade() -> None:
     sa.Column('first_used_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('completed_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('revoked_at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('sitting_hash', sa.LargeBinary(length=32), nullable=True),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_access_code_campaign_id_campaign')),
     sa.ForeignKeyConstraint(['class_unit_id'], ['org_unit.id'], name=op.f('fk_access_code_class_unit_id_org_unit')),
     sa.ForeignKeyConstraint(['student_id'], ['student.id'], name=op.f('fk_access_code_student_id_student')),
