@@ -405,14 +405,14 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
             add_event(ctx, s, flag, ev2, actor, batch=batch)
             level_raised = new.level != old.level
             if level_raised:
-                key: str | None = f"flag:{flag.id}:level:{new.level.value}"
+                notice: str | None = f"flag:{flag.id}:level:{new.level.value}"
             elif new.tier != old.tier or new.status != old.status:
-                key = f"flag:{flag.id}:evidence:{flag.version}"  # moved up a tier, or back to triage
+                notice = f"flag:{flag.id}:evidence:{flag.version}"  # moved up a tier, or back to triage
             else:
-                key = None  # it only stopped being watch-only
-            if key is not None:
+                notice = None  # it only stopped being watch-only
+            if notice is not None:
                 # what opening the flag at its tier sends: its tier's role, and a red flag's oversight
-                ids += notify_roles(ctx, s, flag, [p.tier_roles[new.tier]], "flag_needs_action", key, now, cache,
+                ids += notify_roles(ctx, s, flag, [p.tier_roles[new.tier]], "flag_needs_action", notice, now, cache,
                                     batch)
                 ids += oversight(ctx, s, flag, now, p, cache, batch)
     added = []

@@ -738,11 +738,12 @@ def test_evidence_through_the_import_moves_and_retriages_open_flags_as_one_by_on
     their last events and the notices those events queued must match field by field."""
     from datetime import timedelta
 
+    from screening_world import actor
+
     from mh_platform.core.types import Role
     from mh_platform.db.models import AcademicYear, Campaign, FlagEvent, Outbox
     from mh_platform.services import auth, concerns
     from mh_platform.services.context import SYSTEM
-    from screening_world import actor
 
     world, cid, codes, refused, hts = ready
     head = hts[0]

@@ -293,10 +293,10 @@ def test_a_level_rise_and_a_tier_move_together_are_one_event():
 
 
 def test_retriage_sources_are_policy_data():
-    text = (importlib_text := _default_policy_text()).replace(
-        'sources = ["critical", "critical_unanswered", "concern", "deterioration"]',
-        'sources = ["critical", "band"]')
-    assert text != importlib_text
+    default = _default_policy_text()
+    text = default.replace('sources = ["critical", "critical_unanswered", "concern", "deterioration"]',
+                           'sources = ["critical", "band"]')
+    assert text != default
     p = parse_escalation_policy(text)
     assert p.retriage_sources == frozenset({"critical", "band"})
     m = _past(walk(R), *MONITORED)
