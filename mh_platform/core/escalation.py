@@ -33,6 +33,10 @@ _UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days
 
 Missed = Literal["ack", "handle"]
 
+# Evidence sources (``flag_rules.EvidenceSource`` values; a unit test keeps the two in step).
+SCREENING_SOURCES: frozenset[str] = frozenset({"band", "critical", "critical_unanswered", "deterioration"})
+EVIDENCE_SOURCES: frozenset[str] = SCREENING_SOURCES | {"concern", "model"}
+
 
 def parse_duration(text: str) -> timedelta:
     """``"90m"``, ``"24h"``, ``"7d"`` → timedelta; anything else (or zero) is refused."""
@@ -83,6 +87,8 @@ class EscalationPolicy:
     start_concern_default: Tier
     tier_roles: Mapping[Tier, Role]
     watch_ceiling: Tier
+    retriage_sources: frozenset[str] = frozenset({"critical", "critical_unanswered", "concern", "deterioration"})
+    retriage_on_close_requested: bool = True
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,14 @@ def parse_escalation_policy(data: Mapping[str, Any] | str) -> EscalationPolicy:
         r = _role(roles_raw.get(tier.value), f"tier_roles.{tier.value}", errors)
         if r is not None:
             tier_roles[tier] = r
+    retriage = data.get("retriage", {})
+    sources = retriage.get("sources", ["critical", "critical_unanswered", "concern", "deterioration"])
+    if not isinstance(sources, list) or not set(sources) <= EVIDENCE_SOURCES:
+        errors.append({"field": "retriage.sources", "error": f"a list of {sorted(EVIDENCE_SOURCES)} expected"})
+        sources = []
+    on_close = retriage.get("close_requested", "any")
+    if on_close not in ("any", "sources"):
+        errors.append({"field": "retriage.close_requested", "error": "must be 'any' or 'sources'"})
     policy = EscalationPolicy(
         levels=levels,
         start_screening=_tier(start.get("screening", "school"), "start_tier.screening", errors),
@@ -235,6 +249,8 @@ def parse_escalation_policy(data: Mapping[str, Any] | str) -> EscalationPolicy:
         start_concern_default=_tier(start.get("concern_default", "school"), "start_tier.concern_default", errors),
         tier_roles=tier_roles,
         watch_ceiling=_tier(data.get("watch", {}).get("ceiling", "school"), "watch.ceiling", errors),
+        retriage_sources=frozenset(sources),
+        retriage_on_close_requested=on_close == "any",
     )
     if errors:
         raise ValidationFailed("invalid escalation policy", errors)
@@ -260,7 +276,7 @@ def start_tier(source: str, reporter_role: Role | None = None, policy: Escalatio
         return p.start_concern_default
     if source == "model":
         return p.start_model
-    if source in ("screening", "band", "critical", "critical_unanswered", "deterioration"):
+    if source == "screening" or source in SCREENING_SOURCES:
         return p.start_screening
     raise ValidationFailed(f"unknown flag source {source!r}", [{"field": "source", "value": source}])
 

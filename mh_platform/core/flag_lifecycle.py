@@ -3,7 +3,9 @@
 raised → acknowledged → assessed (interview: confirm, change level with a reason, or dismiss as a
 false positive with a reason → closed) → intervention / referral → monitoring → closed.
 Closing needs a reason; red and orange flags close only through ``request_close`` and the
-counsellor's ``review_close``. Escalation changes the tier, never the status. Closed is terminal.
+counsellor's ``review_close``. Escalation (the sweep, or by hand) changes the tier, never the status.
+New evidence (``add_evidence``) may raise the level, move the flag up to the tier its source starts
+at, and send a flag past triage back to ``raised``. Closed is terminal.
 
 Invariants (tests/unit/test_flag_lifecycle.py checks them with a hypothesis state machine):
 the level only goes down through ``change_level`` with a reason; every action that needs a reason
@@ -12,7 +14,7 @@ gets one; tiers only go up; a watch-only flag never leaves the school.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -79,6 +81,7 @@ class FlagEventKind(StrEnum):
     RAISED = "flag:raised"
     REFERRED = "flag:referred"
     REMINDED = "flag:reminded"
+    RETRIAGED = "flag:retriaged"
 
 
 ALL_TIERS: frozenset[Tier] = frozenset(Tier)
@@ -289,34 +292,93 @@ def apply(state: FlagState, action: FlagAction | str, actor_role: Role, reason: 
     return new, _event(t.event, state, new, now, actor_role, reason, code)
 
 
-def add_evidence(state: FlagState, level: Level, now: datetime, *, watch_only: bool = False,
-                 policy: EscalationPolicy | None = None) -> tuple[FlagState, FlagEvent | None]:
-    """Attach new evidence to the open flag: the level may rise (never fall); deadlines only get earlier.
+@dataclass(frozen=True)
+class NewEvidence:
+    """A piece of evidence not yet on the flag, as the lifecycle needs it: its source (a
+    ``flag_rules.EvidenceSource`` value), its level, and for a concern the reporter's role (together
+    they give the tier a flag from this evidence alone would start at, ``escalation.start_tier``)."""
 
-    A rise after the interview (assessed … close_requested) sends the flag back to ``raised`` with fresh
-    clocks, so a monitored student whose risk goes up is acknowledged and re-assessed in time.
-    Returns an event only when something changed (level raised or the flag stopped being watch-only).
+    source: str
+    level: Level
+    reporter_role: Role | None = None
+
+
+def _retriages(state: FlagState, new_level: Level, new: Sequence[NewEvidence], p: EscalationPolicy) -> bool:
+    """Does the new evidence send a flag past triage back to ``raised``? (docs/flags.md §3)"""
+    if state.status in ACK_CLOCK:
+        return False  # still waiting for its acknowledgement: the clocks already run
+    if state.status == FlagStatus.CLOSE_REQUESTED and new and p.retriage_on_close_requested:
+        return True  # a close assumes the risk has passed; anything new and the counsellor looks again
+    if new_level != state.level and state.status not in HANDLE_CLOCK:
+        return True  # past the interview a higher level means the situation changed
+    return any(e.source in p.retriage_sources and LEVEL_RANK[e.level] >= LEVEL_RANK[state.level] for e in new)
+
+
+def add_evidence(state: FlagState, level: Level, now: datetime, *, watch_only: bool = False,
+                 new: Sequence[NewEvidence] = (), policy: EscalationPolicy | None = None
+                 ) -> tuple[FlagState, FlagEvent | None]:
+    """Attach evidence to the open flag. ``level`` is the level of all the evidence at hand; ``new``
+    describes the pieces the flag does not have yet (only they can move the flag or re-open triage).
+
+    - The level may rise (never fall).
+    - **Start tier**: a piece whose source starts at a higher tier than the flag's (a screening, a
+      teacher's concern or the model's signal on a class monitor's class-tier flag) moves the flag up
+      to that tier — never down, a watch-only flag never above the school. Entering the tier starts
+      both clocks from ``now``; a flag acknowledged below it goes back to ``raised`` (the new tier's
+      role acknowledges). Event ``flag:escalated``, ``reason_code="evidence_start_tier"``.
+    - **Re-triage**: on a flag past triage (acknowledged … close_requested), a level rise after the
+      interview, a piece from ``policy.retriage_sources`` at or above the flag's level, or (policy
+      ``close_requested = "any"``) any piece on a flag whose close was requested sends the flag back to
+      ``raised`` with the acknowledge clock from ``now`` and the handle clock from ``now`` too (an
+      acknowledged flag keeps its earlier interview deadline). ``reason_code="evidence_retriage"``,
+      event ``flag:retriaged`` (``flag:level_raised`` when the level rose as well).
+    - Otherwise the running deadlines only get earlier (``reason_code="evidence"``).
+
+    Returns an event only when something changed (level, tier, status, or the flag stopped being watch-only).
     """
     p = policy or default_escalation_policy()
     if state.status == FlagStatus.CLOSED:
         raise InvalidTransition("evidence for a closed flag opens a new flag (a new episode)")
     if watch_only and LEVEL_RANK[level] > LEVEL_RANK[Level.YELLOW]:
         raise ValidationFailed("the model's watch signal is at most yellow", [{"field": "level", "value": level.value}])
+    for e in new:
+        if LEVEL_RANK[e.level] > LEVEL_RANK[level]:
+            level = e.level
     new_level = level if LEVEL_RANK[level] > LEVEL_RANK[state.level] else state.level
     is_watch = state.is_watch and watch_only
-    if new_level == state.level and is_watch == state.is_watch:
+    tier = state.tier
+    for e in new:
+        t = start_tier(e.source, e.reporter_role, p)
+        if tier_rank(t) > tier_rank(tier):
+            tier = t
+    if is_watch and tier_rank(tier) > tier_rank(p.watch_ceiling):
+        tier = p.watch_ceiling if tier_rank(p.watch_ceiling) > tier_rank(state.tier) else state.tier
+    moved = tier != state.tier
+    retriage = _retriages(state, new_level, new, p)
+    if new_level == state.level and is_watch == state.is_watch and not moved and not retriage:
         return state, None
-    if new_level != state.level and state.status not in HANDLE_CLOCK:
-        # Past the interview, a higher level means the situation changed: triage again, clocks from now.
-        ack, handle = _deadlines(new_level, state.tier, FlagStatus.RAISED, now, p)
-        new = replace(state, level=new_level, is_watch=is_watch, status=FlagStatus.RAISED,
-                      ack_due_at=ack, handle_due_at=handle)
-        return new, _event(FlagEventKind.LEVEL_RAISED, state, new, now, None, reason_code="evidence_retriage")
+    status = FlagStatus.RAISED if retriage or (moved and state.status in HANDLE_CLOCK) else state.status
+    if moved:
+        # Entering a tier (as on raise or escalation): both clocks from now, for the new tier's role.
+        ack, handle = _deadlines(new_level, tier, status, now, p)
+        new_state = replace(state, level=new_level, tier=tier, tier_entered_at=now, status=status, is_watch=is_watch,
+                            ack_due_at=ack, handle_due_at=handle)
+        return new_state, _event(FlagEventKind.ESCALATED, state, new_state, now, None,
+                                 reason_code="evidence_start_tier")
+    if retriage:
+        # Triage again, clocks from now; an interview still to come is not put off by it.
+        ack, handle = _deadlines(new_level, tier, FlagStatus.RAISED, now, p)
+        if state.status in HANDLE_CLOCK:
+            handle = _earlier(state.handle_due_at, handle)
+        new_state = replace(state, level=new_level, is_watch=is_watch, status=FlagStatus.RAISED,
+                            ack_due_at=ack, handle_due_at=handle)
+        kind = FlagEventKind.LEVEL_RAISED if new_level != state.level else FlagEventKind.RETRIAGED
+        return new_state, _event(kind, state, new_state, now, None, reason_code="evidence_retriage")
     ack, handle = _deadlines(new_level, state.tier, state.status, now, p)
-    new = replace(state, level=new_level, is_watch=is_watch,
-                  ack_due_at=_earlier(state.ack_due_at, ack) if state.status in ACK_CLOCK else None,
-                  handle_due_at=_earlier(state.handle_due_at, handle) if state.status in HANDLE_CLOCK else None)
-    return new, _event(FlagEventKind.LEVEL_RAISED, state, new, now, None, reason_code="evidence")
+    new_state = replace(state, level=new_level, is_watch=is_watch,
+                        ack_due_at=_earlier(state.ack_due_at, ack) if state.status in ACK_CLOCK else None,
+                        handle_due_at=_earlier(state.handle_due_at, handle) if state.status in HANDLE_CLOCK else None)
+    return new_state, _event(FlagEventKind.LEVEL_RAISED, state, new_state, now, None, reason_code="evidence")
 
 
 def apply_escalation(state: FlagState, step: EscalationStep,
@@ -343,6 +405,6 @@ def case_may_open(state: FlagState) -> bool:
 
 __all__ = [
     "ACK_CLOCK", "HANDLE_CLOCK", "OPEN_STATUSES", "TRANSITIONS", "FlagAction", "FlagEvent",
-    "FlagEventKind", "FlagState", "FlagStatus", "Transition", "add_evidence", "allowed_actions", "apply",
+    "FlagEventKind", "FlagState", "FlagStatus", "NewEvidence", "Transition", "add_evidence", "allowed_actions", "apply",
     "apply_escalation", "case_may_open", "check", "raise_flag",
 ]

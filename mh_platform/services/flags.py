@@ -385,24 +385,36 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
             ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action", f"flag:{flag.id}:raised", now, cache,
                                 batch)
             ids += oversight(ctx, s, flag, now, p, cache, batch)
+    seen: set[tuple[Any, ...]] = set()  # a new flag has no evidence yet
     if not created:
         if batch is not None and sa.inspect(flag).pending:
             s.flush()  # a flag this batch opened, and its evidence, written before the evidence is read
+        seen = {tuple(r) for r in s.execute(
+            sa.select(FlagEvidence.reason_code, FlagEvidence.response_id, FlagEvidence.concern_id)
+            .where(FlagEvidence.flag_id == flag.id)).all()}
+        # Only evidence the flag does not have yet may move it up a tier or re-open triage: running the
+        # rules again for a stored response (``raise_for_response``) changes nothing.
+        fresh = [fl.NewEvidence(e.source.value, e.level,
+                                reporter_role if e.source == fr.EvidenceSource.CONCERN else None)
+                 for e in evidence if (e.reason_code, response_id, concern_id) not in seen]
         old = to_state(flag)
-        new, ev2 = fl.add_evidence(old, level, now, watch_only=watch_only, policy=p)
+        new, ev2 = fl.add_evidence(old, level, now, watch_only=watch_only, new=fresh, policy=p)
         if ev2 is not None:
             if not claim_update(s, flag, state_values(new)):
                 raise Conflict("the flag changed meanwhile; retry")
             add_event(ctx, s, flag, ev2, actor, batch=batch)
             level_raised = new.level != old.level
             if level_raised:
-                owner = p.tier_roles[new.tier]
-                ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action",
-                                    f"flag:{flag.id}:level:{new.level.value}", now, cache, batch)
+                notice: str | None = f"flag:{flag.id}:level:{new.level.value}"
+            elif new.tier != old.tier or new.status != old.status:
+                notice = f"flag:{flag.id}:evidence:{flag.version}"  # moved up a tier, or back to triage
+            else:
+                notice = None  # it only stopped being watch-only
+            if notice is not None:
+                # what opening the flag at its tier sends: its tier's role, and a red flag's oversight
+                ids += notify_roles(ctx, s, flag, [p.tier_roles[new.tier]], "flag_needs_action", notice, now, cache,
+                                    batch)
                 ids += oversight(ctx, s, flag, now, p, cache, batch)
-    seen: set[tuple[Any, ...]] = set() if created else {tuple(r) for r in s.execute(  # a new flag has none yet
-        sa.select(FlagEvidence.reason_code, FlagEvidence.response_id, FlagEvidence.concern_id)
-        .where(FlagEvidence.flag_id == flag.id)).all()}
     added = []
     for e in evidence:
         key = (e.reason_code, response_id, concern_id)

@@ -722,3 +722,103 @@ def test_an_import_and_an_online_answer_for_the_same_student_wait_for_each_other
         evidence = set(s.scalars(sa.select(Response.instrument_id).join(
             FlagEvidence, FlagEvidence.response_id == Response.id).where(FlagEvidence.flag_id == flags[0].id)))
         assert evidence == {"gad7", "phq9"}
+
+
+def test_evidence_through_the_import_moves_and_retriages_open_flags_as_one_by_one(ctx, ready):
+    """Two clinical-safety rules for evidence on an open flag hold on the import's batch path, with the
+    outcome of the one-by-one path (docs/flags.md §3):
+
+    - a class monitor's concern opened a class-tier flag the head teacher acknowledged; a paper PHQ-9
+      with item 9 = 3 moves it to the school (the counsellor), back to 'raised', red clocks, notices;
+    - a red flag confirmed by interview and in monitoring gets a paper PHQ-9 with item 9 = 3: it goes
+      back to triage with fresh clocks and the counsellor is told.
+
+    Each situation is built for two students; one gets the evidence through ``paper_import.commit``
+    (one ``FlagBatch``), the other at the same moment through the one-by-one flag path. Their flags,
+    their last events and the notices those events queued must match field by field."""
+    from datetime import timedelta
+
+    from screening_world import actor
+
+    from mh_platform.core.types import Role
+    from mh_platform.db.models import AcademicYear, Campaign, FlagEvent, Outbox
+    from mh_platform.services import auth, concerns
+    from mh_platform.services.context import SYSTEM
+
+    world, cid, codes, refused, hts = ready
+    head = hts[0]
+    sids = list(codes)
+    monitor = actor(ctx, auth.create_user(ctx, SYSTEM, username="t.monitor", password="correct horse 1",
+                                          role=Role.CLASS_MONITOR, unit_id=head.unit_id, student_id=refused[0]))
+    class_tier, class_twin, monitored, monitored_twin = sids[:4]
+    fids = {}
+    for sid in (class_tier, class_twin):
+        fids[sid] = concerns.submit_concern(ctx, monitor, student_id=sid, category="mood", urgency="routine",
+                                            note="")["flag_id"]
+        flags_service.acknowledge(ctx, head, fids[sid])
+    for sid in (monitored, monitored_twin):
+        fids[sid] = concerns.submit_concern(ctx, head, student_id=sid, category="self_harm", urgency="immediate",
+                                            note="")["flag_id"]
+        flags_service.acknowledge(ctx, world.counsellor, fids[sid])
+        flags_service.assess(ctx, world.counsellor, fids[sid], "confirm")
+        flags_service.start_monitoring(ctx, world.counsellor, fids[sid])
+    ctx.clock.advance(days=3)
+    with ctx.uow() as uow:
+        seen = set(uow.session.scalars(sa.select(Outbox.id)))
+    item9 = ["0"] * 8 + ["3"]
+    num = numbers(ctx, [class_tier, monitored])
+    pv = paper_import.commit(ctx, world.counsellor, sheet([[num[class_tier], "phq9"] + item9,
+                                                           [num[monitored], "phq9"] + item9]), "paper.csv", cid)
+    assert pv.flagged == 2
+    answers = {**{str(i): 0 for i in range(1, 10)}, "9": 3}
+    result = score(load_instrument("phq9"), answers)
+    with ctx.uow() as uow:  # the one-by-one path, at the same moment, for the twins
+        s = uow.session
+        at = ctx.now()
+        camp = Campaign(name="补测", academic_year_id=s.scalar(sa.select(AcademicYear.id)),
+                        owner_unit_id=world.school.id, grades=[7], battery={"junior": ["phq9"]}, opens_at=at,
+                        closes_at=at + timedelta(days=3), status="open", created_at=at)
+        s.add(camp)
+        s.flush()
+        for sid in (class_twin, monitored_twin):
+            r = Response(campaign_id=camp.id, student_id=sid, school_unit_id=world.school.id, instrument_id="phq9",
+                         instrument_version=result.instrument_version, status="submitted", n_answered=9,
+                         started_at=at, updated_at=at, submitted_at=at, total=float(result.total),
+                         score_status=result.status, band_id=result.band.id, scored_at=at)
+            s.add(r)
+            s.flush()
+            flags_service.raise_from_response_in(s, ctx, SYSTEM, r, result, now=at)
+        uow.commit()
+
+    def outcome(s, sid) -> dict:
+        f = s.get(Flag, uuid.UUID(str(fids[sid])))
+        keep = ("level", "tier", "status", "tier_entered_at", "ack_due_at", "handle_due_at", "is_watch",
+                "escalations", "county_informed_at", "version", "acknowledged_at")
+        last = s.scalars(sa.select(FlagEvent).where(FlagEvent.flag_id == f.id)
+                         .order_by(FlagEvent.at.desc(), FlagEvent.id)).first()
+        notices = sorted((o.dedupe_key.replace(str(f.id), "F"), o.template, o.recipient_user_id, o.channel)
+                         for o in s.scalars(sa.select(Outbox).where(Outbox.id.not_in(seen),
+                                                                    Outbox.dedupe_key.like(f"flag:{f.id}:%"))))
+        return {"flag": {k: getattr(f, k) for k in keep},
+                "event": (last.kind, last.from_status, last.to_status, last.from_tier, last.to_tier, last.from_level,
+                          last.to_level, last.reason_code, last.at),
+                "notices": notices}
+
+    with ctx.uow(read_only=True) as uow:
+        s = uow.session
+        got = {sid: outcome(s, sid) for sid in fids}
+    now = ctx.now()
+    moved = got[class_tier]
+    assert (moved["flag"]["level"], moved["flag"]["tier"], moved["flag"]["status"]) == ("red", "school", "raised")
+    assert (moved["flag"]["ack_due_at"], moved["flag"]["handle_due_at"]) == (now + timedelta(hours=1),
+                                                                             now + timedelta(hours=24))
+    assert moved["event"][0] == "flag:escalated" and moved["event"][7] == "evidence_start_tier"
+    told = {(t, u) for _k, t, u, _c in moved["notices"]}
+    assert ("flag_needs_action", world.counsellor.user_id) in told
+    assert ("flag_oversight", world.county_officer.user_id) in told
+    again = got[monitored]
+    assert (again["flag"]["status"], again["flag"]["ack_due_at"]) == ("raised", now + timedelta(hours=1))
+    assert again["event"][0] == "flag:retriaged" and again["event"][7] == "evidence_retriage"
+    assert ("flag_needs_action", world.counsellor.user_id) in {(t, u) for _k, t, u, _c in again["notices"]}
+    assert got[class_tier] == got[class_twin]
+    assert got[monitored] == got[monitored_twin]

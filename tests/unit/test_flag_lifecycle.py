@@ -8,13 +8,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from mh_platform.core.errors import Forbidden, InvalidTransition, ValidationFailed
-from mh_platform.core.escalation import due_escalation
+from mh_platform.core.escalation import default_escalation_policy, due_escalation, parse_escalation_policy
 from mh_platform.core.flag_lifecycle import (
     OPEN_STATUSES,
     TRANSITIONS,
     FlagAction,
     FlagState,
     FlagStatus,
+    NewEvidence,
     add_evidence,
     allowed_actions,
     apply,
@@ -170,6 +171,151 @@ def test_higher_level_after_the_interview_sends_the_flag_back_to_triage():
     assert f3 == f and ev is None
 
 
+def _past(f, *actions, role=C):
+    for a in actions:
+        f, _ = apply(f, a, role, "because", T0)
+    return f
+
+
+MONITORED = ("acknowledge", "confirm", "start_monitoring")
+
+
+def test_screening_evidence_moves_a_class_tier_flag_to_the_school_and_back_to_triage():
+    """Defect A: a monitor's concern (class tier, acknowledged by the head teacher) then PHQ-9 item 9."""
+    f = _past(walk(Y, "concern", reporter_role=Role.CLASS_MONITOR), "acknowledge", role=HT)
+    at = T0 + 2 * H
+    f2, ev = add_evidence(f, R, at, new=[NewEvidence("critical", R), NewEvidence("band", Y)])
+    assert (f2.tier, f2.status, f2.level) == (Tier.SCHOOL, FlagStatus.RAISED, R)
+    assert (f2.tier_entered_at, f2.ack_due_at, f2.handle_due_at) == (at, at + H, at + 24 * H)
+    assert f2.escalations == 0 and f2.opened_at == T0
+    assert (ev.kind, ev.reason_code, ev.from_tier, ev.to_tier, ev.from_status, ev.to_status, ev.actor_role) == (
+        "flag:escalated", "evidence_start_tier", Tier.CLASS, Tier.SCHOOL, FlagStatus.ACKNOWLEDGED,
+        FlagStatus.RAISED, None)
+    # only the counsellor may acknowledge it now
+    assert FlagAction.ACKNOWLEDGE not in allowed_actions(f2, HT)
+    assert FlagAction.ACKNOWLEDGE in allowed_actions(f2, C)
+
+
+@pytest.mark.parametrize(("source", "reporter", "tier"), [
+    ("band", None, Tier.SCHOOL), ("critical_unanswered", None, Tier.SCHOOL), ("deterioration", None, Tier.SCHOOL),
+    ("model", None, Tier.SCHOOL), ("concern", Role.HEAD_TEACHER, Tier.SCHOOL), ("concern", C, Tier.SCHOOL),
+    ("concern", Role.CLASS_MONITOR, Tier.CLASS)])
+def test_each_source_moves_a_class_tier_flag_to_where_it_starts(source, reporter, tier):
+    f = walk(Y, "concern", reporter_role=Role.CLASS_MONITOR)  # still raised: the head teacher has not acted
+    f2, ev = add_evidence(f, Y, T0 + H, new=[NewEvidence(source, Y, reporter)], watch_only=source == "model")
+    assert f2.tier == tier and f2.status == FlagStatus.RAISED
+    if tier == Tier.CLASS:
+        assert f2 == f and ev is None
+    else:
+        assert (f2.tier_entered_at, f2.ack_due_at) == (T0 + H, T0 + 73 * H) and ev.reason_code == "evidence_start_tier"
+
+
+def test_evidence_never_moves_a_flag_down():
+    f, _ = apply(walk(OR), "escalate", C, "family refuses contact", T0)
+    assert f.tier == Tier.COUNTY
+    for e in (NewEvidence("band", OR), NewEvidence("concern", Y, Role.CLASS_MONITOR)):
+        f2, ev = add_evidence(f, e.level, T0 + H, new=[e])
+        assert f2 == f and ev is None
+
+
+def test_a_tier_move_past_the_interview_keeps_the_status_unless_the_evidence_retriages():
+    """A counsellor interviewed a class-tier flag: a routine band moves it to the school (the counsellor's
+    tier) without re-opening triage; a critical item does re-open it."""
+    f = _past(walk(Y, "concern", reporter_role=Role.CLASS_MONITOR), *MONITORED)
+    f2, ev = add_evidence(f, Y, T0 + H, new=[NewEvidence("band", Y)])
+    assert (f2.tier, f2.status, f2.ack_due_at, f2.handle_due_at) == (Tier.SCHOOL, FlagStatus.MONITORING, None, None)
+    assert ev.kind == "flag:escalated" and ev.reason_code == "evidence_start_tier"
+    f3, ev = add_evidence(f, Y, T0 + H, new=[NewEvidence("deterioration", Y)])
+    assert (f3.tier, f3.status, f3.ack_due_at) == (Tier.SCHOOL, FlagStatus.RAISED, T0 + 73 * H)
+    assert ev.reason_code == "evidence_start_tier"
+
+
+@pytest.mark.parametrize("status_path", [MONITORED, ("acknowledge", "confirm"),
+                                         ("acknowledge", "confirm", "start_intervention"),
+                                         ("acknowledge", "confirm", "refer")])
+@pytest.mark.parametrize("evidence", [NewEvidence("critical", R), NewEvidence("critical_unanswered", R),
+                                      NewEvidence("concern", R, Role.HEAD_TEACHER),
+                                      NewEvidence("concern", R, Role.CLASS_MONITOR)])
+def test_serious_evidence_at_the_same_level_after_the_interview_sends_the_flag_back_to_triage(status_path, evidence):
+    """Defect B: a red flag past the interview gets a new critical answer or concern at its own level."""
+    f = _past(walk(R), *status_path)
+    at = T0 + 20 * 24 * H
+    f2, ev = add_evidence(f, R, at, new=[evidence])
+    assert (f2.status, f2.level, f2.tier, f2.ack_due_at, f2.handle_due_at) == (
+        FlagStatus.RAISED, R, Tier.SCHOOL, at + H, at + 24 * H)
+    assert f2.tier_entered_at == f.tier_entered_at  # the tier did not change
+    assert (ev.kind, ev.reason_code, ev.from_status, ev.to_status) == (
+        "flag:retriaged", "evidence_retriage", f.status, FlagStatus.RAISED)
+    assert due_escalation(f2, at + H).to_tier == Tier.COUNTY
+
+
+def test_serious_evidence_after_acknowledging_asks_for_a_fresh_acknowledgement_without_a_later_interview():
+    f = _past(walk(R), "acknowledge")  # handle due T0+24h
+    f2, ev = add_evidence(f, R, T0 + 20 * H, new=[NewEvidence("critical", R)])
+    assert (f2.status, f2.ack_due_at, f2.handle_due_at) == (FlagStatus.RAISED, T0 + 21 * H, T0 + 24 * H)
+    assert ev.kind == "flag:retriaged"
+
+
+def test_what_does_not_retriage():
+    """Routine repeats at the flag's level, evidence below it, and anything while the flag is still raised."""
+    m = _past(walk(R), *MONITORED)
+    for e in (NewEvidence("band", R), NewEvidence("model", Y), NewEvidence("critical", OR),
+              NewEvidence("concern", Y, Role.HEAD_TEACHER), NewEvidence("deterioration", Y)):
+        f2, ev = add_evidence(m, e.level, T0 + H, new=[e], watch_only=e.source == "model")
+        assert f2 == m and ev is None, e
+    raised = walk(R)
+    f2, ev = add_evidence(raised, R, T0 + H, new=[NewEvidence("critical", R)])
+    assert f2 == raised and ev is None
+    # no description of the new evidence (older callers): only a level rise counts, as before
+    f2, ev = add_evidence(m, R, T0 + H)
+    assert f2 == m and ev is None
+
+
+def test_any_evidence_after_a_close_request_cancels_it():
+    f = _past(walk(R), *MONITORED)
+    f, _ = apply(f, "request_close", HT, "stable for 4 weeks", T0)
+    for e in (NewEvidence("band", Y), NewEvidence("model", Y), NewEvidence("concern", Y, Role.CLASS_MONITOR)):
+        f2, ev = add_evidence(f, e.level, T0 + H, new=[e], watch_only=e.source == "model")
+        assert (f2.status, f2.level, f2.ack_due_at, f2.handle_due_at) == (FlagStatus.RAISED, R, T0 + 2 * H,
+                                                                          T0 + 25 * H)
+        assert (ev.kind, ev.from_status, ev.reason_code) == ("flag:retriaged", FlagStatus.CLOSE_REQUESTED,
+                                                             "evidence_retriage")
+        with pytest.raises(InvalidTransition):
+            apply(f2, "review_close", C, None, T0 + 2 * H)
+
+
+def test_a_level_rise_and_a_tier_move_together_are_one_event():
+    f = _past(walk(Y, "concern", reporter_role=Role.CLASS_MONITOR), *MONITORED)
+    f2, ev = add_evidence(f, R, T0 + H, new=[NewEvidence("critical", R)])
+    assert (f2.level, f2.tier, f2.status) == (R, Tier.SCHOOL, FlagStatus.RAISED)
+    assert (ev.kind, ev.from_level, ev.to_level, ev.from_tier, ev.to_tier) == (
+        "flag:escalated", Y, R, Tier.CLASS, Tier.SCHOOL)
+
+
+def test_retriage_sources_are_policy_data():
+    default = _default_policy_text()
+    text = default.replace('sources = ["critical", "critical_unanswered", "concern", "deterioration"]',
+                           'sources = ["critical", "band"]')
+    assert text != default
+    p = parse_escalation_policy(text)
+    assert p.retriage_sources == frozenset({"critical", "band"})
+    m = _past(walk(R), *MONITORED)
+    f2, ev = add_evidence(m, R, T0 + H, new=[NewEvidence("band", R)], policy=p)
+    assert f2.status == FlagStatus.RAISED and ev.kind == "flag:retriaged"
+    f3, ev = add_evidence(m, R, T0 + H, new=[NewEvidence("concern", R, HT)], policy=p)
+    assert f3 == m and ev is None
+    with pytest.raises(ValidationFailed) as e:
+        parse_escalation_policy(text.replace('sources = ["critical", "band"]', 'sources = ["critical", "rumour"]'))
+    assert any(err["field"] == "retriage.sources" for err in e.value.errors)
+    assert default_escalation_policy().retriage_on_close_requested
+
+
+def _default_policy_text() -> str:
+    from importlib import resources
+
+    return resources.files("mh_platform.core").joinpath("escalation_policy.toml").read_text(encoding="utf-8")
+
+
 def test_unknown_action_and_stale_escalation():
     f = walk(R)
     with pytest.raises(InvalidTransition):
@@ -250,15 +396,29 @@ class FlagMachine(RuleBasedStateMachine):
         self.act(action, role, "because", new_level)  # `act` covers missing reasons
 
     @precondition(lambda self: self.flag is not None and self.flag.status != FlagStatus.CLOSED)
-    @rule(level=st.sampled_from(list(Level)), watch=st.booleans())
-    def evidence(self, level, watch):
+    @rule(level=st.sampled_from(list(Level)), watch=st.booleans(),
+          source=st.sampled_from(["band", "critical", "critical_unanswered", "deterioration", "concern"]),
+          reporter=st.sampled_from([Role.CLASS_MONITOR, Role.HEAD_TEACHER, C]), described=st.booleans())
+    def evidence(self, level, watch, source, reporter, described):
         before = self.flag
         if watch and level != Y:
             with pytest.raises(ValidationFailed):
                 add_evidence(before, level, self.now, watch_only=watch)
             return
-        after, ev = add_evidence(before, level, self.now, watch_only=watch)
+        piece = NewEvidence("model" if watch else source, level, reporter if source == "concern" else None)
+        new = [piece] if described else []
+        after, ev = add_evidence(before, level, self.now, watch_only=watch, new=new)
         assert LEVEL_RANK[after.level] >= LEVEL_RANK[before.level]
+        assert TIER_ORDER.index(after.tier) >= TIER_ORDER.index(before.tier), "evidence never moves a flag down"
+        assert after.status in (before.status, FlagStatus.RAISED)
+        if new and before.status == FlagStatus.CLOSE_REQUESTED:
+            assert after.status == FlagStatus.RAISED, "evidence after a close request re-opens triage"
+        if (new and before.status != FlagStatus.RAISED and piece.source in default_escalation_policy().retriage_sources
+                and LEVEL_RANK[level] >= LEVEL_RANK[before.level]):
+            assert after.status == FlagStatus.RAISED and after.ack_due_at is not None, "serious evidence is triaged"
+        if new and not watch and before.tier == Tier.CLASS and not (
+                source == "concern" and reporter == Role.CLASS_MONITOR):
+            assert after.tier == Tier.SCHOOL, "evidence reaches the tier its source starts at"
         if ev is not None:
             self.events.append(ev)
         self.flag = after
@@ -311,3 +471,12 @@ def test_state_machine_reached_every_status():
     if not REACHED:  # run alone (e.g. -k): walk the machine here first
         TestFlagMachine("runTest").runTest()
     assert set(FlagStatus) == REACHED
+
+
+def test_the_escalation_policy_knows_every_evidence_source():
+    from mh_platform.core.escalation import EVIDENCE_SOURCES, start_tier
+    from mh_platform.core.flag_rules import EvidenceSource
+
+    assert {s.value for s in EvidenceSource} == EVIDENCE_SOURCES
+    for s in EVIDENCE_SOURCES:
+        start_tier(s)  # every source has a start tier
