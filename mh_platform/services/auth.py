@@ -124,7 +124,7 @@ def authenticate(ctx: ServiceContext, username: str, password: str, *, new_sessi
         actor = actor_for_user(s, user)
         if actor is None:
             return LoginResult(False, reason="bad_credentials")
-        if not (user.totp_secret_enc is not None and str(Role(actor.role).value) in {str(r) for r in st.totp_roles}):
+        if not (user.totp_secret_enc is not None and actor.role is not None and Role(actor.role).value in {str(r) for r in st.totp_roles}):
             # with a second factor, only a correct code clears the failure count (totp._check): a
             # correct password before each guess must not reset the lockout for guessing codes
             user.failed_logins = 0
