@@ -6,6 +6,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from mh_platform.core.errors import ValidationFailed
+from mh_platform.core.i18n import N_
 
 # argon2id at OWASP's recommended minimum (m=19 MiB, t=2, p=1): ~tens of ms here; parameters
 # live in the hash, so raising them later re-hashes on next login (check_needs_rehash).
@@ -30,6 +31,6 @@ def verify_password(stored: str | None, password: str) -> bool:
 
 def check_password_rules(password: str) -> None:
     if len(password) < MIN_LENGTH:
-        raise ValidationFailed(f"password must have at least {MIN_LENGTH} characters")
+        raise ValidationFailed(N_("password must have at least %(n)d characters"), params={"n": MIN_LENGTH})
     if len(password) > 200:
-        raise ValidationFailed("password is too long (200 characters at most)")
+        raise ValidationFailed(N_("password is too long (200 characters at most)"))
