@@ -30,6 +30,7 @@ from mh_platform.services import auth as auth_service
 from mh_platform.services import totp as totp_service
 from mh_platform.services.context import Actor
 from mh_platform.web.authz import WebUser, current_actor, public, safe_next, service_ctx
+from mh_platform.web.errors import error_text
 from mh_platform.web.extensions import throttle_login
 from mh_platform.web.forms import ChangePasswordForm, LoginForm, TotpForm
 
@@ -150,7 +151,7 @@ def change_password() -> Any:
                 elif "differ" in msg:
                     form.new.errors = [*form.new.errors, _("新密码不能与当前密码相同。")]
                 else:
-                    form.new.errors = [*form.new.errors, msg]
+                    form.new.errors = [*form.new.errors, error_text(exc)]
                 status = 422
             else:
                 logout_user()
