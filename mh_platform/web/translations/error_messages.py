@@ -1,6 +1,6 @@
 """Chinese for the English message templates of domain errors (marked ``N_`` in core/ and
 services/, see ``core.i18n``); ``python -m mh_platform.web.translations.error_messages`` writes them
-into ``zh_CN/LC_MESSAGES/messages.po`` and the English (the template itself, or ``EN_ERR``) into
+into ``zh_Hans_CN/LC_MESSAGES/messages.po`` and the English (the template itself, or ``EN_ERR``) into
 ``en/LC_MESSAGES/messages.po``. Placeholders (``%(name)s``) stay exactly as in the template; the web
 layer fills them with display names (``web.errors.error_text``)."""
 
@@ -174,6 +174,6 @@ if __name__ == "__main__":
     from mh_platform.web.translations.en_cases import apply
 
     here = pathlib.Path(__file__).resolve().parent
-    n_zh = apply(here / "zh_CN" / "LC_MESSAGES" / "messages.po", ZH, locale="zh_CN")
+    n_zh = apply(here / "zh_Hans_CN" / "LC_MESSAGES" / "messages.po", ZH, locale="zh_CN")
     n_en = apply(here / "en" / "LC_MESSAGES" / "messages.po", {k: EN_ERR.get(k, k) for k in ZH})
     print(n_zh, "zh_CN and", n_en, "en strings filled")
