@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-sqlite test-postgres lint bench bench-deps browser-deps translations clean
+.PHONY: help install run test test-sqlite test-postgres lint bench bench-deps browser-deps translations extract-messages clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -25,6 +25,14 @@ install: $(STAMP) translations ## create .venv and install the project with its 
 translations: $(STAMP) ## compile the zh_CN/en message catalogs
 	@if ls mh_platform/web/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
 	  $(VENV)/bin/pybabel -q compile -d mh_platform/web/translations; fi
+
+TRANSLATIONS := mh_platform/web/translations
+
+extract-messages: $(STAMP) ## re-extract the strings (_, _l, and N_ for domain error messages) and update both catalogs
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k N_ --no-location --no-wrap \
+	  -o $(TRANSLATIONS)/messages.pot mh_platform
+	$(VENV)/bin/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) \
+	  --no-fuzzy-matching --ignore-obsolete --no-wrap
 
 var/master.key: | $(STAMP)
 	mkdir -p var

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class DomainError(Exception):
-    """Base of every error the domain raises on purpose."""
+    """Base of every error the domain raises on purpose.
+
+    ``template`` is the message as written (an English template, marked with ``core.i18n.N_`` when a
+    page can show it) and ``params`` its named ``%(name)s`` values; ``str(exc)`` is the template with
+    the values filled in (the API's message and the log text). Pages translate ``template`` instead
+    (``web.errors.error_text``).
+    """
 
     code = "domain_error"
+
+    def __init__(self, message: str = "", *, params: Mapping[str, Any] | None = None) -> None:
+        self.template = message
+        self.params: dict[str, Any] = dict(params or {})
+        super().__init__(message % self.params if self.params else message)
+
+    @property
+    def message(self) -> str:
+        return str(self)
 
 
 class NotFound(DomainError):
@@ -32,8 +50,9 @@ class ValidationFailed(DomainError):
 
     code = "validation_failed"
 
-    def __init__(self, message: str, errors: list[dict] | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, errors: list[dict] | None = None, *,
+                 params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, params=params)
         self.errors = errors or []
 
 

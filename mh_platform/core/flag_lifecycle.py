@@ -28,6 +28,7 @@ from mh_platform.core.escalation import (
     start_tier,
     tier_rank,
 )
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import LEVEL_RANK, Level, Role, Tier, next_tier
 
 
@@ -204,7 +205,7 @@ def raise_flag(level: Level, source: str, now: datetime, *, reporter_role: Role 
     """A new open flag at the tier the policy gives ``source`` (class for a monitor's concern), clocks started."""
     p = policy or default_escalation_policy()
     if is_watch and LEVEL_RANK[level] > LEVEL_RANK[Level.YELLOW]:
-        raise ValidationFailed("a watch-only flag is at most yellow", [{"field": "level", "value": level.value}])
+        raise ValidationFailed(N_("a watch-only flag is at most yellow"), [{"field": "level", "value": level.value}])
     tier = start_tier(source, reporter_role, p)
     if is_watch and tier_rank(tier) > tier_rank(p.watch_ceiling):
         tier = p.watch_ceiling
@@ -215,7 +216,7 @@ def raise_flag(level: Level, source: str, now: datetime, *, reporter_role: Role 
 
 def _need_reason(reason: str | None) -> str:
     if reason is None or not reason.strip():
-        raise ValidationFailed("a reason is required", [{"field": "reason", "error": "required"}])
+        raise ValidationFailed(N_("a reason is required"), [{"field": "reason", "error": "required"}])
     return reason.strip()
 
 
@@ -227,20 +228,23 @@ def check(state: FlagState, action: FlagAction | str, actor_role: Role,
     except ValueError:
         raise InvalidTransition(f"unknown action {action!r}") from None
     if state.status == FlagStatus.CLOSED:
-        raise InvalidTransition("the flag is closed")
+        raise InvalidTransition(N_("the flag is closed"))
     t = TRANSITION_BY.get((action, state.status))
     if t is None:
-        raise InvalidTransition(f"cannot {action.value} a flag that is {state.status.value}")
+        raise InvalidTransition(N_("cannot %(action)s a flag that is %(status)s"),
+                                params={"action": action.value, "status": state.status.value})
     if state.level not in t.levels:
-        raise InvalidTransition(f"a {state.level.value} flag cannot {action.value}; request a counsellor review")
+        raise InvalidTransition(N_("a %(level)s flag cannot %(action)s; request a counsellor review"),
+                                params={"level": state.level.value, "action": action.value})
     if state.tier not in t.actors.get(actor_role, frozenset()):
-        raise Forbidden(f"{actor_role.value} may not {action.value} a flag at the {state.tier.value} tier")
+        raise Forbidden(N_("%(role)s may not %(action)s a flag at the %(tier)s tier"),
+                        params={"role": actor_role.value, "action": action.value, "tier": state.tier.value})
     if action == FlagAction.ESCALATE:
         up = next_tier(state.tier)
         if up is None:
-            raise InvalidTransition("the flag is already at the city tier")
+            raise InvalidTransition(N_("the flag is already at the city tier"))
         if state.is_watch and tier_rank(up) > tier_rank((policy or default_escalation_policy()).watch_ceiling):
-            raise InvalidTransition("a watch-only flag stays at the school; confirm it first")
+            raise InvalidTransition(N_("a watch-only flag stays at the school; confirm it first"))
     return t
 
 
@@ -269,11 +273,11 @@ def apply(state: FlagState, action: FlagAction | str, actor_role: Role, reason: 
     level = state.level
     if t.action == FlagAction.CHANGE_LEVEL:
         if new_level is None or Level(new_level) == state.level:
-            raise ValidationFailed("change_level needs a different level",
+            raise ValidationFailed(N_("change_level needs a different level"),
                                    [{"field": "new_level", "error": "required and different"}])
         level = Level(new_level)
     elif new_level is not None:
-        raise ValidationFailed("only change_level takes a new level", [{"field": "new_level", "error": "unexpected"}])
+        raise ValidationFailed(N_("only change_level takes a new level"), [{"field": "new_level", "error": "unexpected"}])
     if t.action == FlagAction.ESCALATE:
         up = next_tier(state.tier)
         assert up is not None
@@ -338,9 +342,9 @@ def add_evidence(state: FlagState, level: Level, now: datetime, *, watch_only: b
     """
     p = policy or default_escalation_policy()
     if state.status == FlagStatus.CLOSED:
-        raise InvalidTransition("evidence for a closed flag opens a new flag (a new episode)")
+        raise InvalidTransition(N_("evidence for a closed flag opens a new flag (a new episode)"))
     if watch_only and LEVEL_RANK[level] > LEVEL_RANK[Level.YELLOW]:
-        raise ValidationFailed("the model's watch signal is at most yellow", [{"field": "level", "value": level.value}])
+        raise ValidationFailed(N_("the model's watch signal is at most yellow"), [{"field": "level", "value": level.value}])
     for e in new:
         if LEVEL_RANK[e.level] > LEVEL_RANK[level]:
             level = e.level
@@ -386,11 +390,11 @@ def apply_escalation(state: FlagState, step: EscalationStep,
     """Apply a step from ``escalation.due_escalation``: move up (or remind at the ceiling) and restart the clocks."""
     p = policy or default_escalation_policy()
     if state.status == FlagStatus.CLOSED:
-        raise InvalidTransition("the flag is closed")
+        raise InvalidTransition(N_("the flag is closed"))
     if step.from_tier != state.tier or tier_rank(step.to_tier) < tier_rank(state.tier):
-        raise InvalidTransition("stale escalation step")
+        raise InvalidTransition(N_("stale escalation step"))
     if step.to_tier != state.tier and tier_rank(step.to_tier) > tier_rank(ceiling_for(state.level, state.is_watch, p)):
-        raise InvalidTransition("escalation above the ceiling")
+        raise InvalidTransition(N_("escalation above the ceiling"))
     ack, handle = _deadlines(state.level, step.to_tier, state.status, step.at, p)
     new = replace(state, tier=step.to_tier, tier_entered_at=step.at, ack_due_at=ack, handle_due_at=handle,
                   escalations=state.escalations + 1)

@@ -25,6 +25,7 @@ from typing import Any
 
 from mh_platform.core.errors import Forbidden, InvalidTransition, ValidationFailed
 from mh_platform.core.escalation import EscalationPolicy, default_escalation_policy, parse_duration
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import Level, Role, Tier, next_tier
 
 InstitutionRef = uuid.UUID | str
@@ -240,7 +241,7 @@ def parse_referral_policy(data: Mapping[str, Any] | str) -> ReferralPolicy:
     if not codes or not all(isinstance(c, str) and c for c in codes):
         errors.append({"field": "decline_reasons.codes", "error": "non-empty list of codes"})
     if errors:
-        raise ValidationFailed("invalid referral policy", errors)
+        raise ValidationFailed(N_("invalid referral policy"), errors)
     return ReferralPolicy(levels, frozenset(override), frozenset(codes))
 
 
@@ -279,7 +280,7 @@ def new_referral(level: Level, institution_id: InstitutionRef, actor_role: Role,
                  ) -> tuple[Referral, ReferralEvent]:
     """A draft referral by the counsellor (drafts have no deadline until submitted)."""
     if actor_role != C:
-        raise Forbidden(f"{actor_role.value} may not create a referral")
+        raise Forbidden(N_("%(role)s may not create a referral"), params={"role": actor_role.value})
     r = Referral(S.DRAFT, Level(level), institution_id, now, now)
     return r, ReferralEvent("referral:drafted", now, actor_role, None, S.DRAFT, r.tier, r.tier, institution_id)
 
@@ -291,12 +292,14 @@ def check(r: Referral, action: ReferralAction | str, actor_role: Role) -> Referr
     except ValueError:
         raise InvalidTransition(f"unknown referral action {action!r}") from None
     if r.state == S.CLOSED:
-        raise InvalidTransition("the referral is closed")
+        raise InvalidTransition(N_("the referral is closed"))
     t = TRANSITION_BY.get((action, r.state))
     if t is None:
-        raise InvalidTransition(f"cannot {action.value} a referral that is {r.state.value}")
+        raise InvalidTransition(N_("cannot %(action)s a referral that is %(state)s"),
+                                params={"action": action.value, "state": r.state.value})
     if actor_role not in t.roles:
-        raise Forbidden(f"{actor_role.value} may not {action.value} a referral")
+        raise Forbidden(N_("%(role)s may not %(action)s a referral"),
+                        params={"role": actor_role.value, "action": action.value})
     return t
 
 
@@ -312,8 +315,9 @@ def allowed_actions(r: Referral, actor_role: Role) -> list[ReferralAction]:
     return out
 
 
-def _invalid(field_: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, [{"field": field_, "error": message}])
+def _invalid(field_: str, message: str, params: dict[str, Any] | None = None) -> ValidationFailed:
+    return ValidationFailed(message, [{"field": field_, "error": message % params if params else message}],
+                            params=params)
 
 
 def apply(r: Referral, action: ReferralAction | str, actor_role: Role, now: datetime, *,
@@ -326,7 +330,7 @@ def apply(r: Referral, action: ReferralAction | str, actor_role: Role, now: date
     t = check(r, action, actor_role)
     reason = reason.strip() if reason and reason.strip() else None
     if t.needs_reason and reason is None:
-        raise _invalid("reason", "a reason is required")
+        raise _invalid("reason", N_("a reason is required"))
     changes: dict[str, Any] = {}
     detail: dict[str, Any] = {}
     if t.action == A.SUBMIT:
@@ -335,38 +339,39 @@ def apply(r: Referral, action: ReferralAction | str, actor_role: Role, now: date
         except ValueError:
             basis = None
         if basis is None:
-            raise _invalid("consent", "guardian consent, or an override, is required")
+            raise _invalid("consent", N_("guardian consent, or an override, is required"))
         if basis == ConsentBasis.OVERRIDE:
             if r.level not in p.override_levels:
-                raise _invalid("consent", f"a consent override is allowed only for {sorted(p.override_levels)} risk")
+                raise _invalid("consent", N_("a consent override is allowed only for %(levels)s risk"),
+                               {"levels": str(sorted(p.override_levels))})
             if reason is None:
-                raise _invalid("reason", "a consent override needs a reason (it is audited)")
+                raise _invalid("reason", N_("a consent override needs a reason (it is audited)"))
         changes.update(consent_basis=basis, requested_at=now)
         detail["consent_basis"] = basis.value
     elif t.action == A.DECLINE:
         if decline_code not in p.decline_codes:
-            raise _invalid("decline_code", f"one of {sorted(p.decline_codes)}")
+            raise _invalid("decline_code", N_("one of %(codes)s"), {"codes": str(sorted(p.decline_codes))})
         if decline_code == "other" and reason is None:
-            raise _invalid("reason", "'other' needs a reason")
+            raise _invalid("reason", N_("'other' needs a reason"))
         changes["decline_code"] = decline_code
         detail["decline_code"] = decline_code
     elif t.action == A.REROUTE:
         if institution_id is None or institution_id == r.institution_id:
-            raise _invalid("institution_id", "re-route needs another institution")
+            raise _invalid("institution_id", N_("re-route needs another institution"))
         changes.update(institution_id=institution_id, decline_code=None, appointment_at=None)
         detail["from_institution"] = str(r.institution_id)
     elif t.action in (A.SCHEDULE, A.RESCHEDULE):
         if appointment_at is None:
-            raise _invalid("appointment_at", "an appointment time is required")
+            raise _invalid("appointment_at", N_("an appointment time is required"))
         if r.requested_at is not None and appointment_at < r.requested_at:
-            raise _invalid("appointment_at", "the appointment cannot be before the request")
+            raise _invalid("appointment_at", N_("the appointment cannot be before the request"))
         changes["appointment_at"] = appointment_at
         detail["appointment_at"] = appointment_at.isoformat()
     elif t.action == A.RECORD_ATTENDED:
         changes["attended_once"] = True
     elif t.action == A.RECORD_FEEDBACK:
         if not diagnosis_category:
-            raise _invalid("diagnosis_category", "feedback needs a diagnosis category code")
+            raise _invalid("diagnosis_category", N_("feedback needs a diagnosis category code"))
         changes["diagnosis_category"] = diagnosis_category
         detail["diagnosis_category"] = diagnosis_category
     for name, value in (("institution_id", institution_id), ("appointment_at", appointment_at),
@@ -398,7 +403,7 @@ def apply_referral_escalation(r: Referral, step: ReferralEscalationStep, policy:
     """Move the referral up one tier (or remind at the city); the new tier has ``chase_within`` to act."""
     p = policy or default_referral_policy()
     if r.state in (S.CLOSED, S.DRAFT) or step.from_tier != r.tier or r.due_at != step.due_at:
-        raise InvalidTransition("stale referral escalation step")
+        raise InvalidTransition(N_("stale referral escalation step"))
     new = replace(r, tier=step.to_tier, escalations=r.escalations + 1, due_at=step.at + p.levels[r.level].chase_within,
                   first_appointment_escalated=r.first_appointment_escalated or step.missed == "first_appointment")
     kind = "referral:reminded" if step.is_reminder else "referral:escalated"

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mh_platform.core.errors import NotFound, ValidationFailed
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import Role
 from mh_platform.db.models import ApiToken, Institution, OrgUnit, RoleAssignment, User
 from mh_platform.services import audit
@@ -62,13 +63,13 @@ def create_user(ctx: ServiceContext, actor: Actor, *, username: str, password: s
     """Create an account with one role assignment. Validates everything before writing."""
     username = username.strip().lower()
     if not (3 <= len(username) <= 64) or set(username) - USERNAME_CHARS:
-        raise ValidationFailed("username: 3–64 characters, lowercase letters, digits, . _ -")
+        raise ValidationFailed(N_("username: 3–64 characters, lowercase letters, digits, . _ -"))
     try:
         role = Role(role)
     except ValueError:
         raise ValidationFailed(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}") from None
     if role == Role.CLINICIAN and institution_id is None:
-        raise ValidationFailed("a clinician needs an institution")
+        raise ValidationFailed(N_("a clinician needs an institution"))
     if role not in (Role.CLINICIAN, Role.SYSADMIN) and unit_id is None:
         raise ValidationFailed(f"role {role} needs an org unit")
     pw_hash = hash_password(password, user_inputs=(username, display_name))
@@ -78,9 +79,9 @@ def create_user(ctx: ServiceContext, actor: Actor, *, username: str, password: s
         if s.scalar(sa.select(User.id).where(User.username == username)) is not None:
             raise ValidationFailed(f"username {username!r} is taken")
         if unit_id is not None and s.get(OrgUnit, unit_id) is None:
-            raise ValidationFailed("unknown org unit")
+            raise ValidationFailed(N_("unknown org unit"))
         if institution_id is not None and s.get(Institution, institution_id) is None:
-            raise ValidationFailed("unknown institution")
+            raise ValidationFailed(N_("unknown institution"))
         user = User(username=username, display_name=display_name or username, email=email, password_hash=pw_hash,
                     session_token=new_session_token(), student_id=student_id, password_changed_at=now,
                     created_at=now)
@@ -165,9 +166,9 @@ def change_password(ctx: ServiceContext, actor: Actor, old: str, new: str) -> No
     with ctx.uow() as uow:
         user = uow.session.get(User, actor.user_id)
         if user is None or not verify_password(user.password_hash, old):
-            raise ValidationFailed("the current password is wrong")
+            raise ValidationFailed(N_("the current password is wrong"))
         if old == new:
-            raise ValidationFailed("the new password must differ from the current one")
+            raise ValidationFailed(N_("the new password must differ from the current one"))
         user.password_hash = hash_password(new, user_inputs=(user.username, user.display_name or ""))
         user.password_changed_at = ctx.now()
         _rotate(user)

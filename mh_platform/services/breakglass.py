@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import Role, UnitKind
 from mh_platform.db.models import BreakGlass, Case, OrgUnit, Student, User
 from mh_platform.services import audit, disclosure, notify
@@ -44,10 +45,10 @@ def _hours(ctx: ServiceContext) -> int:
 def open_break_glass(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str, *, reason: str) -> dict[str, Any]:
     """Grant the officer time-limited access to one red case under their unit; returns id and expiry."""
     if actor.role not in OFFICER_ROLES or not actor.unit_path:
-        raise Forbidden("only county and city officers may use break-glass access")
+        raise Forbidden(N_("only county and city officers may use break-glass access"))
     reason = _text(reason, "reason", required=True)
     if len(reason) < 10:
-        raise ValidationFailed("state the reason in a sentence", [{"field": "reason", "error": "at least 10 characters"}])
+        raise ValidationFailed(N_("state the reason in a sentence"), [{"field": "reason", "error": "at least 10 characters"}])
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
@@ -56,11 +57,11 @@ def open_break_glass(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str
         if case is None or not _in(actor, case.unit_path):
             raise NotFound("case not found")
         if case.level != "red":
-            raise Forbidden("break-glass access is only for red cases")
+            raise Forbidden(N_("break-glass access is only for red cases"))
         if case.status == "closed":
-            raise InvalidTransition("the case is closed")
+            raise InvalidTransition(N_("the case is closed"))
         if active_break_glass(s, actor, case.id, now) is not None:
-            raise InvalidTransition("you already have active access to this case")
+            raise InvalidTransition(N_("you already have active access to this case"))
         bg = BreakGlass(id=uuid.uuid4(), user_id=actor.user_id, case_id=case.id, opened_at=now,
                         expires_at=now + timedelta(hours=_hours(ctx)), unit_path=case.unit_path)
         seal(ctx, s, bg, "reason_enc", reason, case.student_id, now)
@@ -127,9 +128,9 @@ def my_grants(ctx: ServiceContext, actor: Actor) -> list[dict[str, Any]]:
 def review(ctx: ServiceContext, actor: Actor, break_glass_id: uuid.UUID | str, *, verdict: str) -> None:
     """A second officer closes a break-glass use as justified or unjustified (never the user)."""
     if verdict not in VERDICTS:
-        raise ValidationFailed("choose a verdict", [{"field": "verdict", "error": f"one of {VERDICTS}"}])
+        raise ValidationFailed(N_("choose a verdict"), [{"field": "verdict", "error": f"one of {VERDICTS}"}])
     if actor.role not in OFFICER_ROLES or not actor.unit_path:
-        raise Forbidden("only county and city officers review break-glass use")
+        raise Forbidden(N_("only county and city officers review break-glass use"))
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
@@ -138,14 +139,14 @@ def review(ctx: ServiceContext, actor: Actor, break_glass_id: uuid.UUID | str, *
         if bg is None or not _in(actor, bg.unit_path):
             raise NotFound("not found")
         if bg.user_id == actor.user_id:
-            raise Forbidden("a second person must review a break-glass use")
+            raise Forbidden(N_("a second person must review a break-glass use"))
         if bg.reviewed_at is not None:
-            raise InvalidTransition("already reviewed")
+            raise InvalidTransition(N_("already reviewed"))
         res = s.execute(sa.update(BreakGlass).where(BreakGlass.id == bg.id, BreakGlass.reviewed_at.is_(None))
                         .values(reviewed_by=actor.user_id, reviewed_at=now, verdict=verdict)
                         .execution_options(synchronize_session=False))
         if rowcount(res) != 1:
-            raise InvalidTransition("already reviewed")
+            raise InvalidTransition(N_("already reviewed"))
         audit.record(ctx, s, actor, "breakglass:reviewed", "break_glass", bg.id,
                      {"verdict": verdict, "user_id": bg.user_id, "case_id": bg.case_id})
         uow.commit()

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from mh_platform.core import batteries
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from mh_platform.core.i18n import N_
 from mh_platform.core.instruments import load_instrument
 from mh_platform.core.types import Role, UnitKind
 from mh_platform.db.models import (
@@ -129,43 +130,43 @@ def create(ctx: ServiceContext, actor: Actor, *, name: str, unit_ids: Sequence[u
            opens_at: datetime, closes_at: datetime, rules: dict[str, Any] | None = None) -> uuid.UUID:
     """A scheduled campaign for ``grades`` of ``unit_ids`` (all in the actor's scope)."""
     if actor.role not in CREATORS:
-        raise Forbidden("only city and county officers and school counsellors create campaigns")
+        raise Forbidden(N_("only city and county officers and school counsellors create campaigns"))
     name = (name or "").strip()
     if not name or len(name) > 200:
-        raise ValidationFailed("a campaign needs a name (at most 200 characters)")
+        raise ValidationFailed(N_("a campaign needs a name (at most 200 characters)"))
     gs = sorted({int(g) for g in grades})
     if not gs or any(g < 1 or g > 12 for g in gs):
-        raise ValidationFailed("grades must be chosen from 1 to 12")
+        raise ValidationFailed(N_("grades must be chosen from 1 to 12"))
     if opens_at.tzinfo is None or closes_at.tzinfo is None:
-        raise ValidationFailed("the window needs timezone-aware times")
+        raise ValidationFailed(N_("the window needs timezone-aware times"))
     if closes_at <= opens_at:
-        raise ValidationFailed("the window must close after it opens")
+        raise ValidationFailed(N_("the window must close after it opens"))
     now = ctx.now()
     if closes_at <= now:
-        raise ValidationFailed("the window must close in the future")
+        raise ValidationFailed(N_("the window must close in the future"))
     rule_set = batteries.parse_rules(rules) if rules else batteries.load_rules()
     rule_set = batteries.restrict_to_grades(rule_set, gs)
     if not rule_set:
-        raise ValidationFailed("no battery rule covers the chosen grades")
+        raise ValidationFailed(N_("no battery rule covers the chosen grades"))
     uncovered = [g for g in gs if not any(r.applies(g) for r in rule_set)]
     if uncovered:
-        raise ValidationFailed(f"no battery rule covers grade(s) {uncovered}")
+        raise ValidationFailed(N_("no battery rule covers grade(s) %(grades)s"), params={"grades": str(uncovered)})
     for iid in batteries.all_instruments(rule_set):
         load_instrument(iid)  # NotFound / InstrumentError when a battery names a missing instrument
     if not unit_ids:
-        raise ValidationFailed("choose at least one unit")
+        raise ValidationFailed(N_("choose at least one unit"))
     with ctx.uow() as uow:
         s = uow.session
         yid = current_year_id(s)
         if yid is None:
-            raise ValidationFailed("no current school year: create one first")
+            raise ValidationFailed(N_("no current school year: create one first"))
         units = []
         for uid in dict.fromkeys(unit_ids):
             u = s.get(OrgUnit, uid)
             if u is None or not in_scope(actor, u.path):
                 raise NotFound("unit not found")
             if UnitKind(u.kind) in (UnitKind.GRADE, UnitKind.CLASS):
-                raise ValidationFailed("campaigns are for schools, counties or the city (choose grades separately)")
+                raise ValidationFailed(N_("campaigns are for schools, counties or the city (choose grades separately)"))
             units.append(u)
         camp = Campaign(id=uuid.uuid4(), name=name, academic_year_id=yid, owner_unit_id=actor.unit_id,
                         created_by=actor.user_id, grades=gs, battery=batteries.rules_to_json(rule_set),
@@ -183,16 +184,16 @@ def create(ctx: ServiceContext, actor: Actor, *, name: str, unit_ids: Sequence[u
 
 def cancel(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID) -> None:
     if actor.role not in CREATORS:
-        raise Forbidden("only campaign creators cancel campaigns")
+        raise Forbidden(N_("only campaign creators cancel campaigns"))
     with ctx.uow() as uow:
         s = uow.session
         camp, units = get_campaign(s, actor, campaign_id)
         if not all(in_scope(actor, u.path) for u in units):
-            raise Forbidden("the campaign reaches beyond your units")
+            raise Forbidden(N_("the campaign reaches beyond your units"))
         res = s.execute(sa.update(Campaign).where(Campaign.id == camp.id, Campaign.status.in_(("scheduled", "open")))
                         .values(status="cancelled", closed_at=ctx.now()))
         if res.rowcount != 1:  # type: ignore[attr-defined]
-            raise InvalidTransition("only a scheduled or open campaign can be cancelled")
+            raise InvalidTransition(N_("only a scheduled or open campaign can be cancelled"))
         _end_sittings(s, camp.id)
         audit.record(ctx, s, actor, "campaign:cancelled", "campaign", camp.id, {})
         uow.commit()
@@ -323,7 +324,7 @@ def print_slips(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID, class
     code). Students without consent get no code. Names are opened through disclosure with the
     purpose ``print_code_slips``."""
     if actor.role not in SLIP_PRINTERS:
-        raise Forbidden("code slips are printed by the head teacher or the counsellor")
+        raise Forbidden(N_("code slips are printed by the head teacher or the counsellor"))
     from mh_platform.services.disclosure import student_names
 
     with ctx.uow() as uow:
@@ -334,7 +335,7 @@ def print_slips(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID, class
         if cls is None or cls.kind != UnitKind.CLASS.value or not in_scope(actor, cls.path):
             raise NotFound("class not found")
         if camp.status not in ("scheduled", "open") or camp.closes_at <= now:
-            raise InvalidTransition("codes are printed only before the window closes")
+            raise InvalidTransition(N_("codes are printed only before the window closes"))
         rows = s.execute(sa.select(Student, Enrolment, consent_ok(Student.id, camp.academic_year_id).label("ok"))
                          .join(Enrolment, Enrolment.student_id == Student.id)
                          .where(eligible_condition(camp, units), Enrolment.class_unit_id == cls.id,

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mh_platform.core.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import Role, UnitKind
 from mh_platform.db.models import (
     BreakGlass,
@@ -98,11 +99,13 @@ def _text(value: str | None, field: str, *, required: bool = False) -> str | Non
 def _text(value: str | None, field: str, *, required: bool = False) -> str | None:
     if value is None or not str(value).strip():
         if required:
-            raise ValidationFailed(f"{field} is required", [{"field": field, "error": "required"}])
+            raise ValidationFailed(N_("%(field)s is required"), [{"field": field, "error": "required"}],
+                                   params={"field": field})
         return None
     value = str(value).strip()
     if len(value) > MAX_TEXT:
-        raise ValidationFailed(f"{field} is too long", [{"field": field, "error": f"at most {MAX_TEXT} characters"}])
+        raise ValidationFailed(N_("%(field)s is too long"), [{"field": field, "error": f"at most {MAX_TEXT} characters"}],
+                               params={"field": field})
     return value
 
 
@@ -113,10 +116,12 @@ def _aware(value: datetime | None, field: str, *, required: bool) -> datetime | 
 def _aware(value: datetime | None, field: str, *, required: bool = True) -> datetime | None:
     if value is None:
         if required:
-            raise ValidationFailed(f"{field} is required", [{"field": field, "error": "required"}])
+            raise ValidationFailed(N_("%(field)s is required"), [{"field": field, "error": "required"}],
+                                   params={"field": field})
         return None
     if value.tzinfo is None:
-        raise ValidationFailed(f"{field} needs a time zone", [{"field": field, "error": "timezone required"}])
+        raise ValidationFailed(N_("%(field)s needs a time zone"), [{"field": field, "error": "timezone required"}],
+                               params={"field": field})
     return value
 
 
@@ -132,7 +137,7 @@ def scoped(column: Any, path: str) -> sa.ColumnElement[bool]:
 
 def role_of(actor: Actor) -> Role:
     if actor.role is None:
-        raise Forbidden("a person's role is needed")
+        raise Forbidden(N_("a person's role is needed"))
     return Role(actor.role)
 
 
@@ -148,7 +153,7 @@ def _bump(s: Session, case: Case) -> None:
     res = s.execute(sa.update(Case).where(Case.id == case.id, Case.version == case.version)
                     .values(version=case.version + 1).execution_options(synchronize_session=False))
     if rowcount(res) != 1:
-        raise Conflict("the case changed meanwhile; reload and try again")
+        raise Conflict(N_("the case changed meanwhile; reload and try again"))
     case.version += 1
 
 
@@ -185,12 +190,12 @@ def case_for_work(s: Session, actor: Actor, case_id: uuid.UUID | str, now: datet
     """A case the actor may change: counsellors of the holding school only."""
     case, view = access_case_by_id(s, actor, case_id, now)
     if view != FULL:
-        raise Forbidden("only the school's counsellor may change a case")
+        raise Forbidden(N_("only the school's counsellor may change a case"))
     if open_only and case.status == "closed":
-        raise InvalidTransition("the case is closed")
+        raise InvalidTransition(N_("the case is closed"))
     student = s.get(Student, case.student_id)
     if student is None or student.erased_at is not None:
-        raise InvalidTransition("the student's data was erased; the case is kept as history only")
+        raise InvalidTransition(N_("the student's data was erased; the case is kept as history only"))
     return case
 
 
@@ -212,12 +217,12 @@ def _check_owner(s: Session, case: Case, owner_user_id: uuid.UUID | str | None) 
     try:
         oid = owner_user_id if isinstance(owner_user_id, uuid.UUID) else uuid.UUID(str(owner_user_id))
     except ValueError:
-        raise ValidationFailed("unknown owner", [{"field": "owner_user_id", "error": "unknown user"}]) from None
+        raise ValidationFailed(N_("unknown owner"), [{"field": "owner_user_id", "error": "unknown user"}]) from None
     row = s.execute(sa.select(User.id, OrgUnit.path).join(RoleAssignment, RoleAssignment.user_id == User.id)
                     .join(OrgUnit, OrgUnit.id == RoleAssignment.unit_id)
                     .where(User.id == oid, User.is_active.is_(True))).all()
     if not any(p.startswith(case.unit_path) for _, p in row):
-        raise ValidationFailed("the owner must work at the case's school",
+        raise ValidationFailed(N_("the owner must work at the case's school"),
                                [{"field": "owner_user_id", "error": "not at this school"}])
     return oid
 
@@ -244,7 +249,7 @@ def advance_flag(ctx: ServiceContext, s: Session, actor: Actor, flag_id: uuid.UU
     except (InvalidTransition, Forbidden, ValidationFailed):
         return
     if not flag_service.claim_update(s, flag, flag_service.state_values(new)):
-        raise Conflict("the flag changed meanwhile; reload and try again")
+        raise Conflict(N_("the flag changed meanwhile; reload and try again"))
     flag_service.add_event(ctx, s, flag, ev, actor)
 
 
@@ -254,7 +259,7 @@ def advance_flag(ctx: ServiceContext, s: Session, actor: Actor, flag_id: uuid.UU
 def open_case(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, *, summary: str | None = None) -> uuid.UUID:
     """A counsellor opens a case from a confirmed flag of their school. Red: the school leader is told."""
     if actor.role != Role.COUNSELLOR:
-        raise Forbidden("only a counsellor opens a case")
+        raise Forbidden(N_("only a counsellor opens a case"))
     summary = _text(summary, "summary")
     with ctx.uow() as uow:
         s = uow.session
@@ -264,9 +269,9 @@ def open_case(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, *, su
         if flag is None or not _in(actor, flag.unit_path):
             raise NotFound("flag not found")
         if flag.status not in CONFIRMED_FLAG_STATUSES:
-            raise InvalidTransition("a case is opened from a flag confirmed by interview (assessed)")
+            raise InvalidTransition(N_("a case is opened from a flag confirmed by interview (assessed)"))
         if s.scalar(sa.select(Case.id).where(Case.student_id == flag.student_id, Case.status != "closed")):
-            raise Conflict("the student already has an open case")
+            raise Conflict(N_("the student already has an open case"))
         school = _school(s, flag.school_unit_id)
         case = Case(id=uuid.uuid4(), student_id=flag.student_id, flag_id=flag.id, school_unit_id=school.id,
                     unit_path=school.path, counsellor_user_id=actor.user_id, level=flag.level, status="open",
@@ -296,9 +301,9 @@ def close_case(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str, *, r
         now = ctx.now()
         case = case_for_work(s, actor, case_id, now)
         if case.status == "transferring":
-            raise InvalidTransition("finish or cancel the handover first")
+            raise InvalidTransition(N_("finish or cancel the handover first"))
         if s.scalar(sa.select(Referral.id).where(Referral.case_id == case.id, Referral.state != "closed").limit(1)):
-            raise InvalidTransition("close or cancel the case's open referrals first")
+            raise InvalidTransition(N_("close or cancel the case's open referrals first"))
         _bump(s, case)
         case.status, case.closed_at, case.closed_by = "closed", now, actor.user_id
         seal(ctx, s, case, "close_reason_enc", reason, case.student_id, now)
@@ -319,7 +324,7 @@ def add_plan_item(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str, *
     action = _text(action, "action", required=True)
     review_at = _aware(review_at, "review_at")
     if kind not in PLAN_KINDS:
-        raise ValidationFailed("unknown plan kind", [{"field": "kind", "error": f"one of {PLAN_KINDS}"}])
+        raise ValidationFailed(N_("unknown plan kind"), [{"field": "kind", "error": f"one of {PLAN_KINDS}"}])
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
@@ -341,7 +346,7 @@ def update_plan_item(ctx: ServiceContext, actor: Actor, item_id: uuid.UUID | str
                      review_at: datetime | None = None) -> None:
     """Mark a plan line done/dropped, or set its next review date."""
     if status is not None and status not in PLAN_STATUSES:
-        raise ValidationFailed("unknown status", [{"field": "status", "error": f"one of {PLAN_STATUSES}"}])
+        raise ValidationFailed(N_("unknown status"), [{"field": "status", "error": f"one of {PLAN_STATUSES}"}])
     review_at = _aware(review_at, "review_at", required=False)
     with ctx.uow() as uow:
         s = uow.session
@@ -391,7 +396,7 @@ def complete_follow_up(ctx: ServiceContext, actor: Actor, follow_up_id: uuid.UUI
         fu = _child(s, FollowUp, follow_up_id)
         case = case_for_work(s, actor, fu.case_id, now)
         if fu.done_at is not None:
-            raise InvalidTransition("the follow-up is already done")
+            raise InvalidTransition(N_("the follow-up is already done"))
         fu.done_at = now
         seal(ctx, s, fu, "note_enc", note, case.student_id, now)
         _bump(s, case)
@@ -403,7 +408,7 @@ def log_guardian_contact(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID |
                          at: datetime | None = None) -> uuid.UUID:
     """A home–school contact (家校沟通): method code, when, and a sealed note."""
     if method not in CONTACT_METHODS:
-        raise ValidationFailed("unknown contact method", [{"field": "method", "error": f"one of {CONTACT_METHODS}"}])
+        raise ValidationFailed(N_("unknown contact method"), [{"field": "method", "error": f"one of {CONTACT_METHODS}"}])
     note = _text(note, "note", required=True)
     at = _aware(at, "at", required=False)
     with ctx.uow() as uow:
@@ -412,7 +417,7 @@ def log_guardian_contact(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID |
         case = case_for_work(s, actor, case_id, now)
         when = at or now
         if when > now + timedelta(minutes=5):
-            raise ValidationFailed("a contact cannot be in the future", [{"field": "at", "error": "in the future"}])
+            raise ValidationFailed(N_("a contact cannot be in the future"), [{"field": "at", "error": "in the future"}])
         gc = GuardianContact(id=uuid.uuid4(), case_id=case.id, by_user_id=actor.user_id, method=method, at=when)
         seal(ctx, s, gc, "note_enc", note, case.student_id, now)
         s.add(gc)
@@ -503,7 +508,7 @@ def list_cases(ctx: ServiceContext, actor: Actor, *, status: str | None = None, 
     under their unit (the break-glass candidates), nothing else. Everyone else: none.
     """
     if status is not None and status not in CASE_STATUSES:
-        raise ValidationFailed("unknown status", [{"field": "status", "error": f"one of {CASE_STATUSES}"}])
+        raise ValidationFailed(N_("unknown status"), [{"field": "status", "error": f"one of {CASE_STATUSES}"}])
     if not actor.unit_path or actor.role not in frozenset({Role.COUNSELLOR, Role.SCHOOL_LEADER}) | OFFICER_ROLES:
         return []
     with ctx.uow() as uow:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import sqlalchemy as sa
 
 from mh_platform.core.errors import Forbidden, NotFound
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import UNIT_DEPTH, Role, UnitKind
 from mh_platform.db.models import AccessCode, Enrolment, OrgUnit, Response, Student
 from mh_platform.services.access import in_scope
@@ -84,7 +85,7 @@ def completion(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID,
     """Figures for ``unit_id`` (default: the actor's unit) and one row per unit just below it
     (city → counties, county → schools, school or grade → classes, class → itself)."""
     if actor.role not in VIEWERS or not actor.unit_path:
-        raise Forbidden("completion figures are for school staff and officers")
+        raise Forbidden(N_("completion figures are for school staff and officers"))
     with ctx.uow() as uow:
         s = uow.session
         camp, units = get_campaign(s, actor, campaign_id)
@@ -140,7 +141,7 @@ class ToFinish:
 def to_finish(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID, class_unit_id: uuid.UUID) -> list[ToFinish]:
     """Consented students of one class who have not finished (names opened through disclosure)."""
     if actor.role not in (Role.HEAD_TEACHER, Role.COUNSELLOR):
-        raise Forbidden("the to-finish list is for the head teacher and the counsellor")
+        raise Forbidden(N_("the to-finish list is for the head teacher and the counsellor"))
     from mh_platform.services.disclosure import student_names
 
     with ctx.uow() as uow:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from mh_platform.core.errors import Forbidden, ValidationFailed
 from mh_platform.core.flag_rules import Urgency
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import Role
 from mh_platform.db.models import Concern, Flag, FlagEvent, Student
 from mh_platform.services import audit
@@ -74,24 +75,24 @@ def submit_concern(ctx: ServiceContext, actor: Actor, *, student_id: uuid.UUID |
                    urgency: str, note: str | None) -> dict[str, Any]:
     """Log a concern; opens or joins the student's flag. Returns ``{"concern_id", "flag_id", "status"}``."""
     if actor.role not in REPORTER_ROLES:
-        raise Forbidden("this role does not report concerns")
+        raise Forbidden(N_("this role does not report concerns"))
     if category not in CATEGORIES:
-        raise ValidationFailed("unknown category", [{"field": "category", "error": "invalid"}])
+        raise ValidationFailed(N_("unknown category"), [{"field": "category", "error": "invalid"}])
     try:
         Urgency(urgency)
     except ValueError:
-        raise ValidationFailed("urgency must be immediate, soon or routine",
+        raise ValidationFailed(N_("urgency must be immediate, soon or routine"),
                                [{"field": "urgency", "error": "invalid"}]) from None
     note = (note or "").strip()
     if len(note) > MAX_NOTE:
-        raise ValidationFailed("the note is too long", [{"field": "note", "error": f"at most {MAX_NOTE} characters"}])
+        raise ValidationFailed(N_("the note is too long"), [{"field": "note", "error": f"at most {MAX_NOTE} characters"}])
     sid = id_or_404(student_id, "student")
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
         student, enrol = access_student_by_id(s, actor, sid)  # NotFound outside the reporter's class/school
         if actor.role == Role.CLASS_MONITOR and actor.student_id == student.id:
-            raise ValidationFailed("a monitor reports about classmates, not themselves")
+            raise ValidationFailed(N_("a monitor reports about classmates, not themselves"))
         cid = uuid.uuid4()
         note_enc = ctx.keyring.seal(s, table="concern", column="note_enc", row_id=cid, value=note,
                                     student_id=student.id, now=now) if note else None

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mh_platform.core.errors import Forbidden, NotFound, ValidationFailed
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import Role
 from mh_platform.db.models import AcademicYear, AccessCode, Campaign, Consent, Enrolment, OrgUnit
 from mh_platform.services import audit
@@ -44,7 +45,7 @@ def has_consent(s: Session, student_id: uuid.UUID, year_id: uuid.UUID) -> bool:
 def _year(s: Session, year_id: uuid.UUID | None) -> uuid.UUID:
     yid = year_id or current_year_id(s)
     if yid is None or s.get(AcademicYear, yid) is None:
-        raise ValidationFailed("no current school year: create one first")
+        raise ValidationFailed(N_("no current school year: create one first"))
     return yid
 
 
@@ -58,16 +59,16 @@ class ConsentIn:
 
 def _write(ctx: ServiceContext, s: Session, actor: Actor, item: ConsentIn, yid: uuid.UUID) -> Consent:
     if actor.role not in RECORDERS:
-        raise Forbidden("your role does not record consent")
+        raise Forbidden(N_("your role does not record consent"))
     if item.status not in ("granted", "refused"):
-        raise ValidationFailed("status must be granted or refused (use withdraw for a withdrawal)")
+        raise ValidationFailed(N_("status must be granted or refused (use withdraw for a withdrawal)"))
     if item.method not in METHODS:
         raise ValidationFailed(f"method must be one of {', '.join(METHODS)}")
     access_student_by_id(s, actor, item.student_id)  # NotFound when out of scope
     now = ctx.now()
     decided = item.decided_on or now.date()
     if decided > now.date():
-        raise ValidationFailed("the decision date cannot be in the future")
+        raise ValidationFailed(N_("the decision date cannot be in the future"))
     row = s.scalar(sa.select(Consent).where(Consent.student_id == item.student_id, Consent.academic_year_id == yid))
     if row is None:
         row = Consent(id=uuid.uuid4(), student_id=item.student_id, academic_year_id=yid, status=item.status,
@@ -113,14 +114,14 @@ def _revoke_codes(s: Session, student_id: uuid.UUID, year_id: uuid.UUID, now) ->
 def withdraw(ctx: ServiceContext, actor: Actor, student_id: uuid.UUID, year_id: uuid.UUID | None = None) -> None:
     """The guardian withdraws consent: no further code, reminder or response from now on."""
     if actor.role not in RECORDERS:
-        raise Forbidden("your role does not record consent")
+        raise Forbidden(N_("your role does not record consent"))
     with ctx.uow() as uow:
         s = uow.session
         yid = _year(s, year_id)
         access_student_by_id(s, actor, student_id)
         row = s.scalar(sa.select(Consent).where(Consent.student_id == student_id, Consent.academic_year_id == yid))
         if row is None or row.status != "granted":
-            raise ValidationFailed("there is no granted consent to withdraw")
+            raise ValidationFailed(N_("there is no granted consent to withdraw"))
         now = ctx.now()
         row.status, row.withdrawn_at, row.recorded_by, row.recorded_at = "withdrawn", now, actor.user_id, now
         revoked = _revoke_codes(s, student_id, yid, now)
@@ -148,7 +149,7 @@ def coverage(ctx: ServiceContext, actor: Actor, unit_id: uuid.UUID | None = None
              year_id: uuid.UUID | None = None) -> list[Coverage]:
     """Consent coverage per class under ``unit_id`` (default: the actor's unit), counts only."""
     if actor.role not in COVERAGE_VIEWERS or not actor.unit_path:
-        raise Forbidden("consent coverage is for head teachers, counsellors and school leaders")
+        raise Forbidden(N_("consent coverage is for head teachers, counsellors and school leaders"))
     with ctx.uow() as uow:
         s = uow.session
         yid = _year(s, year_id)
@@ -185,7 +186,7 @@ def class_list(ctx: ServiceContext, actor: Actor, class_unit_id: uuid.UUID,
                year_id: uuid.UUID | None = None) -> tuple[str, list[ConsentRow]]:
     """(class name, one row per enrolled student) for recording consent; names through disclosure."""
     if actor.role not in RECORDERS or not actor.unit_path:
-        raise Forbidden("your role does not record consent")
+        raise Forbidden(N_("your role does not record consent"))
     from mh_platform.db.models import Student
     from mh_platform.services.disclosure import student_names
 

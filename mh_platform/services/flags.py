@@ -31,6 +31,7 @@ from mh_platform.core import flag_lifecycle as fl
 from mh_platform.core import flag_rules as fr
 from mh_platform.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from mh_platform.core.escalation import EscalationPolicy, due_oversight_notices
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import Level, Role, Tier
 from mh_platform.db.models import (
     Concern,
@@ -310,7 +311,7 @@ def oversight(ctx: ServiceContext, s: Session, flag: Flag, now: datetime, policy
     for n in due_oversight_notices(to_state(flag), now, policy):
         col = "county_informed_at" if n.tier == Tier.COUNTY else "city_informed_at"
         if not claim_update(s, flag, {col: now}):
-            raise Conflict("the flag changed meanwhile")
+            raise Conflict(N_("the flag changed meanwhile"))
         ids += notify_roles(ctx, s, flag, [n.role], "flag_oversight", f"flag:{flag.id}:{n.reason_code}", now, cache,
                             batch)
         audit.record(ctx, s, SYSTEM, "flag:reported", "flag", flag.id,
@@ -376,7 +377,7 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
         else:  # a concurrent transaction opened the student's flag first
             flag = _open_flag(s, student_id)
             if flag is None:
-                raise Conflict("could not open or find the student's flag; retry")
+                raise Conflict(N_("could not open or find the student's flag; retry"))
         if batch is not None:
             batch.open_flags[student_id] = flag
         if created:
@@ -401,7 +402,7 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
         new, ev2 = fl.add_evidence(old, level, now, watch_only=watch_only, new=fresh, policy=p)
         if ev2 is not None:
             if not claim_update(s, flag, state_values(new)):
-                raise Conflict("the flag changed meanwhile; retry")
+                raise Conflict(N_("the flag changed meanwhile; retry"))
             add_event(ctx, s, flag, ev2, actor, batch=batch)
             level_raised = new.level != old.level
             if level_raised:
@@ -584,7 +585,7 @@ def act(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, action: fl.
         reason: str | None = None, new_level: Level | str | None = None) -> dict[str, Any]:
     """One person's action on one flag: scope (404), table and permission (403/409), reason, event, audit."""
     if actor.role is None:
-        raise Forbidden("a person must act on a flag")
+        raise Forbidden(N_("a person must act on a flag"))
     try:
         action = fl.FlagAction(action)
     except ValueError:
@@ -605,7 +606,7 @@ def act(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, action: fl.
         if action == fl.FlagAction.ACKNOWLEDGE:
             values["owner_user_id"] = actor.user_id
         if not claim_update(s, flag, values):
-            raise Conflict("the flag changed meanwhile; reload and try again")
+            raise Conflict(N_("the flag changed meanwhile; reload and try again"))
         add_event(ctx, s, flag, ev, actor, ev.reason)
         ids: list[uuid.UUID] = []
         if action == fl.FlagAction.ESCALATE:
@@ -633,7 +634,7 @@ def assess(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, outcome:
            reason: str | None = None, new_level: Level | str | None = None) -> dict[str, Any]:
     """The counsellor's interview: confirm, change the level (reason), or dismiss as false positive (reason)."""
     if outcome not in ASSESS_OUTCOMES:
-        raise ValidationFailed("outcome must be confirm, change_level or dismiss",
+        raise ValidationFailed(N_("outcome must be confirm, change_level or dismiss"),
                                [{"field": "outcome", "error": "invalid"}])
     return act(ctx, actor, flag_id, ASSESS_OUTCOMES[outcome], reason=reason, new_level=new_level)
 
@@ -777,11 +778,11 @@ def list_flags(ctx: ServiceContext, actor: Actor, *, status: str | None = None, 
                ) -> tuple[list[dict[str, Any]], int]:
     """Flags ``actor`` may see, filtered; newest deadline first overdue first. Returns (page, total)."""
     if status is not None and status not in {x.value for x in fl.FlagStatus}:
-        raise ValidationFailed("unknown status", [{"field": "status", "error": "invalid"}])
+        raise ValidationFailed(N_("unknown status"), [{"field": "status", "error": "invalid"}])
     if level is not None and level not in {x.value for x in Level}:
-        raise ValidationFailed("unknown level", [{"field": "level", "error": "invalid"}])
+        raise ValidationFailed(N_("unknown level"), [{"field": "level", "error": "invalid"}])
     if tier is not None and tier not in {x.value for x in Tier}:
-        raise ValidationFailed("unknown tier", [{"field": "tier", "error": "invalid"}])
+        raise ValidationFailed(N_("unknown tier"), [{"field": "tier", "error": "invalid"}])
     limit = max(1, min(limit, 500))
     with ctx.uow() as uow:
         s = uow.session

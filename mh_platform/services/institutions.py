@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mh_platform.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import Role, UnitKind
 from mh_platform.db.models import Institution, OrgUnit, RoleAssignment, User
 from mh_platform.services import audit, auth
@@ -24,7 +25,7 @@ CODE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 def _city_officer(actor: Actor) -> None:
     if actor.role != Role.CITY_OFFICER or actor.unit_id is None:
-        raise Forbidden("partner institutions are managed by the city")
+        raise Forbidden(N_("partner institutions are managed by the city"))
 
 
 def create_institution(ctx: ServiceContext, actor: Actor, *, name: str, code: str) -> uuid.UUID:
@@ -38,14 +39,14 @@ def create_institution(ctx: ServiceContext, actor: Actor, *, name: str, code: st
     if not CODE_RE.match(code):
         errors.append({"field": "code", "error": "lower-case letters, digits and '-', 2–63 characters"})
     if errors:
-        raise ValidationFailed("invalid institution", errors)
+        raise ValidationFailed(N_("invalid institution"), errors)
     with ctx.uow() as uow:
         s = uow.session
         city = s.get(OrgUnit, actor.unit_id)
         if city is None or city.kind != UnitKind.CITY.value:
-            raise Forbidden("partner institutions are managed by the city")
+            raise Forbidden(N_("partner institutions are managed by the city"))
         if s.scalar(sa.select(Institution.id).where(Institution.code == code)):
-            raise Conflict("an institution with this code exists")
+            raise Conflict(N_("an institution with this code exists"))
         inst = Institution(id=uuid.uuid4(), name=name, code=code, city_unit_id=city.id, active=True,
                            created_at=ctx.now())
         s.add(inst)
@@ -86,7 +87,7 @@ def add_clinician(ctx: ServiceContext, actor: Actor, institution_id: uuid.UUID |
     with ctx.uow() as uow:
         inst = _own(uow.session, actor, institution_id)
         if not inst.active:
-            raise ValidationFailed("the institution is inactive", [{"field": "institution_id", "error": "inactive"}])
+            raise ValidationFailed(N_("the institution is inactive"), [{"field": "institution_id", "error": "inactive"}])
         iid = inst.id
     return auth.create_user(ctx, actor, username=username, password=password, role=Role.CLINICIAN,
                             institution_id=iid, display_name=display_name or username, email=email)

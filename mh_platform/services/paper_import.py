@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 from mh_platform.core import scoring
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from mh_platform.core.flag_rules import band_level
+from mh_platform.core.i18n import N_
 from mh_platform.core.instruments import Instrument, load_instrument
 from mh_platform.core.types import Role, UnitKind
 from mh_platform.db.base import time_ordered_ids
@@ -105,12 +106,12 @@ def _parse(table: list[list[str]]) -> _Parsed:
     while start < len(table) and not any(c.strip() for c in table[start]):
         start += 1
     if start >= len(table):
-        raise ImportRefused("the file has no header row")
+        raise ImportRefused(N_("the file has no header row"))
     header = table[start]
     cols = map_header(header, COLUMNS, ("student_number", "instrument"))
     items = {n: i for i, h in enumerate(header) if (n := _item_col(h)) is not None}
     if not items:
-        raise ImportRefused("no item columns (1, 2, 3 … or q1, q2 …)")
+        raise ImportRefused(N_("no item columns (1, 2, 3 … or q1, q2 …)"))
     rows = []
     sn, ins = cols["student_number"], cols["instrument"]
     width = len(header)
@@ -124,7 +125,7 @@ def _parse(table: list[list[str]]) -> _Parsed:
         # item cells stay as read: _value_matrix strips the few that are not an exact option text
         rows.append((line, num, r[ins].strip().lower(), r))
     if not rows:
-        raise ImportRefused("the file has no data rows")
+        raise ImportRefused(N_("the file has no data rows"))
     return _Parsed(rows, items)
 
 
@@ -220,12 +221,12 @@ def _longstring(inst: Instrument, X: np.ndarray) -> np.ndarray:
 def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str]], campaign_id: uuid.UUID,
              class_unit_id: uuid.UUID | None) -> _Plan:
     if actor.role not in IMPORTERS or not actor.unit_path:
-        raise Forbidden("paper results are imported by the school counsellor")
+        raise Forbidden(N_("paper results are imported by the school counsellor"))
     pv = PaperPreview()
     err = pv.errors.append
     camp, units = get_campaign(s, actor, campaign_id)
     if camp.status not in ("open", "closed"):
-        raise InvalidTransition("paper results are accepted once the campaign has opened")
+        raise InvalidTransition(N_("paper results are accepted once the campaign has opened"))
     scope_path = actor.unit_path
     if class_unit_id is not None:
         cls = s.get(OrgUnit, class_unit_id)
@@ -567,8 +568,8 @@ def _commit(ctx: ServiceContext, actor: Actor, table: list[list[str]], campaign_
         plan = _analyse(ctx, s, actor, table, campaign_id, class_unit_id)
         pv = plan.preview
         if pv.errors:
-            raise ValidationFailed(f"{len(pv.errors)} row(s) have errors; nothing was imported",
-                                   [e.as_dict() for e in pv.errors])
+            raise ValidationFailed(N_("%(n)d row(s) have errors; nothing was imported"),
+                                   errors=[e.as_dict() for e in pv.errors], params={"n": len(pv.errors)})
         flagged = _write(ctx, s, plan, campaign_id, now)
         _flag_paths(ctx, s, flagged, now, plan.with_previous)
         _mark_completed(s, plan.completed, campaign_id, now)

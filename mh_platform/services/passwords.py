@@ -12,6 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from zxcvbn import zxcvbn
 
 from mh_platform.core.errors import ValidationFailed
+from mh_platform.core.i18n import N_
 
 # argon2id at OWASP's recommended minimum (m=19 MiB, t=2, p=1): ~tens of ms here; parameters
 # live in the hash, so raising them later re-hashes on next login (check_needs_rehash).
@@ -39,11 +40,11 @@ def check_password_rules(password: str, *, user_inputs: tuple[str, ...] = ()) ->
     """Refuse a password that is too short, too long, common or built from ``user_inputs`` (the
     username, display name); the message names the rule, never the password."""
     if len(password) < MIN_LENGTH:
-        raise ValidationFailed(f"password must have at least {MIN_LENGTH} characters")
+        raise ValidationFailed(N_("password must have at least %(n)d characters"), params={"n": MIN_LENGTH})
     if len(password) > 200:
-        raise ValidationFailed("password is too long (200 characters at most)")
+        raise ValidationFailed(N_("password is too long (200 characters at most)"))
     inputs = [x for u in user_inputs if u for x in (u, *u.replace("_", ".").replace("-", ".").split(".")) if len(x) >= 3]
     if any(x.lower() in password.lower() for x in inputs):
-        raise ValidationFailed("the password must not contain your user name")
+        raise ValidationFailed(N_("the password must not contain your user name"))
     if zxcvbn(password[:72], user_inputs=inputs)["score"] < MIN_STRENGTH:  # judged on its first 72 characters
-        raise ValidationFailed("this password is too common or too easy to guess; a few unrelated words work well")
+        raise ValidationFailed(N_("this password is too common or too easy to guess; a few unrelated words work well"))

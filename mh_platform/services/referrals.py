@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from mh_platform.core import referrals as core
 from mh_platform.core.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import Level, Role, Tier, UnitKind
 from mh_platform.db.models import Case, Institution, OrgUnit, PlanItem, Referral, ReferralEvent, Student, User
 from mh_platform.services import audit, disclosure, notify
@@ -89,7 +90,7 @@ def _write_back(s: Session, row: Referral, new: core.Referral) -> None:
     res = s.execute(sa.update(Referral).where(Referral.id == row.id, Referral.version == row.version)
                     .values(**values).execution_options(synchronize_session=False))
     if case_service.rowcount(res) != 1:
-        raise Conflict("the referral changed meanwhile; reload and try again")
+        raise Conflict(N_("the referral changed meanwhile; reload and try again"))
     for k, v in values.items():
         setattr(row, k, v)
     s.flush()
@@ -136,10 +137,10 @@ def create_referral(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str,
         now = ctx.now()
         case = case_service.case_for_work(s, actor, case_id, now)
         if case.status != "open":
-            raise InvalidTransition("a case being handed over cannot be referred")
+            raise InvalidTransition(N_("a case being handed over cannot be referred"))
         inst = _active_institution(s, institution_id, case)
         if s.scalar(sa.select(Referral.id).where(Referral.case_id == case.id, Referral.state != "closed").limit(1)):
-            raise Conflict("the case already has an open referral")
+            raise Conflict(N_("the case already has an open referral"))
         draft, ev = core.new_referral(Level(case.level), inst.id, case_service.role_of(actor), now)
         row = Referral(id=uuid.uuid4(), case_id=case.id, student_id=case.student_id, institution_id=inst.id,
                        school_unit_id=case.school_unit_id, unit_path=case.unit_path, level=case.level,
@@ -158,17 +159,17 @@ def create_referral(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str,
 
 def _active_institution(s: Session, institution_id: uuid.UUID | str | None, case: Case) -> Institution:
     if institution_id in (None, ""):
-        raise ValidationFailed("choose an institution", [{"field": "institution_id", "error": "required"}])
+        raise ValidationFailed(N_("choose an institution"), [{"field": "institution_id", "error": "required"}])
     try:
         iid = _uuid(institution_id, "institution")
     except NotFound:
-        raise ValidationFailed("unknown institution", [{"field": "institution_id", "error": "unknown"}]) from None
+        raise ValidationFailed(N_("unknown institution"), [{"field": "institution_id", "error": "unknown"}]) from None
     inst = s.get(Institution, iid)
     city_id = ancestor_id(case.unit_path, UnitKind.CITY)
     if inst is None or inst.city_unit_id != city_id:
-        raise ValidationFailed("unknown institution", [{"field": "institution_id", "error": "unknown"}])
+        raise ValidationFailed(N_("unknown institution"), [{"field": "institution_id", "error": "unknown"}])
     if not inst.active:
-        raise ValidationFailed("the institution no longer takes referrals",
+        raise ValidationFailed(N_("the institution no longer takes referrals"),
                                [{"field": "institution_id", "error": "inactive"}])
     return inst
 
@@ -190,26 +191,26 @@ def transition(ctx: ServiceContext, actor: Actor, referral_id: uuid.UUID | str, 
         now = ctx.now()
         row, view = access_referral_by_id(s, actor, referral_id, now)
         if view not in (FULL, CLINICIAN):
-            raise Forbidden("your role may not change a referral")
+            raise Forbidden(N_("your role may not change a referral"))
         case = s.get(Case, row.case_id)
         if case is None:
             raise NotFound("referral not found")
         if view == FULL and case.status == "transferring":
-            raise InvalidTransition("the case is being handed over; the receiving counsellor continues")
+            raise InvalidTransition(N_("the case is being handed over; the receiving counsellor continues"))
         new_inst: Institution | None = None
         if action == "reroute":
             new_inst = _active_institution(s, institution_id, case)
         if action == "record_feedback":
             if diagnosis_category not in DIAGNOSIS_CATEGORIES:
-                raise ValidationFailed("choose a diagnosis category",
+                raise ValidationFailed(N_("choose a diagnosis category"),
                                        [{"field": "diagnosis_category", "error": f"one of {DIAGNOSIS_CATEGORIES}"}])
             recommendations = case_service._text(recommendations, "recommendations", required=True)
             return_advice = case_service._text(return_advice, "return_advice", required=True)
         elif diagnosis_category is not None or recommendations or return_advice:
-            raise ValidationFailed("feedback belongs to record_feedback", [{"field": "diagnosis_category",
+            raise ValidationFailed(N_("feedback belongs to record_feedback"), [{"field": "diagnosis_category",
                                                                            "error": "not for this action"}])
         if reentry_items and action != "start_follow_up":
-            raise ValidationFailed("a re-entry plan starts with the school follow-up",
+            raise ValidationFailed(N_("a re-entry plan starts with the school follow-up"),
                                    [{"field": "reentry_items", "error": "only with start_follow_up"}])
         before = to_core(row)
         new, ev = core.apply(before, action, case_service.role_of(actor), now, reason=reason,
@@ -388,7 +389,7 @@ def list_referrals(ctx: ServiceContext, actor: Actor, *, state: str | None = Non
     """Referrals the actor reaches, no decrypted text: a clinician's inbox (their institution only),
     a counsellor's or leader's school, an officer's pipeline (their subtree)."""
     if state is not None and state not in {s.value for s in core.ReferralState}:
-        raise ValidationFailed("unknown state", [{"field": "state", "error": "unknown referral state"}])
+        raise ValidationFailed(N_("unknown state"), [{"field": "state", "error": "unknown referral state"}])
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()

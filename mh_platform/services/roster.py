@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mh_platform.core.errors import Forbidden, ValidationFailed
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import Role, UnitKind
 from mh_platform.db.models import AcademicYear, Enrolment, Guardian, OrgUnit, Student
 from mh_platform.services import audit, students
@@ -124,22 +125,22 @@ def _check_zip(data: bytes) -> None:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError):
-        raise ImportRefused("not a readable XLSX file") from None
+        raise ImportRefused(N_("not a readable XLSX file")) from None
     with zf:
         infos = zf.infolist()
         if len(infos) > ZIP_MAX_MEMBERS:
-            raise ImportRefused("XLSX has too many parts")
+            raise ImportRefused(N_("XLSX has too many parts"))
         total = 0
         for i in infos:
             if i.filename.startswith(("/", "\\")) or ".." in i.filename:
-                raise ImportRefused("XLSX has a part with an unsafe name")
+                raise ImportRefused(N_("XLSX has a part with an unsafe name"))
             if i.file_size > ZIP_MAX_MEMBER_BYTES:
-                raise ImportRefused("XLSX part too large when decompressed (zip bomb?)")
+                raise ImportRefused(N_("XLSX part too large when decompressed (zip bomb?)"))
             total += i.file_size
             if i.file_size > 1_000_000 and i.file_size > ZIP_MAX_RATIO * max(i.compress_size, 1):
-                raise ImportRefused("XLSX part compressed too strongly (zip bomb?)")
+                raise ImportRefused(N_("XLSX part compressed too strongly (zip bomb?)"))
         if total > ZIP_MAX_TOTAL_BYTES:
-            raise ImportRefused("XLSX too large when decompressed (zip bomb?)")
+            raise ImportRefused(N_("XLSX too large when decompressed (zip bomb?)"))
         for i in infos:
             if not i.filename.lower().endswith((".xml", ".rels", ".vml")):
                 continue
@@ -152,13 +153,13 @@ def _check_zip(data: bytes) -> None:
                             break
                         read += len(chunk)
                         if read > limit:  # the directory lied about the size
-                            raise ImportRefused("XLSX part larger than declared (zip bomb?)")
+                            raise ImportRefused(N_("XLSX part larger than declared (zip bomb?)"))
                         window = (head + chunk).upper()
                         if b"<!DOCTYPE" in window or b"<!ENTITY" in window:
-                            raise ImportRefused("XLSX contains XML declarations (DTD/entities) that are not allowed")
+                            raise ImportRefused(N_("XLSX contains XML declarations (DTD/entities) that are not allowed"))
                         head = chunk[-16:]
             except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError):
-                raise ImportRefused("not a readable XLSX file") from None
+                raise ImportRefused(N_("not a readable XLSX file")) from None
 
 
 def _cell_text(v: Any) -> str:
@@ -180,13 +181,13 @@ def _read_xlsx(data: bytes, max_rows: int = MAX_ROWS) -> list[list[str]]:
     try:
         wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
     except Exception:  # noqa: BLE001 - any parser failure is a refused file, never a traceback
-        raise ImportRefused("not a readable XLSX file") from None
+        raise ImportRefused(N_("not a readable XLSX file")) from None
     try:
         ws = wb.worksheets[0]
         out: list[list[str]] = []
         for row in ws.iter_rows(max_col=MAX_COLS, values_only=True):
             if len(out) > max_rows:
-                raise ImportRefused(f"too many rows (at most {max_rows})")
+                raise ImportRefused(N_("too many rows (at most %(max)d)"), params={"max": max_rows})
             out.append([_cell_text(v) for v in row])
         return out
     finally:
@@ -205,12 +206,12 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("gb18030")  # GBK and its superset: what Excel in zh_CN writes
     except UnicodeDecodeError:
-        raise ImportRefused("unknown text encoding (use UTF-8 or GBK)") from None
+        raise ImportRefused(N_("unknown text encoding (use UTF-8 or GBK)")) from None
 
 
 def _read_csv(data: bytes, max_rows: int = MAX_ROWS) -> list[list[str]]:
     if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ImportRefused("not a text file")
+        raise ImportRefused(N_("not a text file"))
     text = _decode(data)
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
@@ -222,10 +223,10 @@ def _read_csv(data: bytes, max_rows: int = MAX_ROWS) -> list[list[str]]:
     try:
         for row in csv.reader(io.StringIO(text, newline=""), dialect):
             if len(out) > max_rows:
-                raise ImportRefused(f"too many rows (at most {max_rows})")
+                raise ImportRefused(N_("too many rows (at most %(max)d)"), params={"max": max_rows})
             out.append(row[:MAX_COLS])
     except csv.Error:
-        raise ImportRefused("the CSV cannot be read (a field too long or a broken quote)") from None
+        raise ImportRefused(N_("the CSV cannot be read (a field too long or a broken quote)")) from None
     finally:
         csv.field_size_limit(old)
     return out
@@ -234,17 +235,17 @@ def _read_csv(data: bytes, max_rows: int = MAX_ROWS) -> list[list[str]]:
 def read_table(ctx: ServiceContext, data: bytes, filename: str) -> list[list[str]]:
     """Rows of cell texts (header first) from a CSV or XLSX upload, or ImportRefused."""
     if not data:
-        raise ImportRefused("the file is empty")
+        raise ImportRefused(N_("the file is empty"))
     if len(data) > _max_bytes(ctx):
-        raise ImportRefused(f"the file is larger than {_max_bytes(ctx) // 1_000_000} MB")
+        raise ImportRefused(N_("the file is larger than %(mb)d MB"), params={"mb": _max_bytes(ctx) // 1_000_000})
     name = (filename or "").lower()
     if data[:4] == b"PK\x03\x04" or name.endswith((".xlsx", ".xlsm")):
         if name.endswith((".csv", ".txt")):
-            raise ImportRefused("file content does not match its .csv name")
+            raise ImportRefused(N_("file content does not match its .csv name"))
         return _read_xlsx(data, _max_rows(ctx))
     if name.endswith((".csv", ".txt")) or not name:
         return _read_csv(data, _max_rows(ctx))
-    raise ImportRefused("only .csv and .xlsx files are accepted")
+    raise ImportRefused(N_("only .csv and .xlsx files are accepted"))
 
 
 def map_header(header: list[str], columns: dict[str, tuple[str, ...]] = COLUMNS,
@@ -259,7 +260,7 @@ def map_header(header: list[str], columns: dict[str, tuple[str, ...]] = COLUMNS,
     missing = [f for f in required if f not in idx]
     if missing:
         names = ", ".join(f"{columns[f][0]} ({f})" for f in missing)
-        raise ImportRefused(f"missing column(s): {names}")
+        raise ImportRefused(N_("missing column(s): %(cols)s"), params={"cols": names})
     return idx
 
 
@@ -317,19 +318,19 @@ class _Analysis:
 
 def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str]]) -> _Analysis:
     if actor.role not in IMPORTERS or not actor.unit_path:
-        raise Forbidden("your role does not import rosters")
+        raise Forbidden(N_("your role does not import rosters"))
     pv = ImportPreview()
     # skip leading blank rows, then the header
     start = 0
     while start < len(table) and not any(c.strip() for c in table[start]):
         start += 1
     if start >= len(table):
-        raise ImportRefused("the file has no header row")
+        raise ImportRefused(N_("the file has no header row"))
     cols = map_header(table[start])
     yid = current_year_id(s)
     year = s.get(AcademicYear, yid) if yid else None
     if year is None:
-        raise ValidationFailed("no current school year: create one first")
+        raise ValidationFailed(N_("no current school year: create one first"))
     schools = list(s.scalars(sa.select(OrgUnit).where(OrgUnit.kind == UnitKind.SCHOOL.value,
                                                        under(OrgUnit.path, actor.unit_path))))
     by_code = {u.code.lower(): u for u in schools}
@@ -421,7 +422,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
         rows.append(_Row(offset, school, grade, _class_name(grade, cls_raw), number, bidx, name, sex, birth_year,
                          guardian))
     if pv.rows == 0:
-        raise ImportRefused("the file has no data rows")
+        raise ImportRefused(N_("the file has no data rows"))
     _classify(ctx, s, actor, rows, year, pv)
     return _Analysis(pv, rows, year)
 
@@ -435,7 +436,7 @@ def _classify(ctx: ServiceContext, s: Session, actor: Actor, rows: list[_Row], y
               pv: ImportPreview) -> None:
     unit_path = actor.unit_path
     if not unit_path:  # _analyse refuses such an actor first
-        raise Forbidden("your role does not import rosters")
+        raise Forbidden(N_("your role does not import rosters"))
     existing: dict[bytes | None, Student] = {}  # keys are never None: matched by IN (bidx, ...)
     for part in _chunks([r.bidx for r in rows]):
         for found in s.scalars(sa.select(Student).where(Student.student_number_bidx.in_(part))):
@@ -533,8 +534,8 @@ def commit(ctx: ServiceContext, actor: Actor, file_bytes: bytes, filename: str) 
         an = _analyse(ctx, s, actor, table)
         pv = an.preview
         if pv.errors:
-            raise ValidationFailed(f"{len(pv.errors)} row(s) have errors; nothing was imported",
-                                   [e.as_dict() for e in pv.errors])
+            raise ValidationFailed(N_("%(n)d row(s) have errors; nothing was imported"),
+                                   errors=[e.as_dict() for e in pv.errors], params={"n": len(pv.errors)})
         cache: dict[tuple, OrgUnit] = {}
         new_items: list[students.StudentIn] = []
         for r in an.rows:

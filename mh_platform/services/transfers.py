@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mh_platform.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import Role
 from mh_platform.db.models import Case, FollowUp, OrgUnit, PlanItem, Referral, Student, Transfer, User
 from mh_platform.services import audit, disclosure, notify
@@ -45,10 +46,10 @@ def request_transfer(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str
         now = ctx.now()
         case = case_for_work(s, actor, case_id, now)
         if case.status != "open":
-            raise InvalidTransition("a handover is already pending")
+            raise InvalidTransition(N_("a handover is already pending"))
         to_school_id = _moved_to_school(s, case)
         if to_school_id is None:
-            raise InvalidTransition("the student has not moved to another school")
+            raise InvalidTransition(N_("the student has not moved to another school"))
         to_school = s.get(OrgUnit, to_school_id)
         _bump(s, case)
         case.status = "transferring"
@@ -119,16 +120,16 @@ def accept_transfer(ctx: ServiceContext, actor: Actor, transfer_id: uuid.UUID | 
         now = ctx.now()
         tr = _incoming(s, actor, transfer_id)
         if tr.status != "requested":
-            raise InvalidTransition(f"the handover is {tr.status}")
+            raise InvalidTransition(N_("the handover is %(status)s"), params={"status": tr.status})
         case = s.get(Case, tr.case_id)
         school = s.get(OrgUnit, tr.to_school_id)
         if case is None or school is None or case.status != "transferring":
-            raise Conflict("the case is no longer waiting for a handover")
+            raise Conflict(N_("the case is no longer waiting for a handover"))
         res = s.execute(sa.update(Transfer).where(Transfer.id == tr.id, Transfer.status == "requested")
                         .values(status="accepted", accepted_by=actor.user_id, accepted_at=now)
                         .execution_options(synchronize_session=False))
         if rowcount(res) != 1:
-            raise Conflict("the handover was taken meanwhile")
+            raise Conflict(N_("the handover was taken meanwhile"))
         old_counsellor = case.counsellor_user_id
         _bump(s, case)
         case.school_unit_id, case.unit_path = school.id, school.path
@@ -164,9 +165,9 @@ def cancel_transfer(ctx: ServiceContext, actor: Actor, transfer_id: uuid.UUID | 
             raise NotFound("transfer not found")
         case = case_for_work(s, actor, tr.case_id, now)
         if actor.role != Role.COUNSELLOR:
-            raise Forbidden("only a counsellor cancels a handover")
+            raise Forbidden(N_("only a counsellor cancels a handover"))
         if tr.status != "requested":
-            raise InvalidTransition(f"the handover is {tr.status}")
+            raise InvalidTransition(N_("the handover is %(status)s"), params={"status": tr.status})
         tr.status = "cancelled"
         _bump(s, case)
         case.status = "open"

@@ -4,15 +4,22 @@ NotFound — and anything outside the caller's scope, which the services report 
 Forbidden 403; ValidationFailed 422 (with the list of field errors); InvalidTransition and Conflict
 409. No traceback, SQL or file path ever reaches a response; unexpected errors are logged and
 answered with a plain 500.
+
+Pages show a domain error in the page's language through ``error_text``: the error's English
+template (marked ``N_`` in the core/services, see ``core.i18n``) is looked up in the catalog and its
+parameters filled in — a form field name becomes the field's label, and a state, action, level, tier
+or role code its display name. The JSON API keeps the English ``message`` and the ``errors`` list.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -25,6 +32,7 @@ from mh_platform.core.errors import (
     ValidationFailed,
 )
 from mh_platform.web.authz import Unauthenticated, safe_next
+from mh_platform.web.labels import role_label
 
 log = logging.getLogger("mh_platform.web")
 
@@ -44,6 +52,44 @@ def _database_unavailable(exc: BaseException) -> bool:
     """The database cannot be reached (fail closed with 503; nothing was acknowledged)."""
     cls = type(exc)
     return cls.__module__.startswith("sqlalchemy") and any(c.__name__ in _DB_DOWN for c in cls.__mro__)
+
+
+# Form fields the services name in their messages (``%(field)s``) → the label a page shows. A field
+# that is not listed is shown as "此项" (this field): an internal name never reaches a page.
+FIELD_LABELS: dict[str, Any] = {
+    "note": _l("记录内容"),
+    "reason": _l("理由"),
+    "summary": _l("个案摘要"),
+    "goal": _l("目标"),
+    "action": _l("措施"),
+    "review_at": _l("复查时间"),
+    "due_at": _l("随访时间"),
+    "at": _l("时间"),
+    "appointment_at": _l("就诊时间"),
+    "handover_note": _l("交接说明"),
+    "recommendations": _l("诊疗建议"),
+    "return_advice": _l("复学建议"),
+}
+
+
+def error_text(exc: DomainError, labels: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The message of ``exc`` for a page, in the current language.
+
+    ``labels`` maps a parameter name to the display names of its values (e.g. ``{"status":
+    STATUS_LABELS}``), for messages such as "cannot %(action)s a flag that is %(status)s"; ``field``
+    uses ``FIELD_LABELS`` and ``role`` the role names. A template that is not in the catalog is shown as
+    written (the parameters still filled in)."""
+    template = getattr(exc, "template", None) or str(exc)
+    params: dict[str, Any] = {}
+    for name, value in getattr(exc, "params", {}).items():
+        if name == "field":
+            shown: Any = FIELD_LABELS.get(value) or _("此项")
+        elif name == "role":
+            shown = role_label(value)
+        else:
+            shown = (labels or {}).get(name, {}).get(value, value)
+        params[name] = shown if isinstance(shown, int | float) else str(shown)
+    return _(template, **params) if params else _(template)
 
 
 def status_for(exc: DomainError) -> int:
@@ -96,9 +142,10 @@ def register(app: Flask) -> None:
         if isinstance(exc, NotFound):
             # Same body for "missing" and "out of scope", whatever the service said.
             return error_response(404, "not_found", _page_message(404) if not wants_json() else "not found")
-        errors = exc.errors if isinstance(exc, ValidationFailed) else None
-        msg = str(exc) if wants_json() else (str(exc) or _page_message(status))
-        return error_response(status, exc.code, msg, errors)
+        if wants_json():
+            return error_response(status, exc.code, str(exc), exc.errors if isinstance(exc, ValidationFailed) else None)
+        # a page: the message in the page's language; per-field details are the API's (field names are internal)
+        return error_response(status, exc.code, error_text(exc) or _page_message(status))
 
     @app.errorhandler(Unauthenticated)
     def _unauth(_exc: Unauthenticated) -> Any:

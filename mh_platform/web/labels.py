@@ -28,6 +28,11 @@ UNIT_KIND_LABELS = {
     UnitKind.CLASS: _l("班级"),
 }
 
+# The default of Settings.help_counselling_room (config.py), listed so that the catalog translates it
+# while a deployment keeps it; the templates pass the setting through gettext (a room name a
+# deployment sets is shown as set).
+DEFAULT_COUNSELLING_ROOM = _l("学校心理辅导室")
+
 LEVEL_LABELS = {
     Level.RED: _l("红色（I级）"),
     Level.ORANGE: _l("橙色（II级）"),

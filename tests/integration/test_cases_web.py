@@ -114,7 +114,12 @@ def test_pages_counsellor_makes_a_referral_and_clinician_accepts(ctx, world, cli
     # a refused action comes back as a message, not an error page
     r = client.post(f"/cases/{cid}/plan", data={"goal": "", "action": "", "review_at": "",
                                                 "csrf_token": csrf(client, case_url)}, follow_redirects=True)
-    assert r.status_code == 200 and "未能完成" in r.get_data(as_text=True)
+    flashes = re.findall(r'class="flash flash-error"[^>]*>([^<]*)<', r.get_data(as_text=True))
+    assert r.status_code == 200 and flashes == ["未能完成：请填写时间。"]  # no "（review_at: required）"
+    r = client.post(f"/cases/{cid}/contacts", data={"method": "phone", "note": "",
+                                                    "csrf_token": csrf(client, case_url)}, follow_redirects=True)
+    flashes = re.findall(r'class="flash flash-error"[^>]*>([^<]*)<', r.get_data(as_text=True))
+    assert flashes == ["未能完成：请填写记录内容。"]  # not "note is required（note: required）"
     client.post("/logout", data={"csrf_token": csrf(client, "/")})
 
     login(client, "clinician.one")

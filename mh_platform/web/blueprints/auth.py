@@ -30,6 +30,7 @@ from mh_platform.services import auth as auth_service
 from mh_platform.services import totp as totp_service
 from mh_platform.services.context import Actor
 from mh_platform.web.authz import WebUser, current_actor, public, safe_next, service_ctx
+from mh_platform.web.errors import error_text
 from mh_platform.web.extensions import throttle_login
 from mh_platform.web.forms import ChangePasswordForm, LoginForm, TotpForm
 
@@ -154,7 +155,7 @@ def change_password() -> Any:
                 elif "too common" in msg:
                     form.new.errors = [*form.new.errors, _("新密码过于常见或容易被猜到，请换一个（几个不相关的词组合起来即可）。")]
                 else:
-                    form.new.errors = [*form.new.errors, msg]
+                    form.new.errors = [*form.new.errors, error_text(exc)]
                 status = 422
             else:
                 logout_user()

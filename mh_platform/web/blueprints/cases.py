@@ -23,6 +23,7 @@ from mh_platform.services import institutions as institution_service
 from mh_platform.services import referrals as referral_service
 from mh_platform.services import transfers as transfer_service
 from mh_platform.web.authz import current_actor, service_ctx
+from mh_platform.web.errors import error_text
 from mh_platform.web.home import HomePanel, PanelData, PanelLine, register_panel
 from mh_platform.web.labels import LOCAL_TZ, local_dt
 
@@ -55,6 +56,10 @@ DIAGNOSIS_LABELS = {"none": _l("未见精神障碍"), "adjustment": _l("适应�
                     "eating": _l("进食障碍"), "substance": _l("物质使用相关"), "other": _l("其他")}
 TASK_LABELS = {"follow_up": _l("随访"), "plan_review": _l("计划复查"), "referral": _l("转介待办"),
                "handover_needed": _l("学生已转学，需发起交接"), "handover_incoming": _l("待接收的个案交接")}
+TRANSFER_STATUS_LABELS = {"requested": _l("待接收"), "accepted": _l("已接收"), "cancelled": _l("已撤回")}
+# display names of the codes an error message names (see web.errors.error_text)
+ERROR_VALUE_LABELS = {"action": ACTION_LABELS, "state": STATE_LABELS, "level": LEVEL_LABELS, "tier": TIER_LABELS,
+                      "status": TRANSFER_STATUS_LABELS}
 OFFICERS = frozenset({Role.COUNTY_OFFICER, Role.CITY_OFFICER})
 CASE_ROLES = frozenset({Role.COUNSELLOR, Role.SCHOOL_LEADER}) | OFFICERS
 
@@ -98,10 +103,7 @@ def _attempt(fn: Any, back: str, ok: str) -> Any:
     try:
         fn()
     except (ValidationFailed, InvalidTransition, Conflict, Forbidden) as exc:
-        detail = ""
-        if isinstance(exc, ValidationFailed) and exc.errors:
-            detail = "；".join(f"{e.get('field')}: {e.get('error') or e.get('message')}" for e in exc.errors)
-        flash(f"{_('未能完成：')}{exc}{('（' + detail + '）') if detail else ''}", "error")
+        flash(_("未能完成：%(error)s", error=error_text(exc, ERROR_VALUE_LABELS)), "error")
         return redirect(back)
     flash(ok, "info")
     return redirect(back)
@@ -178,7 +180,7 @@ def open_case() -> Any:
     try:
         cid = case_service.open_case(ctx, actor, flag_id, summary=_form("summary"))
     except (ValidationFailed, InvalidTransition, Conflict, Forbidden) as exc:
-        flash(f"{_('未能建档：')}{exc}", "error")
+        flash(_("未能建档：%(error)s", error=error_text(exc, ERROR_VALUE_LABELS)), "error")
         return redirect(url_for("cases.index"))
     flash(_("个案已建立。"), "info")
     return redirect(url_for("cases.detail", case_id=cid))
@@ -337,7 +339,7 @@ def break_glass_open(case_id: str) -> Any:
     try:
         breakglass_service.open_break_glass(ctx, actor, cid, reason=_form("reason") or "")
     except (ValidationFailed, InvalidTransition, Forbidden) as exc:
-        flash(f"{_('未能启用：')}{exc}", "error")
+        flash(_("未能启用：%(error)s", error=error_text(exc, ERROR_VALUE_LABELS)), "error")
         return redirect(url_for("cases.break_glass_form", case_id=cid))
     flash(_("紧急查阅已启用（限时），本次使用将由他人复核。"), "info")
     return redirect(url_for("cases.detail", case_id=cid))
@@ -375,7 +377,7 @@ def accept_transfer(transfer_id: str) -> Any:
     try:
         cid = transfer_service.accept_transfer(ctx, actor, _uuid(transfer_id))
     except (InvalidTransition, Conflict) as exc:
-        flash(f"{_('未能接收：')}{exc}", "error")
+        flash(_("未能接收：%(error)s", error=error_text(exc, ERROR_VALUE_LABELS)), "error")
         return redirect(url_for("cases.index"))
     flash(_("个案已接收。"), "info")
     return redirect(url_for("cases.detail", case_id=cid))

@@ -23,6 +23,7 @@ from mh_platform.services import flags as flag_service
 from mh_platform.services import notify as notify_service
 from mh_platform.services import queues as queue_service
 from mh_platform.web.authz import current_actor, has_permission, service_ctx
+from mh_platform.web.errors import error_text
 from mh_platform.web.home import HomePanel, PanelData, PanelLine, register_panel
 from mh_platform.web.labels import local_dt  # noqa: E402
 
@@ -46,6 +47,8 @@ EVENT_LABELS = {"flag:raised": _l("预警产生"), "flag:acknowledged": _l("已�
                 "flag:intervention_started": _l("开始干预"), "flag:referred": _l("启动转介"),
                 "flag:monitoring_started": _l("转为持续关注"), "flag:close_requested": _l("申请结束"),
                 "flag:close_rejected": _l("不同意结束"), "flag:closed": _l("已结束")}
+# display names of the codes a flag error message names (see web.errors.error_text)
+ERROR_VALUE_LABELS = {"action": ACTION_LABELS, "status": STATUS_LABELS, "level": LEVEL_LABELS, "tier": TIER_LABELS}
 CONCERN_STATUS = {"received": _l("已收到"), "in_progress": _l("处理中"), "closed": _l("已处理完毕")}
 URGENCY_LABELS = {"immediate": _l("紧急（现在就需要关注）"), "soon": _l("尽快（这几天）"), "routine": _l("一般")}
 CATEGORY_LABELS = {"mood": _l("情绪低落或明显变化"), "self_harm": _l("自伤迹象或言语"), "withdrawal": _l("退缩、孤立"),
@@ -86,7 +89,7 @@ def _attempt(fn: Any, back: str, ok: str) -> Any:
     try:
         fn()
     except (ValidationFailed, InvalidTransition, Conflict, Forbidden) as exc:
-        flash(f"{_('未能完成：')}{exc}", "error")
+        flash(_("未能完成：%(error)s", error=error_text(exc, ERROR_VALUE_LABELS)), "error")
         return redirect(back)
     flash(ok, "info")
     return redirect(back)

@@ -19,6 +19,7 @@ from mh_platform.core.errors import DomainError, ValidationFailed
 from mh_platform.core.types import Role, UnitKind
 from mh_platform.services import campaigns, completion, consent, paper_import, roster
 from mh_platform.web.authz import current_actor, requires, service_ctx
+from mh_platform.web.errors import error_text
 from mh_platform.web.home import HomePanel, PanelData, register_panel
 
 bp = Blueprint("screening", __name__, url_prefix="/screening")
@@ -83,7 +84,7 @@ def new() -> Any:
             flash(_("测评已创建，将在开始时间自动开放。"), "success")
             return redirect(url_for("screening.campaign", cid=cid), code=303)
         except ValidationFailed as exc:
-            error = str(exc)
+            error = error_text(exc)
     return render_template("screening/new.html", units=_units_for_form(actor), error=error, form=request.form)
 
 
@@ -139,7 +140,7 @@ def consent_class(class_id: str) -> Any:
                     consent.withdraw(ctx, actor, _uuid(key[2:]))
             flash(_("已保存。"), "success")
         except DomainError as exc:
-            flash(str(exc), "error")
+            flash(error_text(exc), "error")
         return redirect(url_for("screening.consent_class", class_id=class_id), code=303)
     name, rows = consent.class_list(ctx, actor, cls_id)
     return render_template("screening/consent_class.html", name=name, rows=rows, labels=CONSENT_LABELS)
@@ -159,7 +160,7 @@ def roster_import() -> Any:
             else:
                 pv = roster.preview(service_ctx(), current_actor(), data, f.filename if f else "")
         except ValidationFailed as exc:
-            error = str(exc)
+            error = error_text(exc)
             if exc.errors:
                 pv = roster.ImportPreview(errors=[roster.RowError(e["row"], e["column"], e["message"])
                                                   for e in exc.errors])
@@ -182,7 +183,7 @@ def paper(cid: str) -> Any:
             else:
                 pv = paper_import.preview(service_ctx(), current_actor(), data, f.filename if f else "", camp_id)
         except ValidationFailed as exc:
-            error = str(exc)
+            error = error_text(exc)
             if exc.errors:
                 pv = paper_import.PaperPreview(errors=[roster.RowError(e["row"], e["column"], e["message"])
                                                        for e in exc.errors])

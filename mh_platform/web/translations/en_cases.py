@@ -99,19 +99,19 @@ EN = {
     "合理": "Justified", "不合理": "Not justified", "暂无待复核的使用。": "Nothing to review.",
     "显示已复核的记录": "Show reviewed uses", "已复核": "Reviewed", "个案交接": "Case handover", "原学校": "Previous school",
     "交接说明": "Handover note", "接收个案": "Take over the case", "已接收。": "Taken over.",
-    "未能完成：": "Not done: ", "未能建档：": "Could not open the case: ", "未能启用：": "Could not start: ",
-    "未能接收：": "Could not take over: ", "进行中的红色个案": "Open red cases", "可执行操作：": "You can: ",
+    "进行中的红色个案": "Open red cases", "可执行操作：": "You can: ",
 }
 
 
-def apply(po_path: pathlib.Path) -> int:
-    """Fill (or add) the English for these strings; other translations are left alone."""
+def apply(po_path: pathlib.Path, table: dict[str, str] | None = None, locale: str = "en") -> int:
+    """Fill (or add) the translations of ``table`` (default: ``EN``) where a catalog has none or a fuzzy
+    one; other translations are left alone. Shared by the other fill modules here."""
     from babel.messages.pofile import read_po, write_po
 
     with po_path.open("rb") as f:
-        catalog = read_po(f, locale="en")
+        catalog = read_po(f, locale=locale)
     n = 0
-    for zh, en in EN.items():
+    for zh, en in (EN if table is None else table).items():
         msg = catalog.get(zh)
         if msg is None:
             catalog.add(zh, en)
