@@ -45,6 +45,7 @@ EVENT_LABELS = {"flag:raised": _l("预警产生"), "flag:acknowledged": _l("已�
                 "flag:intervention_started": _l("开始干预"), "flag:referred": _l("启动转介"),
                 "flag:monitoring_started": _l("转为持续关注"), "flag:close_requested": _l("申请结束"),
                 "flag:close_rejected": _l("不同意结束"), "flag:closed": _l("已结束")}
+SCOPE_LABELS = {"class": _l("班级"), "school": _l("学校")}
 CONCERN_STATUS = {"received": _l("已收到"), "in_progress": _l("处理中"), "closed": _l("已处理完毕")}
 URGENCY_LABELS = {"immediate": _l("紧急（现在就需要关注）"), "soon": _l("尽快（这几天）"), "routine": _l("一般")}
 CATEGORY_LABELS = {"mood": _l("情绪低落或明显变化"), "self_harm": _l("自伤迹象或言语"), "withdrawal": _l("退缩、孤立"),
@@ -61,7 +62,8 @@ bp.app_template_filter("flag_dt")(local_dt)
 def _labels() -> dict[str, Any]:
     return {"LEVEL": LEVEL_LABELS, "TIER": TIER_LABELS, "STATUS": STATUS_LABELS, "ACTION": ACTION_LABELS,
             "EVENT": EVENT_LABELS, "CONCERN": CONCERN_STATUS, "URGENCY": URGENCY_LABELS,
-            "CATEGORY": CATEGORY_LABELS, "REASON_ACTIONS": REASON_ACTIONS}
+            "CATEGORY": CATEGORY_LABELS, "SCOPE": SCOPE_LABELS,
+            "REASON_ACTIONS": REASON_ACTIONS}
 
 
 def _render(template: str, **kw: Any) -> Any:
@@ -114,6 +116,16 @@ def queue() -> Any:
             q[key] = queue_service.with_names(ctx, actor, q[key])
     clusters = escalation_service.list_clusters(ctx, actor) if actor.role != Role.HEAD_TEACHER else []
     return _render("flags/queue.html", q=q, clusters=clusters)
+
+
+@bp.get("/flags/clusters/<cluster_id>")
+def cluster(cluster_id: str) -> Any:
+    """One cluster alert (the page its inbox, email and WeCom notices link to); 404 out of scope."""
+    actor = current_actor()
+    ctx = service_ctx()
+    alert = escalation_service.get_cluster(ctx, actor, cluster_id)
+    alert["flags"] = queue_service.with_names(ctx, actor, alert["flags"])
+    return _render("flags/cluster.html", c=alert)
 
 
 @bp.get("/flags/<flag_id>")

@@ -1,0 +1,125 @@
+"""Defects found by the browser walkthrough, through Flask on the real database: the cluster-alert page
+its notices link to, paging of the county/city flag queues, role navigation, links that answered 403,
+readable flag details, unique element ids, natural class order, staff wording on /concerns, the page
+shell, and dates the case and referral services refuse."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+from flags_world import PASSWORD, build_world, light_hashes
+
+from mh_platform.web.app import create_app
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture(autouse=True)
+def _quick(monkeypatch):
+    light_hashes(monkeypatch)
+
+
+@pytest.fixture
+def world(ctx):
+    return build_world(ctx)
+
+
+@pytest.fixture
+def app(ctx):
+    return create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_PROPAGATE_ERRORS": True})
+
+
+def login(client, username):
+    html = client.get("/login").get_data(as_text=True)
+    token = CSRF_RE.search(html).group(1)
+    r = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
+    assert r.status_code in (302, 303), r.get_data(as_text=True)[:500]
+
+
+def as_user(app, username):
+    """A fresh test client signed in as ``username``."""
+    client = app.test_client()
+    login(client, username)
+    return client
+
+
+# ----------------------------------------------------------------------------- 1. cluster alerts
+
+
+def _cluster(ctx, world):
+    """Three flags in one class (two orange, one red), a minute apart, then a fourth after the alert."""
+    from mh_platform.db.models import ClusterAlert
+    from mh_platform.services import concerns
+
+    head = world.actors["head"]
+    fids = []
+    for i, urgency in enumerate(("soon", "immediate", "soon", "soon")):
+        fids.append(concerns.submit_concern(ctx, head, student_id=world.students[i], category="mood",
+                                            urgency=urgency, note="")["flag_id"])
+        ctx.clock.advance(minutes=1)
+    with ctx.uow() as uow:
+        alerts = [(a.id, a.scope, a.flag_count) for a in uow.session.scalars(sa.select(ClusterAlert))]
+    assert [a[1:] for a in alerts] == [("class", 3)]
+    return alerts[0][0], fids
+
+
+def test_cluster_notice_links_resolve_for_recipients_and_404_for_others(app, world, ctx):
+    from mh_platform.db.models import InboxMessage, Outbox
+
+    alert_id, fids = _cluster(ctx, world)
+    link = f"/flags/clusters/{alert_id}"
+    with ctx.uow() as uow:
+        s = uow.session
+        outbox = [(o.channel, o.params["link"]) for o in
+                  s.scalars(sa.select(Outbox).where(Outbox.template == "cluster_alert"))]
+        inbox = [(m.user_id, m.link) for m in
+                 s.scalars(sa.select(InboxMessage).where(InboxMessage.template == "cluster_alert"))]
+    assert outbox and inbox
+    assert {lk for _c, lk in outbox} == {link} and {lk for _u, lk in inbox} == {link}
+    assert {c for c, _lk in outbox} >= {"inbox", "email"}
+    recipients = {u for u, _lk in inbox}
+    names = {"counsellor", "leader", "county"}
+    assert {world.actors[k].user_id for k in names} <= recipients
+    for key in ("counsellor", "leader", "county", "city"):
+        client = as_user(app, f"t.{key}")
+        if key != "city":  # the inbox shows the notice and its link
+            assert link in client.get("/inbox").get_data(as_text=True)
+        r = client.get(link)
+        assert r.status_code == 200, key
+        page = r.get_data(as_text=True)
+        assert 'id="cluster-count">3<' in page and "七年级1班" in page and "第一中学" in page
+        assert "学生k1" not in page or key == "counsellor"  # names only where /flags already names them
+        listed = set(re.findall(r'data-flag="([^"]+)"', page))
+        if key == "counsellor":  # the three counted flags, not the one opened after the alert
+            assert listed == set(fids[:3])
+        elif key in ("leader", "county"):  # red only (their /flags scope)
+            assert listed == {fids[1]}
+        else:  # the city sees a red flag only after 48 h
+            assert listed == set()
+        for fid in listed:
+            assert client.get(f"/flags/{fid}").status_code == 200
+        assert "总分" not in page and "mood" not in page
+    for key in ("head", "head2", "counsellor2", "county2", "monitor", "admin"):
+        client = as_user(app, f"t.{key}")
+        assert client.get(link).status_code == 404, key
+    client = as_user(app, "t.county")
+    assert client.get("/flags/clusters/not-a-uuid").status_code == 404
+    assert client.get("/flags/clusters/00000000-0000-4000-8000-000000000000").status_code == 404
+    assert f'href="{link}"' in client.get("/flags").get_data(as_text=True)
+
+
+def test_get_cluster_service_scope(ctx, world):
+    from mh_platform.core.errors import NotFound
+    from mh_platform.services import escalation
+
+    alert_id, fids = _cluster(ctx, world)
+    a = world.actors
+    got = escalation.get_cluster(ctx, a["counsellor"], alert_id)
+    assert (got["scope"], got["unit"], got["school"], got["count"]) == ("class", "七年级1班", "第一中学", 3)
+    assert [f["id"] for f in got["flags"]] == fids[:3]
+    assert "name" not in got["flags"][0]
+    for key in ("head", "counsellor2", "county2", "monitor", "admin"):
+        with pytest.raises(NotFound):
+            escalation.get_cluster(ctx, a[key], alert_id)
