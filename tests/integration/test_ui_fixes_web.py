@@ -123,3 +123,81 @@ def test_get_cluster_service_scope(ctx, world):
     for key in ("head", "counsellor2", "county2", "monitor", "admin"):
         with pytest.raises(NotFound):
             escalation.get_cluster(ctx, a[key], alert_id)
+
+
+# ----------------------------------------------------------------------------- 2. paging past 200
+
+
+def _insert_red_flags(ctx, world, *, escalated: int, overdue: int):
+    """Open red flags for every student of the first county (240 with n=80): the first ``escalated`` at the
+    county tier (the first ``overdue`` of them past their acknowledge deadline), the rest at the school."""
+    import uuid
+    from datetime import timedelta
+
+    from mh_platform.db.models import Enrolment, Flag
+
+    now = ctx.now()
+    county_students = world.students + world.students2 + world.students_other
+    with ctx.uow() as uow:
+        s = uow.session
+        enrol = {e.student_id: e for e in s.execute(sa.select(
+            Enrolment.student_id, Enrolment.class_unit_id, Enrolment.school_unit_id, Enrolment.unit_path)).all()}
+        rows = []
+        for i, sid in enumerate(county_students):
+            e = enrol[sid]
+            ack = now - timedelta(minutes=5) if i < overdue else now + timedelta(hours=1)
+            rows.append({"id": uuid.uuid4(), "student_id": sid, "school_unit_id": e.school_unit_id,
+                         "class_unit_id": e.class_unit_id, "unit_path": e.unit_path, "level": "red",
+                         "tier": "county" if i < escalated else "school", "status": "raised", "is_watch": False,
+                         "opened_at": now - timedelta(hours=2), "tier_entered_at": now - timedelta(hours=1),
+                         "ack_due_at": ack, "handle_due_at": ack + timedelta(hours=20), "escalations": 0,
+                         "county_informed_at": now, "version": 1})
+        s.execute(sa.insert(Flag), rows)
+        uow.commit()
+    return len(county_students)
+
+
+def test_county_queue_pages_past_200_and_counts_everything(app, ctx):
+    from mh_platform.services import queues
+
+    world = build_world(ctx, n=80)
+    total = _insert_red_flags(ctx, world, escalated=210, overdue=15)
+    assert total == 240
+    q = queues.queue_for(ctx, world.actors["county"])
+    assert q["waiting"] == 210 and q["overdue"] == 15
+    assert q["paging"]["escalated"]["total"] == 210 and q["paging"]["oversight"]["total"] == 30
+    by_school = {r["school"]: (r["open"], r["overdue"]) for r in q["by_school"]}
+    assert by_school == {"第一中学": (160, 15), "第二中学": (80, 0)}
+    client = as_user(app, "t.county")
+    home = client.get("/").get_data(as_text=True)
+    assert '<a href="/flags">210</a>' in home
+    seen: list[str] = []
+    page, url = 0, "/flags"
+    while url:
+        page += 1
+        html = client.get(url).get_data(as_text=True)
+        esc = html.split('id="queue-escalated"', 1)[1].split("</table>", 1)[0]
+        ids = re.findall(r'data-flag="([^"]+)"', esc)
+        assert ids and len(ids) <= queues.PER_PAGE
+        if page == 1:  # the overdue ones first, and the by-school table counts every flag
+            assert 'id="pager-escalated"' in html and 'data-total="210"' in html
+            assert ">160<" in html.split('id="by-school"', 1)[1]
+            first_overdue = ids[:15]
+        seen += ids
+        nxt = re.search(r'<nav class="pager" id="pager-escalated".*?</nav>', html, re.S).group(0)
+        m = re.search(r'href="([^"]+)" class="pager-next"', nxt)
+        url = m.group(1).replace("&amp;", "&") if m else None
+    assert page == 5 and len(seen) == 210 and len(set(seen)) == 210
+    with ctx.uow() as uow:
+        from mh_platform.db.models import Flag
+
+        overdue_ids = {str(i) for i in uow.session.scalars(
+            sa.select(Flag.id).where(Flag.ack_due_at < ctx.now()))}
+    assert set(first_overdue) == overdue_ids
+    # the other list keeps its own page; a page past the end shows the last one
+    html = client.get("/flags?escalated_page=3&oversight_page=9").get_data(as_text=True)
+    assert re.search(r'id="pager-escalated"[^>]*data-page="3"', html)
+    assert re.search(r'id="pager-oversight"[^>]*data-page="1"', html)
+    nav = html.split('id="pager-escalated"', 1)[1].split("</nav>", 1)[0]
+    assert "escalated_page=2" in nav and "escalated_page=4" in nav and "oversight_page=9" in nav
+    assert client.get("/flags?escalated_page=x").status_code == 200

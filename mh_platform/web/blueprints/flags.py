@@ -101,6 +101,23 @@ def _form(name: str) -> str | None:
 # ----------------------------------------------------------------------------- pages
 
 
+PAGED_LISTS = ("flags", "red", "missed", "escalated", "oversight")
+
+
+def _page_arg(name: str) -> int:
+    try:
+        return max(1, int(request.args.get(name, "1")))
+    except ValueError:
+        return 1
+
+
+def _page_url(list_name: str, page: int) -> str:
+    """This queue page with ``list_name`` at ``page`` and every other list's page kept."""
+    args = {k: v for k, v in request.args.items() if k.endswith("_page")}
+    args[f"{list_name}_page"] = str(page)
+    return url_for("flags.queue", **args)
+
+
 @bp.get("/flags")
 def queue() -> Any:
     """The signed-in role's work queue (monitors are sent to their concerns page)."""
@@ -110,12 +127,13 @@ def queue() -> Any:
     if not _may_see_flags():
         abort(403)
     ctx = service_ctx()
-    q = queue_service.queue_for(ctx, actor)
+    pages = {name: _page_arg(f"{name}_page") for name in PAGED_LISTS if f"{name}_page" in request.args}
+    q = queue_service.queue_for(ctx, actor, pages=pages)
     for key in ("flags", "red", "missed"):
         if key in q:
             q[key] = queue_service.with_names(ctx, actor, q[key])
     clusters = escalation_service.list_clusters(ctx, actor) if actor.role != Role.HEAD_TEACHER else []
-    return _render("flags/queue.html", q=q, clusters=clusters)
+    return _render("flags/queue.html", q=q, clusters=clusters, page_url=_page_url)
 
 
 @bp.get("/flags/clusters/<cluster_id>")
@@ -204,7 +222,7 @@ def inbox() -> Any:
 
 
 def _flags_panel(ctx, actor) -> PanelData:  # noqa: ANN001
-    q = queue_service.queue_for(ctx, actor)
+    q = queue_service.queue_for(ctx, actor, per_page=0)
     lines = []
     overdue = q.get("overdue")
     n_overdue = len(overdue) if isinstance(overdue, list) else int(overdue or 0)
