@@ -137,9 +137,12 @@ class ToFinish:
     state: str  # not_started / in_progress
 
 
+TO_FINISH_READERS = frozenset({Role.HEAD_TEACHER, Role.COUNSELLOR})  # they may name the students
+
+
 def to_finish(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID, class_unit_id: uuid.UUID) -> list[ToFinish]:
     """Consented students of one class who have not finished (names opened through disclosure)."""
-    if actor.role not in (Role.HEAD_TEACHER, Role.COUNSELLOR):
+    if actor.role not in TO_FINISH_READERS:
         raise Forbidden("the to-finish list is for the head teacher and the counsellor")
     from mh_platform.services.disclosure import student_names
 

@@ -201,3 +201,58 @@ def test_county_queue_pages_past_200_and_counts_everything(app, ctx):
     nav = html.split('id="pager-escalated"', 1)[1].split("</nav>", 1)[0]
     assert "escalated_page=2" in nav and "escalated_page=4" in nav and "oversight_page=9" in nav
     assert client.get("/flags?escalated_page=x").status_code == 200
+
+
+# ----------------------------------------------------------------------------- 3./4. navigation and links per role
+
+ALL_USERS = ("monitor", "head", "counsellor", "leader", "county", "city", "admin", "clinician")
+NAV_EXPECTED = {
+    "monitor": {"concerns"},
+    "head": {"inbox", "flags", "concerns", "screening"},
+    "counsellor": {"inbox", "flags", "concerns", "screening", "cases", "referrals"},
+    "leader": {"inbox", "flags", "screening", "cases", "referrals"},
+    "county": {"inbox", "flags", "screening", "cases", "referrals", "break-glass-review"},
+    "city": {"inbox", "flags", "screening", "cases", "referrals", "break-glass-review", "institutions"},
+    "admin": {"inbox"},
+    "clinician": {"inbox", "referrals"},
+}
+
+
+@pytest.fixture
+def world_all(ctx, world):
+    """The flags world plus a clinician of a partner institution."""
+    from mh_platform.services import institutions
+
+    inst = institutions.create_institution(ctx, world.actors["city"], name="盘锦市精神卫生中心", code="ui-pjmh")
+    institutions.add_clinician(ctx, world.actors["city"], inst, username="t.clinician", password=PASSWORD,
+                               email="t.clinician@example.test")
+    return world
+
+
+def _links(html: str, *, within: str | None = None) -> list[str]:
+    if within is not None:
+        html = html.split(within, 1)[1]
+    return [h.replace("&amp;", "&") for h in re.findall(r'<a [^>]*href="(/[^"]*)"', html)]
+
+
+def _nav(html: str) -> dict[str, str]:
+    nav = html.split('class="topnav"', 1)[1].split("</nav>", 1)[0]
+    return {k: h for h, k in re.findall(r'<a href="([^"]+)" id="nav-([a-z-]+)"', nav)}
+
+
+def test_each_roles_nav_links_all_answer_200(app, world_all):
+    for user in ALL_USERS:
+        client = as_user(app, f"t.{user}")
+        nav = _nav(client.get("/").get_data(as_text=True))
+        assert set(nav) - {"home"} == NAV_EXPECTED[user], user
+        for key, href in nav.items():
+            r = client.get(href)
+            assert r.status_code == 200, (user, key, href, r.status_code)
+        # the pages a role may not open are not in its bar (they answer 403/404, or send the monitor on);
+        # the inbox is in every staff role's bar (a monitor's own inbox still opens, empty)
+        hidden = {"flags": "/flags", "concerns": "/concerns", "screening": "/screening/",
+                  "cases": "/cases", "referrals": "/referrals", "institutions": "/institutions",
+                  "break-glass-review": "/break-glass/review"}
+        for key, href in hidden.items():
+            if key not in nav:
+                assert client.get(href).status_code in (302, 403, 404), (user, key)

@@ -25,6 +25,7 @@ from mh_platform.services import queues as queue_service
 from mh_platform.web.authz import current_actor, has_permission, service_ctx
 from mh_platform.web.home import HomePanel, PanelData, PanelLine, register_panel
 from mh_platform.web.labels import local_dt  # noqa: E402
+from mh_platform.web.nav import NavLink, register_nav
 
 bp = Blueprint("flags", __name__)
 
@@ -77,8 +78,8 @@ def _uuid(value: str) -> uuid.UUID:
         abort(404)
 
 
-def _may_see_flags() -> bool:
-    actor = current_actor()
+def _may_see_flags(actor: Any = None) -> bool:
+    actor = actor or current_actor()
     return actor.role in QUEUE_ROLES and (has_permission(actor, Permission.FLAG_READ)
                                           or has_permission(actor, Permission.FLAG_READ_RED))
 
@@ -240,3 +241,12 @@ register_panel(HomePanel(key="flags.waiting", title=_l("待处理预警"), roles
                          order=10, urgent=True))
 register_panel(HomePanel(key="flags.concerns", title=_l("我报告的关注"), roles={Role.CLASS_MONITOR},
                          loader=_concerns_panel, order=10))
+
+
+# ----------------------------------------------------------------------------- top-bar links (same checks as the views)
+
+register_nav(NavLink(key="inbox", label=_l("消息"), endpoint="flags.inbox", order=10,
+                     visible=lambda a: a.user_id is not None and a.role != Role.CLASS_MONITOR))
+register_nav(NavLink(key="flags", label=_l("预警工作台"), endpoint="flags.queue", order=20, visible=_may_see_flags))
+register_nav(NavLink(key="concerns", label=_l("报告关注"), endpoint="flags.concerns", order=30,
+                     visible=lambda a: has_permission(a, Permission.CONCERN_CREATE)))
