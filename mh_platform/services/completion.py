@@ -119,12 +119,15 @@ def completion(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID,
             f = Figures(child, "", "", int(elig or 0), int(cons or 0), int(st or 0), int(comp or 0), int(ra or 0))
             groups.setdefault(child, Figures(child, "", "")).add(f)
             total.add(f)
-        names = {u.id: (u.name, u.kind) for u in s.scalars(sa.select(OrgUnit).where(OrgUnit.id.in_(list(groups))))}
+        from mh_platform.services.org import unit_sort_key
+
+        found = {u.id: u for u in s.scalars(sa.select(OrgUnit).where(OrgUnit.id.in_(list(groups))))}
         rows = []
         for cid, f in groups.items():
-            f.name, f.kind = names.get(cid, ("", ""))
+            u = found.get(cid)
+            f.name, f.kind = (u.name, u.kind) if u is not None else ("", "")
             rows.append(f)
-        rows.sort(key=lambda r: r.name)
+        rows.sort(key=lambda r: unit_sort_key(r.name, found[r.unit_id].grade_level if r.unit_id in found else None))
         if actor.role in AGGREGATE_ONLY:
             rows = _suppress(rows, total)
         return CompletionReport(camp.id, total, rows)
