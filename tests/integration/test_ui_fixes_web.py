@@ -256,3 +256,45 @@ def test_each_roles_nav_links_all_answer_200(app, world_all):
         for key, href in hidden.items():
             if key not in nav:
                 assert client.get(href).status_code in (302, 403, 404), (user, key)
+
+
+# ----------------------------------------------------------------------------- 5. flag detail labels
+
+
+def test_flag_detail_shows_labels_not_codes_and_reveal_link_only_to_readers(app, world, ctx):
+    import uuid
+
+    from mh_platform.db.models import FlagEvidence
+    from mh_platform.services import concerns
+
+    fid = concerns.submit_concern(ctx, world.actors["head"], student_id=world.students[0], category="self_harm",
+                                  urgency="immediate", note="说过不想活了")["flag_id"]
+    with ctx.uow() as uow:  # screening evidence on the same flag, as a scored PHQ-9 leaves it
+        for source, code, detail in (
+                ("band", "band:phq9:moderate", {"instrument": "phq9", "band": "moderate", "total": 12}),
+                ("critical", "critical:phq9:9", {"instrument": "phq9", "item": 9}),
+                ("deterioration", "deterioration:phq9", {"instrument": "phq9", "from_band": "mild",
+                                                         "to_band": "moderate", "change": 6, "rc": 6})):
+            uow.session.add(FlagEvidence(id=uuid.uuid4(), flag_id=uuid.UUID(fid), source=source, level="red",
+                                         reason_code=code, detail=detail, created_at=ctx.now()))
+        uow.commit()
+    client = as_user(app, "t.counsellor")
+    html = client.get(f"/flags/{fid}?reasons=1").get_data(as_text=True)
+    evidence = html.split('id="evidence"', 1)[1].split("</section>", 1)[0]
+    shown = [re.sub(r"<[^>]+>", "", x) for x in re.findall(r'class="evidence-label"[^>]*>(.*?)</span>', evidence)]
+    assert "测评得分区间 · PHQ-9 · 中度" in shown
+    assert "关键条目 · PHQ-9 · 第9题" in shown
+    assert "较上次测评明显加重 · PHQ-9 · 轻度 → 中度" in shown
+    assert "关注报告 · 自伤迹象或言语 · 紧急（现在就需要关注）" in shown
+    assert "band · band:" not in evidence and ">band:phq9" not in evidence
+    section = html.split('id="concerns"', 1)[1].split("</section>", 1)[0]
+    assert "自伤迹象或言语 · 紧急（现在就需要关注）" in section and "self_harm" not in section
+    assert "说过不想活了" in section
+    # the reveal link: for the roles that may read concern content, never for the others
+    for user, shown_link in (("counsellor", True), ("head", True), ("leader", False), ("county", False)):
+        client = as_user(app, f"t.{user}")
+        html = client.get(f"/flags/{fid}").get_data(as_text=True)
+        assert ('id="reveal-concerns"' in html) == shown_link, user
+        assert "查看关注内容与理由" in html if shown_link else "查看关注内容与理由" not in html
+        if shown_link:
+            assert client.get(f"/flags/{fid}?reasons=1").status_code == 200

@@ -52,6 +52,8 @@ URGENCY_LABELS = {"immediate": _l("紧急（现在就需要关注）"), "soon": 
 CATEGORY_LABELS = {"mood": _l("情绪低落或明显变化"), "self_harm": _l("自伤迹象或言语"), "withdrawal": _l("退缩、孤立"),
                    "conflict": _l("人际冲突或受欺凌"), "family": _l("家庭变故"), "behaviour": _l("行为异常"),
                    "other": _l("其他")}
+SOURCE_LABELS = {"band": _l("测评得分区间"), "critical": _l("关键条目"), "critical_unanswered": _l("关键条目未作答"),
+                 "deterioration": _l("较上次测评明显加重"), "concern": _l("关注报告"), "model": _l("模型关注信号")}
 REASON_ACTIONS = {"escalate", "change_level", "dismiss", "close", "request_close", "reject_close"}
 QUEUE_ROLES = frozenset({Role.HEAD_TEACHER, Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER,
                          Role.CITY_OFFICER})
@@ -76,6 +78,52 @@ def _uuid(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except (TypeError, ValueError):
         abort(404)
+
+
+def _zh() -> bool:
+    from flask_babel import get_locale
+
+    return str(get_locale() or "zh_CN").startswith("zh")
+
+
+def _band_label(inst: Any, band_id: str | None, zh: bool) -> str | None:
+    """The band's label from the instrument definition (any cut-off set or subscale that names it)."""
+    if not band_id:
+        return None
+    bands = [b for cs in inst.cutoff_sets for b in cs.bands] + [b for sc in inst.subscales for b in sc.bands]
+    for b in bands:
+        if b.id == band_id:
+            return b.label_zh if zh else b.label_en
+    return band_id
+
+
+def evidence_label(e: dict[str, Any]) -> list[str]:
+    """A piece of evidence as readable parts: source, instrument, band label or item number (no raw codes)."""
+    from mh_platform.core.errors import DomainError
+    from mh_platform.core.instruments import load_instrument
+
+    zh = _zh()
+    source = e.get("source", "")
+    detail = e.get("detail") or {}
+    parts = [str(SOURCE_LABELS.get(source, source))]
+    inst = None
+    if detail.get("instrument"):
+        try:
+            inst = load_instrument(str(detail["instrument"]))
+        except (DomainError, OSError, ValueError):
+            inst = None
+        parts.append(inst.short_name if inst is not None else str(detail["instrument"]))
+    if source == "band" and inst is not None:
+        parts.append(_band_label(inst, detail.get("band"), zh) or "")
+    elif source in ("critical", "critical_unanswered") and detail.get("item") is not None:
+        parts.append(str(_("第%(n)s题", n=detail["item"])))
+    elif source == "deterioration" and inst is not None:
+        parts.append(f"{_band_label(inst, detail.get('from_band'), zh)} → {_band_label(inst, detail.get('to_band'), zh)}")
+    elif source == "concern":
+        parts += [str(CATEGORY_LABELS.get(detail.get("category"), "")), str(URGENCY_LABELS.get(detail.get("urgency"), ""))]
+    if detail.get("quality") == "readminister":
+        parts.append(str(_("作答质量存疑，建议重测或访谈")))
+    return [p for p in parts if p]
 
 
 def _may_see_flags(actor: Any = None) -> bool:
@@ -155,7 +203,9 @@ def detail(flag_id: str) -> Any:
     ctx = service_ctx()
     view = flag_service.get_flag(ctx, actor, _uuid(flag_id), reveal_reasons=request.args.get("reasons") == "1")
     view = queue_service.with_names(ctx, actor, [view])[0]
-    return _render("flags/detail.html", f=view)
+    for e in view.get("evidence", []):
+        e["label"] = evidence_label(e)
+    return _render("flags/detail.html", f=view, can_reveal=actor.role in flag_service.CONCERN_READERS)
 
 
 @bp.post("/flags/<flag_id>/act")
