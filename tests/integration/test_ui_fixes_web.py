@@ -298,3 +298,25 @@ def test_flag_detail_shows_labels_not_codes_and_reveal_link_only_to_readers(app,
         assert "查看关注内容与理由" in html if shown_link else "查看关注内容与理由" not in html
         if shown_link:
             assert client.get(f"/flags/{fid}?reasons=1").status_code == 200
+
+
+# ----------------------------------------------------------------------------- 6. one id per element
+
+
+def test_flag_pages_and_concerns_have_unique_ids(app, world, ctx):
+    from html_ids import assert_clean
+
+    from mh_platform.services import flags as flag_service
+
+    alert_id, fids = _cluster(ctx, world)
+    flag_service.acknowledge(ctx, world.actors["counsellor"], fids[0])  # more actions on its page
+    for user, paths in (("counsellor", ["/flags", f"/flags/{fids[0]}", f"/flags/{fids[1]}?reasons=1",
+                                        f"/flags/clusters/{alert_id}", "/concerns", "/inbox", "/"]),
+                        ("head", ["/flags", f"/flags/{fids[0]}", "/concerns"]),
+                        ("monitor", ["/concerns"]),
+                        ("county", ["/flags", f"/flags/{fids[1]}", f"/flags/clusters/{alert_id}"])):
+        client = as_user(app, f"t.{user}")
+        for path in paths:
+            r = client.get(path)
+            assert r.status_code == 200, (user, path)
+            assert_clean(r.get_data(as_text=True), f"{user} {path}")

@@ -113,3 +113,20 @@ def test_classes_in_grade_then_number_order(app, ctx, school):
         html = client.get(path).get_data(as_text=True)
         shown = [n for n in re.findall(r">([^<>]*\d+班)<", html)]
         assert shown == want, path
+
+
+def test_screening_pages_have_unique_ids(app, school):
+    from html_ids import assert_clean
+
+    world, cid, classes = school
+    first = classes[0].id
+    for user, paths in (("t.counsellor", ["/screening/", f"/screening/{cid}", "/screening/consent",
+                                          f"/screening/consent/{first}", f"/screening/{cid}/class/{first}/todo",
+                                          "/screening/roster", "/screening/new", f"/screening/{cid}/paper"]),
+                        ("t.leader", ["/screening/", f"/screening/{cid}"]),
+                        ("t.county", ["/screening/", f"/screening/{cid}", "/screening/new"])):
+        client = as_user(app, user)
+        for path in paths:
+            r = client.get(path)
+            assert r.status_code == 200, (user, path)
+            assert_clean(r.get_data(as_text=True), f"{user} {path}")
