@@ -320,3 +320,33 @@ def test_flag_pages_and_concerns_have_unique_ids(app, world, ctx):
             r = client.get(path)
             assert r.status_code == 200, (user, path)
             assert_clean(r.get_data(as_text=True), f"{user} {path}")
+
+
+# ----------------------------------------------------------------------------- 8. staff wording on /concerns
+
+STUDENT_INTRO = "你看到的情况只会交给老师处理"
+STUDENT_DONE = "已提交，谢谢你。老师会尽快关注。"
+
+
+def test_concern_page_speaks_to_staff_as_staff(app, world, ctx):
+    from mh_platform.db.models import Flag
+
+    for user, student in (("head", world.students[1]), ("counsellor", world.students2[1])):
+        client = as_user(app, f"t.{user}")
+        page = client.get("/concerns").get_data(as_text=True)
+        assert STUDENT_INTRO not in page and "只有老师能看到" not in page, user
+        assert 'data-for="staff"' in page and "本校心理教师确认和跟进" in page
+        tok = CSRF_RE.search(page).group(1)
+        r = client.post("/concerns", data={"csrf_token": tok, "student_id": str(student), "category": "mood",
+                                           "urgency": "soon", "note": ""}, follow_redirects=True)
+        done = r.get_data(as_text=True)
+        assert STUDENT_DONE not in done and "已提交。该关注已交由本校心理教师（学校层级）确认和跟进。" in done, user
+        with ctx.uow() as uow:  # the wording is what happens: the flag starts at the school tier
+            assert uow.session.scalar(sa.select(Flag.tier).where(Flag.student_id == student)) == "school"
+    client = as_user(app, "t.monitor")
+    page = client.get("/concerns").get_data(as_text=True)
+    assert STUDENT_INTRO in page and 'data-for="monitor"' in page
+    tok = CSRF_RE.search(page).group(1)
+    r = client.post("/concerns", data={"csrf_token": tok, "student_id": str(world.students[2]), "category": "mood",
+                                       "urgency": "soon", "note": ""}, follow_redirects=True)
+    assert STUDENT_DONE in r.get_data(as_text=True)

@@ -237,7 +237,7 @@ def concerns() -> Any:
         abort(403)
     ctx = service_ctx()
     return _render("flags/concerns.html", mine=concern_service.my_concerns(ctx, actor),
-                   roster=concern_service.classmates(ctx, actor))
+                   roster=concern_service.classmates(ctx, actor), staff=actor.role != Role.CLASS_MONITOR)
 
 
 @bp.post("/concerns")
@@ -255,7 +255,9 @@ def submit_concern() -> Any:
     from mh_platform.core.errors import NotFound
 
     try:
-        return _attempt(go, url_for("flags.concerns"), str(_("已提交，谢谢你。老师会尽快关注。")))
+        ok = (_("已提交，谢谢你。老师会尽快关注。") if actor.role == Role.CLASS_MONITOR
+              else _("已提交。该关注已交由本校心理教师（学校层级）确认和跟进。"))
+        return _attempt(go, url_for("flags.concerns"), str(ok))
     except NotFound:
         flash(_("未能完成：请从名单中选择同学。"), "error")
         return redirect(url_for("flags.concerns"))
