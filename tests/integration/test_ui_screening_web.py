@@ -130,3 +130,31 @@ def test_screening_pages_have_unique_ids(app, school):
             r = client.get(path)
             assert r.status_code == 200, (user, path)
             assert_clean(r.get_data(as_text=True), f"{user} {path}")
+
+
+SUFFIX = " · 学生心理健康预警平台</title>"
+
+
+def test_page_shell_titles_viewport_and_favicon(app, school):
+    world, cid, classes = school
+    anonymous = app.test_client()
+    r = anonymous.get("/favicon.ico")  # what a browser asks for on /s/* and printouts: no login needed
+    assert r.status_code == 200 and r.mimetype == "image/svg+xml" and b"<svg" in r.data
+    student = anonymous.get("/s/").get_data(as_text=True)
+    assert "<title>" in student  # the student entrance renders (its icon comes from /favicon.ico)
+    client = as_user(app, "t.counsellor")
+    first = classes[0].id
+    for path in ("/screening/", f"/screening/{cid}", "/screening/consent", f"/screening/consent/{first}",
+                 f"/screening/{cid}/class/{first}/todo", "/screening/roster", "/screening/new",
+                 f"/screening/{cid}/paper"):
+        html = client.get(path).get_data(as_text=True)
+        title = re.search(r"<title>.*?</title>", html, re.S).group(0)
+        assert title.endswith(SUFFIX) and title != "<title>学生心理健康预警平台</title>", (path, title)
+    page = client.get(f"/screening/{cid}").get_data(as_text=True)
+    tok = CSRF_RE.search(page).group(1)
+    r = client.post(f"/screening/{cid}/class/{first}/slips", data={"csrf_token": tok})
+    assert r.status_code == 200
+    slips = r.get_data(as_text=True)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in slips
+    assert 'rel="icon"' in slips and "favicon.svg" in slips
+    assert re.search(r"<title>[^<]*</title>", slips).group(0).endswith(SUFFIX)
