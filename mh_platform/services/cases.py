@@ -125,6 +125,13 @@ def _aware(value: datetime | None, field: str, *, required: bool = True) -> date
     return value
 
 
+def not_past(value: datetime | None, now: datetime, field: str) -> None:
+    """A plan's review date lies ahead: one already past is refused (nothing is written)."""
+    if value is not None and value < now:
+        raise ValidationFailed(f"{field} must not be in the past",
+                               [{"field": field, "error": "must not be in the past"}])
+
+
 def rowcount(result: Any) -> int:
     """Rows matched by an UPDATE (a CursorResult's rowcount)."""
     return int(result.rowcount)
@@ -329,6 +336,7 @@ def add_plan_item(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str, *
         s = uow.session
         now = ctx.now()
         case = case_for_work(s, actor, case_id, now)
+        not_past(review_at, now, "review_at")
         owner = _check_owner(s, case, owner_user_id) or actor.user_id
         item = PlanItem(id=uuid.uuid4(), case_id=case.id, kind=kind, owner_user_id=owner, review_at=review_at,
                         status="active", created_at=now)
@@ -353,6 +361,7 @@ def update_plan_item(ctx: ServiceContext, actor: Actor, item_id: uuid.UUID | str
         now = ctx.now()
         item = _child(s, PlanItem, item_id)
         case = case_for_work(s, actor, item.case_id, now)
+        not_past(review_at, now, "review_at")
         if status is not None:
             item.status = status
         if review_at is not None:

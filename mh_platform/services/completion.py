@@ -120,12 +120,15 @@ def completion(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID,
             f = Figures(child, "", "", int(elig or 0), int(cons or 0), int(st or 0), int(comp or 0), int(ra or 0))
             groups.setdefault(child, Figures(child, "", "")).add(f)
             total.add(f)
-        names = {u.id: (u.name, u.kind) for u in s.scalars(sa.select(OrgUnit).where(OrgUnit.id.in_(list(groups))))}
+        from mh_platform.services.org import unit_sort_key
+
+        found = {u.id: u for u in s.scalars(sa.select(OrgUnit).where(OrgUnit.id.in_(list(groups))))}
         rows = []
         for cid, f in groups.items():
-            f.name, f.kind = names.get(cid, ("", ""))
+            u = found.get(cid)
+            f.name, f.kind = (u.name, u.kind) if u is not None else ("", "")
             rows.append(f)
-        rows.sort(key=lambda r: r.name)
+        rows.sort(key=lambda r: unit_sort_key(r.name, found[r.unit_id].grade_level if r.unit_id in found else None))
         if actor.role in AGGREGATE_ONLY:
             rows = _suppress(rows, total)
         return CompletionReport(camp.id, total, rows)
@@ -138,9 +141,12 @@ class ToFinish:
     state: str  # not_started / in_progress
 
 
+TO_FINISH_READERS = frozenset({Role.HEAD_TEACHER, Role.COUNSELLOR})  # they may name the students
+
+
 def to_finish(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID, class_unit_id: uuid.UUID) -> list[ToFinish]:
     """Consented students of one class who have not finished (names opened through disclosure)."""
-    if actor.role not in (Role.HEAD_TEACHER, Role.COUNSELLOR):
+    if actor.role not in TO_FINISH_READERS:
         raise Forbidden(N_("the to-finish list is for the head teacher and the counsellor"))
     from mh_platform.services.disclosure import student_names
 

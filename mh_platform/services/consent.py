@@ -159,18 +159,22 @@ def coverage(ctx: ServiceContext, actor: Actor, unit_id: uuid.UUID | None = None
         from mh_platform.services.org import under
 
         st = sa.case((Consent.withdrawn_at.is_not(None), "withdrawn"), else_=Consent.status)
-        q = (sa.select(Enrolment.class_unit_id, OrgUnit.name, st.label("st"), sa.func.count())
+        q = (sa.select(Enrolment.class_unit_id, OrgUnit.name, OrgUnit.grade_level, st.label("st"), sa.func.count())
              .join(OrgUnit, OrgUnit.id == Enrolment.class_unit_id)
              .outerjoin(Consent, sa.and_(Consent.student_id == Enrolment.student_id, Consent.academic_year_id == yid))
              .where(Enrolment.academic_year_id == yid, Enrolment.active.is_(True), under(Enrolment.unit_path, unit.path))
-             .group_by(Enrolment.class_unit_id, OrgUnit.name, st))
+             .group_by(Enrolment.class_unit_id, OrgUnit.name, OrgUnit.grade_level, st))
         acc: dict[uuid.UUID, dict] = {}
-        for cid, name, status, n in s.execute(q):
+        grade: dict[uuid.UUID, int | None] = {}
+        for cid, name, level, status, n in s.execute(q):
+            grade[cid] = level
             d = acc.setdefault(cid, {"name": name, "granted": 0, "refused": 0, "withdrawn": 0, "missing": 0})
             d[status or "missing"] += n
         out = [Coverage(cid, d["name"], d["granted"] + d["refused"] + d["withdrawn"] + d["missing"], d["granted"],
                         d["refused"], d["withdrawn"], d["missing"]) for cid, d in acc.items()]
-        return sorted(out, key=lambda c: c.class_name)
+        from mh_platform.services.org import unit_sort_key
+
+        return sorted(out, key=lambda c: unit_sort_key(c.class_name, grade[c.class_unit_id]))
 
 
 @dataclass(frozen=True)

@@ -357,3 +357,50 @@ def list_clusters(ctx: ServiceContext, actor: Any, *, limit: int = 50) -> list[d
                          .order_by(ClusterAlert.created_at.desc()).limit(limit)).all()
         return [{"id": str(a.id), "scope": a.scope, "unit": u.name, "unit_id": str(u.id), "count": a.flag_count,
                  "suggestion": a.suggestion, "created_at": a.created_at.isoformat()} for a, u in rows]
+
+
+CLUSTER_ROLES = frozenset({Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER, Role.CITY_OFFICER})
+
+
+def get_cluster(ctx: ServiceContext, actor: Any, cluster_id: uuid.UUID | str) -> dict[str, Any]:
+    """One cluster alert for the page its notices link to (``/flags/clusters/<id>``).
+
+    Who: the counsellors and school leader of the alert's school, and the county and city officers
+    above it (the unit lies under the actor's unit); everyone else — and a missing or malformed id —
+    gets ``NotFound``. What: the scope (class / school), the unit's name (and its school's, for a
+    class), the window, the number of red/orange flags it counted and when it was raised — plus the
+    flags it counted that the actor may see on ``/flags`` (``flag_scope``), as ``flag_view`` shows
+    them to that role (no names, no scores beyond what the role already sees)."""
+    from mh_platform.core.errors import NotFound
+    from mh_platform.services.flags import flag_view
+    from mh_platform.services.flags_access import flag_scope
+    from mh_platform.services.ids import id_or_404
+    from mh_platform.services.org import under
+
+    if actor.role not in CLUSTER_ROLES or not actor.unit_path:
+        raise NotFound("cluster alert not found")
+    aid = id_or_404(cluster_id, "cluster alert")
+    with ctx.uow() as uow:
+        s = uow.session
+        row = s.execute(sa.select(ClusterAlert, OrgUnit).join(OrgUnit, OrgUnit.id == ClusterAlert.unit_id)
+                        .where(ClusterAlert.id == aid, under(OrgUnit.path.expression, actor.unit_path))).first()
+        if row is None:
+            raise NotFound("cluster alert not found")
+        alert, unit = row
+        now = ctx.now()
+        col = Flag.class_unit_id if alert.scope == "class" else Flag.school_unit_id
+        levels = [lv.value for lv in default_flag_policy().cluster.levels]
+        counted = sa.and_(col == alert.unit_id, Flag.opened_at >= alert.window_start,
+                          Flag.opened_at <= alert.created_at, Flag.level.in_(levels))
+        flags = s.scalars(sa.select(Flag).where(counted, flag_scope(actor, now, escalation_policy(ctx)))
+                          .order_by(Flag.opened_at, Flag.id)).all()
+        school = None
+        if alert.scope == "class":
+            school_id = uuid.UUID(unit.path.strip("/").split("/")[_PATH_INDEX[Tier.SCHOOL]])
+            school_unit = s.get(OrgUnit, school_id)
+            school = school_unit.name if school_unit is not None else None
+        return {"id": str(alert.id), "scope": alert.scope, "unit": unit.name, "unit_id": str(unit.id),
+                "school": school, "window_start": alert.window_start.isoformat(),
+                "created_at": alert.created_at.isoformat(), "count": alert.flag_count,
+                "levels": levels, "suggestion": alert.suggestion,
+                "flags": [flag_view(ctx, s, actor, f, now, with_events=False) for f in flags]}

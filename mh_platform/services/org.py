@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import sqlalchemy as sa
@@ -13,6 +14,16 @@ from mh_platform.db.models import OrgUnit
 
 PARENT_KIND = {UnitKind.COUNTY: UnitKind.CITY, UnitKind.SCHOOL: UnitKind.COUNTY,
                UnitKind.GRADE: UnitKind.SCHOOL, UnitKind.CLASS: UnitKind.GRADE}
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def unit_sort_key(name: str | None, grade_level: int | None = None) -> tuple:
+    """Natural order for units: by grade level (七年级 before 八年级 before 九年级), then by the name with
+    its numbers compared as numbers (2班 before 10班). Units without a grade level sort by name alone."""
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _DIGITS.split(name or "") if p)
+    return (grade_level is None, grade_level or 0, parts)
 
 
 def path_for(parent_path: str | None, unit_id: uuid.UUID) -> str:

@@ -10,52 +10,105 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
-from mh_platform.core.types import LEVEL_RANK, Level, Role, Tier
-from mh_platform.db.models import Flag
+from mh_platform.core.types import Level, Role, Tier
+from mh_platform.db.models import Flag, OrgUnit
 from mh_platform.services.concerns import my_concerns
 from mh_platform.services.context import Actor, ServiceContext
 from mh_platform.services.flags import flag_view
 from mh_platform.services.flags_access import escalation_policy, flag_scope
 
-LIMIT = 200
+LIMIT = 200  # the head teacher's class list (one class: far fewer open flags than this)
+PER_PAGE = 50  # rows per list page on /flags
+MAX_PER_PAGE = 200
+
+_LEVEL_ORDER = {Level.RED.value: 0, Level.ORANGE.value: 1, Level.YELLOW.value: 2}
 
 
-def _sort_key(v: dict[str, Any]) -> tuple:
-    due = v["ack_due_at"] or v["handle_due_at"] or "9999"
-    return (not v["overdue"], -LEVEL_RANK[Level(v["level"])], due)
+def _overdue_sql(now: Any) -> sa.ColumnElement[bool]:
+    """SQL twin of ``flags.overdue`` for open flags: a running deadline has passed."""
+    return sa.or_(Flag.ack_due_at <= now, Flag.handle_due_at <= now)
 
 
-def _flags(ctx: ServiceContext, actor: Actor, *extra: Any, limit: int = LIMIT) -> list[dict[str, Any]]:
+def _order(now: Any) -> tuple[Any, ...]:
+    """Overdue first, then red → yellow, then the nearest deadline (the same order on every page)."""
+    due = sa.func.coalesce(Flag.ack_due_at, Flag.handle_due_at)
+    return (sa.case((_overdue_sql(now), 0), else_=1), sa.case(_LEVEL_ORDER, value=Flag.level, else_=3),
+            due.is_(None), due, Flag.opened_at, Flag.id)
+
+
+def _open_in_scope(ctx: ServiceContext, actor: Actor, now: Any, *extra: Any) -> tuple[Any, ...]:
+    return (flag_scope(actor, now, escalation_policy(ctx)), Flag.status != "closed", *extra)
+
+
+def _flags(ctx: ServiceContext, actor: Actor, *extra: Any, limit: int = LIMIT, offset: int = 0
+           ) -> list[dict[str, Any]]:
     with ctx.uow() as uow:
         s = uow.session
         now = ctx.now()
-        due = sa.func.coalesce(Flag.ack_due_at, Flag.handle_due_at)
-        rows = s.scalars(sa.select(Flag).where(flag_scope(actor, now, escalation_policy(ctx)), Flag.status != "closed",
-                                               *extra)
-                         .order_by(due.is_(None), due, Flag.opened_at).limit(limit)).all()
-        views = [flag_view(ctx, s, actor, f, now, with_events=False) for f in rows]
-    return sorted(views, key=_sort_key)
+        rows = s.scalars(sa.select(Flag).where(*_open_in_scope(ctx, actor, now, *extra))
+                         .order_by(*_order(now)).offset(offset).limit(limit)).all()
+        return [flag_view(ctx, s, actor, f, now, with_events=False) for f in rows]
 
 
-def _by_school(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    counts: Counter[tuple[str, str]] = Counter()
-    overdue: Counter[tuple[str, str]] = Counter()
-    for v in views:
-        key = (v["school"]["id"], v["school"]["name"]) if v["school"] else ("", "")
-        counts[key] += 1
-        overdue[key] += int(v["overdue"])
-    return [{"school_id": k[0], "school": k[1], "open": n, "overdue": overdue[k]}
-            for k, n in sorted(counts.items(), key=lambda kv: (-overdue[kv[0]], -kv[1], kv[0][1]))]
+def _count(ctx: ServiceContext, actor: Actor, *extra: Any) -> dict[str, int]:
+    """``{"total", "overdue", "raised", "red", "orange", "yellow"}`` of the open flags in scope — one
+    aggregate query, never counted from a cut list."""
+    with ctx.uow() as uow:
+        s = uow.session
+        now = ctx.now()
+        n = sa.func.count()
+        one = sa.literal(1)
+        row = s.execute(sa.select(
+            n, sa.func.sum(sa.case((_overdue_sql(now), one), else_=0)),
+            sa.func.sum(sa.case((Flag.status == "raised", one), else_=0)),
+            *(sa.func.sum(sa.case((Flag.level == lv.value, one), else_=0)) for lv in (Level.RED, Level.ORANGE,
+                                                                                     Level.YELLOW)))
+            .select_from(Flag).where(*_open_in_scope(ctx, actor, now, *extra))).one()
+    vals = [int(v or 0) for v in row]
+    return dict(zip(("total", "overdue", "raised", "red", "orange", "yellow"), vals, strict=True))
 
 
-def queue_for(ctx: ServiceContext, actor: Actor) -> dict[str, Any]:
-    """The actor's queue; every list holds flag views the actor may see (``flag_view``)."""
+def _page(ctx: ServiceContext, actor: Actor, *extra: Any, page: int, per_page: int) -> tuple[list[dict[str, Any]],
+                                                                                             dict[str, int]]:
+    """One page of a list and its counts: ``(views, {"total", "overdue", …, "page", "per_page", "pages"})``.
+    A page past the end is clamped to the last one."""
+    counts = _count(ctx, actor, *extra)
+    pages = max(1, -(-counts["total"] // per_page)) if per_page else 1
+    page = min(max(1, page), pages)
+    items = _flags(ctx, actor, *extra, limit=per_page, offset=(page - 1) * per_page) if per_page else []
+    return items, {**counts, "page": page, "per_page": per_page, "pages": pages}
+
+
+def _by_school(ctx: ServiceContext, actor: Actor) -> list[dict[str, Any]]:
+    """Open flags in scope and the overdue ones, per school: one grouped query over every flag in scope."""
+    with ctx.uow() as uow:
+        s = uow.session
+        now = ctx.now()
+        n_over = sa.func.sum(sa.case((_overdue_sql(now), sa.literal(1)), else_=0))
+        rows = s.execute(sa.select(OrgUnit.id, OrgUnit.name, sa.func.count(), n_over)
+                         .select_from(Flag).join(OrgUnit, OrgUnit.id == Flag.school_unit_id)
+                         .where(*_open_in_scope(ctx, actor, now))
+                         .group_by(OrgUnit.id, OrgUnit.name)).all()
+    out = [{"school_id": str(sid), "school": name, "open": int(n), "overdue": int(o or 0)} for sid, name, n, o in rows]
+    return sorted(out, key=lambda r: (-r["overdue"], -r["open"], r["school"]))
+
+
+def queue_for(ctx: ServiceContext, actor: Actor, *, pages: Mapping[str, int] | None = None,
+              per_page: int = PER_PAGE) -> dict[str, Any]:
+    """The actor's queue; every list holds flag views the actor may see (``flag_view``).
+
+    Lists are paged: ``pages`` names the page wanted per list (``{"oversight": 3}``; default 1), at
+    most ``per_page`` rows each (``per_page=0`` loads no rows, for counts only); ``q["paging"][list]``
+    carries that list's ``total``, ``page``, ``pages`` and ``per_page``. Every count (``waiting``,
+    ``overdue``, ``by_level``, ``by_school``) comes from aggregate queries over everything in scope."""
     role = actor.role
+    want = dict(pages or {})
+    per_page = max(0, min(int(per_page), MAX_PER_PAGE))
     if role == Role.CLASS_MONITOR:
         return {"role": role.value, "concerns": my_concerns(ctx, actor)}
     if role == Role.HEAD_TEACHER:
@@ -63,22 +116,23 @@ def queue_for(ctx: ServiceContext, actor: Actor) -> dict[str, Any]:
         return {"role": role.value, "flags": fl, "waiting": sum(1 for v in fl if v["actions"]),
                 "concerns": my_concerns(ctx, actor)}
     if role == Role.COUNSELLOR:
-        fl = _flags(ctx, actor)
-        by_level = Counter(v["level"] for v in fl)
-        return {"role": role.value, "flags": fl, "overdue": sum(v["overdue"] for v in fl),
-                "by_level": {lv.value: by_level.get(lv.value, 0) for lv in Level},
-                "waiting": sum(1 for v in fl if v["status"] == "raised")}
+        fl, pg = _page(ctx, actor, page=want.get("flags", 1), per_page=per_page)
+        return {"role": role.value, "flags": fl, "overdue": pg["overdue"],
+                "by_level": {lv.value: pg[lv.value] for lv in Level},
+                "waiting": pg["raised"], "paging": {"flags": pg}}
     if role == Role.SCHOOL_LEADER:
-        red = _flags(ctx, actor, Flag.level == Level.RED.value)
-        missed = _flags(ctx, actor, Flag.level != Level.RED.value, Flag.escalations > 0)
-        return {"role": role.value, "red": red, "missed": missed, "waiting": len(red) + len(missed)}
+        red, pr = _page(ctx, actor, Flag.level == Level.RED.value, page=want.get("red", 1), per_page=per_page)
+        missed, pm = _page(ctx, actor, Flag.level != Level.RED.value, Flag.escalations > 0,
+                           page=want.get("missed", 1), per_page=per_page)
+        return {"role": role.value, "red": red, "missed": missed, "waiting": pr["total"] + pm["total"],
+                "paging": {"red": pr, "missed": pm}}
     if role in (Role.COUNTY_OFFICER, Role.CITY_OFFICER):
         tiers = (Tier.COUNTY.value, Tier.CITY.value) if role == Role.COUNTY_OFFICER else (Tier.CITY.value,)
-        escalated = _flags(ctx, actor, Flag.tier.in_(tiers))
-        oversight = _flags(ctx, actor, Flag.tier.not_in(tiers))
-        return {"role": role.value, "escalated": escalated, "overdue": [v for v in escalated if v["overdue"]],
-                "oversight": oversight, "by_school": _by_school(escalated + oversight),
-                "waiting": len(escalated)}
+        escalated, pe = _page(ctx, actor, Flag.tier.in_(tiers), page=want.get("escalated", 1), per_page=per_page)
+        oversight, po = _page(ctx, actor, Flag.tier.not_in(tiers), page=want.get("oversight", 1), per_page=per_page)
+        return {"role": role.value, "escalated": escalated, "overdue": pe["overdue"],
+                "oversight": oversight, "by_school": _by_school(ctx, actor),
+                "waiting": pe["total"], "paging": {"escalated": pe, "oversight": po}}
     return {"role": role.value if role else None}
 
 
@@ -87,7 +141,7 @@ def waiting_count(ctx: ServiceContext, actor: Actor) -> int:
     if actor.role not in (Role.HEAD_TEACHER, Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER,
                           Role.CITY_OFFICER):
         return 0
-    return int(queue_for(ctx, actor).get("waiting", 0))
+    return int(queue_for(ctx, actor, per_page=0).get("waiting", 0))
 
 
 NAME_ROLES = frozenset({Role.HEAD_TEACHER, Role.COUNSELLOR})

@@ -197,6 +197,9 @@ def transition(ctx: ServiceContext, actor: Actor, referral_id: uuid.UUID | str, 
             raise NotFound("referral not found")
         if view == FULL and case.status == "transferring":
             raise InvalidTransition(N_("the case is being handed over; the receiving counsellor continues"))
+        if action == "record_attended" and row.appointment_at is not None and now < row.appointment_at:
+            raise ValidationFailed(N_("the visit cannot be recorded as attended before the appointment time"),
+                                   [{"field": "appointment_at", "error": "appointment not reached yet"}])
         new_inst: Institution | None = None
         if action == "reroute":
             new_inst = _active_institution(s, institution_id, case)
@@ -263,6 +266,7 @@ def _add_reentry_item(ctx: ServiceContext, s: Session, actor: Actor, case: Case,
         except ValueError:
             review_at = None
     review_at = case_service._aware(review_at, f"reentry_items[{i}].review_at")
+    case_service.not_past(review_at, now, f"reentry_items[{i}].review_at")
     owner = case_service._check_owner(s, case, item.get("owner_user_id")) or actor.user_id
     p = PlanItem(id=uuid.uuid4(), case_id=case.id, kind="reentry", owner_user_id=owner, review_at=review_at,
                  status="active", created_at=now)

@@ -34,6 +34,7 @@ from mh_platform.web import errors, security
 from mh_platform.web.authz import Unauthenticated, WebUser, is_public_endpoint, safe_next
 from mh_platform.web.extensions import SUPPORTED_LOCALES, babel, csrf, limiter, login_manager
 from mh_platform.web.labels import role_label, unit_kind_label
+from mh_platform.web.nav import nav_links
 
 log = logging.getLogger("mh_platform.web")
 
@@ -114,7 +115,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     app.before_request(_guard)
     errors.register(app)
     security.register(app)
-    app.jinja_env.globals.update(role_label=role_label, unit_kind_label=unit_kind_label,
+    app.jinja_env.globals.update(role_label=role_label, unit_kind_label=unit_kind_label, nav_links=nav_links,
                                  current_locale=lambda: str(get_locale() or settings.default_locale),
                                  settings=settings)
 

@@ -57,7 +57,7 @@ def test_counsellor_refers_and_clinician_accepts(server):
             page.click(f"#open-{flag}")
             page.wait_for_url(f"{base}/cases/*")
             assert "访谈复核确认：有具体自伤计划" in page.locator("main").inner_text()
-            page.select_option("#f-institution_id", str(world.inst1))
+            page.select_option("#referral-form-institution_id", str(world.inst1))
             page.fill("#referral-form textarea[name=reason]", "持续自伤念头，需要专业评估")
             page.click("#send-referral")
             page.wait_for_load_state()

@@ -26,6 +26,7 @@ from mh_platform.web.authz import current_actor, service_ctx
 from mh_platform.web.errors import error_text
 from mh_platform.web.home import HomePanel, PanelData, PanelLine, register_panel
 from mh_platform.web.labels import LOCAL_TZ, local_dt
+from mh_platform.web.nav import NavLink, register_nav
 
 bp = Blueprint("cases", __name__)
 
@@ -409,3 +410,15 @@ def institution_active(inst_id: str) -> Any:
     active = request.form.get("active") == "1"
     return _attempt(lambda: institution_service.set_active(ctx, actor, _uuid(inst_id), active),
                     url_for("cases.institutions"), _("已更新。"))
+
+
+# ----------------------------------------------------------------------------- top-bar links (same checks as the views)
+
+register_nav(NavLink(key="cases", label=_l("个案管理"), endpoint="cases.index", order=50,
+                     visible=lambda a: a.role in CASE_ROLES))
+register_nav(NavLink(key="referrals", label=_l("绿色通道转介"), endpoint="cases.referrals", order=60,
+                     visible=lambda a: a.role in CASE_ROLES | {Role.CLINICIAN}))
+register_nav(NavLink(key="break-glass-review", label=_l("紧急查阅复核"), endpoint="cases.review_queue", order=70,
+                     visible=lambda a: a.role in OFFICERS))
+register_nav(NavLink(key="institutions", label=_l("合作机构"), endpoint="cases.institutions", order=80,
+                     visible=lambda a: a.role == Role.CITY_OFFICER))

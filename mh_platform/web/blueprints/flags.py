@@ -26,6 +26,7 @@ from mh_platform.web.authz import current_actor, has_permission, service_ctx
 from mh_platform.web.errors import error_text
 from mh_platform.web.home import HomePanel, PanelData, PanelLine, register_panel
 from mh_platform.web.labels import local_dt  # noqa: E402
+from mh_platform.web.nav import NavLink, register_nav
 
 bp = Blueprint("flags", __name__)
 
@@ -49,11 +50,14 @@ EVENT_LABELS = {"flag:raised": _l("预警产生"), "flag:acknowledged": _l("已�
                 "flag:close_rejected": _l("不同意结束"), "flag:closed": _l("已结束")}
 # display names of the codes a flag error message names (see web.errors.error_text)
 ERROR_VALUE_LABELS = {"action": ACTION_LABELS, "status": STATUS_LABELS, "level": LEVEL_LABELS, "tier": TIER_LABELS}
+SCOPE_LABELS = {"class": _l("班级"), "school": _l("学校")}
 CONCERN_STATUS = {"received": _l("已收到"), "in_progress": _l("处理中"), "closed": _l("已处理完毕")}
 URGENCY_LABELS = {"immediate": _l("紧急（现在就需要关注）"), "soon": _l("尽快（这几天）"), "routine": _l("一般")}
 CATEGORY_LABELS = {"mood": _l("情绪低落或明显变化"), "self_harm": _l("自伤迹象或言语"), "withdrawal": _l("退缩、孤立"),
                    "conflict": _l("人际冲突或受欺凌"), "family": _l("家庭变故"), "behaviour": _l("行为异常"),
                    "other": _l("其他")}
+SOURCE_LABELS = {"band": _l("测评得分区间"), "critical": _l("关键条目"), "critical_unanswered": _l("关键条目未作答"),
+                 "deterioration": _l("较上次测评明显加重"), "concern": _l("关注报告"), "model": _l("模型关注信号")}
 REASON_ACTIONS = {"escalate", "change_level", "dismiss", "close", "request_close", "reject_close"}
 QUEUE_ROLES = frozenset({Role.HEAD_TEACHER, Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER,
                          Role.CITY_OFFICER})
@@ -65,7 +69,8 @@ bp.app_template_filter("flag_dt")(local_dt)
 def _labels() -> dict[str, Any]:
     return {"LEVEL": LEVEL_LABELS, "TIER": TIER_LABELS, "STATUS": STATUS_LABELS, "ACTION": ACTION_LABELS,
             "EVENT": EVENT_LABELS, "CONCERN": CONCERN_STATUS, "URGENCY": URGENCY_LABELS,
-            "CATEGORY": CATEGORY_LABELS, "REASON_ACTIONS": REASON_ACTIONS}
+            "CATEGORY": CATEGORY_LABELS, "SCOPE": SCOPE_LABELS,
+            "REASON_ACTIONS": REASON_ACTIONS}
 
 
 def _render(template: str, **kw: Any) -> Any:
@@ -79,8 +84,54 @@ def _uuid(value: str) -> uuid.UUID:
         abort(404)
 
 
-def _may_see_flags() -> bool:
-    actor = current_actor()
+def _zh() -> bool:
+    from flask_babel import get_locale
+
+    return str(get_locale() or "zh_CN").startswith("zh")
+
+
+def _band_label(inst: Any, band_id: str | None, zh: bool) -> str | None:
+    """The band's label from the instrument definition (any cut-off set or subscale that names it)."""
+    if not band_id:
+        return None
+    bands = [b for cs in inst.cutoff_sets for b in cs.bands] + [b for sc in inst.subscales for b in sc.bands]
+    for b in bands:
+        if b.id == band_id:
+            return b.label_zh if zh else b.label_en
+    return band_id
+
+
+def evidence_label(e: dict[str, Any]) -> list[str]:
+    """A piece of evidence as readable parts: source, instrument, band label or item number (no raw codes)."""
+    from mh_platform.core.errors import DomainError
+    from mh_platform.core.instruments import load_instrument
+
+    zh = _zh()
+    source = e.get("source", "")
+    detail = e.get("detail") or {}
+    parts = [str(SOURCE_LABELS.get(source, source))]
+    inst = None
+    if detail.get("instrument"):
+        try:
+            inst = load_instrument(str(detail["instrument"]))
+        except (DomainError, OSError, ValueError):
+            inst = None
+        parts.append(inst.short_name if inst is not None else str(detail["instrument"]))
+    if source == "band" and inst is not None:
+        parts.append(_band_label(inst, detail.get("band"), zh) or "")
+    elif source in ("critical", "critical_unanswered") and detail.get("item") is not None:
+        parts.append(str(_("第%(n)s题", n=detail["item"])))
+    elif source == "deterioration" and inst is not None:
+        parts.append(f"{_band_label(inst, detail.get('from_band'), zh)} → {_band_label(inst, detail.get('to_band'), zh)}")
+    elif source == "concern":
+        parts += [str(CATEGORY_LABELS.get(detail.get("category"), "")), str(URGENCY_LABELS.get(detail.get("urgency"), ""))]
+    if detail.get("quality") == "readminister":
+        parts.append(str(_("作答质量存疑，建议重测或访谈")))
+    return [p for p in parts if p]
+
+
+def _may_see_flags(actor: Any = None) -> bool:
+    actor = actor or current_actor()
     return actor.role in QUEUE_ROLES and (has_permission(actor, Permission.FLAG_READ)
                                           or has_permission(actor, Permission.FLAG_READ_RED))
 
@@ -103,6 +154,23 @@ def _form(name: str) -> str | None:
 # ----------------------------------------------------------------------------- pages
 
 
+PAGED_LISTS = ("flags", "red", "missed", "escalated", "oversight")
+
+
+def _page_arg(name: str) -> int:
+    try:
+        return max(1, int(request.args.get(name, "1")))
+    except ValueError:
+        return 1
+
+
+def _page_url(list_name: str, page: int) -> str:
+    """This queue page with ``list_name`` at ``page`` and every other list's page kept."""
+    args = {k: v for k, v in request.args.items() if k.endswith("_page")}
+    args[f"{list_name}_page"] = str(page)
+    return url_for("flags.queue", **args)
+
+
 @bp.get("/flags")
 def queue() -> Any:
     """The signed-in role's work queue (monitors are sent to their concerns page)."""
@@ -112,12 +180,23 @@ def queue() -> Any:
     if not _may_see_flags():
         abort(403)
     ctx = service_ctx()
-    q = queue_service.queue_for(ctx, actor)
+    pages = {name: _page_arg(f"{name}_page") for name in PAGED_LISTS if f"{name}_page" in request.args}
+    q = queue_service.queue_for(ctx, actor, pages=pages)
     for key in ("flags", "red", "missed"):
         if key in q:
             q[key] = queue_service.with_names(ctx, actor, q[key])
     clusters = escalation_service.list_clusters(ctx, actor) if actor.role != Role.HEAD_TEACHER else []
-    return _render("flags/queue.html", q=q, clusters=clusters)
+    return _render("flags/queue.html", q=q, clusters=clusters, page_url=_page_url)
+
+
+@bp.get("/flags/clusters/<cluster_id>")
+def cluster(cluster_id: str) -> Any:
+    """One cluster alert (the page its inbox, email and WeCom notices link to); 404 out of scope."""
+    actor = current_actor()
+    ctx = service_ctx()
+    alert = escalation_service.get_cluster(ctx, actor, cluster_id)
+    alert["flags"] = queue_service.with_names(ctx, actor, alert["flags"])
+    return _render("flags/cluster.html", c=alert)
 
 
 @bp.get("/flags/<flag_id>")
@@ -128,7 +207,9 @@ def detail(flag_id: str) -> Any:
     ctx = service_ctx()
     view = flag_service.get_flag(ctx, actor, _uuid(flag_id), reveal_reasons=request.args.get("reasons") == "1")
     view = queue_service.with_names(ctx, actor, [view])[0]
-    return _render("flags/detail.html", f=view)
+    for e in view.get("evidence", []):
+        e["label"] = evidence_label(e)
+    return _render("flags/detail.html", f=view, can_reveal=actor.role in flag_service.CONCERN_READERS)
 
 
 @bp.post("/flags/<flag_id>/act")
@@ -160,7 +241,7 @@ def concerns() -> Any:
         abort(403)
     ctx = service_ctx()
     return _render("flags/concerns.html", mine=concern_service.my_concerns(ctx, actor),
-                   roster=concern_service.classmates(ctx, actor))
+                   roster=concern_service.classmates(ctx, actor), staff=actor.role != Role.CLASS_MONITOR)
 
 
 @bp.post("/concerns")
@@ -178,7 +259,9 @@ def submit_concern() -> Any:
     from mh_platform.core.errors import NotFound
 
     try:
-        return _attempt(go, url_for("flags.concerns"), str(_("已提交，谢谢你。老师会尽快关注。")))
+        ok = (_("已提交，谢谢你。老师会尽快关注。") if actor.role == Role.CLASS_MONITOR
+              else _("已提交。该关注已交由本校心理教师（学校层级）确认和跟进。"))
+        return _attempt(go, url_for("flags.concerns"), str(ok))
     except NotFound:
         flash(_("未能完成：请从名单中选择同学。"), "error")
         return redirect(url_for("flags.concerns"))
@@ -196,7 +279,7 @@ def inbox() -> Any:
 
 
 def _flags_panel(ctx, actor) -> PanelData:  # noqa: ANN001
-    q = queue_service.queue_for(ctx, actor)
+    q = queue_service.queue_for(ctx, actor, per_page=0)
     lines = []
     overdue = q.get("overdue")
     n_overdue = len(overdue) if isinstance(overdue, list) else int(overdue or 0)
@@ -214,3 +297,12 @@ register_panel(HomePanel(key="flags.waiting", title=_l("待处理预警"), roles
                          order=10, urgent=True))
 register_panel(HomePanel(key="flags.concerns", title=_l("我报告的关注"), roles={Role.CLASS_MONITOR},
                          loader=_concerns_panel, order=10))
+
+
+# ----------------------------------------------------------------------------- top-bar links (same checks as the views)
+
+register_nav(NavLink(key="inbox", label=_l("消息"), endpoint="flags.inbox", order=10,
+                     visible=lambda a: a.user_id is not None and a.role != Role.CLASS_MONITOR))
+register_nav(NavLink(key="flags", label=_l("预警工作台"), endpoint="flags.queue", order=20, visible=_may_see_flags))
+register_nav(NavLink(key="concerns", label=_l("报告关注"), endpoint="flags.concerns", order=30,
+                     visible=lambda a: has_permission(a, Permission.CONCERN_CREATE)))

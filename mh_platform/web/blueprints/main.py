@@ -77,3 +77,13 @@ def set_language() -> Any:
 @public
 def healthz() -> Any:
     return jsonify(status="ok")
+
+
+@bp.get("/favicon.ico")
+@public
+def favicon() -> Any:
+    """Browsers ask for /favicon.ico on pages that link no icon (the student pages, printouts): the site icon."""
+    import pathlib
+
+    icon = pathlib.Path(current_app.static_folder or "", "favicon.svg").read_bytes()
+    return current_app.response_class(icon, mimetype="image/svg+xml")

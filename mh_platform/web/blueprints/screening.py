@@ -18,9 +18,10 @@ from mh_platform.core.authz import Permission
 from mh_platform.core.errors import DomainError, ValidationFailed
 from mh_platform.core.types import Role, UnitKind
 from mh_platform.services import campaigns, completion, consent, paper_import, roster
-from mh_platform.web.authz import current_actor, requires, service_ctx
+from mh_platform.web.authz import current_actor, has_permission, requires, service_ctx
 from mh_platform.web.errors import error_text
 from mh_platform.web.home import HomePanel, PanelData, register_panel
+from mh_platform.web.nav import NavLink, register_nav
 
 bp = Blueprint("screening", __name__, url_prefix="/screening")
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -55,7 +56,9 @@ def index() -> Any:
     actor = current_actor()
     items = campaigns.list_campaigns(service_ctx(), actor)
     return render_template("screening/index.html", items=items, labels=STATUS_LABELS,
-                           can_create=actor.role in campaigns.CREATORS)
+                           can_create=actor.role in campaigns.CREATORS,
+                           can_consent=has_permission(actor, Permission.CONSENT_WRITE),
+                           can_import=has_permission(actor, Permission.ROSTER_IMPORT))
 
 
 def _units_for_form(actor) -> list[tuple[str, str]]:  # noqa: ANN001
@@ -97,7 +100,8 @@ def campaign(cid: str) -> Any:
     rep = completion.completion(ctx, actor, c.id, unit_id)
     return render_template("screening/campaign.html", c=c, rep=rep, labels=STATUS_LABELS, Role=Role,
                            UnitKind=UnitKind, can_print=actor.role in campaigns.SLIP_PRINTERS,
-                           can_paper=actor.role in paper_import.IMPORTERS)
+                           can_paper=actor.role in paper_import.IMPORTERS,
+                           can_todo=actor.role in completion.TO_FINISH_READERS)
 
 
 @bp.post("/<cid>/class/<class_id>/slips")
@@ -189,3 +193,7 @@ def paper(cid: str) -> Any:
                                                        for e in exc.errors])
     return render_template("screening/import.html", pv=pv, error=error, done=done, kind="paper",
                            action=url_for("screening.paper", cid=cid))
+
+
+register_nav(NavLink(key="screening", label=_l("心理测评"), endpoint="screening.index", order=40,
+                     visible=lambda a: has_permission(a, Permission.CAMPAIGN_READ)))
