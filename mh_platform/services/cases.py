@@ -128,8 +128,8 @@ def _aware(value: datetime | None, field: str, *, required: bool = True) -> date
 def not_past(value: datetime | None, now: datetime, field: str) -> None:
     """A plan's review date lies ahead: one already past is refused (nothing is written)."""
     if value is not None and value < now:
-        raise ValidationFailed(f"{field} must not be in the past",
-                               [{"field": field, "error": "must not be in the past"}])
+        raise ValidationFailed(N_("%(field)s must not be in the past"),
+                               [{"field": field, "error": "must not be in the past"}], params={"field": field})
 
 
 def rowcount(result: Any) -> int:

@@ -149,8 +149,8 @@ def test_empty_login_form_gives_clear_errors(client):
     ({"current": PASSWORD, "new": "another horse 2", "confirm": "another horse 3"}, "两次输入的新密码不一致"),
     ({"current": "wrong horse battery", "new": "another horse 2", "confirm": "another horse 2"}, "当前密码不正确"),
     ({"current": PASSWORD, "new": PASSWORD, "confirm": PASSWORD}, "新密码不能与当前密码相同"),
-    ({"current": PASSWORD, "new": "password123", "confirm": "password123"}, "新密码过于常见或容易被猜到"),
-    ({"current": PASSWORD, "new": "t.counsellor 2026!", "confirm": "t.counsellor 2026!"}, "新密码不能包含您的用户名"),
+    ({"current": PASSWORD, "new": "password123", "confirm": "password123"}, "密码过于常见或容易被猜到"),
+    ({"current": PASSWORD, "new": "t.counsellor 2026!", "confirm": "t.counsellor 2026!"}, "密码不能包含您的用户名"),
     ({"current": "", "new": "", "confirm": ""}, "请输入当前密码"),
 ])
 def test_bad_password_change_gives_clear_errors(client, counsellor, form, message):

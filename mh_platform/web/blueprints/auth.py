@@ -150,10 +150,6 @@ def change_password() -> Any:
                     form.current.errors = [*form.current.errors, _("当前密码不正确。")]
                 elif "differ" in msg:
                     form.new.errors = [*form.new.errors, _("新密码不能与当前密码相同。")]
-                elif "user name" in msg:
-                    form.new.errors = [*form.new.errors, _("新密码不能包含您的用户名。")]
-                elif "too common" in msg:
-                    form.new.errors = [*form.new.errors, _("新密码过于常见或容易被猜到，请换一个（几个不相关的词组合起来即可）。")]
                 else:
                     form.new.errors = [*form.new.errors, error_text(exc)]
                 status = 422

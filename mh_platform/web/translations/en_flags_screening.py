@@ -138,6 +138,23 @@ EN = {
     "记录内容": "The note", "理由": "The reason", "随访时间": "The follow-up time", "诊疗建议": "The recommendations",
     "复学建议": "The return-to-school advice", "此项": "This field", "待接收": "waiting to be taken over",
     "已接收": "already taken over",
+    # flag detail, clusters, paging, staff concern wording
+    "新证据，重新确认": "New evidence: triage again", "测评得分区间": "Screening score band", "关键条目": "Critical item",
+    "关键条目未作答": "Critical item not answered", "较上次测评明显加重": "Clearly worse than the last screening",
+    "关注报告": "Concern report", "模型关注信号": "Model watch signal", "第%(n)s题": "Item %(n)s",
+    "作答质量存疑，建议重测或访谈": "Answer quality in doubt: re-administer or interview",
+    "已提交。该关注已交由本校心理教师（学校层级）确认和跟进。":
+        "Submitted. The concern has gone to the school's counsellor (school tier) to confirm and follow up.",
+    "分页": "Pages", "共 %(n)d 项，第 %(p)d/%(pp)d 页": "%(n)d in all, page %(p)d of %(pp)d",
+    "更多（下一页）": "More (next page)", "范围": "Scope", "时间窗口": "Time window", "红/橙预警数": "Red/orange flags",
+    "产生时间": "Raised at", "计入的预警（您权限范围内）": "Flags counted (within your scope)",
+    "返回预警工作台": "Back to the flag queue",
+    "您提交的关注会生成一项学校层级的预警，由本校心理教师确认和跟进；处理进度可在本页和预警工作台查看。如学生现在有危险，请立即采取安全措施并拨打 %(h)s。":
+        "A concern you submit opens a school-tier flag that the school's counsellor confirms and follows up; "
+        "you can follow its progress here and in the flag queue. If the student is in danger now, keep them safe "
+        "at once and call %(h)s.",
+    "具体情况（加密保存，仅心理教师和您本人可查看）": "What you saw (stored encrypted; only the counsellor and you can read it)",
+    "关注内容仅班主任和心理教师可查看。": "Concern notes can be read only by the head teacher and the counsellor.",
 }
 
 

@@ -61,9 +61,6 @@ EN = {
     "您已安全退出。": "You have signed out.",
     "当前密码不正确。": "The current password is wrong.",
     "新密码不能与当前密码相同。": "The new password must differ from the current one.",
-    "新密码不能包含您的用户名。": "The new password must not contain your user name.",
-    "新密码过于常见或容易被猜到，请换一个（几个不相关的词组合起来即可）。":
-        "This password is too common or too easy to guess. Choose another (a few unrelated words work well).",
     "密码已修改，请用新密码重新登录。": "Password changed. Please sign in with the new password.",
     "已锁定账户：%(n)d": "Locked accounts: %(n)d",
     "已停用账户：%(n)d": "Disabled accounts: %(n)d",

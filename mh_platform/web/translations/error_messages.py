@@ -163,6 +163,12 @@ ZH = {
     "only .csv and .xlsx files are accepted": "只接受 .csv 和 .xlsx 文件。",
     "missing column(s): %(cols)s": "缺少以下列：%(cols)s。",
     "your role does not import rosters": "您的角色不能导入学生名单。",
+    # passwords, cases, referrals
+    "the password must not contain your user name": "密码不能包含您的用户名。",
+    "this password is too common or too easy to guess; a few unrelated words work well":
+        "密码过于常见或容易被猜到，请换一个（几个不相关的词组合起来即可）。",
+    "%(field)s must not be in the past": "%(field)s不能早于现在。",
+    "the visit cannot be recorded as attended before the appointment time": "预约时间未到，不能登记为已就诊。",
 }
 # English shown for a template (default: the template itself) where the filled-in labels read better
 EN_ERR = {
