@@ -116,6 +116,20 @@ def test_refused_consent_and_wrong_codes(ctx, ready, client):
     assert client.get("/s/p/phq9").status_code == 302  # no cookie: back to code entry
 
 
+def test_after_a_mistyped_code_the_form_on_the_error_page_takes_the_right_one(ctx, ready, client):
+    """A student mistypes the code, then types the right one into the form the error page shows:
+    that form's CSRF token must belong to the session the error page left (it was emptied first)."""
+    world, cid, codes, refused, hts = ready
+    r = enter(client, "ABCDE-FGHJK")
+    assert r.status_code == 403 and "验证码无效" in r.text
+    good = next(iter(codes.values()))
+    r = client.post("/s/", data={"code": good, "csrf_token": csrf(r.text)})  # from the error page, no reload
+    assert r.status_code == 303 and "/s/p/" in r.headers["Location"]
+    # an expired form in the student area leads back to code entry, not to the staff home
+    r = client.application.test_client().post("/s/", data={"code": good, "csrf_token": "stale"})
+    assert r.status_code == 400 and 'href="/s/"' in r.text and 'href="/"' not in r.text
+
+
 def test_code_entry_lockout_per_ip(ctx, ready, client):
     ctx.settings.extra["student_code_rate_limit"] = "5 per 10 minutes"
     try:

@@ -90,15 +90,25 @@ def _set_cookie(resp: Response, sitting: Sitting) -> None:
                     path=COOKIE_PATH, httponly=True, samesite="Strict", secure=ctx.settings.cookie_secure)
 
 
-def _clear(resp: Response) -> Response:
-    resp.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="Strict",
-                       secure=service_ctx().settings.cookie_secure)
+def _forget() -> None:
+    """Empty the session (its CSRF token included); the language choice stays for the next student."""
     lang = session.get("lang")
     session.clear()
-    if lang:  # the language choice is not personal; keep it for the next student
+    if lang:  # the language choice is not personal
         session["lang"] = lang
+
+
+def _drop(resp: Response) -> Response:
+    resp.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="Strict",
+                       secure=service_ctx().settings.cookie_secure)
     resp.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
     return resp
+
+
+def _clear(resp: Response) -> Response:
+    """The end of a student's visit: session emptied, student cookie dropped, browser told to clear."""
+    _forget()
+    return _drop(resp)
 
 
 def _rate(key: str, default: str) -> str:
@@ -126,9 +136,10 @@ def _signed_out() -> Response:
 def _rejected(exc: CodeRejected, status: int = 403) -> Response:
     if isinstance(exc, SittingEnded):
         return _signed_out()
+    _forget()  # before rendering: the code form carries a CSRF token of the new, empty session
     resp = make_response(render_template("student/code.html", error=REASONS.get(exc.reason, REASONS["invalid"])()),
                          status)
-    return _clear(resp)
+    return _drop(resp)
 
 
 @bp.get("/")

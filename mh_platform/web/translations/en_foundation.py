@@ -21,6 +21,7 @@ EN = {
     "请求无法完成。": "The request could not be completed.",
     "表单已过期或无效，请返回刷新页面后重试。": "The form has expired or is invalid. Go back, refresh the page and try again.",
     "表单已过期或无效，请刷新页面后重试。": "The form has expired or is invalid. Refresh the page and try again.",
+    "返回输入验证码": "Back to code entry",
     "用户名": "Username",
     "请输入用户名": "Enter your username",
     "密码": "Password",
