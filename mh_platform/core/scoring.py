@@ -245,6 +245,14 @@ def _pos(score: int | None, pos_at: int | None, pos_below: int | None, band: Ban
     return None
 
 
+def unanswered_items(inst: Instrument, raw: Mapping[int, Any]) -> list[int]:
+    """The items a respondent was asked but left blank: not answered, and not legitimately skipped
+    by the instrument's skip logic (K10 items 3 and 6 after "none of the time"; ASQ Q5 after four
+    "no"). ``raw``: item number → the value given (printed option value, or "yes"/"no"/"refused")."""
+    return [it.number for it in inst.items
+            if raw.get(it.number) is None and not (it.skip is not None and it.skip.when.holds(raw))]
+
+
 # --------------------------------------------------------------------------- single response
 
 

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from mh_platform.core.errors import DomainError, NotFound, ValidationFailed
 from mh_platform.core.instruments import Instrument, load_instrument
-from mh_platform.core.scoring import INVALID, ScoreResult, score
+from mh_platform.core.scoring import INVALID, ScoreResult, score, unanswered_items
 from mh_platform.db.base import time_ordered_uuid
 from mh_platform.db.models import AccessCode, Campaign, DataKey, Enrolment, Response, Student
 from mh_platform.services import audit, codes
@@ -318,6 +318,20 @@ def coerce_value(inst: Instrument, item: int | str, value: Any) -> tuple[str, An
     if it.response_set.option(v) is None:
         raise ValidationFailed("not an option of this item")
     return str(n), v
+
+
+def unanswered(inst: Instrument, answers: Mapping[Any, Any]) -> list[int]:
+    """The asked items a page's answers (form or stored: item → value as given) leave blank; answers
+    that are not options count as blank here (the submit refuses them with its own message)."""
+    raw: dict[int, Any] = {}
+    for k, v in answers.items():
+        try:
+            key, val = coerce_value(inst, k, v)
+        except ValidationFailed:
+            continue
+        if val is not None:
+            raw[int(key)] = val
+    return unanswered_items(inst, raw)
 
 
 def _instrument(sess_battery: tuple[str, ...], instrument_id: str) -> Instrument:

@@ -66,6 +66,7 @@ def test_canaries_never_reach_the_disk_in_clear(fresh_ctx, fresh_db_url, tmp_pat
         referrals.transition(ctx, c, rid, "reroute", institution_id=w.inst2, reason=k())
         referrals.transition(ctx, two, rid, "accept")
         referrals.transition(ctx, two, rid, "schedule", appointment_at=ctx.now() + timedelta(hours=2))
+        ctx.clock.advance(hours=3)  # the visit happens after its appointment time
         referrals.transition(ctx, two, rid, "record_attended")
         referrals.transition(ctx, two, rid, "record_feedback", diagnosis_category="depressive_episode",
                              recommendations=k(), return_advice=k())

@@ -130,6 +130,37 @@ def test_after_a_mistyped_code_the_form_on_the_error_page_takes_the_right_one(ct
     assert r.status_code == 400 and 'href="/s/"' in r.text and 'href="/"' not in r.text
 
 
+def test_a_page_submitted_with_blank_items_comes_back_once_naming_them_and_then_goes_on(ctx, ready, client):
+    """Nothing is forced: the given answers are saved, the page comes back once naming the blank
+    items, and a second submit goes on (with the blank items left blank)."""
+    import sqlalchemy as sa
+
+    from mh_platform.db.models import Response
+
+    world, cid, codes, refused, hts = ready
+    sid, code = next(iter(codes.items()))
+    enter(client, code)
+    token = csrf(client.get("/s/p/phq9").text)
+    form = {"csrf_token": token, **{f"i{n}": "1" for n in range(1, 8)}}  # items 8, 9 and 10 left blank
+    r = client.post("/s/p/phq9", data=form)
+    assert r.status_code == 200 and "还有 3 题没有作答（第 8、9、10 题）" in r.text
+    assert 'name="incomplete_ok" value="1"' in r.text
+    checked = set(re.findall(r'id="(i\d+-\w+)"[^>]*\bchecked\b', r.text))
+    assert checked == {f"i{n}-1" for n in range(1, 8)}  # the given answers are kept, checked
+    with ctx.uow() as uow:
+        resp = uow.session.scalar(sa.select(Response).where(Response.student_id == sid, Response.instrument_id == "phq9"))
+        assert resp.status == "in_progress" and resp.n_answered == 7
+    r = client.post("/s/p/phq9", data={**form, "csrf_token": csrf(r.text), "incomplete_ok": "1"})
+    assert r.status_code in (200, 303)  # on to the next page (200: the help page for the unanswered item 9)
+    with ctx.uow() as uow:
+        resp = uow.session.scalar(sa.select(Response).where(Response.student_id == sid, Response.instrument_id == "phq9"))
+        assert resp.status == "submitted" and resp.n_answered == 7 and resp.critical_unanswered
+    # a complete page goes straight on
+    token = csrf(client.get("/s/p/gad7").text)
+    r = client.post("/s/p/gad7", data={"csrf_token": token, **{f"i{n}": "0" for n in range(1, 9)}})
+    assert r.status_code == 303
+
+
 def test_code_entry_lockout_per_ip(ctx, ready, client):
     ctx.settings.extra["student_code_rate_limit"] = "5 per 10 minutes"
     try:

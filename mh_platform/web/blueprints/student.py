@@ -265,10 +265,10 @@ def page(instrument_id: str) -> Any:
     return _render_page(st)
 
 
-def _render_page(st: Any, errors: str | None = None) -> str:
+def _render_page(st: Any, errors: str | None = None, *, incomplete_ok: bool = False) -> str:
     return render_template("student/page.html", st=st, q=_labels(st.instrument),
                            questions=_questions(st.instrument, st.answers), errors=errors,
-                           now_ms=int(time.time() * 1000))
+                           incomplete_ok=incomplete_ok, now_ms=int(time.time() * 1000))
 
 
 def _form_answers(inst) -> tuple[dict[str, Any], dict[str, int]]:
@@ -290,7 +290,12 @@ def submit(instrument_id: str) -> Any:
     sitting = _sitting()
     if sitting is None:
         return redirect(url_for("student.start"))
-    answers, ms = _form_answers(load_instrument(instrument_id))  # NotFound → 404; the battery is checked below
+    inst = load_instrument(instrument_id)  # NotFound → 404; the battery is checked below
+    answers, ms = _form_answers(inst)
+    if request.form.get("incomplete_ok") != "1" and responses.unanswered(inst, answers):
+        early = _confirm_incomplete(sitting, inst, answers, ms)
+        if early is not None:
+            return early
     try:
         res = responses.submit(service_ctx(), sitting, instrument_id, answers, ms)
     except ValidationFailed:  # the page again, with what is saved so far (the rare path reads the state)
@@ -305,6 +310,26 @@ def submit(instrument_id: str) -> Any:
     if res.critical:  # without JavaScript the help is shown here, before going on
         return render_template("student/help.html", next_url=nxt)
     return redirect(nxt, code=303)
+
+
+def _confirm_incomplete(sitting: Any, inst: Any, answers: dict[str, Any], ms: dict[str, int]) -> Any:
+    """A page submitted with asked items left blank: what was given is saved, and the page comes
+    back once with the blank items named; submitting it again (``incomplete_ok``) goes on — answering
+    is never forced. None when, with the answers saved before, nothing is blank after all."""
+    try:
+        if answers:
+            responses.save_answers(service_ctx(), sitting, inst.id, answers, ms)
+        st = responses.page(service_ctx(), sitting, inst.id)
+    except CodeRejected as exc:
+        return _rejected(exc)
+    except ValidationFailed:
+        return None  # an answer that is not an option: the submit says so
+    blank = responses.unanswered(inst, {str(k): v for k, v in st.answers.items()})
+    if not blank:
+        return None
+    note = _("还有 %(n)d 题没有作答（第 %(items)s 题）。可以回去补上；如果不想回答，再点一次提交即可。",
+             n=len(blank), items="、".join(str(n) for n in blank))
+    return make_response(_render_page(st, note, incomplete_ok=True), 200)
 
 
 @bp.post("/answer")
