@@ -1,4 +1,4 @@
-"""`mhp users create | disable | enable | list`."""
+"""`mhp users create | disable | enable | list | missing-roles`."""
 
 from __future__ import annotations
 
@@ -83,3 +83,20 @@ def _set_active(username: str, active: bool) -> None:
         raise click.ClickException(f"no user {username!r}")
     auth.set_active(ctx, CLI_ACTOR, uid, active)
     click.echo(f"{username}: {'enabled' if active else 'disabled'}")
+
+
+@cli.command("missing-roles")
+@click.option("--json", "as_json", is_flag=True, help="one JSON array instead of lines")
+def missing_roles(as_json: bool) -> None:
+    """Units with nobody active in the role the escalation network needs there (a class without a head
+    teacher, a school without a counsellor, a county or city without an officer): flags there are
+    handed up to the next tier until someone is appointed. Ids, codes and unit names only."""
+    from mh_platform.services import coverage
+
+    rows = coverage.units_missing_roles(make_ctx(), CLI_ACTOR)
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['kind']}\t{r['code']}\t{r['unit']}\tmissing {r['missing_role']}\t{r['unit_id']}")
+    click.echo(f"{len(rows)} unit(s) missing a role", err=True)

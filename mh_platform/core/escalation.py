@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -317,6 +317,25 @@ def due_escalation(
     to = up if up is not None and tier_rank(up) <= tier_rank(ceiling) else flag.tier
     inform = tuple(dict.fromkeys([p.tier_roles[to], *p.levels[flag.level].inform_on_miss]))
     return EscalationStep(missed, due, now, flag.level, flag.tier, to, inform)
+
+
+def reachable_tier(
+    tier: Tier, staffed: Collection[Tier], *, is_watch: bool = False, policy: EscalationPolicy | None = None
+) -> Tier | None:
+    """The tier that acts on a flag whose responsible tier is ``tier``, given the tiers whose unit (of the
+    flag's path) has an active person in the tier's acting role (``staffed``, from ``tier_roles``).
+
+    ``tier`` itself when it is staffed; else the lowest staffed tier above it, at once — a flag never
+    waits for a deadline at a tier where nobody can be told. The level's ceiling does not apply:
+    this is who can be reached, not an escalation for a missed deadline. None when no tier at or above
+    ``tier`` is staffed; for a watch-only flag, when none is staffed up to the watch ceiling (the
+    model's signal never leaves the school, so it stays there and the gap is only recorded)."""
+    p = policy or default_escalation_policy()
+    top = p.watch_ceiling if is_watch else Tier.CITY
+    for t in TIER_ORDER[tier_rank(tier): tier_rank(top) + 1]:
+        if t in staffed:
+            return t
+    return None
 
 
 def observers(

@@ -9,7 +9,8 @@ at, and send a flag past triage back to ``raised``. Closed is terminal.
 
 Invariants (tests/unit/test_flag_lifecycle.py checks them with a hypothesis state machine):
 the level only goes down through ``change_level`` with a reason; every action that needs a reason
-gets one; tiers only go up; a watch-only flag never leaves the school.
+gets one; tiers only go up (except when the student moves to another school: ``relocate``); a
+watch-only flag never leaves the school.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class FlagEventKind(StrEnum):
     REFERRED = "flag:referred"
     REMINDED = "flag:reminded"
     RETRIAGED = "flag:retriaged"
+    TRANSFERRED = "flag:transferred"
 
 
 ALL_TIERS: frozenset[Tier] = frozenset(Tier)
@@ -402,6 +404,49 @@ def apply_escalation(state: FlagState, step: EscalationStep,
     return new, _event(kind, state, new, step.at, None, reason_code=f"missed_{step.missed}")
 
 
+def reroute(state: FlagState, to_tier: Tier, now: datetime,
+            policy: EscalationPolicy | None = None) -> tuple[FlagState, FlagEvent]:
+    """Nobody holds the acting role at the flag's tier (``escalation.reachable_tier``): hand it up to
+    ``to_tier`` at once, with that tier's clocks from ``now``. An escalation (``reason_code="no_recipient"``),
+    allowed above the level's ceiling because it is about who can be reached; at the ceiling or above,
+    later missed deadlines are reminders there. Status unchanged; tiers only go up."""
+    p = policy or default_escalation_policy()
+    if state.status == FlagStatus.CLOSED:
+        raise InvalidTransition("the flag is closed")
+    if tier_rank(to_tier) <= tier_rank(state.tier):
+        raise InvalidTransition("a flag is handed up, never down or sideways")
+    if state.is_watch and tier_rank(to_tier) > tier_rank(p.watch_ceiling):
+        raise InvalidTransition("a watch-only flag stays at the school")
+    ack, handle = _deadlines(state.level, to_tier, state.status, now, p)
+    new = replace(state, tier=to_tier, tier_entered_at=now, ack_due_at=ack, handle_due_at=handle,
+                  escalations=state.escalations + 1)
+    return new, _event(FlagEventKind.ESCALATED, state, new, now, None, reason_code="no_recipient")
+
+
+def relocate(state: FlagState, now: datetime, *, new_school: bool, start: Tier,
+             policy: EscalationPolicy | None = None) -> tuple[FlagState, FlagEvent]:
+    """The student moved (the service updates the flag's school, class and unit path).
+
+    Another class of the same school: nothing changes but the place (``student_moved_class``); the
+    clocks run on and the new class's head teacher takes over what the old one saw.
+    Another school: the flag restarts there (``student_transferred``): ``raised`` at ``start`` but at
+    least the school tier (watch-only: at most the watch ceiling), with fresh clocks, because nobody at
+    the new school has seen the student yet. The level and the history stay. This is the one change
+    that may lower a tier: the old school's tiers no longer answer for the student."""
+    p = policy or default_escalation_policy()
+    if state.status == FlagStatus.CLOSED:
+        raise InvalidTransition("the flag is closed")
+    if not new_school:
+        return state, _event(FlagEventKind.TRANSFERRED, state, state, now, None, reason_code="student_moved_class")
+    tier = start if tier_rank(start) >= tier_rank(Tier.SCHOOL) else Tier.SCHOOL
+    if state.is_watch and tier_rank(tier) > tier_rank(p.watch_ceiling):
+        tier = p.watch_ceiling
+    ack, handle = _deadlines(state.level, tier, FlagStatus.RAISED, now, p)
+    new = replace(state, tier=tier, status=FlagStatus.RAISED, tier_entered_at=now, ack_due_at=ack,
+                  handle_due_at=handle)
+    return new, _event(FlagEventKind.TRANSFERRED, state, new, now, None, reason_code="student_transferred")
+
+
 def case_may_open(state: FlagState) -> bool:
     """A case opens only from a flag a counsellor has confirmed by interview (assessed or later, not closed)."""
     return state.status in {_S.ASSESSED, _S.INTERVENTION, _S.REFERRAL, _S.MONITORING, _S.CLOSE_REQUESTED}
@@ -410,5 +455,5 @@ def case_may_open(state: FlagState) -> bool:
 __all__ = [
     "ACK_CLOCK", "HANDLE_CLOCK", "OPEN_STATUSES", "TRANSITIONS", "FlagAction", "FlagEvent",
     "FlagEventKind", "FlagState", "FlagStatus", "NewEvidence", "Transition", "add_evidence", "allowed_actions", "apply",
-    "apply_escalation", "case_may_open", "check", "raise_flag",
+    "apply_escalation", "case_may_open", "check", "raise_flag", "relocate", "reroute",
 ]

@@ -59,17 +59,23 @@ class _AfterCommit:
             fn()
 
 
+SESSION_CTX = "mhp_ctx"  # session.info key: the ServiceContext whose unit of work opened the session
+
+
 class UnitOfWork(_AfterCommit):
     """One transaction: rolls back unless ``commit()`` was called; runs after-commit hooks."""
 
-    def __init__(self, factory: sessionmaker[Session], read_only: bool = False) -> None:
+    def __init__(self, factory: sessionmaker[Session], read_only: bool = False, ctx: Any = None) -> None:
         super().__init__()
         self._factory = factory
         self._read_only = read_only
+        self._ctx = ctx
         self.session: Session
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._factory()
+        if self._ctx is not None:  # for helpers that take a session only (``students.enrol``)
+            self.session.info[SESSION_CTX] = self._ctx
         if self._read_only:  # SQLite: a plain BEGIN (a read snapshot), not BEGIN IMMEDIATE (the write lock)
             self.session.info["mhp_read_only"] = True
             self.session.connection(execution_options={"mhp_read": True})
@@ -165,7 +171,7 @@ class ServiceContext:
 
     def uow(self, read_only: bool = False) -> UnitOfWork:
         """A unit of work; ``read_only`` ones must not write (SQLite starts them without the write lock)."""
-        return UnitOfWork(self.sessions, read_only)
+        return UnitOfWork(self.sessions, read_only, self)
 
     def core_uow(self, read_only: bool = False) -> CoreUnitOfWork:
         """A unit of work on a Core connection (``uow.connection``; ``uow.session`` only on demand)."""

@@ -227,7 +227,7 @@ def _transfer(ctx: ServiceContext, c: Actor, cid: uuid.UUID, student: uuid.UUID,
         st = s.get(Student, student)
         if year is None or st is None:
             return
-        student_service.enrol(s, st, target, year, now - 2 * D)
+        student_service.enrol(s, st, target, year, now - 2 * D, ctx)
         uow.commit()
     transfers.request_transfer(_at(ctx, now - D), c, cid,
                                handover_note="演示交接：学生随家庭迁居转学；每周一次个别辅导有效，请继续。")

@@ -53,6 +53,7 @@ from mh_platform.services.flags import (
     lock_audit,
     notify_roles,
     oversight,
+    reach,
     state_values,
     to_state,
 )
@@ -88,7 +89,8 @@ def _fast_batch(ctx: ServiceContext, s: Session, flags: list[Flag], now: datetim
                 ) -> tuple[list[tuple[uuid.UUID, Any]], list[uuid.UUID]] | None:
     """Escalate a batch with a handful of statements: one executemany of conditional UPDATEs
     (``WHERE id AND version AND tier``), bulk events, one chained audit append, bulk outbox rows.
-    Returns None — and writes nothing that the caller must keep — if any claim was lost."""
+    Returns None — and writes nothing that the caller must keep — if any claim was lost, or if nobody
+    holds the acting role at a flag's new tier (the flag-by-flag path hands that flag up, ``flags.reach``)."""
     plans = []
     for flag in flags:
         state = to_state(flag)
@@ -99,6 +101,25 @@ def _fast_batch(ctx: ServiceContext, s: Session, flags: list[Flag], now: datetim
         plans.append((flag, step, new, ev))
     if not plans:
         return [], []
+    # who is told: units and recipients for the whole batch in two queries, before anything is written
+    wanted: dict[tuple[Role, uuid.UUID], None] = {}
+    targets = []
+    for f, st, new, _ev in plans:
+        parts = f.unit_path.strip("/").split("/")
+        for role in dict.fromkeys(st.inform):
+            i = _PATH_INDEX[ROLE_TIER[role]]
+            if i < len(parts):
+                uid = uuid.UUID(parts[i])
+                wanted[(role, uid)] = None
+                template = "flag_reminder" if st.is_reminder else "flag_escalated"
+                targets.append((f, role, uid, template, f"/flags/{f.id}",
+                                f"flag:{f.id}:esc{new.escalations}:{role.value}"))
+    people = notify.recipients_by_unit(s, wanted)
+    for f, st, _new, _ev in plans:
+        i = _PATH_INDEX[st.to_tier]
+        parts = f.unit_path.strip("/").split("/")
+        if i < len(parts) and not people.get((p.tier_roles[st.to_tier].value, uuid.UUID(parts[i]))):
+            return None  # nobody to act at the new tier: the flag-by-flag path hands it up (``flags.reach``)
     stmt = (sa.update(Flag)
             .where(Flag.id == sa.bindparam("b_id"), Flag.version == sa.bindparam("b_version"),
                    Flag.tier == sa.bindparam("b_tier"))
@@ -130,29 +151,22 @@ def _fast_batch(ctx: ServiceContext, s: Session, flags: list[Flag], now: datetim
             "missed": st.missed}))
     s.execute(sa.insert(FlagEvent), events)
     audit.record_many(ctx, s, SYSTEM, audit_items)
-    # notifications: units and recipients for the whole batch in two queries
-    wanted: dict[tuple[Role, uuid.UUID], None] = {}
-    targets = []
-    for f, st, new, _ev in plans:
-        parts = f.unit_path.strip("/").split("/")
-        for role in dict.fromkeys(st.inform):
-            i = _PATH_INDEX[ROLE_TIER[role]]
-            if i < len(parts):
-                uid = uuid.UUID(parts[i])
-                wanted[(role, uid)] = None
-                template = "flag_reminder" if st.is_reminder else "flag_escalated"
-                targets.append((role, uid, template, f"/flags/{f.id}",
-                                f"flag:{f.id}:esc{new.escalations}:{role.value}"))
     unit_ids = {u for _, u in wanted}
     units = {u.id: u for u in s.scalars(sa.select(OrgUnit).where(OrgUnit.id.in_(unit_ids)))} if unit_ids else {}
-    people = notify.recipients_by_unit(s, wanted)
     rows: list[dict[str, Any]] = []
-    for role, uid, template, link, dedupe in targets:
+    gaps: list[tuple[str, str, Any, dict[str, Any]]] = []
+    for f, role, uid, template, link, dedupe in targets:
         unit = units.get(uid)
         if unit is None:
             continue
-        rows += notify.plan_unit_role(ctx, people.get((role.value, uid), []), role=role, unit=unit,
+        users = people.get((role.value, uid), [])
+        if not users:  # e.g. no school leader to tell of a missed deadline: recorded for the administrator
+            gaps.append(("notify:no_recipient", "org_unit", uid, {"role": role.value, "template": template,
+                                                                  "flag": str(f.id)}))
+        rows += notify.plan_unit_role(ctx, users, role=role, unit=unit,
                                       template=template, link=link, dedupe=dedupe, now=now)
+    if gaps:
+        audit.record_many(ctx, s, SYSTEM, gaps)
     queued = notify.enqueue_many(s, rows)
     return [(f.id, st) for f, st, _n, _e in plans], queued
 
@@ -199,8 +213,13 @@ def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATC
                         continue
                     add_event(ctx, s, flag, ev, SYSTEM, extra={"missed": step.missed})
                     template = "flag_reminder" if step.is_reminder else "flag_escalated"
-                    sent_ids += notify_roles(ctx, s, flag, step.inform, template,
-                                             f"flag:{flag.id}:esc{new.escalations}", now, cache)
+                    inform = step.inform
+                    if reach(ctx, s, flag, now, p, cache, template=template):  # nobody at the step's tier
+                        template = "flag_escalated"
+                        inform = (p.tier_roles[Tier(flag.tier)],
+                                  *[r for r in step.inform if r != p.tier_roles[step.to_tier]])
+                    sent_ids += notify_roles(ctx, s, flag, inform, template,
+                                             f"flag:{flag.id}:esc{flag.escalations}", now, cache)
                     if step.is_reminder:
                         reminded += 1
                     else:

@@ -30,9 +30,15 @@ from sqlalchemy.orm import Session
 from mh_platform.core import flag_lifecycle as fl
 from mh_platform.core import flag_rules as fr
 from mh_platform.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from mh_platform.core.escalation import EscalationPolicy, due_oversight_notices
+from mh_platform.core.escalation import (
+    EscalationPolicy,
+    due_oversight_notices,
+    reachable_tier,
+    start_tier,
+    tier_rank,
+)
 from mh_platform.core.i18n import N_
-from mh_platform.core.types import Level, Role, Tier
+from mh_platform.core.types import TIER_ORDER, Level, Role, Tier
 from mh_platform.db.models import (
     Concern,
     Enrolment,
@@ -41,7 +47,9 @@ from mh_platform.db.models import (
     FlagEvidence,
     OrgUnit,
     Response,
+    RoleAssignment,
     Student,
+    User,
 )
 from mh_platform.services import audit, notify
 from mh_platform.services.access import current_enrolment
@@ -258,24 +266,88 @@ class FlagBatch:
         self.outbox.clear()
 
 
+def has_recipient(s: Session, role: Role, unit_id: uuid.UUID, batch: FlagBatch | None = None) -> bool:
+    """Someone active holds ``role`` at exactly ``unit_id`` (a batch's cached look-up when given)."""
+    if batch is not None:
+        return bool(batch.users(s, role, unit_id))
+    return s.scalar(sa.select(RoleAssignment.id).join(User, User.id == RoleAssignment.user_id)
+                    .where(RoleAssignment.role == Role(role).value, RoleAssignment.unit_id == unit_id,
+                           User.is_active.is_(True)).limit(1)) is not None
+
+
+def record_no_recipient(ctx: ServiceContext, s: Session, *, role: Role, unit: OrgUnit, flag_id: uuid.UUID | None,
+                        template: str, batch: FlagBatch | None = None) -> None:
+    """Audit a notice that found nobody in ``role`` at ``unit`` (codes and ids only), so an administrator
+    sees the units missing a role (``coverage.units_missing_roles`` lists them as they are now)."""
+    data: dict[str, Any] = {"role": Role(role).value, "template": template}
+    if flag_id is not None:
+        data["flag"] = str(flag_id)
+    audit.record(ctx, s, SYSTEM, "notify:no_recipient", "org_unit", unit.id, data, buffer=audit_buffer(batch))
+
+
 def notify_roles(ctx: ServiceContext, s: Session, flag: Flag, roles: Iterable[Role], template: str, dedupe: str,
                  now: datetime, cache: dict[uuid.UUID, OrgUnit] | None = None,
                  batch: FlagBatch | None = None) -> list[uuid.UUID]:
     """Queue ``template`` for each role at the flag's unit of that role's tier (link to the flag).
     With ``batch``, the notices are planned into it (``FlagBatch.finish`` writes them) and no id is
-    returned."""
+    returned. A role nobody holds at its unit is recorded (``notify:no_recipient``); who acts on the
+    flag is made reachable beforehand by ``reach``."""
     ids: list[uuid.UUID] = []
     for role in dict.fromkeys(roles):
         unit = unit_for_tier(s, flag, ROLE_TIER[role], batch.units if batch is not None else cache)
         if unit is None:
             continue
         if batch is not None:
+            if not batch.users(s, role, unit.id):
+                record_no_recipient(ctx, s, role=role, unit=unit, flag_id=flag.id, template=template, batch=batch)
             batch.plan(ctx, s, role=role, unit=unit, template=template, link=f"/flags/{flag.id}",
                        dedupe=f"{dedupe}:{role.value}", now=now)
             continue
+        users = notify.users_with_role(s, role, unit.id)
+        if not users:
+            record_no_recipient(ctx, s, role=role, unit=unit, flag_id=flag.id, template=template)
         ids += notify.notify_unit_role(ctx, s, role=role, unit=unit, template=template, link=f"/flags/{flag.id}",
-                                       dedupe=f"{dedupe}:{role.value}", now=now)
+                                       dedupe=f"{dedupe}:{role.value}", now=now, users=users)
     return ids
+
+
+def reach(ctx: ServiceContext, s: Session, flag: Flag, now: datetime, policy: EscalationPolicy,
+          cache: dict[uuid.UUID, OrgUnit] | None = None, batch: FlagBatch | None = None,
+          template: str = "flag_needs_action") -> bool:
+    """Make sure someone can act on the flag where it is: when nobody active holds the acting role
+    (``tier_roles``) at the flag's unit of its tier, hand it up at once to the lowest tier that has
+    someone (``core.escalation.reachable_tier``, ``core.flag_lifecycle.reroute``): an event
+    ``flag:escalated`` with ``reason_code="no_recipient"`` and, for each tier passed over, a
+    ``notify:no_recipient`` audit entry. The caller then tells the acting role of ``flag.tier``, who can
+    open the flag (it is at their tier). True when the flag moved.
+
+    Call it whenever a flag enters a tier (raise, escalation, a level raised, a move of school)."""
+    units = batch.units if batch is not None else cache
+    tier = Tier(flag.tier)
+    staffed: set[Tier] = set()
+    gaps: list[tuple[Tier, Role, OrgUnit]] = []
+    for t in TIER_ORDER[tier_rank(tier):]:
+        role = policy.tier_roles[t]
+        unit = unit_for_tier(s, flag, t, units)
+        if unit is None:
+            continue
+        if has_recipient(s, role, unit.id, batch):
+            staffed.add(t)
+            break
+        gaps.append((t, role, unit))
+    target = reachable_tier(tier, staffed, is_watch=flag.is_watch, policy=policy)
+    for t, role, unit in gaps:
+        if target is None or tier_rank(t) < tier_rank(target):
+            record_no_recipient(ctx, s, role=role, unit=unit, flag_id=flag.id, template=template, batch=batch)
+    if target is None or target == tier:
+        return False
+    new, ev = fl.reroute(to_state(flag), target, now, policy)
+    if not claim_update(s, flag, state_values(new)):
+        raise Conflict("the flag changed meanwhile; retry")
+    add_event(ctx, s, flag, ev, SYSTEM, extra={"passed_over": [str(u.id) for t, _r, u in gaps
+                                                                if tier_rank(t) < tier_rank(target)]},
+              batch=batch)
+    return True
 
 
 def add_event(ctx: ServiceContext, s: Session, flag: Flag, ev: fl.FlagEvent, actor: Actor | None,
@@ -306,16 +378,36 @@ def oversight(ctx: ServiceContext, s: Session, flag: Flag, now: datetime, policy
               cache: dict[uuid.UUID, OrgUnit] | None = None, batch: FlagBatch | None = None) -> list[uuid.UUID]:
     """Send the one-time oversight notices still owed (red: county at once; city when open > 48 h).
 
+    A county with no active officer: the city officer is told instead, at once, and ``city_informed_at``
+    is stamped with it, which is what lets the city open the flag (``flags_access``); the gap is
+    recorded (``notify:no_recipient``).
+
     Caller holds the flag (fresh claim or just created); the *_informed_at columns make it once."""
     ids: list[uuid.UUID] = []
+    units = batch.units if batch is not None else cache
     for n in due_oversight_notices(to_state(flag), now, policy):
+        if n.tier == Tier.CITY and flag.city_informed_at is not None:
+            continue  # already told the city in this loop, instead of an unstaffed county
         col = "county_informed_at" if n.tier == Tier.COUNTY else "city_informed_at"
-        if not claim_update(s, flag, {col: now}):
+        values: dict[str, Any] = {col: now}
+        role, code, tier = n.role, n.reason_code, n.tier
+        if n.tier == Tier.COUNTY:
+            county = unit_for_tier(s, flag, Tier.COUNTY, units)
+            if county is not None and not has_recipient(s, n.role, county.id, batch):
+                record_no_recipient(ctx, s, role=n.role, unit=county, flag_id=flag.id, template="flag_oversight",
+                                    batch=batch)
+                if flag.city_informed_at is not None:  # the city already knows
+                    if not claim_update(s, flag, values):
+                        raise Conflict(N_("the flag changed meanwhile"))
+                    continue
+                values["city_informed_at"] = now
+                role, code, tier = policy.tier_roles[Tier.CITY], f"{n.reason_code}:no_county", Tier.CITY
+        if not claim_update(s, flag, values):
             raise Conflict(N_("the flag changed meanwhile"))
-        ids += notify_roles(ctx, s, flag, [n.role], "flag_oversight", f"flag:{flag.id}:{n.reason_code}", now, cache,
+        ids += notify_roles(ctx, s, flag, [role], "flag_oversight", f"flag:{flag.id}:{code}", now, cache,
                             batch)
         audit.record(ctx, s, SYSTEM, "flag:reported", "flag", flag.id,
-                     {"tier": n.tier.value, "reason_code": n.reason_code}, buffer=audit_buffer(batch))
+                     {"tier": tier.value, "reason_code": code}, buffer=audit_buffer(batch))
     return ids
 
 
@@ -334,6 +426,66 @@ def _source_kind(evidence: Sequence[fr.Evidence]) -> str:
     if any(e.source != fr.EvidenceSource.CONCERN and e.source != fr.EvidenceSource.MODEL for e in evidence):
         return "screening"
     return "concern"
+
+
+# ----------------------------------------------------------------------------- the student moves
+
+
+def _start_tier_of(s: Session, flag: Flag, policy: EscalationPolicy) -> Tier:
+    """Where a flag like this one starts (``core.escalation.start_tier``), from its raise event's source."""
+    source = s.scalar(sa.select(FlagEvent.reason_code).where(FlagEvent.flag_id == flag.id,
+                                                             FlagEvent.kind == fl.FlagEventKind.RAISED.value))
+    try:
+        return start_tier(source or "screening", None, policy)
+    except ValidationFailed:
+        return policy.start_screening
+
+
+def follow_enrolment(ctx: ServiceContext, s: Session, student_id: uuid.UUID, enrol: Enrolment, now: datetime, *,
+                     flag: Flag | None = None, batch: FlagBatch | None = None) -> list[uuid.UUID]:
+    """Move the student's open flag to their current enrolment, in the caller's transaction (called by
+    ``students.enrol`` for every move, and by ``open_or_attach_in`` for a flag found left behind).
+
+    - Another class of the same school: the flag's class and unit path change; tier, status and clocks
+      run on; if it is at the class tier, the new class's head teacher is told.
+    - Another school: the flag restarts there (``core.flag_lifecycle.relocate``): ``raised`` at the tier
+      its source starts at, at least the school tier, fresh clocks, no owner; made reachable (``reach``);
+      the new acting role is told at once; a red flag is reported again to a county or city that changed.
+    - Either way one ``flag:transferred`` event (``student_moved_class`` / ``student_transferred``) and its
+      audit entry, with the old and new school and class ids. The evidence and the history stay with the
+      flag; the old school's people no longer reach it (access is by the flag's unit path), as with a
+      case after its handover. Returns the outbox ids (none with ``batch``)."""
+    p = escalation_policy(ctx)
+    if flag is None:
+        lock_audit(s)
+        flag = _open_flag(s, student_id)
+    if flag is None or (flag.class_unit_id == enrol.class_unit_id and flag.unit_path == enrol.unit_path):
+        return []
+    old_parts, new_parts = flag.unit_path.strip("/").split("/"), enrol.unit_path.strip("/").split("/")
+    new_school = flag.school_unit_id != enrol.school_unit_id
+    new, ev = fl.relocate(to_state(flag), now, new_school=new_school, start=_start_tier_of(s, flag, p), policy=p)
+    moved = {"from_school": str(flag.school_unit_id), "to_school": str(enrol.school_unit_id),
+             "from_class": str(flag.class_unit_id), "to_class": str(enrol.class_unit_id)}
+    values: dict[str, Any] = {**state_values(new), "school_unit_id": enrol.school_unit_id,
+                              "class_unit_id": enrol.class_unit_id, "unit_path": enrol.unit_path}
+    if new_school:
+        values.update(owner_user_id=None, acknowledged_at=None, handled_at=None)
+        if old_parts[_PATH_INDEX[Tier.COUNTY]] != new_parts[_PATH_INDEX[Tier.COUNTY]]:
+            values["county_informed_at"] = None  # the new county has not been told
+        if old_parts[_PATH_INDEX[Tier.CITY]] != new_parts[_PATH_INDEX[Tier.CITY]]:
+            values["city_informed_at"] = None
+    if not claim_update(s, flag, values):
+        raise Conflict("the flag changed meanwhile; retry")
+    add_event(ctx, s, flag, ev, SYSTEM, extra=moved, batch=batch)
+    cache: dict[uuid.UUID, OrgUnit] = batch.units if batch is not None else {}
+    handed_up = reach(ctx, s, flag, now, p, cache, batch)
+    ids: list[uuid.UUID] = []
+    if new_school or handed_up or Tier(flag.tier) == Tier.CLASS:
+        ids += notify_roles(ctx, s, flag, [p.tier_roles[Tier(flag.tier)]], "flag_needs_action",
+                            f"flag:{flag.id}:moved:{flag.version}", now, cache, batch)
+    if new_school:
+        ids += oversight(ctx, s, flag, now, p, cache, batch)
+    return ids
 
 
 # ----------------------------------------------------------------------------- raise / attach
@@ -365,6 +517,10 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
     level_raised = False
     ids: list[uuid.UUID] = []
     cache: dict[uuid.UUID, OrgUnit] = batch.units if batch is not None else {}
+    if flag is not None and (flag.class_unit_id != enrol.class_unit_id or flag.unit_path != enrol.unit_path):
+        # the student moved and the flag stayed behind (an enrolment changed without ``students.enrol``):
+        # move it to where the student is now before the evidence attaches
+        ids += follow_enrolment(ctx, s, student_id, enrol, now, flag=flag, batch=batch)
     if flag is None:
         kind = _source_kind(evidence)
         state, ev = fl.raise_flag(level, kind, now, reporter_role=reporter_role if kind == "concern" else None,
@@ -382,7 +538,8 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
             batch.open_flags[student_id] = flag
         if created:
             add_event(ctx, s, flag, ev, actor, extra={"source": kind}, batch=batch)
-            owner = p.tier_roles[state.tier]
+            reach(ctx, s, flag, now, p, cache, batch)  # nobody to act at the start tier: handed up at once
+            owner = p.tier_roles[Tier(flag.tier)]
             ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action", f"flag:{flag.id}:raised", now, cache,
                                 batch)
             ids += oversight(ctx, s, flag, now, p, cache, batch)
@@ -412,9 +569,11 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
             else:
                 notice = None  # it only stopped being watch-only
             if notice is not None:
-                # what opening the flag at its tier sends: its tier's role, and a red flag's oversight
-                ids += notify_roles(ctx, s, flag, [p.tier_roles[new.tier]], "flag_needs_action", notice, now, cache,
-                                    batch)
+                # what opening the flag at its tier sends: its tier's role (handed up at once when
+                # nobody holds it there), and a red flag's oversight
+                reach(ctx, s, flag, now, p, cache, batch)
+                owner = p.tier_roles[Tier(flag.tier)]
+                ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action", notice, now, cache, batch)
                 ids += oversight(ctx, s, flag, now, p, cache, batch)
     added = []
     for e in evidence:
@@ -610,8 +769,9 @@ def act(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, action: fl.
         add_event(ctx, s, flag, ev, actor, ev.reason)
         ids: list[uuid.UUID] = []
         if action == fl.FlagAction.ESCALATE:
-            ids += notify_roles(ctx, s, flag, [p.tier_roles[new.tier]], "flag_escalated",
-                                f"flag:{flag.id}:esc{new.escalations}", now)
+            reach(ctx, s, flag, now, p, template="flag_escalated")
+            ids += notify_roles(ctx, s, flag, [p.tier_roles[Tier(flag.tier)]], "flag_escalated",
+                                f"flag:{flag.id}:esc{flag.escalations}", now)
         elif action == fl.FlagAction.REQUEST_CLOSE:
             ids += notify_roles(ctx, s, flag, [Role.COUNSELLOR], "flag_needs_action",
                                 f"flag:{flag.id}:close_req:{flag.version}", now)
@@ -804,6 +964,6 @@ def list_flags(ctx: ServiceContext, actor: Actor, *, status: str | None = None, 
 
 
 __all__ = ["GUIDANCE", "FlagOutcome", "access_flag_by_id", "acknowledge", "act", "assess", "close", "escalate",
-           "flag_view", "get_flag", "list_flags", "open_or_attach_in", "raise_for_response", "raise_from_concern_in",
+           "flag_view", "follow_enrolment", "get_flag", "reach", "list_flags", "open_or_attach_in", "raise_for_response", "raise_from_concern_in",
            "raise_from_response", "raise_from_response_in", "raise_watch", "refer", "review_close",
            "start_intervention", "start_monitoring", "Enrolment"]

@@ -5,8 +5,9 @@
 - counsellor: every flag of their school, with evidence (the only role that sees clinical detail).
 - school leader: red flags of their school, and any flag of their school that missed a deadline.
 - county officer: flags of their county that reached the county tier, and red flags at once.
-- city officer: flags of the city that reached the city tier, and red flags open longer than the
-  policy's ``inform_city_after`` (48 h by default).
+- city officer: flags of the city that reached the city tier, red flags open longer than the
+  policy's ``inform_city_after`` (48 h by default), and any flag reported to the city
+  (``city_informed_at``: also when the county had no officer to tell, ``flags.oversight``).
 
 Out of scope and missing look the same: ``NotFound``.
 """
@@ -71,7 +72,7 @@ def flag_scope(actor: Actor, now: datetime, policy: EscalationPolicy | None = No
             conds.append(Flag.level.in_(levels))
         return sa.and_(here, sa.or_(*conds))
     # city officer
-    conds2: list[sa.ColumnElement[bool]] = [Flag.tier == Tier.CITY.value]
+    conds2: list[sa.ColumnElement[bool]] = [Flag.tier == Tier.CITY.value, Flag.city_informed_at.is_not(None)]
     for lv, lp in p.levels.items():
         if lp.inform_city_after is not None:
             conds2.append(sa.and_(Flag.level == lv.value, Flag.opened_at < now - lp.inform_city_after))
@@ -92,7 +93,7 @@ def can_see(actor: Actor, flag: Flag, now: datetime, policy: EscalationPolicy | 
     lp = p.levels[Level(flag.level)]
     if actor.role == Role.COUNTY_OFFICER:
         return flag.tier in (Tier.COUNTY.value, Tier.CITY.value) or lp.inform_county_at_once
-    if flag.tier == Tier.CITY.value:
+    if flag.tier == Tier.CITY.value or flag.city_informed_at is not None:
         return True
     return lp.inform_city_after is not None and now - flag.opened_at > lp.inform_city_after
 

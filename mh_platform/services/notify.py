@@ -164,12 +164,17 @@ def users_with_role(s: Session, role: Role, unit_id: uuid.UUID) -> list[User]:
 
 
 def notify_unit_role(ctx: ServiceContext, s: Session, *, role: Role, unit: OrgUnit, template: str, link: str,
-                     dedupe: str, now: datetime, wecom: bool = True) -> list[uuid.UUID]:
+                     dedupe: str, now: datetime, wecom: bool = True,
+                     users: list[User] | None = None) -> list[uuid.UUID]:
     """Queue the notice for everyone with ``role`` at ``unit``: inbox always, email when the user has an
-    address, and one WeCom group message for the unit when a webhook is configured."""
+    address, and one WeCom group message for the unit when a webhook is configured. ``users``: the
+    caller's ``users_with_role`` look-up, when it already made it.
+
+    Nobody in the role there writes no personal notice: callers about a flag make the flag reachable
+    first (``flags.reach``: handed up to the next tier with someone) and record the gap."""
     params = {"unit": unit.name, "link": link, "unit_id": str(unit.id), "role": Role(role).value}
     ids: list[uuid.UUID] = []
-    for user in users_with_role(s, role, unit.id):
+    for user in (users if users is not None else users_with_role(s, role, unit.id)):
         base = f"{dedupe}:{user.id}"
         for channel, address in (("inbox", None), ("email", user.email)):
             if channel == "email" and not address:

@@ -550,7 +550,7 @@ def commit(ctx: ServiceContext, actor: Actor, file_bytes: bytes, filename: str) 
             st = r.student
             assert st is not None
             if "class" in r.changes:
-                students.enrol(s, st, cls, an.year, now)
+                students.enrol(s, st, cls, an.year, now, ctx)
             if {"name", "sex", "birth_year"} & set(r.changes):
                 students.update_identity(ctx, s, st, now=now, name=r.name if "name" in r.changes else None,
                                          sex=r.sex if "sex" in r.changes else None,

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from mh_platform.core.errors import ValidationFailed
 from mh_platform.core.types import UnitKind
-from mh_platform.db.models import AcademicYear, Enrolment, Guardian, OrgUnit, Student
-from mh_platform.services.context import ServiceContext
+from mh_platform.db.models import AcademicYear, Enrolment, Flag, Guardian, OrgUnit, Student
+from mh_platform.services.context import SESSION_CTX, ServiceContext
 
 
 @dataclass(frozen=True)
@@ -152,11 +152,18 @@ def add_guardian(ctx: ServiceContext, s: Session, student: Student, g: GuardianI
 
 
 def enrol(s: Session, student: Student, class_unit: OrgUnit, year: AcademicYear, now: datetime,
-          *, new_student: bool = False) -> Enrolment:
-    """Put the student in ``class_unit`` for ``year``. Earlier enrolments are kept (history)."""
+          ctx: ServiceContext | None = None, *, new_student: bool = False) -> Enrolment:
+    """Put the student in ``class_unit`` for ``year``. Earlier enrolments are kept (history).
+
+    A student who moves takes their open flag along, in this transaction (``flags.follow_enrolment``:
+    the new class's head teacher or the new school's counsellor holds it, with its event, audit entry
+    and notices). ``ctx`` defaults to the context whose unit of work opened ``s``."""
+    from mh_platform.services import flags  # late: flags reaches students' enrolments, not the reverse
+
     school_id = uuid.UUID(class_unit.path.strip("/").split("/")[2])
     existing = None
     if not new_student:
+        flags.lock_audit(s)  # the flag writers' lock order: audit lock, then enrolment and flag rows
         existing = s.scalar(sa.select(Enrolment).where(Enrolment.student_id == student.id,
                                                        Enrolment.academic_year_id == year.id))
         s.execute(sa.update(Enrolment).where(Enrolment.student_id == student.id, Enrolment.active.is_(True))
@@ -165,11 +172,18 @@ def enrol(s: Session, student: Student, class_unit: OrgUnit, year: AcademicYear,
         existing.class_unit_id, existing.school_unit_id = class_unit.id, school_id
         existing.unit_path, existing.grade_level = class_unit.path, class_unit.grade_level or 0
         existing.active, existing.ended_at = True, None
-        return existing
-    e = Enrolment(student_id=student.id, academic_year_id=year.id, class_unit_id=class_unit.id,
-                  school_unit_id=school_id, unit_path=class_unit.path, grade_level=class_unit.grade_level or 0,
-                  active=True, started_at=now)
-    s.add(e)
+        e = existing
+    else:
+        e = Enrolment(student_id=student.id, academic_year_id=year.id, class_unit_id=class_unit.id,
+                      school_unit_id=school_id, unit_path=class_unit.path, grade_level=class_unit.grade_level or 0,
+                      active=True, started_at=now)
+        s.add(e)
+    if not new_student:
+        ctx = ctx or s.info.get(SESSION_CTX)
+        if ctx is not None:
+            flags.follow_enrolment(ctx, s, student.id, e, now)
+        elif s.scalar(sa.select(Flag.id).where(Flag.student_id == student.id, Flag.status != "closed")):
+            raise RuntimeError("students.enrol needs the service context to move the student's open flag")
     return e
 
 

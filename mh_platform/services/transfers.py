@@ -1,7 +1,9 @@
 """Case transfers: a counsellor-to-counsellor handover when a student with an open case moves school.
 
 1. The student is enrolled in a class of another school (``services.students.enrol``); the old
-   counsellor's queue shows ``handover_needed``.
+   counsellor's queue shows ``handover_needed``. The student's open flag moves at once with the
+   enrolment (``flags.follow_enrolment``): the new school's counsellor is told and triages it while
+   the case waits for the handover.
 2. The old counsellor requests the handover with a sealed note (``request_transfer``); the case is
    ``transferring``; the new school's counsellors are notified and see the request (pseudonym,
    level, the handover note — opened through disclosure, purpose ``transfer_handover``).

@@ -90,10 +90,14 @@ def _insert_flags(ctx, student_ids: list[uuid.UUID], now: datetime, due_in: list
     return ids
 
 
-def _escalation_events(eng: sa.Engine) -> Counter:
+def _escalation_events(eng: sa.Engine, reason: str = "missed_%") -> Counter:
+    """Escalation and reminder events per flag for a missed deadline (``reason``), or for nobody to
+    tell at the new tier (``"no_recipient"``: a yellow reminder in the world's school without a
+    counsellor is handed up to the county in the same transaction as the step)."""
     with eng.connect() as c:
         rows = c.execute(sa.select(FlagEvent.flag_id).where(
-            FlagEvent.kind.in_(("flag:escalated", "flag:reminded")))).scalars().all()
+            FlagEvent.kind.in_(("flag:escalated", "flag:reminded")),
+            FlagEvent.reason_code.like(reason))).scalars().all()
     return Counter(str(uuid.UUID(str(r))) for r in rows)
 
 
@@ -137,12 +141,17 @@ def test_two_schedulers_one_killed_mid_sweep_escalate_each_due_flag_exactly_once
         assert sum(counts.values()) == 1000, (sum(counts.values()), survivor.text()[-2000:])
         assert set(counts) == {str(f) for f in flag_ids}
         assert max(counts.values()) == 1  # exactly once per missed deadline
+        handed_up = _escalation_events(eng, "no_recipient")
+        assert handed_up and max(handed_up.values()) == 1  # and at most one hand-up, with its step
         with eng.connect() as c:
-            tiers = Counter(c.execute(sa.select(Flag.level, Flag.tier)).all())
-            dup = c.execute(sa.select(Outbox.dedupe_key).where(Outbox.dedupe_key.like("%:esc2:%"))).all()
+            tiers = [(str(uuid.UUID(str(i))), lv, t) for i, lv, t in c.execute(sa.select(Flag.id, Flag.level, Flag.tier))]
+            dup = [k for (k,) in c.execute(sa.select(Outbox.dedupe_key).where(Outbox.dedupe_key.like("%:esc2:%")))
+                   if k.split(":")[1] not in handed_up]  # a hand-up is the flag's second escalation
         assert dup == []
-        assert all(t == "county" for (lv, t) in tiers if lv in ("red", "orange"))
-        assert all(t == "school" for (lv, t) in tiers if lv == "yellow")  # reminder at the ceiling
+        assert all(t == "county" for (_i, lv, t) in tiers if lv in ("red", "orange"))
+        # a yellow reminder at the ceiling stays at the school, unless nobody is there to act on it
+        assert all(t == ("county" if i in handed_up else "school") for (i, lv, t) in tiers if lv == "yellow")
+        assert {lv for (i, lv, _t) in tiers if i in handed_up} == {"yellow"}
         assert survivor.stop(signal.SIGTERM) == 0
     finally:
         p1.stop(9)
@@ -186,8 +195,10 @@ def test_two_concurrent_cli_sweeps_never_double_escalate(fresh_ctx, fresh_db_url
     assert len(escalated) == len(set(escalated))  # no flag escalated by both
     eng = _reader(fresh_db_url)
     counts = _escalation_events(eng)
+    handed_up = _escalation_events(eng, "no_recipient")
     eng.dispose()
     assert set(counts) == {str(f) for f in flag_ids} and max(counts.values()) == 1
+    assert handed_up and max(handed_up.values()) == 1
 
 
 def test_cli_sweep_now_prints_the_summary_shape(fresh_ctx, fresh_db_url, master_key_file):
