@@ -44,7 +44,7 @@ ACTION_LABELS = {"acknowledge": _l("确认收到"), "escalate": _l("上报上一
 EVENT_LABELS = {"flag:raised": _l("预警产生"), "flag:acknowledged": _l("已确认收到"), "flag:escalated": _l("已上报"),
                 "flag:reminded": _l("超时提醒"), "flag:confirmed": _l("访谈确认"), "flag:level_changed": _l("等级调整"),
                 "flag:level_raised": _l("新证据，等级上调"),
-                "flag:retriaged": _l("新证据，重新确认"), "flag:dismissed": _l("排除（误报）"),
+                "flag:retriaged": _l("新证据，重新确认"), "flag:transferred": _l("随学生转到新班级或学校"), "flag:dismissed": _l("排除（误报）"),
                 "flag:intervention_started": _l("开始干预"), "flag:referred": _l("启动转介"),
                 "flag:monitoring_started": _l("转为持续关注"), "flag:close_requested": _l("申请结束"),
                 "flag:close_rejected": _l("不同意结束"), "flag:closed": _l("已结束")}

@@ -139,7 +139,10 @@ EN = {
     "复学建议": "The return-to-school advice", "此项": "This field", "待接收": "waiting to be taken over",
     "已接收": "already taken over",
     # flag detail, clusters, paging, staff concern wording
-    "新证据，重新确认": "New evidence: triage again", "测评得分区间": "Screening score band", "关键条目": "Critical item",
+    "新证据，重新确认": "New evidence: triage again", "随学生转到新班级或学校": "Moved with the student to a new class or school",
+    "还有 %(n)d 题没有作答（第 %(items)s 题）。可以回去补上；如果不想回答，再点一次提交即可。":
+        "%(n)d questions are not answered yet (number %(items)s). You can go back and answer them; if you would "
+        "rather not, just press submit again.", "测评得分区间": "Screening score band", "关键条目": "Critical item",
     "关键条目未作答": "Critical item not answered", "较上次测评明显加重": "Clearly worse than the last screening",
     "关注报告": "Concern report", "模型关注信号": "Model watch signal", "第%(n)s题": "Item %(n)s",
     "作答质量存疑，建议重测或访谈": "Answer quality in doubt: re-administer or interview",
