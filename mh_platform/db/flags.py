@@ -61,7 +61,7 @@ class FlagEvidence(Base):
     __tablename__ = "flag_evidence"
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
     flag_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("flag.id"), index=True)
-    source: Mapped[str] = mapped_column(sa.String(16))  # band/critical/critical_unanswered/concern/deterioration/model
+    source: Mapped[str] = mapped_column(sa.String(32))  # band/critical/critical_unanswered/concern/deterioration/model
     level: Mapped[str] = mapped_column(sa.String(8))
     reason_code: Mapped[str] = mapped_column(sa.String(64))
     response_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("response.id"))

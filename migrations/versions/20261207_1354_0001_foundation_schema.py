@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-07 13:36:37.908786
+Create Date: 2026-12-07 13:54:25.638581
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -615,7 +615,7 @@ def upgrade() -> None:
     op.create_table('flag_evidence',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('flag_id', sa.Uuid(), nullable=False),
-    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('source', sa.String(length=32), nullable=False),
     sa.Column('level', sa.String(length=8), nullable=False),
     sa.Column('reason_code', sa.String(length=64), nullable=False),
     sa.Column('response_id', sa.Uuid(), nullable=True),
