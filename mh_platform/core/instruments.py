@@ -333,6 +333,11 @@ class Instrument:
                 return v
         raise NotFound(f"{self.id}: no scoring variant {variant_id!r}")
 
+    def has_item_text(self, lang: str) -> bool:
+        """Every item has its wording in ``lang`` ("zh" / "en"): the instrument can be shown in it.
+        A licensed wording that is not shipped (instruments.md) is missing until a deployment adds it."""
+        return all(getattr(it, lang) for it in self.items)
+
     def cutoff_set(self, cutoff_id: str | None = None, variant_id: str | None = None) -> CutoffSet:
         """The named cut-off set, or the default one for the variant."""
         if cutoff_id is not None:

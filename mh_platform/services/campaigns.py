@@ -100,11 +100,19 @@ class CampaignView:
     grades: list[int]
     instruments: tuple[str, ...]
     unit_names: list[str]
+    without_chinese: tuple[str, ...] = ()  # instruments a student on the Chinese interface would read in English
+
+
+def without_text(instrument_ids: Sequence[str], lang: str = "zh") -> tuple[str, ...]:
+    """The instruments of a battery that have no item wording in ``lang`` (their licensed Chinese
+    wording is not shipped; a deployment adds it): staff are told before codes go out."""
+    return tuple(i for i in instrument_ids if not load_instrument(i).has_item_text(lang))
 
 
 def _view(camp: Campaign, units: Sequence[OrgUnit]) -> CampaignView:
+    instruments = batteries.all_instruments(rules_of(camp))
     return CampaignView(camp.id, camp.name, camp.status, camp.opens_at, camp.closes_at, list(camp.grades),
-                        batteries.all_instruments(rules_of(camp)), [u.name for u in units])
+                        instruments, [u.name for u in units], without_text(instruments))
 
 
 def list_campaigns(ctx: ServiceContext, actor: Actor) -> list[CampaignView]:

@@ -61,3 +61,16 @@ def test_loader_rejects_a_file_without_licence(tmp_path):
     bad.write_text(text[:start] + text[end:], encoding="utf-8")
     with pytest.raises(InstrumentError, match="licence"):
         load_file(bad)
+
+
+def test_which_instruments_can_be_shown_in_chinese_is_what_the_licences_allow():
+    """Chinese item wording ships only where its licence allows (instruments.md); the campaign page
+    warns about the others (services.campaigns.without_text)."""
+    from mh_platform.core.instruments import load_all
+    from mh_platform.services.campaigns import without_text
+
+    insts = load_all()
+    assert {i for i, inst in insts.items() if inst.has_item_text("zh")} == {"phq9", "gad7", "asq", "who5"}
+    assert {i for i, inst in insts.items() if not inst.has_item_text("en")} == {"phq_a", "sdq"}  # no text shipped
+    assert {i for i, inst in insts.items() if not inst.licence.ship_text} >= {"phq_a", "sdq"}
+    assert without_text(("phq9", "gad7", "asq", "k10", "who5")) == ("k10",)

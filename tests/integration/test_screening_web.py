@@ -238,6 +238,9 @@ def test_staff_pages_campaign_slips_todo_consent(ctx, ready, client):
     login(client, "t.ht1")
     page = client.get(f"/screening/{cid}")
     assert page.status_code == 200 and 'id="completion"' in page.text
+    # the battery's K10 has no Chinese wording shipped: staff are told before codes go out
+    warning = re.search(r'id="without-chinese"[^>]*>([^<]+)<', page.text)
+    assert warning and "k10" in warning.group(1) and "phq9" not in warning.group(1)
     cls = re.search(r'/screening/[0-9a-f-]+/class/([0-9a-f-]+)/slips', page.text).group(1)
     slips = client.post(f"/screening/{cid}/class/{cls}/slips", data={"csrf_token": form_token(page.text)})
     assert slips.status_code == 200 and "@media print" not in slips.text  # print rules live in slips.css

@@ -139,6 +139,10 @@ EN = {
     "复学建议": "The return-to-school advice", "此项": "This field", "待接收": "waiting to be taken over",
     "已接收": "already taken over",
     # flag detail, clusters, paging, staff concern wording
+    "注意：以下量表没有中文条目（其授权中文版未随平台提供），使用中文界面的学生将看到英文原文：%(names)s。请在部署中加入已授权的中文版本，或调整测评组合（见 docs/instruments.md）。":
+        "Note: these instruments have no Chinese item wording (their licensed Chinese version is not shipped "
+        "with the platform), so students using the Chinese interface will read them in English: %(names)s. "
+        "Add the licensed Chinese wording to this deployment, or change the battery (see docs/instruments.md).",
     "新证据，重新确认": "New evidence: triage again", "随学生转到新班级或学校": "Moved with the student to a new class or school",
     "还有 %(n)d 题没有作答（第 %(items)s 题）。可以回去补上；如果不想回答，再点一次提交即可。":
         "%(n)d questions are not answered yet (number %(items)s). You can go back and answer them; if you would "
