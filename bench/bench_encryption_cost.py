@@ -108,8 +108,9 @@ def _seed(ctx, n: int) -> list[Sitting]:
 
 
 def _answers(rng: random.Random) -> dict[str, int]:
-    # mild answers: no critical item, no flag — the path under test is seal + score + audit + commit
-    return {str(i): rng.choice((0, 1)) for i in range(1, 9)} | {"9": 0}
+    # mild answers: no critical item, no flag — the path under test is seal + score + audit + commit;
+    # item 10 (difficulty, asked once a problem is endorsed) answered too: a whole page, as students send it
+    return {str(i): rng.choice((0, 1)) for i in range(1, 9)} | {"9": 0, "10": 0}
 
 
 MODES = ("on", "off", "no_crypto", "no_audit")
