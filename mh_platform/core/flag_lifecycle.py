@@ -412,9 +412,9 @@ def reroute(state: FlagState, to_tier: Tier, now: datetime,
     later missed deadlines are reminders there. Status unchanged; tiers only go up."""
     p = policy or default_escalation_policy()
     if state.status == FlagStatus.CLOSED:
-        raise InvalidTransition("the flag is closed")
+        raise InvalidTransition(N_("the flag is closed"))
     if tier_rank(to_tier) <= tier_rank(state.tier):
-        raise InvalidTransition("a flag is handed up, never down or sideways")
+        raise InvalidTransition(N_("a flag is handed up, never down or sideways"))
     if state.is_watch and tier_rank(to_tier) > tier_rank(p.watch_ceiling):
         raise InvalidTransition("a watch-only flag stays at the school")
     ack, handle = _deadlines(state.level, to_tier, state.status, now, p)

@@ -343,7 +343,7 @@ def reach(ctx: ServiceContext, s: Session, flag: Flag, now: datetime, policy: Es
         return False
     new, ev = fl.reroute(to_state(flag), target, now, policy)
     if not claim_update(s, flag, state_values(new)):
-        raise Conflict("the flag changed meanwhile; retry")
+        raise Conflict(N_("the flag changed meanwhile; retry"))
     add_event(ctx, s, flag, ev, SYSTEM, extra={"passed_over": [str(u.id) for t, _r, u in gaps
                                                                 if tier_rank(t) < tier_rank(target)]},
               batch=batch)
@@ -475,7 +475,7 @@ def follow_enrolment(ctx: ServiceContext, s: Session, student_id: uuid.UUID, enr
         if old_parts[_PATH_INDEX[Tier.CITY]] != new_parts[_PATH_INDEX[Tier.CITY]]:
             values["city_informed_at"] = None
     if not claim_update(s, flag, values):
-        raise Conflict("the flag changed meanwhile; retry")
+        raise Conflict(N_("the flag changed meanwhile; retry"))
     add_event(ctx, s, flag, ev, SYSTEM, extra=moved, batch=batch)
     cache: dict[uuid.UUID, OrgUnit] = batch.units if batch is not None else {}
     handed_up = reach(ctx, s, flag, now, p, cache, batch)

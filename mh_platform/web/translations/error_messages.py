@@ -163,6 +163,7 @@ ZH = {
     "only .csv and .xlsx files are accepted": "只接受 .csv 和 .xlsx 文件。",
     "missing column(s): %(cols)s": "缺少以下列：%(cols)s。",
     "your role does not import rosters": "您的角色不能导入学生名单。",
+    "a flag is handed up, never down or sideways": "预警只能向上一级移交，不能下移或平移。",
     # passwords, cases, referrals
     "the password must not contain your user name": "密码不能包含您的用户名。",
     "this password is too common or too easy to guess; a few unrelated words work well":
