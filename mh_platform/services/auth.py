@@ -1,7 +1,9 @@
 """Accounts and authentication: users, roles, login with lockout, session tokens, API tokens.
 
 Sessions carry a per-user ``session_token`` (never the raw user id); rotating it on logout,
-password change, disable and role change makes every earlier cookie useless at once.
+password change, disable and role change makes every earlier cookie useless at once. The database
+keeps only the token's SHA-256 (``User.session_token``), as it does for API tokens: a copy of the
+database does not hand out live sessions.
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ def _token_hash(token: str) -> bytes:
 
 def new_session_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+def session_digest(token: str) -> str:
+    """What ``User.session_token`` stores for a session token (64 hex characters)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def rotate_session(user: User) -> str:
+    """A fresh session for ``user``: its digest stored, the token itself returned (for the cookie)."""
+    token = new_session_token()
+    user.session_token = session_digest(token)
+    return token
 
 
 @dataclass(frozen=True)
@@ -83,7 +97,7 @@ def create_user(ctx: ServiceContext, actor: Actor, *, username: str, password: s
         if institution_id is not None and s.get(Institution, institution_id) is None:
             raise ValidationFailed(N_("unknown institution"))
         user = User(username=username, display_name=display_name or username, email=email, password_hash=pw_hash,
-                    session_token=new_session_token(), student_id=student_id, password_changed_at=now,
+                    session_token=session_digest(new_session_token()), student_id=student_id, password_changed_at=now,
                     created_at=now)
         s.add(user)
         s.flush()
@@ -131,25 +145,24 @@ def authenticate(ctx: ServiceContext, username: str, password: str, *, new_sessi
             user.failed_logins = 0
         user.locked_until = None
         user.last_login_at = now
-        if new_session:
-            user.session_token = new_session_token()  # a fresh session at every login
+        token = rotate_session(user) if new_session else None  # a fresh session at every web login
         audit.record(ctx, s, actor, "auth:login", "user", user.id, {"web": new_session})
         uow.commit()
-        return LoginResult(True, actor=actor, session_token=user.session_token)
+        return LoginResult(True, actor=actor, session_token=token)
 
 
 def actor_from_session_token(ctx: ServiceContext, token: str | None) -> Actor | None:
     if not token:
         return None
     with ctx.uow() as uow:
-        user = uow.session.scalar(sa.select(User).where(User.session_token == token))
+        user = uow.session.scalar(sa.select(User).where(User.session_token == session_digest(token)))
         if user is None or not user.is_active:
             return None
         return actor_for_user(uow.session, user)
 
 
 def _rotate(user: User) -> None:
-    user.session_token = new_session_token()
+    rotate_session(user)  # nobody holds the new token: every session of the user ends
 
 
 def logout(ctx: ServiceContext, actor: Actor) -> None:

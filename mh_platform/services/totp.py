@@ -23,7 +23,13 @@ import sqlalchemy as sa
 from mh_platform.core.types import Role
 from mh_platform.db.models import User
 from mh_platform.services import audit
-from mh_platform.services.auth import actor_for_user, authenticate, mint_api_token, new_session_token
+from mh_platform.services.auth import (
+    actor_for_user,
+    authenticate,
+    mint_api_token,
+    rotate_session,
+    session_digest,
+)
 from mh_platform.services.context import Actor, ServiceContext
 
 ISSUER = "MHP 学生心理健康预警平台"
@@ -42,7 +48,7 @@ class Pending:
 def _user_for(s, token: str) -> User | None:
     if not token:
         return None
-    user = s.scalar(sa.select(User).where(User.session_token == token))
+    user = s.scalar(sa.select(User).where(User.session_token == session_digest(token)))
     if user is None or not user.is_active:
         return None
     return user
@@ -72,7 +78,7 @@ def _fail(ctx: ServiceContext, s, user: User) -> None:
     if user.failed_logins >= ctx.settings.login_max_attempts:
         user.locked_until = ctx.now() + timedelta(minutes=ctx.settings.login_lockout_minutes)
         user.failed_logins = 0
-        user.session_token = new_session_token()  # the pending login dies with the lock
+        rotate_session(user)  # the pending login dies with the lock
         data["locked"] = True
     audit.record(ctx, s, None, "auth:totp_failed", "user", user.id, data)
 

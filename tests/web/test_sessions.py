@@ -45,6 +45,17 @@ def test_login_gives_a_fresh_session_without_the_user_id(ctx, client, city, coun
         assert sess["_user_id"] != str(city.user_ids[Role.COUNSELLOR])
         token = sess["_user_id"]
     assert auth.actor_from_session_token(ctx, token).username == counsellor
+    # the database keeps only the token's SHA-256: a copy of it hands out no live session
+    import hashlib
+
+    import sqlalchemy as sa
+
+    from mh_platform.db.models import User
+
+    with ctx.uow() as uow:
+        stored = uow.session.scalar(sa.select(User.session_token).where(User.username == counsellor))
+    assert stored == hashlib.sha256(token.encode()).hexdigest() and stored != token
+    assert auth.actor_from_session_token(ctx, stored) is None
     # logging in again issues a new token: the earlier session is gone
     other = client.application.test_client()
     login(other, counsellor)
