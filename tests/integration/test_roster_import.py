@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from screening_world import HEADER, build_world, roster_rows, to_csv, to_xlsx
 
 from mh_platform.core.errors import Forbidden, ValidationFailed
-from mh_platform.db.models import EventLog, Guardian, OrgUnit, Student
+from mh_platform.db.models import AccessLog, EventLog, Guardian, OrgUnit, Student
 from mh_platform.services import roster
 from mh_platform.services.roster import ImportRefused
 
@@ -56,10 +56,17 @@ def test_reimport_is_idempotent_and_changes_are_counted(ctx, world):
         n_events = uow.session.scalar(sa.select(sa.func.count()).select_from(EventLog))
     pv = roster.preview(ctx, world.counsellor, data, "a.csv")
     assert (pv.new, pv.changed, pv.duplicate) == (0, 0, 20)
+    # the stored names were decrypted to compare them with the file: each one is in the access log
+    with ctx.uow() as uow:
+        logged = uow.session.execute(sa.select(AccessLog.user_id, AccessLog.field, AccessLog.purpose)
+                                     .where(AccessLog.purpose == "roster_import")).all()
+    assert len(logged) == 20 and set(logged) == {(world.counsellor.user_id, "name_enc", "roster_import")}
     roster.commit(ctx, world.counsellor, data, "a.csv")
     assert counts(ctx) == before
-    with ctx.uow() as uow:  # nothing written, not even an audit event
+    with ctx.uow() as uow:  # no data changed, not even an audit event (only the comparisons are logged)
         assert uow.session.scalar(sa.select(sa.func.count()).select_from(EventLog)) == n_events
+        assert uow.session.scalar(sa.select(sa.func.count()).select_from(AccessLog)
+                                  .where(AccessLog.purpose == "roster_import")) == 40
     # a class move, a renamed student and one new student
     rows2 = [list(r) for r in rows]
     rows2[0][2] = "2班"
