@@ -80,6 +80,7 @@ class PaperPreview:
     by_instrument: dict[str, int] = field(default_factory=dict)
     errors: list[RowError] = field(default_factory=list)
     flagged: int = 0
+    critical_lines: list[int] = field(default_factory=list)  # a file with errors: rows with a positive critical answer
 
     @property
     def ok(self) -> bool:
@@ -87,7 +88,42 @@ class PaperPreview:
 
     def summary(self) -> dict[str, Any]:
         return {"rows": self.rows, "responses": self.responses, "answers": self.answers, "students": self.students,
-                "by_instrument": dict(self.by_instrument), "errors": len(self.errors), "flag_checks": self.flagged}
+                "by_instrument": dict(self.by_instrument), "errors": len(self.errors), "flag_checks": self.flagged,
+                "critical_lines": list(self.critical_lines)}
+
+
+CRITICAL_NOTE = ("含关键条目阳性作答（如 PHQ-9 第9题、ASQ）：文件有错误，未导入，因此尚未产生预警——请立即联系该学生，"
+                 "并尽快修正文件后重新导入 / a positive critical answer: the file was not imported, so no flag "
+                 "was raised yet — reach this student now, then fix and import the file")
+
+
+def _critical_lines(parsed: _Parsed) -> list[int]:
+    """The rows of a refused file that answer a critical item positively (PHQ-9 item 9, ASQ …), read
+    cell by cell whatever else is wrong in the row (even an unknown student number: it names a
+    child). All-or-nothing means none of them raised a flag: the importer is told which rows to act
+    on now, rather than only "fix the file"."""
+    names = {v: k for k, v in scoring.YES_NO_CODES.items()}
+    positive: dict[str, list[tuple[int, frozenset[str]]]] = {}
+    out: list[int] = []
+    for line, _num, iid, cells in parsed.rows:
+        if iid not in positive:
+            positive[iid] = []
+            try:
+                inst = load_instrument(iid)
+            except Exception:  # noqa: BLE001, S112 - an unknown instrument id is one of the file's errors
+                continue
+            maps = _value_maps(inst)
+            for c in inst.critical_items:
+                col = parsed.item_cols.get(c.item)
+                if col is None:
+                    continue
+                yes_no = inst.items[c.item - 1].kind == "yes_no"
+                texts = frozenset(t for t, code in maps[c.item - 1].items()
+                                  if code == code and c.level_for(names[int(code)] if yes_no else int(code)) is not None)
+                positive[iid].append((col, texts))
+        if any(col < len(cells) and cells[col].strip() in texts for col, texts in positive[iid]):
+            out.append(line)
+    return out
 
 
 def _item_col(h: str) -> int | None:
@@ -348,6 +384,8 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
             if set(battery) <= (new_done[k] | done_before[k]):
                 completed.append((st[0], st[3]))
     sid_of = {st[7]: st[0] for st in by_bidx.values()}
+    if pv.errors:
+        pv.critical_lines = _critical_lines(parsed)
     return _Plan(pv, out, completed, {(sid_of[k], iid) for k, iid in prev})
 
 
@@ -569,7 +607,9 @@ def _commit(ctx: ServiceContext, actor: Actor, table: list[list[str]], campaign_
         pv = plan.preview
         if pv.errors:
             raise ValidationFailed(N_("%(n)d row(s) have errors; nothing was imported"),
-                                   errors=[e.as_dict() for e in pv.errors], params={"n": len(pv.errors)})
+                                   errors=[e.as_dict() for e in pv.errors]
+                                   + [{"row": line, "column": "关键条目", "message": CRITICAL_NOTE, "critical": True}
+                                      for line in pv.critical_lines], params={"n": len(pv.errors)})
         flagged = _write(ctx, s, plan, campaign_id, now)
         _flag_paths(ctx, s, flagged, now, plan.with_previous)
         _mark_completed(s, plan.completed, campaign_id, now)

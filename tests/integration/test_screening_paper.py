@@ -275,7 +275,17 @@ def test_a_bad_row_writes_nothing_even_beside_flag_raising_rows(ctx, ready):
             [num[sids[2]], "phq9"] + ["0"] * 8 + ["4"]]  # not an option
     with pytest.raises(ValidationFailed) as e:
         paper_import.commit(ctx, world.counsellor, sheet(rows), "paper.csv", cid)
-    assert [(x["row"], x["column"]) for x in e.value.errors] == [(4, "9")]
+    assert [(x["row"], x["column"]) for x in e.value.errors if not x.get("critical")] == [(4, "9")]
+    # nothing was imported, so no flag was raised: the refusal names the rows with a positive critical
+    # answer (row 2: item 9 = 3; row 3: item 9 = 3), to be acted on now
+    assert [x["row"] for x in e.value.errors if x.get("critical")] == [2, 3]
+    pv = paper_import.preview(ctx, world.counsellor, sheet(rows), "paper.csv", cid)
+    assert pv.critical_lines == [2, 3] and [(x.row, x.column) for x in pv.errors] == [(4, "9")]
+    # an ASQ "yes" and a "refused" count too, and an unknown student number still names a child
+    more = rows + [["G99999999", "asq", "否", "否", "是", "否", "否"], [num[sids[3]], "asq", "否", "拒绝回答", "否", "否", "否"],
+                   [num[sids[4]], "asq", "否", "否", "否", "否", "否"]]
+    assert paper_import.preview(ctx, world.counsellor, sheet(more), "paper.csv", cid).critical_lines == [2, 3, 5, 6]
+    assert paper_import.preview(ctx, world.counsellor, sheet(rows[:2]), "paper.csv", cid).critical_lines == []  # no errors
     with ctx.uow() as uow:
         s = uow.session
         assert s.scalar(sa.select(sa.func.count()).select_from(Response)) == 0

@@ -332,3 +332,29 @@ def test_an_autosave_needs_this_sessions_csrf_token_in_the_header(ctx, ready, cl
     form = {f"i{it.number}": str(it.options[0].value) for it in inst.items}
     assert client.post("/s/p/phq9", data=form).status_code == 400
     assert client.post("/s/p/phq9", data=form, headers={"X-CSRFToken": token}).status_code == 303
+
+
+def test_a_refused_paper_file_names_its_rows_with_a_positive_critical_answer(ctx, ready, client):
+    """All-or-nothing: a file with an error raises no flag at all, so the page says which rows answer
+    a critical item positively, for the counsellor to act on now."""
+    import io
+
+    from mh_platform.db.models import Student
+
+    world, cid, codes, refused, hts = ready
+    sids = list(codes)
+    with ctx.uow() as uow:
+        s = uow.session
+        num = {sid: ctx.keyring.open_field(s, s.get(Student, sid).student_number_enc, table="student",
+                                           column="student_number_enc", row_id=sid) for sid in sids[:2]}
+    csv = "学籍号,量表,1,2,3,4,5,6,7,8,9,10\n" + f"{num[sids[0]]},phq9,0,0,0,0,0,0,0,0,2,0\n" + \
+        f"{num[sids[1]]},phq9,0,0,0,0,0,0,0,0,7,0\n"  # row 3: 7 is not an option
+    login(client, "t.counsellor")
+    page = client.get(f"/screening/{cid}/paper")
+    for action in ("preview", "commit"):
+        r = client.post(f"/screening/{cid}/paper", data={"csrf_token": form_token(page.text), "action": action,
+                                                        "file": (io.BytesIO(csv.encode()), "p.csv")},
+                        content_type="multipart/form-data")
+        alert = re.search(r'id="critical-rows"><p>([^<]+)<', r.text)
+        assert alert and alert.group(1).rstrip().endswith("行：2"), action
+        assert 'id="row-errors"' in r.text and r.text.count("<tr><td>") == 1  # the one real error

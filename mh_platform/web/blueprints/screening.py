@@ -189,8 +189,10 @@ def paper(cid: str) -> Any:
         except ValidationFailed as exc:
             error = error_text(exc)
             if exc.errors:
-                pv = paper_import.PaperPreview(errors=[roster.RowError(e["row"], e["column"], e["message"])
-                                                       for e in exc.errors])
+                pv = paper_import.PaperPreview(
+                    errors=[roster.RowError(e["row"], e["column"], e["message"]) for e in exc.errors
+                            if not e.get("critical")],
+                    critical_lines=[e["row"] for e in exc.errors if e.get("critical")])
     return render_template("screening/import.html", pv=pv, error=error, done=done, kind="paper",
                            action=url_for("screening.paper", cid=cid))
 

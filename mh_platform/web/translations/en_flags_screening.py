@@ -143,6 +143,10 @@ EN = {
         "Note: these instruments have no Chinese item wording (their licensed Chinese version is not shipped "
         "with the platform), so students using the Chinese interface will read them in English: %(names)s. "
         "Add the licensed Chinese wording to this deployment, or change the battery (see docs/instruments.md).",
+    "以下行含关键条目阳性作答（如 PHQ-9 第9题、ASQ）。文件有错误、不会导入，因此这些学生尚未产生预警：请现在就按学籍号联系这些学生，并尽快修正文件后重新导入。行：%(lines)s":
+        "These rows answer a critical item positively (such as PHQ-9 item 9, or the ASQ). The file has errors "
+        "and will not be imported, so no flag has been raised for these students yet: reach them now by their "
+        "student numbers, then fix the file and import it soon. Rows: %(lines)s",
     "新证据，重新确认": "New evidence: triage again", "随学生转到新班级或学校": "Moved with the student to a new class or school",
     "还有 %(n)d 题没有作答（第 %(items)s 题）。可以回去补上；如果不想回答，再点一次提交即可。":
         "%(n)d questions are not answered yet (number %(items)s). You can go back and answer them; if you would "
