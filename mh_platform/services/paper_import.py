@@ -313,6 +313,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
     insts: dict[str, Instrument] = {}
     groups: dict[str, list[tuple[int, tuple, list[str]]]] = defaultdict(list)
     seen: dict[tuple[int, str], int] = {}
+    stored_lines: set[int] = set()  # lines whose response is already stored
     battery_cache: dict[tuple[int, int | None], tuple[str, ...]] = {}
     for line, num, iid, cells in parsed.rows:
         b = numbers.get(num)
@@ -335,6 +336,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
             continue
         if (k, iid) in existing:
             err(RowError(line, "量表", "该学生已有此量表的作答 / the student already has a response to it"))
+            stored_lines.add(line)  # stored before (and flagged then, if it had to be)
             continue
         first = seen.setdefault((k, iid), line)
         if first != line:
@@ -385,7 +387,7 @@ def _analyse(ctx: ServiceContext, s: Session, actor: Actor, table: list[list[str
                 completed.append((st[0], st[3]))
     sid_of = {st[7]: st[0] for st in by_bidx.values()}
     if pv.errors:
-        pv.critical_lines = _critical_lines(parsed)
+        pv.critical_lines = [line for line in _critical_lines(parsed) if line not in stored_lines]
     return _Plan(pv, out, completed, {(sid_of[k], iid) for k, iid in prev})
 
 
