@@ -120,8 +120,6 @@ def confirmed_flag(ctx, student_id: uuid.UUID, level: str = "red", status: str =
 @pytest.fixture(autouse=True)
 def quick_argon2(monkeypatch):
     """Real argon2id, light parameters (nothing here tests hash strength); import into a test module."""
-    from argon2 import PasswordHasher
+    from flags_world import light_hashes
 
-    from mh_platform.services import passwords
-
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    light_hashes(monkeypatch)

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 
+import pytest
 import sqlalchemy as sa
 
 from mh_platform.core.types import Role, UnitKind
@@ -110,3 +111,55 @@ def light_hashes(monkeypatch) -> None:
     from mh_platform.services import passwords
 
     monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture(autouse=True)
+def quick_hashes(monkeypatch) -> None:
+    """Import into a test module (``from flags_world import quick_hashes``): light argon2 for it."""
+    light_hashes(monkeypatch)
+
+
+@pytest.fixture
+def world(ctx) -> World:
+    """The flags test city (import into a test module with ``from flags_world import world``)."""
+    return build_world(ctx)
+
+
+def stored_phq9(ctx, s, student_id, school_id, answers: dict, name: str, *, at=None, status: str = "open"):
+    """A submitted, scored PHQ-9 response in a campaign of its own (as the campaigns area stores it),
+    in the session ``s``; returns (response, score result). ``at``: when (default now)."""
+    from datetime import timedelta
+
+    from mh_platform.core.instruments import load_instrument
+    from mh_platform.core.scoring import score
+    from mh_platform.db.models import AcademicYear, Campaign, Response
+
+    result = score(load_instrument("phq9"), answers)
+    at = at or ctx.now()
+    year = s.scalar(sa.select(AcademicYear))
+    camp = Campaign(name=name, academic_year_id=year.id, owner_unit_id=school_id, grades=[7],
+                    battery={"junior": ["phq9"]}, opens_at=at, closes_at=at + timedelta(days=3),
+                    status=status, created_at=at)
+    s.add(camp)
+    s.flush()
+    resp = Response(campaign_id=camp.id, student_id=student_id, school_unit_id=school_id, instrument_id="phq9",
+                    instrument_version=result.instrument_version, status="submitted", n_answered=9,
+                    started_at=at, updated_at=at, submitted_at=at,
+                    total=None if result.total is None else float(result.total), score_status=result.status,
+                    band_id=result.band.id if result.band else None, scored_at=at)
+    s.add(resp)
+    s.flush()
+    return resp, result
+
+
+def flag_phq9(ctx, student_id, school_id, answers: dict, name: str, *, at=None, status: str = "open"):
+    """``stored_phq9`` through the real flag path (``flags.raise_from_response``), committed; returns
+    the flag path's outcome."""
+    from mh_platform.services import flags
+
+    with ctx.uow() as uow:
+        s = uow.session
+        resp, result = stored_phq9(ctx, s, student_id, school_id, answers, name, at=at, status=status)
+        out = flags.raise_from_response(ctx, s, resp, result, now=ctx.now())
+        uow.commit()
+    return out

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
+import pytest
 import sqlalchemy as sa
 
 from mh_platform.core.types import Role, UnitKind
@@ -137,3 +138,33 @@ def screening_ready(ctx: ServiceContext, world: World, *, classes: int = 1, per_
     campaigns.open_due(ctx, now)
     codes = campaigns.issue_codes_system(ctx, cid)
     return cid, codes, refused_ids, hts
+
+
+# Fixtures shared by the screening tests: import them into a test module
+# (``from screening_world import app, quick_argon2, ready``).
+
+
+@pytest.fixture(autouse=True)
+def quick_argon2(monkeypatch) -> None:
+    """Real argon2id with light parameters (nothing here tests hash strength)."""
+    from flags_world import light_hashes
+
+    light_hashes(monkeypatch)
+
+
+@pytest.fixture
+def ready(ctx) -> tuple:
+    """The screening city with a campaign ready: (world, campaign id, codes, refused, head teachers)."""
+    world = build_world(ctx)
+    return world, *screening_ready(ctx, world, per_class=4, refused=1)
+
+
+@pytest.fixture
+def app(ctx):
+    """The Flask app on the test context, rate limits reset."""
+    from mh_platform.web.app import create_app
+    from mh_platform.web.extensions import limiter
+
+    app = create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_PROPAGATE_ERRORS": True})
+    limiter.reset()
+    return app

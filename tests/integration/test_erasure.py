@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
-from flags_world import build_world, light_hashes
+from flags_world import build_world, quick_hashes  # noqa: F401 - fixtures
 
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from mh_platform.crypto import envelope as env
@@ -19,11 +19,6 @@ from mh_platform.crypto import shredding
 from mh_platform.db.models import DataKey, ErasureLedger, ErasureRequest, EventLog, Guardian, Student
 from mh_platform.services import auth, key_ops
 from mh_platform.services.context import SYSTEM
-
-
-@pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    light_hashes(monkeypatch)
 
 
 @pytest.fixture

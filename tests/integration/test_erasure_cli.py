@@ -11,7 +11,7 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from flags_world import PASSWORD, build_world, light_hashes
+from flags_world import PASSWORD, build_world, quick_hashes  # noqa: F401 - fixtures
 
 from mh_platform.cli import _common
 from mh_platform.cli.keys import cli as keys_cli
@@ -19,11 +19,6 @@ from mh_platform.core.errors import Forbidden
 from mh_platform.crypto import envelope as env
 from mh_platform.db.models import DataKey, ErasureRequest, EventLog, Student
 from mh_platform.services import auth, key_ops, totp
-
-
-@pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    light_hashes(monkeypatch)
 
 
 @pytest.fixture

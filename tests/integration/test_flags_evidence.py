@@ -16,23 +16,11 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from flags_world import build_world, light_hashes
+from flags_world import flag_phq9, quick_hashes, stored_phq9, world  # noqa: F401 - fixtures
 
 from mh_platform.core.errors import InvalidTransition
-from mh_platform.core.instruments import load_instrument
-from mh_platform.core.scoring import score
-from mh_platform.db.models import AcademicYear, Campaign, Flag, FlagEvent, Outbox, Response
+from mh_platform.db.models import Flag, FlagEvent, Outbox, Response
 from mh_platform.services import concerns, escalation, flags
-
-
-@pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    light_hashes(monkeypatch)
-
-
-@pytest.fixture
-def world(ctx):
-    return build_world(ctx)
 
 
 def _flag(ctx, fid) -> Flag:
@@ -60,34 +48,8 @@ def _events(ctx, fid) -> list[FlagEvent]:
         return rows
 
 
-def _response(ctx, s, student_id, school_id, answers, name):
-    inst = load_instrument("phq9")
-    result = score(inst, answers)
-    at = ctx.now()
-    year = s.scalar(sa.select(AcademicYear))
-    camp = Campaign(name=name, academic_year_id=year.id, owner_unit_id=school_id, grades=[7],
-                    battery={"junior": ["phq9"]}, opens_at=at, closes_at=at + timedelta(days=3),
-                    status="open", created_at=at)
-    s.add(camp)
-    s.flush()
-    resp = Response(campaign_id=camp.id, student_id=student_id, school_unit_id=school_id, instrument_id="phq9",
-                    instrument_version=result.instrument_version, status="submitted", n_answered=9,
-                    started_at=at, updated_at=at, submitted_at=at,
-                    total=None if result.total is None else float(result.total), score_status=result.status,
-                    band_id=result.band.id if result.band else None, scored_at=at)
-    s.add(resp)
-    s.flush()
-    return resp, result
 
 
-def _phq9(ctx, student_id, school_id, answers, name):
-    """A submitted PHQ-9 in its own campaign, through the real flag path (as flags tests do)."""
-    with ctx.uow() as uow:
-        s = uow.session
-        resp, result = _response(ctx, s, student_id, school_id, answers, name)
-        out = flags.raise_from_response(ctx, s, resp, result, now=ctx.now())
-        uow.commit()
-    return out
 
 
 ZERO = {str(i): 0 for i in range(1, 10)}
@@ -132,13 +94,13 @@ def test_new_phq9_item9_on_monitored_red_flag_reaches_the_counsellor(ctx, world)
     """Same, with a screening: PHQ-9 item 9 = 3 at the next campaign for a red flag in monitoring."""
     a = world.actors
     sid = world.students[2]
-    first = _phq9(ctx, sid, world.school.id, {**ZERO, "9": 1}, "秋季")
+    first = flag_phq9(ctx, sid, world.school.id, {**ZERO, "9": 1}, "秋季")
     fid = first.flag_id
     flags.acknowledge(ctx, a["counsellor"], fid)
     flags.assess(ctx, a["counsellor"], fid, "confirm")
     flags.start_monitoring(ctx, a["counsellor"], fid)
     ctx.clock.advance(days=60)
-    out = _phq9(ctx, sid, world.school.id, {**ZERO, "9": 3}, "春季")
+    out = flag_phq9(ctx, sid, world.school.id, {**ZERO, "9": 3}, "春季")
     f = _flag(ctx, fid)
     assert str(out.flag_id) == str(fid)
     assert out.outbox_ids or f.ack_due_at is not None, (f.status, out)
@@ -155,7 +117,7 @@ def test_phq9_item9_on_a_class_tier_flag_reaches_the_counsellor(ctx, world):
     flags.acknowledge(ctx, a["head"], fid)
     ctx.clock.advance(hours=2)
     before = len(_outbox(ctx, recipient_user_id=a["counsellor"].user_id))
-    out = _phq9(ctx, sid, world.school.id, {**ZERO, "9": 3}, "普测")
+    out = flag_phq9(ctx, sid, world.school.id, {**ZERO, "9": 3}, "普测")
     f = _flag(ctx, fid)
     after = len(_outbox(ctx, recipient_user_id=a["counsellor"].user_id))
     assert str(out.flag_id) == str(fid) and f.level == "red"
@@ -173,7 +135,7 @@ def test_screening_evidence_moves_a_class_tier_flag_to_the_school_with_fresh_clo
     flags.acknowledge(ctx, a["head"], fid)
     ctx.clock.advance(hours=2)
     at = ctx.now()
-    _phq9(ctx, sid, world.school.id, {**ZERO, "9": 3}, "普测")
+    flag_phq9(ctx, sid, world.school.id, {**ZERO, "9": 3}, "普测")
     f = _flag(ctx, fid)
     assert (f.level, f.tier, f.status) == ("red", "school", "raised")
     assert (f.tier_entered_at, f.ack_due_at, f.handle_due_at) == (at, at + timedelta(hours=1), at + timedelta(hours=24))
@@ -222,7 +184,7 @@ def test_evidence_never_moves_a_flag_down(ctx, world):
     flags.escalate(ctx, a["counsellor"], fid, "家长拒绝沟通")
     assert _flag(ctx, fid).tier == "county"
     concerns.submit_concern(ctx, a["monitor"], student_id=sid, category="mood", urgency="soon", note="")
-    _phq9(ctx, sid, world.school.id, {**ZERO, "1": 3, "2": 3, "3": 3, "4": 3, "5": 3}, "普测")  # orange band
+    flag_phq9(ctx, sid, world.school.id, {**ZERO, "1": 3, "2": 3, "3": 3, "4": 3, "5": 3}, "普测")  # orange band
     assert _flag(ctx, fid).tier == "county"
 
 
@@ -253,14 +215,14 @@ def test_a_new_self_harm_concern_sends_a_monitored_red_flag_back_to_triage(ctx, 
 def test_a_new_phq9_item9_sends_a_monitored_red_flag_back_to_triage_once(ctx, world):
     a = world.actors
     sid = world.students[2]
-    fid = _phq9(ctx, sid, world.school.id, {**ZERO, "9": 1}, "秋季").flag_id
+    fid = flag_phq9(ctx, sid, world.school.id, {**ZERO, "9": 1}, "秋季").flag_id
     flags.acknowledge(ctx, a["counsellor"], fid)
     flags.assess(ctx, a["counsellor"], fid, "confirm")
     flags.start_monitoring(ctx, a["counsellor"], fid)
     ctx.clock.advance(days=60)
     with ctx.uow() as uow:
         s = uow.session
-        resp, result = _response(ctx, s, sid, world.school.id, {**ZERO, "9": 3}, "春季")
+        resp, result = stored_phq9(ctx, s, sid, world.school.id, {**ZERO, "9": 3}, "春季")
         out = flags.raise_from_response(ctx, s, resp, result, now=ctx.now())
         uow.commit()
         rid = resp.id
@@ -283,12 +245,12 @@ def test_a_routine_rescreen_in_the_same_band_leaves_a_monitored_flag_in_monitori
     a = world.actors
     sid = world.students[0]
     moderate = {**ZERO, "1": 2, "2": 2, "3": 2, "4": 2, "5": 2}  # 10: yellow
-    fid = _phq9(ctx, sid, world.school.id, moderate, "秋季").flag_id
+    fid = flag_phq9(ctx, sid, world.school.id, moderate, "秋季").flag_id
     for step in (flags.acknowledge, lambda c, x, f: flags.assess(c, x, f, "confirm"), flags.start_monitoring):
         step(ctx, a["counsellor"], fid)
     ctx.clock.advance(days=60)
     n = len(_events(ctx, fid))
-    out = _phq9(ctx, sid, world.school.id, moderate, "春季")
+    out = flag_phq9(ctx, sid, world.school.id, moderate, "春季")
     assert out.outbox_ids == [] and _flag(ctx, fid).status == "monitoring" and len(_events(ctx, fid)) == n
 
 
@@ -301,7 +263,7 @@ def test_evidence_after_a_close_request_cancels_it_and_the_close_cannot_be_appro
     assert _flag(ctx, fid).status == "close_requested"
     ctx.clock.advance(days=1)
     # a re-screen with a milder result still cancels the request: the counsellor must look again
-    _phq9(ctx, sid, world.school.id, {**ZERO, "1": 2, "2": 2, "3": 2, "4": 2, "5": 2}, "春季")
+    flag_phq9(ctx, sid, world.school.id, {**ZERO, "1": 2, "2": 2, "3": 2, "4": 2, "5": 2}, "春季")
     f = _flag(ctx, fid)
     assert (f.status, f.level) == ("raised", "red")
     with pytest.raises(InvalidTransition):

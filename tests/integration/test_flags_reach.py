@@ -15,15 +15,12 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from flags_world import PASSWORD, build_world, light_hashes
+from flags_world import PASSWORD, build_world, flag_phq9, quick_hashes, world  # noqa: F401 - fixtures
 
 from mh_platform.core.errors import Forbidden, NotFound
-from mh_platform.core.instruments import load_instrument
-from mh_platform.core.scoring import score
 from mh_platform.core.types import Role
 from mh_platform.db.models import (
     AcademicYear,
-    Campaign,
     Enrolment,
     EventLog,
     Flag,
@@ -31,23 +28,11 @@ from mh_platform.db.models import (
     FlagEvidence,
     OrgUnit,
     Outbox,
-    Response,
     Student,
     User,
 )
 from mh_platform.services import auth, concerns, coverage, escalation, flags, queues, students
 from mh_platform.services.context import SYSTEM, Actor
-
-
-@pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    light_hashes(monkeypatch)
-
-
-@pytest.fixture
-def world(ctx):
-    return build_world(ctx)
-
 
 ZERO = {str(i): 0 for i in range(1, 10)}
 MODERATE = {**ZERO, "1": 2, "2": 2, "3": 2, "4": 2, "5": 2}  # 10: yellow
@@ -93,28 +78,6 @@ def _deactivate(ctx, actor: Actor) -> None:
         uow.commit()
 
 
-def _phq9(ctx, student_id, school_id, answers, name):
-    """A submitted PHQ-9 in its own campaign, through the real flag path."""
-    result = score(load_instrument("phq9"), answers)
-    at = ctx.now()
-    with ctx.uow() as uow:
-        s = uow.session
-        year = s.scalar(sa.select(AcademicYear))
-        camp = Campaign(name=name, academic_year_id=year.id, owner_unit_id=school_id, grades=[7],
-                        battery={"junior": ["phq9"]}, opens_at=at, closes_at=at + timedelta(days=3),
-                        status="open", created_at=at)
-        s.add(camp)
-        s.flush()
-        resp = Response(campaign_id=camp.id, student_id=student_id, school_unit_id=school_id, instrument_id="phq9",
-                        instrument_version=result.instrument_version, status="submitted", n_answered=9,
-                        started_at=at, updated_at=at, submitted_at=at,
-                        total=None if result.total is None else float(result.total), score_status=result.status,
-                        band_id=result.band.id if result.band else None, scored_at=at)
-        s.add(resp)
-        s.flush()
-        out = flags.raise_from_response(ctx, s, resp, result, now=at)
-        uow.commit()
-    return out
 
 
 def _move(ctx, student_id, klass: OrgUnit) -> None:
@@ -182,7 +145,7 @@ def test_new_evidence_after_a_move_attaches_at_the_new_school(ctx, world):
     ctx.clock.advance(days=30)
     _move(ctx, sid, world.klass_other)
     before = len(_told(ctx, a["counsellor2"]))
-    out = _phq9(ctx, sid, world.school2.id, {**ZERO, "9": 3}, "新学校普测")
+    out = flag_phq9(ctx, sid, world.school2.id, {**ZERO, "9": 3}, "新学校普测")
     assert str(out.flag_id) == fid
     f = _flag(ctx, fid)
     assert (f.school_unit_id, f.level, f.tier) == (world.school2.id, "red", "school")
@@ -202,7 +165,7 @@ def test_open_or_attach_moves_a_flag_left_behind_before_attaching(ctx, world):
         e = uow.session.scalar(sa.select(Enrolment).where(Enrolment.student_id == sid, Enrolment.active.is_(True)))
         e.class_unit_id, e.school_unit_id, e.unit_path = world.klass_other.id, world.school2.id, world.klass_other.path
         uow.commit()
-    out = _phq9(ctx, sid, world.school2.id, {**ZERO, "9": 3}, "新学校普测")
+    out = flag_phq9(ctx, sid, world.school2.id, {**ZERO, "9": 3}, "新学校普测")
     f = _flag(ctx, out.flag_id)
     assert str(f.id) == fid and f.school_unit_id == world.school2.id and f.level == "red"
     kinds = [(e.kind, e.reason_code) for e in _events(ctx, fid)]
@@ -217,7 +180,7 @@ def test_a_red_flag_moving_to_another_county_is_reported_to_the_new_county(ctx, 
     a = world.actors
     _user(ctx, "t.counsellor3", Role.COUNSELLOR, world.school3.id)
     sid = world.students[2]
-    out = _phq9(ctx, sid, world.school.id, {**ZERO, "9": 3}, "普测")
+    out = flag_phq9(ctx, sid, world.school.id, {**ZERO, "9": 3}, "普测")
     f = _flag(ctx, out.flag_id)
     assert f.level == "red" and f.county_informed_at is not None
     assert not [r for r in _told(ctx, a["county2"])]
@@ -303,7 +266,7 @@ def test_roster_reimport_moving_a_student_moves_their_flag(ctx):
 def test_yellow_flag_in_a_school_without_counsellor_goes_to_the_county_at_once(ctx, world):
     a = world.actors
     sid = world.students3[0]
-    out = _phq9(ctx, sid, world.school3.id, MODERATE, "普测")
+    out = flag_phq9(ctx, sid, world.school3.id, MODERATE, "普测")
     f = _flag(ctx, out.flag_id)
     assert (f.level, f.tier, f.status) == ("yellow", "county", "raised")
     now = ctx.now()
@@ -335,7 +298,7 @@ def test_yellow_flag_in_a_school_without_counsellor_goes_to_the_county_at_once(c
 
 
 def test_orange_flag_in_a_school_without_counsellor_is_told_at_once(ctx, world):
-    out = _phq9(ctx, world.students3[1], world.school3.id, MOD_SEVERE, "普测")
+    out = flag_phq9(ctx, world.students3[1], world.school3.id, MOD_SEVERE, "普测")
     f = _flag(ctx, out.flag_id)
     assert (f.level, f.tier) == ("orange", "county")
     assert {r.template for r in _told(ctx, world.actors["county2"])} == {"flag_needs_action"}
@@ -360,9 +323,9 @@ def test_sweep_hands_a_flag_up_when_the_counsellor_left(ctx, world):
     county (the yellow reminder at the school tier reaches nobody there)."""
     a = world.actors
     # a second flag in another school keeps the batch fast path honest
-    other = _phq9(ctx, world.students2[0], world.school.id, MODERATE, "普测")
+    other = flag_phq9(ctx, world.students2[0], world.school.id, MODERATE, "普测")
     _user(ctx, "t.counsellor3", Role.COUNSELLOR, world.school3.id)
-    out = _phq9(ctx, world.students3[0], world.school3.id, MODERATE, "普测")
+    out = flag_phq9(ctx, world.students3[0], world.school3.id, MODERATE, "普测")
     assert _flag(ctx, out.flag_id).tier == "school"
     _deactivate(ctx, _user_actor(ctx, "t.counsellor3"))
     ctx.clock.advance(days=4)
@@ -385,7 +348,7 @@ def test_red_flag_with_no_county_officer_is_reported_to_the_city_who_can_open_it
     a = world.actors
     _user(ctx, "t.counsellor3", Role.COUNSELLOR, world.school3.id)
     _deactivate(ctx, a["county2"])
-    out = _phq9(ctx, world.students3[2], world.school3.id, {**ZERO, "9": 3}, "普测")
+    out = flag_phq9(ctx, world.students3[2], world.school3.id, {**ZERO, "9": 3}, "普测")
     f = _flag(ctx, out.flag_id)
     assert (f.level, f.tier) == ("red", "school")
     assert f.city_informed_at == ctx.now()
@@ -398,7 +361,7 @@ def test_red_flag_with_no_county_officer_is_reported_to_the_city_who_can_open_it
 def test_nobody_up_to_the_county_sends_the_flag_to_the_city(ctx, world):
     a = world.actors
     _deactivate(ctx, a["county2"])
-    out = _phq9(ctx, world.students3[3], world.school3.id, MOD_SEVERE, "普测")
+    out = flag_phq9(ctx, world.students3[3], world.school3.id, MOD_SEVERE, "普测")
     f = _flag(ctx, out.flag_id)
     assert f.tier == "city"
     assert [r for r in _told(ctx, a["city"]) if r.template == "flag_needs_action"]

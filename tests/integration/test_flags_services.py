@@ -6,22 +6,12 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from flags_world import build_world, light_hashes
+from flags_world import flag_phq9, quick_hashes, world  # noqa: F401 - fixtures
 
 from mh_platform.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from mh_platform.core.flag_rules import WatchSignal
 from mh_platform.db.models import ClusterAlert, EventLog, Flag, FlagEvent, Outbox
 from mh_platform.services import audit, concerns, escalation, flags, notify
-
-
-@pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    light_hashes(monkeypatch)
-
-
-@pytest.fixture
-def world(ctx):
-    return build_world(ctx)
 
 
 def fetch(ctx, stmt) -> list:
@@ -258,35 +248,14 @@ def test_cluster_alert_once_per_class_window(ctx, world):
     assert escalation.list_clusters(ctx, a["county2"]) == []
 
 
+
+
 def _campaign_response(ctx, world, student_id, *, days_ago: int, answers: dict, name: str):
-    """A submitted, scored PHQ-9 response in its own campaign (as the campaigns area stores it)."""
+    """A submitted PHQ-9 ``days_ago`` in a closed campaign of its own, through the flag path."""
     from datetime import timedelta
 
-    from mh_platform.core.instruments import load_instrument
-    from mh_platform.core.scoring import score
-    from mh_platform.db.models import AcademicYear, Campaign, Response
-
-    inst = load_instrument("phq9")
-    result = score(inst, answers)
-    at = ctx.now() - timedelta(days=days_ago)
-    with ctx.uow() as uow:
-        s = uow.session
-        year = s.scalar(sa.select(AcademicYear))
-        camp = Campaign(name=name, academic_year_id=year.id, owner_unit_id=world.school.id, grades=[7],
-                        battery={"junior": ["phq9"]}, opens_at=at, closes_at=at + timedelta(days=3), status="closed",
-                        created_at=at)
-        s.add(camp)
-        s.flush()
-        resp = Response(campaign_id=camp.id, student_id=student_id, school_unit_id=world.school.id,
-                        instrument_id="phq9", instrument_version=result.instrument_version,
-                        status="submitted", n_answered=9, started_at=at, updated_at=at, submitted_at=at,
-                        total=float(result.total), score_status=result.status,
-                        band_id=result.band.id if result.band else None, scored_at=at)
-        s.add(resp)
-        s.flush()
-        out = flags.raise_from_response(ctx, s, resp, result, now=ctx.now())
-        uow.commit()
-    return out
+    return flag_phq9(ctx, student_id, world.school.id, answers, name, at=ctx.now() - timedelta(days=days_ago),
+                     status="closed")
 
 
 def test_screening_critical_item_and_reliable_deterioration(ctx, world):

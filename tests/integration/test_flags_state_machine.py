@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from flags_world import build_world, light_hashes
+from flags_world import build_world, quick_hashes  # noqa: F401 - fixtures
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
@@ -28,11 +28,6 @@ ACTIONS = [a.value for a in fl.FlagAction] + ["close_wrapper"]
 REASONS = [None, "", "   ", "访谈记录：情况已稳定"]
 IN_SCOPE_ALWAYS = {"head", "counsellor"}
 NEVER = {"monitor", "admin", "head2", "counsellor2", "county2"}
-
-
-@pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    light_hashes(monkeypatch)
 
 
 def test_random_actors_and_orders_never_reach_a_forbidden_state(ctx):

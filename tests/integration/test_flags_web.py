@@ -5,21 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from flags_world import PASSWORD, build_world, light_hashes
+from flags_world import PASSWORD, quick_hashes, world  # noqa: F401 - fixtures
 
 from mh_platform.web.app import create_app
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    light_hashes(monkeypatch)
-
-
-@pytest.fixture
-def world(ctx):
-    return build_world(ctx)
 
 
 @pytest.fixture

@@ -8,40 +8,15 @@ import re
 
 import pytest
 import sqlalchemy as sa
-from screening_world import build_world, screening_ready
+from screening_world import app, quick_argon2, ready  # noqa: F401 - fixtures
 
 from mh_platform.core.instruments import instrument_files, load_instrument
 from mh_platform.db.models import Campaign, OrgUnit
-from mh_platform.web.app import create_app
 
 CJK_RUN = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+")
 CJK = re.compile(r"[\u3400-\u9fff]")
 # Chinese punctuation on its own (e.g. "·" lists, a full-width bracket around a name) says nothing
 PUNCT_ONLY = re.compile(r"^[\u3000-\u303f\uff00-\uffef]+$")
-
-
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    from argon2 import PasswordHasher
-
-    from mh_platform.services import passwords
-
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
-@pytest.fixture
-def ready(ctx):
-    world = build_world(ctx)
-    return world, *screening_ready(ctx, world, per_class=4, refused=1)
-
-
-@pytest.fixture
-def app(ctx):
-    from mh_platform.web.extensions import limiter
-
-    app = create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_PROPAGATE_ERRORS": True})
-    limiter.reset()
-    return app
 
 
 def form_token(page: str) -> str:

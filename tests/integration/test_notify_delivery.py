@@ -14,15 +14,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
-from flags_world import build_world, light_hashes
+from flags_world import build_world, quick_hashes  # noqa: F401 - fixtures
 
 from mh_platform.db.models import InboxMessage, Outbox
 from mh_platform.services import concerns, notify
-
-
-@pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    light_hashes(monkeypatch)
 
 
 def free_port() -> int:

@@ -18,37 +18,12 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from itsdangerous import URLSafeTimedSerializer
-from screening_world import build_world, screening_ready
+from screening_world import app, quick_argon2, ready  # noqa: F401 - fixtures
 
 from mh_platform.core.instruments import load_instrument
 from mh_platform.db.models import AccessCode, Response
 from mh_platform.services import campaigns, consent, responses
-from mh_platform.web.app import create_app
 from mh_platform.web.blueprints.student import cookie_value
-
-
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    from argon2 import PasswordHasher
-
-    from mh_platform.services import passwords
-
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
-@pytest.fixture
-def ready(ctx):
-    world = build_world(ctx)
-    return world, *screening_ready(ctx, world, per_class=4, refused=1)
-
-
-@pytest.fixture
-def app(ctx):
-    from mh_platform.web.extensions import limiter
-
-    app = create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_PROPAGATE_ERRORS": True})
-    limiter.reset()
-    return app
 
 
 def csrf(html: str) -> str:

@@ -7,26 +7,11 @@ import re
 
 import pytest
 import sqlalchemy as sa
-from screening_world import build_world, screening_ready
+from screening_world import quick_argon2, ready  # noqa: F401 - fixtures
 
 from mh_platform.core.instruments import load_instrument
 from mh_platform.db.models import Response
 from mh_platform.web.app import create_app
-
-
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    from argon2 import PasswordHasher
-
-    from mh_platform.services import passwords
-
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
-@pytest.fixture
-def ready(ctx):
-    world = build_world(ctx)
-    return world, *screening_ready(ctx, world, per_class=4, refused=1)
 
 
 @pytest.fixture

@@ -9,21 +9,11 @@ import re
 
 import pytest
 import sqlalchemy as sa
-from flags_world import PASSWORD, build_world, light_hashes
+from flags_world import PASSWORD, build_world, quick_hashes, world  # noqa: F401 - fixtures
 
 from mh_platform.web.app import create_app
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    light_hashes(monkeypatch)
-
-
-@pytest.fixture
-def world(ctx):
-    return build_world(ctx)
 
 
 @pytest.fixture

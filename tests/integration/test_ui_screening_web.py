@@ -7,23 +7,13 @@ import re
 from datetime import timedelta
 
 import pytest
-from screening_world import build_world, class_units, make_user, roster_rows, to_csv
+from screening_world import app, build_world, class_units, make_user, quick_argon2, roster_rows, to_csv  # noqa: F401 - fixtures
 
 from mh_platform.core.types import Role
-from mh_platform.web.app import create_app
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 PASSWORD = "correct horse 1"
 GRADES = (("九年级", 9, 2011), ("七年级", 7, 2013), ("八年级", 8, 2012))
-
-
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    from argon2 import PasswordHasher
-
-    from mh_platform.services import passwords
-
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture
@@ -46,15 +36,6 @@ def school(ctx):
                            opens_at=now - timedelta(minutes=1), closes_at=now + timedelta(days=3))
     campaigns.open_due(ctx, now)
     return world, cid, classes
-
-
-@pytest.fixture
-def app(ctx):
-    from mh_platform.web.extensions import limiter
-
-    app = create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_PROPAGATE_ERRORS": True})
-    limiter.reset()
-    return app
 
 
 def as_user(app, username):
