@@ -350,6 +350,16 @@ def _student_keys(s: Session, student_id: uuid.UUID) -> list[shredding.StudentKe
     return out
 
 
+def _request_in_reach(ctx: ServiceContext, uow: Any, actor: Actor, rid: uuid.UUID) -> tuple[ErasureRequest, Student]:
+    """The request and its student, for an actor allowed to decide it (``student:erase``, the student
+    within reach); NotFound otherwise."""
+    _require_eraser(ctx, uow, actor, rid)
+    req = uow.session.get(ErasureRequest, rid)
+    if req is None:
+        raise NotFound("erasure request not found")
+    return req, _reach_student(uow.session, actor, req.student_id)
+
+
 def approve_erasure(ctx: ServiceContext, actor: Actor, request_id: uuid.UUID | str) -> dict[str, Any]:
     """Step 2 of 2: a second authorised user approves a pending request, and in this one
     transaction every key of the student is destroyed, their blind indexes go, the erasure is
@@ -361,11 +371,7 @@ def approve_erasure(ctx: ServiceContext, actor: Actor, request_id: uuid.UUID | s
     now = ctx.now()
     with ctx.uow() as uow:
         s = uow.session
-        _require_eraser(ctx, uow, actor, rid)
-        req = s.get(ErasureRequest, rid)
-        if req is None:
-            raise NotFound("erasure request not found")
-        student = _reach_student(s, actor, req.student_id)
+        req, student = _request_in_reach(ctx, uow, actor, rid)
         try:
             shredding.require_two_people(req.requested_by, actor.user_id)
         except shredding.ShreddingError as exc:
@@ -415,11 +421,7 @@ def cancel_erasure(ctx: ServiceContext, actor: Actor, request_id: uuid.UUID | st
     now = ctx.now()
     with ctx.uow() as uow:
         s = uow.session
-        _require_eraser(ctx, uow, actor, rid)
-        req = s.get(ErasureRequest, rid)
-        if req is None:
-            raise NotFound("erasure request not found")
-        _reach_student(s, actor, req.student_id)
+        req, _student = _request_in_reach(ctx, uow, actor, rid)
         status = "cancelled" if req.requested_by == actor.user_id else "rejected"
         n = cast(sa.CursorResult, s.execute(
             sa.update(ErasureRequest).where(ErasureRequest.id == rid, ErasureRequest.status == "pending")
