@@ -42,6 +42,19 @@ def _hours(ctx: ServiceContext) -> int:
     return max(1, int(hours))
 
 
+def case_in_reach(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str) -> uuid.UUID:
+    """The case id, if it is a case the officer could open by break-glass (under their unit); else
+    NotFound, as for a missing one — what the request form checks before it is shown."""
+    if actor.role not in OFFICER_ROLES or not actor.unit_path:
+        raise NotFound("case not found")
+    cid = id_or_404(case_id, "case")
+    with ctx.uow(read_only=True) as uow:
+        case = uow.session.get(Case, cid)
+        if case is None or not _in(actor, case.unit_path):
+            raise NotFound("case not found")
+    return cid
+
+
 def open_break_glass(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str, *, reason: str) -> dict[str, Any]:
     """Grant the officer time-limited access to one red case under their unit; returns id and expiry."""
     if actor.role not in OFFICER_ROLES or not actor.unit_path:

@@ -177,6 +177,7 @@ def roster_import() -> Any:
 def paper(cid: str) -> Any:
     pv, error, done = None, None, False
     camp_id = _uuid(cid)
+    campaigns.view(service_ctx(), current_actor(), camp_id)  # a missing or out-of-scope campaign: 404
     if request.method == "POST":
         f = request.files.get("file")
         data = f.read(roster.DEFAULT_MAX_BYTES * 4 + 1) if f else b""
