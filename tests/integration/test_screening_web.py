@@ -343,3 +343,19 @@ def test_a_refused_paper_file_names_its_rows_with_a_positive_critical_answer(ctx
         alert = re.search(r'id="critical-rows"><p>([^<]+)<', r.text)
         assert alert and alert.group(1).rstrip().endswith("行：2"), action
         assert 'id="row-errors"' in r.text and r.text.count("<tr><td>") == 1  # the one real error
+
+
+def test_the_new_campaign_form_keeps_what_was_entered_after_an_error(ctx, ready, client):
+    """A refused form comes back with the units, grades, name and times as entered (only the error to
+    fix); a counsellor with one school has it ticked already."""
+    world, cid, codes, refused, hts = ready
+    login(client, "t.counsellor")
+    page = client.get("/screening/new")
+    assert re.search(r'name="unit" value="[0-9a-f-]+" checked', page.text)  # the one school
+    r = client.post("/screening/new", data={"csrf_token": form_token(page.text), "name": "秋季普测",
+                                            "unit": str(world.school.id), "grade": ["7", "8"],
+                                            "opens_at": "2030-09-20T08:00", "closes_at": "2030-09-19T08:00"})
+    assert r.status_code == 200 and 'role="alert"' in r.text  # closes before it opens
+    assert 'value="秋季普测"' in r.text and 'value="2030-09-20T08:00"' in r.text and 'value="2030-09-19T08:00"' in r.text
+    assert set(re.findall(r'name="grade" value="(\d+)" checked', r.text)) == {"7", "8"}
+    assert re.search(rf'name="unit" value="{world.school.id}" checked', r.text)

@@ -96,8 +96,8 @@ EN = {
     "行": "Row", "列": "Column", "问题": "Problem", "文件": "File", "预览": "Preview", "导入": "Import",
     "心理测评": "Screenings", "新建测评": "New screening", "测评列表": "Screenings", "开放时间": "Open",
     "量表": "Instruments", "暂无测评。": "No screenings yet.", "范围（学校、区县或全市）": "Scope (school, county or the whole city)",
-    "量表按年龄自动选择：3–6年级 SCARED、CES-DC、K10（10岁起加ASQ）；7–12年级 PHQ-9、GAD-7、ASQ、K10、WHO-5。":
-        "Instruments are chosen by age: grades 3–6 SCARED, CES-DC, K10 (plus ASQ from age 10); "
+    "量表按年龄自动选择：3–6年级 SCARED、CES-DC（9岁起加K10，10岁起加ASQ）；7–12年级 PHQ-9、GAD-7、ASQ、K10、WHO-5。":
+        "Instruments are chosen by age: grades 3–6 SCARED, CES-DC (plus K10 from age 9 and ASQ from age 10); "
         "grades 7–12 PHQ-9, GAD-7, ASQ, K10, WHO-5.",
     "开始时间（北京时间）": "Opens (Beijing time)", "结束时间（北京时间）": "Closes (Beijing time)", "创建": "Create",
     "测评验证码": "Screening codes",
