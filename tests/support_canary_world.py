@@ -136,11 +136,20 @@ def case_flow(ctx, w: CaseWorld, cn: Canaries, sid: uuid.UUID, i: int, seeded: S
 
 
 def _totp(ctx, w: CaseWorld, cn: Canaries, usernames: tuple[str, ...]) -> None:
-    for username in usernames:
-        res = auth.authenticate(ctx, username, PASSWORD)
-        assert res.ok, username
-        secret = cn.given(totp.candidate_secret(ctx, res.session_token), "app_user.totp_secret_enc")
-        assert totp.enrol(ctx, res.session_token, pyotp.TOTP(secret).at(ctx.now())) is not None
+    from dataclasses import replace
+
+    from mh_platform.core.types import Role
+
+    saved = ctx.settings
+    ctx.settings = replace(saved, totp_roles=tuple(r.value for r in Role))  # every login asks for a code
+    try:
+        for username in usernames:
+            res = auth.authenticate(ctx, username, PASSWORD)
+            assert res.ok and res.pending_token, username
+            secret = cn.given(totp.candidate_secret(ctx, res.pending_token), "app_user.totp_secret_enc")
+            assert totp.enrol(ctx, res.pending_token, pyotp.TOTP(secret).at(ctx.now())) is not None
+    finally:
+        ctx.settings = saved
 
 
 def _screening(ctx, cn: Canaries, n_classes: int, per_class: int, n_answering: int,

@@ -89,7 +89,9 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(sa.String(200))
     password_hash: Mapped[str] = mapped_column(sa.String(200))
     # Rotated on logout, password change, disable and role change: old cookies stop working.
-    session_token: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    session_token: Mapped[str] = mapped_column(sa.String(64), unique=True)  # SHA-256 of the cookie's token
+    # SHA-256 of a login waiting for its second factor (the password step alone opens and ends no session)
+    pending_login: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     is_active: Mapped[bool] = mapped_column(default=True)
     student_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("student.id"))  # class monitors
     totp_secret_enc: Mapped[bytes | None] = mapped_column(Envelope())

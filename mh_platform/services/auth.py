@@ -42,6 +42,11 @@ def session_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def second_factor_required(ctx: ServiceContext, role: Role | str | None) -> bool:
+    """The role signs in with a TOTP code after the password (``settings.totp_roles``)."""
+    return role is not None and Role(role).value in {str(r) for r in ctx.settings.totp_roles}
+
+
 def rotate_session(user: User) -> str:
     """A fresh session for ``user``: its digest stored, the token itself returned (for the cookie)."""
     token = new_session_token()
@@ -53,8 +58,9 @@ def rotate_session(user: User) -> str:
 class LoginResult:
     ok: bool
     actor: Actor | None = None
-    session_token: str | None = None
+    session_token: str | None = None  # a web login's new session (None while a second factor is due)
     reason: str = ""  # bad_credentials / locked / disabled
+    pending_token: str | None = None  # a second-factor role's web login: the code step's token
 
 
 def actor_for_user(session: Session, user: User) -> Actor | None:
@@ -139,16 +145,25 @@ def authenticate(ctx: ServiceContext, username: str, password: str, *, new_sessi
         actor = actor_for_user(s, user)
         if actor is None:
             return LoginResult(False, reason="bad_credentials")
-        if not (user.totp_secret_enc is not None and actor.role is not None and Role(actor.role).value in {str(r) for r in st.totp_roles}):
+        second_factor = second_factor_required(ctx, actor.role)
+        if not (user.totp_secret_enc is not None and second_factor):
             # with a second factor, only a correct code clears the failure count (totp._check): a
             # correct password before each guess must not reset the lockout for guessing codes
             user.failed_logins = 0
         user.locked_until = None
         user.last_login_at = now
-        token = rotate_session(user) if new_session else None  # a fresh session at every web login
+        token = pending = None
+        if new_session and second_factor:
+            # the password alone opens no session and ends none: a pending login waits for the code
+            # (totp.verify / enrol then start the session), so knowing the password cannot sign the
+            # user out again and again
+            pending = new_session_token()
+            user.pending_login = session_digest(pending)
+        elif new_session:
+            token = rotate_session(user)  # a fresh session at every web login
         audit.record(ctx, s, actor, "auth:login", "user", user.id, {"web": new_session})
         uow.commit()
-        return LoginResult(True, actor=actor, session_token=token)
+        return LoginResult(True, actor=actor, session_token=token, pending_token=pending)
 
 
 def actor_from_session_token(ctx: ServiceContext, token: str | None) -> Actor | None:

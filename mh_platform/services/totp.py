@@ -28,6 +28,7 @@ from mh_platform.services.auth import (
     authenticate,
     mint_api_token,
     rotate_session,
+    second_factor_required,
     session_digest,
 )
 from mh_platform.services.context import Actor, ServiceContext
@@ -36,7 +37,7 @@ ISSUER = "MHP 学生心理健康预警平台"
 
 
 def required_for(ctx: ServiceContext, role: Role | str | None) -> bool:
-    return role is not None and str(Role(role).value) in {str(r) for r in ctx.settings.totp_roles}
+    return second_factor_required(ctx, role)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Pending:
 def _user_for(s, token: str) -> User | None:
     if not token:
         return None
-    user = s.scalar(sa.select(User).where(User.session_token == session_digest(token)))
+    user = s.scalar(sa.select(User).where(User.pending_login == session_digest(token)))
     if user is None or not user.is_active:
         return None
     return user
@@ -78,7 +79,7 @@ def _fail(ctx: ServiceContext, s, user: User) -> None:
     if user.failed_logins >= ctx.settings.login_max_attempts:
         user.locked_until = ctx.now() + timedelta(minutes=ctx.settings.login_lockout_minutes)
         user.failed_logins = 0
-        rotate_session(user)  # the pending login dies with the lock
+        user.pending_login = None  # the pending login dies with the lock
         data["locked"] = True
     audit.record(ctx, s, None, "auth:totp_failed", "user", user.id, data)
 
@@ -115,13 +116,29 @@ def _check(ctx: ServiceContext, s, user: User, code: str | None) -> Actor | None
     return actor
 
 
-def verify(ctx: ServiceContext, token: str, code: str) -> Actor | None:
-    """Second step of login for an enrolled user; the actor on success, else None."""
+@dataclass(frozen=True)
+class SignedIn:
+    """A web login completed by its second factor: who, and the new session's token (for the cookie)."""
+
+    actor: Actor
+    session_token: str
+
+
+def _sign_in(user: User, actor: Actor | None) -> SignedIn | None:
+    """The code was right: the pending login becomes the user's one session (earlier ones end)."""
+    if actor is None:
+        return None
+    user.pending_login = None
+    return SignedIn(actor, rotate_session(user))
+
+
+def verify(ctx: ServiceContext, token: str, code: str) -> SignedIn | None:
+    """Second step of login for an enrolled user: the session on success, else None."""
     with ctx.uow() as uow:
         user = _user_for(uow.session, token)
-        actor = _check(ctx, uow.session, user, code) if user is not None else None
+        done = _sign_in(user, _check(ctx, uow.session, user, code)) if user is not None else None
         uow.commit()
-        return actor
+        return done
 
 
 @dataclass(frozen=True)
@@ -152,8 +169,8 @@ def issue_api_token(ctx: ServiceContext, username: str, password: str, code: str
     return TokenResult(token, expires)
 
 
-def enrol(ctx: ServiceContext, token: str, code: str) -> Actor | None:
-    """Confirm the candidate secret with a code and store it sealed; the actor on success."""
+def enrol(ctx: ServiceContext, token: str, code: str) -> SignedIn | None:
+    """Confirm the candidate secret with a code and store it sealed; the session on success."""
     now = ctx.now()
     with ctx.uow() as uow:
         s = uow.session
@@ -172,8 +189,9 @@ def enrol(ctx: ServiceContext, token: str, code: str) -> Actor | None:
         user.failed_logins = 0
         actor = actor_for_user(s, user)
         audit.record(ctx, s, actor, "auth:totp_enrolled", "user", user.id, {})
+        done = _sign_in(user, actor)
         uow.commit()
-        return actor
+        return done
 
 
 def verify_code(ctx: ServiceContext, user_id: uuid.UUID | None, code: str | None) -> Actor | None:

@@ -117,8 +117,8 @@ def test_a_head_teacher_with_the_right_password_still_cannot_shred(ctx, world):
 def test_a_role_that_needs_totp_must_give_a_valid_code(ctx, world, clock):
     ctx.settings = replace(ctx.settings, totp_roles=("city_officer",))
     login = auth.authenticate(ctx, "t.city", PASSWORD)
-    secret = totp.candidate_secret(ctx, login.session_token)
-    assert totp.enrol(ctx, login.session_token, pyotp.TOTP(secret).at(clock.now())) is not None
+    secret = totp.candidate_secret(ctx, login.pending_token)
+    assert totp.enrol(ctx, login.pending_token, pyotp.TOTP(secret).at(clock.now())) is not None
     clock.advance(minutes=2)
     sid = world.students[1]
     req = json.loads(request(sid, "t.admin").output.strip().splitlines()[-1])  # sysadmin: no TOTP needed here

@@ -332,6 +332,28 @@ def test_wrong_second_factor_codes_lock_the_account_however_often_the_password_i
     assert login(c, counsellor).headers.get("Location") != "/login/totp"
 
 
+def test_the_password_alone_neither_signs_in_nor_ends_a_live_session(ctx, totp_client, counsellor):
+    """For a second-factor role the password step only starts a pending login: someone who knows the
+    password but not the code can neither get in nor sign the real user out again and again. The
+    code then starts the one session (the earlier one ends, as at every login)."""
+    import re
+
+    c = totp_client
+    login(c, counsellor)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', c.get("/login/totp").get_data(as_text=True)).group(1)
+    assert _code_form(c, pyotp.TOTP(secret).at(ctx.now())).status_code == 302
+    assert c.get("/").status_code == 200  # the real user is signed in
+    other = c.application.test_client()
+    for _ in range(3):  # the password, again and again, without the code
+        assert login(other, counsellor).headers["Location"] == "/login/totp"
+        assert other.get("/").status_code == 302
+        assert c.get("/").status_code == 200  # still signed in
+    ctx.clock.advance(minutes=1)
+    assert _code_form(other, pyotp.TOTP(secret).at(ctx.now())).status_code == 302  # the code: signed in
+    assert other.get("/").status_code == 200
+    assert c.get("/").status_code == 302  # one session per user: the earlier one ended
+
+
 def test_database_down_is_a_503_without_internals(fresh_ctx):
     from mh_platform.db.engine import make_engine, make_sessionmaker
 

@@ -70,13 +70,13 @@ def login() -> Any:
         if form.validate_on_submit():
             ctx = service_ctx()
             res = auth_service.authenticate(ctx, form.username.data or "", form.password.data or "")
+            if res.ok and res.actor is not None and res.pending_token:  # the code step comes next
+                _fresh_session()
+                session["_2fa_token"] = res.pending_token
+                session["_2fa_at"] = ctx.now().timestamp()
+                session["_2fa_next"] = next_url
+                return redirect(url_for("auth.totp"))
             if res.ok and res.actor is not None and res.session_token:
-                if totp_service.required_for(ctx, res.actor.role):
-                    _fresh_session()
-                    session["_2fa_token"] = res.session_token
-                    session["_2fa_at"] = ctx.now().timestamp()
-                    session["_2fa_next"] = next_url
-                    return redirect(url_for("auth.totp"))
                 return _start_session(res.actor, res.session_token, next_url)
             form.form_errors.append(_("用户名或密码错误，或账户已被暂时锁定。"))
             status = 401
@@ -111,9 +111,9 @@ def totp() -> Any:
     if request.method == "POST":
         if form.validate_on_submit():
             code = (form.code.data or "").strip()
-            actor = totp_service.verify(ctx, token, code) if pend.enrolled else totp_service.enrol(ctx, token, code)
-            if actor is not None:
-                return _start_session(actor, token, session.get("_2fa_next"))
+            done = totp_service.verify(ctx, token, code) if pend.enrolled else totp_service.enrol(ctx, token, code)
+            if done is not None:
+                return _start_session(done.actor, done.session_token, session.get("_2fa_next"))
             form.code.errors = [*form.code.errors, _("验证码不正确或已过期。")]
             status = 401
         else:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-07 13:54:25.638581
+Create Date: 2026-12-07 14:46:19.811610
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -177,6 +177,7 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=200), nullable=True),
     sa.Column('password_hash', sa.String(length=200), nullable=False),
     sa.Column('session_token', sa.String(length=64), nullable=False),
+    sa.Column('pending_login', sa.String(length=64), nullable=True),
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('student_id', sa.Uuid(), nullable=True),
     sa.Column('totp_secret_enc', mh_platform.db.base.Envelope(), nullable=True),
@@ -189,6 +190,7 @@ def upgrade() -> None:
     sa.Column('locale', sa.String(length=8), nullable=True),
     sa.ForeignKeyConstraint(['student_id'], ['student.id'], name=op.f('fk_app_user_student_id_student')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_app_user')),
+    sa.UniqueConstraint('pending_login', name=op.f('uq_app_user_pending_login')),
     sa.UniqueConstraint('session_token', name=op.f('uq_app_user_session_token')),
     sa.UniqueConstraint('username', name=op.f('uq_app_user_username'))
     )
