@@ -562,12 +562,18 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                 raise Conflict(N_("the flag changed meanwhile; retry"))
             add_event(ctx, s, flag, ev2, actor, batch=batch)
             level_raised = new.level != old.level
+            # each change is its own notice (the version in the key): a level reached a second time —
+            # lowered by the counsellor, then raised again — is told again
             if level_raised:
-                notice: str | None = f"flag:{flag.id}:level:{new.level.value}"
+                notice: str | None = f"flag:{flag.id}:level:{new.level.value}:{flag.version}"
             elif new.tier != old.tier or new.status != old.status:
                 notice = f"flag:{flag.id}:evidence:{flag.version}"  # moved up a tier, or back to triage
+            elif old.is_watch and not new.is_watch:
+                # a person's evidence on the model's watch-only flag: it now needs someone able to act
+                # at its tier (handed up at once where nobody holds the role)
+                notice = f"flag:{flag.id}:confirmed:{flag.version}"
             else:
-                notice = None  # it only stopped being watch-only
+                notice = None
             if notice is not None:
                 # what opening the flag at its tier sends: its tier's role (handed up at once when
                 # nobody holds it there), and a red flag's oversight

@@ -1,0 +1,249 @@
+"""How the flag rules meet: a start-tier move into a tier nobody staffs, re-triage of a flag handed
+up, a transfer of an escalated flag, the sweep on moved flags, a level reached a second time and a
+watch-only flag a person confirms — each must end with someone able to act, told once."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from flags_world import PASSWORD, flag_phq9, quick_hashes, stored_phq9, world  # noqa: F401
+
+from mh_platform.core import flag_rules as fr
+from mh_platform.core.errors import NotFound
+from mh_platform.core.types import Role
+from mh_platform.db.models import AcademicYear, Flag, FlagEvent, OrgUnit, Outbox, Student, User
+from mh_platform.services import auth, concerns, escalation, flags, students
+from mh_platform.services.context import SYSTEM
+
+ZERO = {str(i): 0 for i in range(1, 10)}
+MODERATE = {**ZERO, "1": 2, "2": 2, "3": 2, "4": 2, "5": 2}  # yellow
+MOD_SEVERE = {**ZERO, "1": 3, "2": 3, "3": 3, "4": 3, "5": 3}  # orange
+SEVERE = {**ZERO, "1": 3, "2": 3, "3": 3, "4": 3, "5": 3, "6": 3, "7": 3}  # 21: red
+
+
+def _flag(ctx, fid):
+    with ctx.uow() as uow:
+        f = uow.session.get(Flag, uuid.UUID(str(fid)))
+        uow.session.expunge(f)
+        return f
+
+
+def _events(ctx, fid):
+    with ctx.uow() as uow:
+        rows = list(uow.session.scalars(sa.select(FlagEvent).where(FlagEvent.flag_id == uuid.UUID(str(fid)))
+                                        .order_by(FlagEvent.at, FlagEvent.id)))
+        uow.session.expunge_all()
+        return [(e.kind, e.reason_code, e.from_tier, e.to_tier, e.to_status) for e in rows]
+
+
+def _told(ctx, actor, fid=None):
+    with ctx.uow() as uow:
+        q = sa.select(Outbox).where(Outbox.recipient_user_id == actor.user_id, Outbox.channel == "inbox")
+        rows = list(uow.session.scalars(q))
+        uow.session.expunge_all()
+    if fid is not None:
+        rows = [r for r in rows if r.params.get("link") == f"/flags/{fid}"]
+    return rows
+
+
+def _user(ctx, username, role, unit_id, student_id=None):
+    uid = auth.create_user(ctx, SYSTEM, username=username, password=PASSWORD, role=role, unit_id=unit_id,
+                           email=None if role == Role.CLASS_MONITOR else f"{username}@school.example",
+                           student_id=student_id)
+    with ctx.uow() as uow:
+        return auth.actor_for_user(uow.session, uow.session.get(User, uid))
+
+
+def _move(ctx, sid, klass):
+    with ctx.uow() as uow:
+        s = uow.session
+        year = s.scalar(sa.select(AcademicYear))
+        students.enrol(s, s.get(Student, sid), s.get(OrgUnit, klass.id), year, ctx.now(), ctx)
+        uow.commit()
+
+
+# ---------------------------------------------------------------- Q1 start tier into an unstaffed school
+
+def _class_flag_in_school3(ctx, world, sid):
+    head3 = _user(ctx, "t.head3", Role.HEAD_TEACHER, world.klass3.id)
+    mon3 = _user(ctx, "t.mon3", Role.CLASS_MONITOR, world.klass3.id, student_id=world.students3[5])
+    fid = concerns.submit_concern(ctx, mon3, student_id=sid, category="mood", urgency="routine", note="")["flag_id"]
+    assert _flag(ctx, fid).tier == "class"
+    flags.acknowledge(ctx, head3, fid)
+    return fid, head3
+
+
+def test_start_tier_move_into_unstaffed_school_goes_to_county_once(ctx, world):
+    a = world.actors
+    sid = world.students3[0]
+    fid, _head3 = _class_flag_in_school3(ctx, world, sid)
+    ctx.clock.advance(hours=1)
+    n0 = len(_told(ctx, a["county2"], fid))
+    flag_phq9(ctx, sid, world.school3.id, MOD_SEVERE, "普测")
+    f = _flag(ctx, fid)
+    now = ctx.now()
+    assert (f.level, f.tier, f.status, f.escalations) == ("orange", "county", "raised", 1)
+    assert (f.tier_entered_at, f.ack_due_at, f.handle_due_at) == (now, now + timedelta(hours=24), now + timedelta(hours=72))
+    assert set(_events(ctx, fid)[-2:]) == {("flag:escalated", "evidence_start_tier", "class", "school", "raised"),
+                                           ("flag:escalated", "no_recipient", "school", "county", "raised")}
+    assert len(_told(ctx, a["county2"], fid)) == n0 + 1
+    # the sweep now has nothing to do; after 24 h one reminder at the county (orange ceiling)
+    escalation.sweep(ctx, now)
+    assert len(_events(ctx, fid)) == 4
+    ctx.clock.advance(hours=25)
+    escalation.sweep(ctx, ctx.now())
+    escalation.sweep(ctx, ctx.now())
+    assert [e[0] for e in _events(ctx, fid)].count("flag:reminded") == 1
+
+
+def test_batch_path_same(ctx, world):
+    a = world.actors
+    sid = world.students3[0]
+    fid, _head3 = _class_flag_in_school3(ctx, world, sid)
+    ctx.clock.advance(hours=1)
+    n0 = len(_told(ctx, a["county2"], fid))
+    with ctx.uow() as uow:
+        s = uow.session
+        resp, result = stored_phq9(ctx, s, sid, world.school3.id, MOD_SEVERE, "纸质")
+        batch = flags.FlagBatch()
+        batch.prefetch(s, [sid])
+        flags.raise_from_response(ctx, s, resp, result, now=ctx.now(), batch=batch)
+        batch.finish(ctx, s, ctx.now())
+        uow.commit()
+    f = _flag(ctx, fid)
+    assert (f.level, f.tier, f.status, f.escalations) == ("orange", "county", "raised", 1)
+    assert set(_events(ctx, fid)[-2:]) == {("flag:escalated", "evidence_start_tier", "class", "school", "raised"),
+                                           ("flag:escalated", "no_recipient", "school", "county", "raised")}
+    assert len(_told(ctx, a["county2"], fid)) == n0 + 1
+
+
+# ---------------------------------------------------------------- Q2 re-triage of a handed-up flag
+
+def test_retriage_of_handed_up_flag_stays_at_county_and_county_is_told(ctx, world):
+    a = world.actors
+    sid = world.students3[1]
+    head3 = _user(ctx, "t.head3", Role.HEAD_TEACHER, world.klass3.id)
+    fid = flag_phq9(ctx, sid, world.school3.id, MOD_SEVERE, "普测").flag_id
+    assert _flag(ctx, fid).tier == "county"
+    flags.acknowledge(ctx, a["county2"], fid)
+    ctx.clock.advance(hours=2)
+    n0 = len(_told(ctx, a["county2"], fid))
+    concerns.submit_concern(ctx, head3, student_id=sid, category="self_harm", urgency="soon", note="")
+    f = _flag(ctx, fid)
+    assert (f.tier, f.status) == ("county", "raised")
+    assert _events(ctx, fid)[-1][:2] == ("flag:retriaged", "evidence_retriage")
+    assert len(_told(ctx, a["county2"], fid)) == n0 + 1
+    assert "acknowledge" in flags.get_flag(ctx, a["county2"], fid)["actions"]
+
+
+# ---------------------------------------------------------------- level-keyed dedupe: second rise is silent
+
+def test_level_rise_again_after_counsellor_lowered_it_is_told(ctx, world):
+    a = world.actors
+    sid = world.students[2]
+    fid = flag_phq9(ctx, sid, world.school.id, MODERATE, "秋季").flag_id           # yellow
+    ctx.clock.advance(days=1)
+    flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "冬季")                        # -> orange (level:orange)
+    flags.acknowledge(ctx, a["counsellor"], fid)
+    flags.assess(ctx, a["counsellor"], fid, "change_level", new_level="yellow", reason="访谈后评估为轻度")
+    flags.start_monitoring(ctx, a["counsellor"], fid)
+    ctx.clock.advance(days=30)
+    n0 = len(_told(ctx, a["counsellor"], fid))
+    flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "春季")                        # -> orange again
+    f = _flag(ctx, fid)
+    assert (f.level, f.status) == ("orange", "raised")  # re-triaged: the counsellor must acknowledge again
+    assert len(_told(ctx, a["counsellor"], fid)) == n0 + 1, "re-triaged flag, nobody told"
+
+
+def test_red_again_after_lowered_is_told(ctx, world):
+    a = world.actors
+    sid = world.students[3]
+    fid = concerns.submit_concern(ctx, a["head"], student_id=sid, category="mood", urgency="soon", note="")["flag_id"]
+    ctx.clock.advance(hours=1)
+    flag_phq9(ctx, sid, world.school.id, SEVERE, "秋季")                             # orange -> red (level:red)
+    assert _flag(ctx, fid).level == "red"
+    flags.acknowledge(ctx, a["counsellor"], fid)
+    flags.assess(ctx, a["counsellor"], fid, "change_level", new_level="orange", reason="访谈后评估")
+    flags.start_monitoring(ctx, a["counsellor"], fid)
+    ctx.clock.advance(days=20)
+    n0 = len(_told(ctx, a["counsellor"], fid))
+    flag_phq9(ctx, sid, world.school.id, SEVERE, "春季")                             # -> red again
+    f = _flag(ctx, fid)
+    assert (f.level, f.status) == ("red", "raised")
+    assert len(_told(ctx, a["counsellor"], fid)) == n0 + 1, "red re-triage, counsellor not told"
+
+
+# ---------------------------------------------------------------- Q6 watch flag loses watch-only in unstaffed school
+
+def test_watch_flag_confirmed_by_a_person_in_unstaffed_school_reaches_someone(ctx, world):
+    a = world.actors
+    sid = world.students3[2]
+    head3 = _user(ctx, "t.head3", Role.HEAD_TEACHER, world.klass3.id)
+    out = flags.raise_watch(ctx, SYSTEM, sid, fr.WatchSignal(watch=True, probability=0.9, model_version="m1"))
+    fid = out.flag_id
+    assert (_flag(ctx, fid).tier, _flag(ctx, fid).is_watch) == ("school", True)
+    concerns.submit_concern(ctx, head3, student_id=sid, category="mood", urgency="routine", note="")
+    f = _flag(ctx, fid)
+    assert f.is_watch is False
+    # no longer only the model: nobody holds the school's role, so it must be handed up now
+    assert f.tier == "county", (f.tier, _events(ctx, fid))
+    assert _told(ctx, a["county2"], fid)
+
+
+# ---------------------------------------------------------------- Q3 transfer while close_requested at the county
+
+def test_transfer_of_escalated_close_requested_flag_to_unstaffed_school(ctx, world):
+    a = world.actors
+    sid = world.students[4]
+    fid = concerns.submit_concern(ctx, a["head"], student_id=sid, category="self_harm", urgency="immediate",
+                                  note="")["flag_id"]
+    ctx.clock.advance(hours=2)
+    escalation.sweep(ctx, ctx.now())
+    assert _flag(ctx, fid).tier == "county"
+    flags.acknowledge(ctx, a["counsellor"], fid)
+    flags.assess(ctx, a["counsellor"], fid, "confirm")
+    flags.start_monitoring(ctx, a["counsellor"], fid)
+    flags.close(ctx, a["head"], fid, "稳定")
+    assert _flag(ctx, fid).status == "close_requested"
+    n2 = len(_told(ctx, a["county2"], fid))
+    _move(ctx, sid, world.klass3)
+    f = _flag(ctx, fid)
+    assert (f.tier, f.status, f.school_unit_id) == ("county", "raised", world.school3.id)
+    assert f.county_informed_at is not None
+    ev = _events(ctx, fid)
+    assert set(ev) >= {("flag:transferred", "student_transferred", "county", "school", "raised"),
+                            ("flag:escalated", "no_recipient", "school", "county", "raised")}
+    told = _told(ctx, a["county2"], fid)
+    assert len(told) >= n2 + 1
+    for old in ("counsellor", "head", "leader", "county"):
+        with pytest.raises(NotFound):
+            flags.get_flag(ctx, a[old], fid)
+    # sweep twice: one step per deadline
+    ctx.clock.advance(hours=2)
+    escalation.sweep(ctx, ctx.now())
+    escalation.sweep(ctx, ctx.now())
+    assert len(_events(ctx, fid)) == len(ev) + 1
+    assert _flag(ctx, fid).tier == "city"
+
+
+# ---------------------------------------------------------------- Q5 clusters and moved flags / dismissed flags
+
+
+
+
+
+def test_sweep_on_watch_flag_in_unstaffed_school_is_idempotent(ctx, world):
+    sid = world.students3[3]
+    fid = flags.raise_watch(ctx, SYSTEM, sid, fr.WatchSignal(watch=True, probability=0.9, model_version="m1")).flag_id
+    other = flag_phq9(ctx, world.students[0], world.school.id, MODERATE, "普测").flag_id  # staffed twin
+    for _ in range(2):
+        ctx.clock.advance(hours=73)
+        for _ in range(2):
+            escalation.sweep(ctx, ctx.now())
+    for f_id in (fid, other):
+        ev = _events(ctx, f_id)
+        assert [e[0] for e in ev].count("flag:reminded") == 2, ev
+    f = _flag(ctx, fid)
+    assert (f.tier, f.escalations) == ("school", 2)
