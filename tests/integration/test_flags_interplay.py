@@ -13,7 +13,7 @@ from flags_world import PASSWORD, flag_phq9, quick_hashes, stored_phq9, world  #
 from mh_platform.core import flag_rules as fr
 from mh_platform.core.errors import NotFound
 from mh_platform.core.types import Role
-from mh_platform.db.models import AcademicYear, Flag, FlagEvent, OrgUnit, Outbox, Student, User
+from mh_platform.db.models import AcademicYear, ClusterAlert, Flag, FlagEvent, OrgUnit, Outbox, Student, User
 from mh_platform.services import auth, concerns, escalation, flags, students
 from mh_platform.services.context import SYSTEM
 
@@ -247,3 +247,24 @@ def test_sweep_on_watch_flag_in_unstaffed_school_is_idempotent(ctx, world):
         assert [e[0] for e in ev].count("flag:reminded") == 2, ev
     f = _flag(ctx, fid)
     assert (f.tier, f.escalations) == ("school", 2)
+
+
+def test_flags_dismissed_as_false_positives_do_not_count_towards_a_cluster(ctx, world):
+    """docs/flags.md §6: a class alert needs three red/orange flags; two dismissed at their interview
+    do not count towards it."""
+    a = world.actors
+    sids = world.students[:4]
+    for i, sid in enumerate(sids[:2]):
+        fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, f"x{i}").flag_id
+        flags.acknowledge(ctx, a["counsellor"], fid)
+        flags.assess(ctx, a["counsellor"], fid, "dismiss", reason="误报")
+    flag_phq9(ctx, sids[2], world.school.id, MOD_SEVERE, "x3")
+
+    def alerts() -> int:
+        with ctx.uow() as uow:
+            return uow.session.scalar(sa.select(sa.func.count()).select_from(ClusterAlert)
+                                      .where(ClusterAlert.scope == "class"))
+
+    assert alerts() == 0
+    flag_phq9(ctx, sids[3], world.school.id, SEVERE, "y")  # a second real one: two, still below three
+    assert alerts() == 0
