@@ -47,9 +47,7 @@ from mh_platform.db.models import (
     FlagEvidence,
     OrgUnit,
     Response,
-    RoleAssignment,
     Student,
-    User,
 )
 from mh_platform.services import audit, notify
 from mh_platform.services.access import current_enrolment
@@ -270,9 +268,7 @@ def has_recipient(s: Session, role: Role, unit_id: uuid.UUID, batch: FlagBatch |
     """Someone active holds ``role`` at exactly ``unit_id`` (a batch's cached look-up when given)."""
     if batch is not None:
         return bool(batch.users(s, role, unit_id))
-    return s.scalar(sa.select(RoleAssignment.id).join(User, User.id == RoleAssignment.user_id)
-                    .where(RoleAssignment.role == Role(role).value, RoleAssignment.unit_id == unit_id,
-                           User.is_active.is_(True)).limit(1)) is not None
+    return bool(notify.users_with_role(s, role, unit_id))
 
 
 def record_no_recipient(ctx: ServiceContext, s: Session, *, role: Role, unit: OrgUnit, flag_id: uuid.UUID | None,
