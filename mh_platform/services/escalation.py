@@ -265,9 +265,12 @@ def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATC
 # ----------------------------------------------------------------------------- clusters
 
 
-def not_dismissed() -> sa.ColumnElement[bool]:
-    """A flag a cluster counts: not one dismissed as a false positive at its interview (docs/flags.md §6)."""
-    return ~sa.exists().where(FlagEvent.flag_id == Flag.id, FlagEvent.kind == fl.FlagEventKind.DISMISSED.value)
+def cluster_counted(since: datetime, levels: Collection[str]) -> sa.ColumnElement[bool]:
+    """The flags a cluster alert counts (docs/flags.md §6): opened since ``since``, at one of the
+    policy's ``levels``, and not dismissed as a false positive at the interview. One rule for the
+    one-by-one check, the batch's grouped counts and the alert's page."""
+    return sa.and_(Flag.opened_at >= since, Flag.level.in_(sorted(levels)),
+                   ~sa.exists().where(FlagEvent.flag_id == Flag.id, FlagEvent.kind == fl.FlagEventKind.DISMISSED.value))
 
 
 def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
@@ -289,7 +292,7 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
             continue
         n = count if count is not None else s.scalar(
             sa.select(sa.func.count()).select_from(Flag)
-            .where(col == unit_id, Flag.opened_at >= since, Flag.level.in_(levels), not_dismissed())) or 0
+            .where(col == unit_id, cluster_counted(since, levels))) or 0
         if n < threshold:
             continue
         already = recent if recent is not None else s.scalar(
@@ -348,8 +351,7 @@ def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], 
         units = [u for sc, u in first if sc == scope]
         for cond in in_chunks(s, col, units):
             counts.update(((scope, u), n) for u, n in s.execute(
-                sa.select(col, sa.func.count()).where(cond, Flag.opened_at >= since, Flag.level.in_(sorted(levels)),
-                                                      not_dismissed())
+                sa.select(col, sa.func.count()).where(cond, cluster_counted(since, levels))
                 .group_by(col)).all())
     thresholds = {"class": cp.class_threshold, "school": cp.school_threshold}
     due = [key for key in first if counts.get(key, 0) >= thresholds[key[0]]]
@@ -415,8 +417,8 @@ def get_cluster(ctx: ServiceContext, actor: Any, cluster_id: uuid.UUID | str) ->
         now = ctx.now()
         col = Flag.class_unit_id if alert.scope == "class" else Flag.school_unit_id
         levels = [lv.value for lv in default_flag_policy().cluster.levels]
-        counted = sa.and_(col == alert.unit_id, Flag.opened_at >= alert.window_start,
-                          Flag.opened_at <= alert.created_at, Flag.level.in_(levels), not_dismissed())
+        counted = sa.and_(col == alert.unit_id, cluster_counted(alert.window_start, levels),
+                          Flag.opened_at <= alert.created_at)
         flags = s.scalars(sa.select(Flag).where(counted, flag_scope(actor, now, escalation_policy(ctx)))
                           .order_by(Flag.opened_at, Flag.id)).all()
         school = None
