@@ -416,7 +416,7 @@ def reroute(state: FlagState, to_tier: Tier, now: datetime,
     if tier_rank(to_tier) <= tier_rank(state.tier):
         raise InvalidTransition(N_("a flag is handed up, never down or sideways"))
     if state.is_watch and tier_rank(to_tier) > tier_rank(p.watch_ceiling):
-        raise InvalidTransition("a watch-only flag stays at the school")
+        raise InvalidTransition(N_("a watch-only flag stays at the school"))
     ack, handle = _deadlines(state.level, to_tier, state.status, now, p)
     new = replace(state, tier=to_tier, tier_entered_at=now, ack_due_at=ack, handle_due_at=handle,
                   escalations=state.escalations + 1)
@@ -435,7 +435,7 @@ def relocate(state: FlagState, now: datetime, *, new_school: bool, start: Tier,
     that may lower a tier: the old school's tiers no longer answer for the student."""
     p = policy or default_escalation_policy()
     if state.status == FlagStatus.CLOSED:
-        raise InvalidTransition("the flag is closed")
+        raise InvalidTransition(N_("the flag is closed"))
     if not new_school:
         return state, _event(FlagEventKind.TRANSFERRED, state, state, now, None, reason_code="student_moved_class")
     tier = start if tier_rank(start) >= tier_rank(Tier.SCHOOL) else Tier.SCHOOL

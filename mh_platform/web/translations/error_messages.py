@@ -164,6 +164,7 @@ ZH = {
     "missing column(s): %(cols)s": "缺少以下列：%(cols)s。",
     "your role does not import rosters": "您的角色不能导入学生名单。",
     "a flag is handed up, never down or sideways": "预警只能向上一级移交，不能下移或平移。",
+    "a watch-only flag stays at the school": "仅需关注的预警留在学校处理。",
     # passwords, cases, referrals
     "the password must not contain your user name": "密码不能包含您的用户名。",
     "this password is too common or too easy to guess; a few unrelated words work well":
