@@ -543,18 +543,20 @@ def _plan_save(ctx: ServiceContext, uow: CoreUnitOfWork, sitting: Sitting, instr
 
 def _sealed_plan(ctx: ServiceContext, uow: CoreUnitOfWork, key: Any, row: Any, inst: Instrument, rid: uuid.UUID,
                  coerced: list[tuple[str, Any]], item_ms: Mapping[Any, Any] | None, now: datetime) -> _SavePlan:
-    if key is not None:  # the student's active key, from the page query: sealed and opened on the connection
+    # with the student's active key (from the page query) the answers are opened and sealed on the
+    # connection; with none, the Session way creates the student's first key in this write, or refuses
+    # a shredded one
+    if key is not None:
         current = _open_answers_on(ctx, uow.connection, row.answers_enc, rid)
-        fired_before = _fired(inst, current, row.critical_fired)
-        current = _apply(current, coerced)
+    else:
+        current = _open_answers(ctx, uow.session, row.answers_enc, rid)
+    fired_before = _fired(inst, current, row.critical_fired)
+    current = _apply(current, coerced)
+    if key is not None:
         enc = ctx.keyring.seal_with(key, table="response", column="answers_enc", row_id=rid,
                                     value=_answers_json(current))
-    else:  # no active key: the Session way creates the student's first key in this write, or refuses a shredded one
-        s = uow.session
-        current = _open_answers(ctx, s, row.answers_enc, rid)
-        fired_before = _fired(inst, current, row.critical_fired)
-        current = _apply(current, coerced)
-        enc = _seal_answers(ctx, s, row.student_id, rid, current, now)
+    else:
+        enc = _seal_answers(ctx, uow.session, row.student_id, rid, current, now)
     ms = _merged_ms(row.item_ms, item_ms)
     result = score(inst, current) if inst.critical_items else None
     critical = bool(result and result.critical)
