@@ -53,6 +53,9 @@ class Settings:
     wecom_webhook_url: str = ""
     help_hotline: str = "12356"
     help_counselling_room: str = "学校心理辅导室"
+    # a student sitting already open when a campaign window closes may still save and submit for
+    # this many minutes (no new sitting starts after the close); 0 = the close is hard
+    sitting_grace_minutes: int = 15
     rate_limit_storage: str = "database://"  # web.rate_limit_storage; memory:// counts per process
     scheduler_in_process: bool = False
     escalation_policy_file: str = ""
@@ -79,6 +82,8 @@ class Settings:
                 raise ConfigError("production needs MHP_COOKIE_SECURE=true (HTTPS only cookies)")
         if self.session_minutes <= 0 or self.api_token_minutes <= 0:
             raise ConfigError("session and token lifetimes must be positive minutes")
+        if not 0 <= self.sitting_grace_minutes <= 120:
+            raise ConfigError("MHP_SITTING_GRACE_MINUTES must be 0 to 120 minutes")
         return self
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -229,17 +229,32 @@ def open_due(ctx: ServiceContext, now: datetime | None = None) -> dict[str, Any]
     return {"opened": opened}
 
 
-def _end_sittings(s: Session, campaign_id: uuid.UUID) -> None:
-    """The window closed: every student sitting of the campaign ends (the code's gate refuses a
-    closed window anyway; this leaves no live sitting behind). The unique key's prefix finds them."""
-    s.execute(sa.update(AccessCode).where(AccessCode.campaign_id == campaign_id, AccessCode.sitting_hash.is_not(None))
-              .values(sitting_hash=None))
+def _end_sittings(s: Session, campaign_id: uuid.UUID) -> int:
+    """Every student sitting of the campaign ends (the code's gate refuses a closed window anyway;
+    this leaves no live sitting behind). The unique key's prefix finds them. Returns how many."""
+    return s.execute(sa.update(AccessCode).where(AccessCode.campaign_id == campaign_id,  # type: ignore[attr-defined]
+                                                 AccessCode.sitting_hash.is_not(None))
+                     .values(sitting_hash=None)).rowcount
+
+
+GRACE_SWEEP_DAYS = 7
+"""How far back ``close_due`` looks for closed campaigns whose grace has ended with sittings still
+set (hygiene only: the gate refuses them by time whatever the job does)."""
 
 
 def close_due(ctx: ServiceContext, now: datetime | None = None) -> dict[str, Any]:
-    """Close every scheduled or open campaign whose window has ended. Idempotent."""
+    """Close every scheduled or open campaign whose window has ended, and end the sittings of
+    closed campaigns whose grace (``responses.sitting_grace``) has passed. Idempotent.
+
+    At the close no new sitting can start (a typed code needs the window open). A sitting already
+    open keeps working for the grace (``responses.window_admits``), so an answer typed in the last
+    minute is saved; with no grace, or once it has passed, the sittings end here."""
+    from mh_platform.services.responses import sitting_grace
+
     now = now or ctx.now()
+    grace = sitting_grace(ctx)
     closed: list[str] = []
+    ended = 0
     with ctx.uow() as uow:
         s = uow.session
         due = list(s.scalars(sa.select(Campaign.id).where(Campaign.status.in_(("scheduled", "open")),
@@ -248,14 +263,19 @@ def close_due(ctx: ServiceContext, now: datetime | None = None) -> dict[str, Any
             res = s.execute(sa.update(Campaign).where(Campaign.id == cid, Campaign.status.in_(("scheduled", "open")))
                             .values(status="closed", closed_at=now))
             if res.rowcount == 1:  # type: ignore[attr-defined]
-                _end_sittings(s, cid)
                 n_open = s.scalar(sa.select(sa.func.count()).select_from(AccessCode)
                                   .where(AccessCode.campaign_id == cid, AccessCode.completed_at.is_(None),
                                          AccessCode.first_used_at.is_not(None))) or 0
                 audit.record(ctx, s, SYSTEM, "campaign:closed", "campaign", cid, {"unfinished": n_open})
                 closed.append(str(cid))
+        # the grace has passed: the sittings still open end (a few closed campaigns, recent ones)
+        past_grace = s.scalars(sa.select(Campaign.id).where(Campaign.status == "closed",
+                                                            Campaign.closes_at <= now - grace,
+                                                            Campaign.closes_at > now - timedelta(days=GRACE_SWEEP_DAYS)))
+        for cid in list(past_grace):
+            ended += _end_sittings(s, cid)
         uow.commit()
-    return {"closed": closed}
+    return {"closed": closed, "sittings_ended": ended}
 
 
 REMINDER_TEMPLATE = "screening_reminder"

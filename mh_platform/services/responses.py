@@ -31,7 +31,7 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -168,18 +168,43 @@ def _state(ctx: ServiceContext, s: Session, *, sitting: Sitting | None = None, c
         _check_sitting(ac.sitting_hash, sitting.token,
                        finished=allow_completed and ac.completed_at is not None)
     ctx.keyring.prime_student_key(s, ac.student_id, key_id, master_key_id, wrapped)
-    _gate(now, ac.revoked_at, camp.status, camp.opens_at, camp.closes_at, ok, ac.completed_at, allow_completed)
+    # a typed code needs the window open; a live sitting also has the grace after the close
+    grace = sitting_grace(ctx) if sitting is not None else _NO_GRACE
+    _gate(now, ac.revoked_at, camp.status, camp.opens_at, camp.closes_at, ok, ac.completed_at, allow_completed,
+          grace)
     return ac, camp, enr, birth_year
 
 
+_NO_GRACE = timedelta(0)
+
+
+def sitting_grace(ctx: ServiceContext) -> timedelta:
+    """How long after the window closes a sitting that was open at the close may still save and
+    submit (the deployment's ``sitting_grace_minutes``; 0 = none)."""
+    return timedelta(minutes=ctx.settings.sitting_grace_minutes)
+
+
+def window_admits(now: datetime, status: str, opens_at: datetime, closes_at: datetime,
+                  grace: timedelta = _NO_GRACE) -> bool:
+    """The campaign window rule. Open: the campaign is open and ``opens_at <= now < closes_at``.
+    Grace (``grace`` > 0, only ever passed for a live sitting): ``closes_at <= now < closes_at +
+    grace``, whether or not the close job has already marked the campaign closed — so a student who
+    was answering at the close loses no answer typed in the last minute. A new sitting cannot start
+    after the close (``begin`` passes no grace), so a live sitting in the grace began before it; a
+    cancelled campaign never admits."""
+    if status == "open" and opens_at <= now < closes_at:
+        return True
+    return grace > _NO_GRACE and status in ("open", "closed") and closes_at <= now < closes_at + grace
+
+
 def _gate(now: datetime, revoked_at: datetime | None, status: str, opens_at: datetime, closes_at: datetime, ok: bool,
-          completed_at: datetime | None, allow_completed: bool) -> None:
+          completed_at: datetime | None, allow_completed: bool, grace: timedelta = _NO_GRACE) -> None:
     """The one rule for whether a code may be used now (CodeRejected with the reason otherwise).
     A revoked code never passes: with consent it is "invalid" (replaced by a newer slip), without
-    it the consent or window reason is given."""
+    it the consent or window reason is given. ``grace``: see ``window_admits``."""
     if revoked_at is not None and ok:
         raise CodeRejected("invalid")  # replaced by a newer slip
-    if status != "open" or not (opens_at <= now < closes_at):
+    if not window_admits(now, status, opens_at, closes_at, grace):
         raise CodeRejected("closed")
     if not ok:
         raise CodeRejected("no_consent")
@@ -511,7 +536,7 @@ def _insert_ignore(conn: sa.Connection) -> Any:
     return stmt
 
 
-def _page_row(conn: sa.Connection, sitting: Sitting, instrument_id: str,
+def _page_row(ctx: ServiceContext, conn: sa.Connection, sitting: Sitting, instrument_id: str,
               now: datetime) -> tuple[Any, Instrument, tuple[str, ...]]:
     """The one-query read of a page (code and its sitting, campaign, enrolment, consent, data key,
     response), gated: the sitting first (SittingEnded), then the code's own rules."""
@@ -521,7 +546,8 @@ def _page_row(conn: sa.Connection, sitting: Sitting, instrument_id: str,
     if row is None:
         raise CodeRejected("invalid")
     _check_sitting(row.sitting_hash, sitting.token)
-    _gate(now, row.revoked_at, row.status, row.opens_at, row.closes_at, row.ok, row.completed_at, False)
+    _gate(now, row.revoked_at, row.status, row.opens_at, row.closes_at, row.ok, row.completed_at, False,
+          sitting_grace(ctx))
     battery = battery_from(row.battery, row.opens_at, row.grade_level, row.birth_year)
     return row, _instrument(battery, instrument_id), battery
 
@@ -529,7 +555,7 @@ def _page_row(conn: sa.Connection, sitting: Sitting, instrument_id: str,
 def _plan_save(ctx: ServiceContext, uow: CoreUnitOfWork, sitting: Sitting, instrument_id: str,
                answers: Mapping[Any, Any], item_ms: Mapping[Any, Any] | None) -> _SavePlan:
     now = ctx.now()
-    row, inst, _battery_ids = _page_row(uow.connection, sitting, instrument_id, now)
+    row, inst, _battery_ids = _page_row(ctx, uow.connection, sitting, instrument_id, now)
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     if row.rid is not None and row.rstatus == "submitted":
         raise ValidationFailed("this page is already submitted")
@@ -609,6 +635,7 @@ class PageState:
     submitted: bool
     percent: int = 0
     battery: tuple[str, ...] = field(default_factory=tuple)
+    grace_until: datetime | None = None  # the window has closed: this sitting may finish until then
 
 
 def page(ctx: ServiceContext, sitting: Sitting, instrument_id: str) -> PageState:
@@ -616,7 +643,8 @@ def page(ctx: ServiceContext, sitting: Sitting, instrument_id: str) -> PageState
     A read (no write lock on SQLite): the page query of the autosave, then the submitted pages."""
     with ctx.core_uow(read_only=True) as uow:
         conn = uow.connection
-        row, inst, battery = _page_row(conn, sitting, instrument_id, ctx.now())
+        now = ctx.now()
+        row, inst, battery = _page_row(ctx, conn, sitting, instrument_id, now)
         ctx.keyring.unwrap_student_key(row.student_id, row.key_id, row.master_key_id, row.wrapped)  # cached for opening
         answers = _open_answers_on(ctx, conn, row.answers_enc, row.rid)
         done = set(conn.execute(_DONE_Q, {"c": row.campaign_id, "s": row.student_id}).scalars())
@@ -626,8 +654,9 @@ def page(ctx: ServiceContext, sitting: Sitting, instrument_id: str) -> PageState
         if instrument_id not in done:
             answered += len(answers)
         pct = int(100 * answered / total_items) if total_items else 100
+        grace_until = row.closes_at + sitting_grace(ctx) if now >= row.closes_at else None
         return PageState(inst, battery.index(inst.id) + 1, len(battery), {int(k): v for k, v in answers.items()},
-                         bool(row.critical_fired), row.rstatus == "submitted", pct, battery)
+                         bool(row.critical_fired), row.rstatus == "submitted", pct, battery, grace_until)
 
 
 # --------------------------------------------------------------------------- submit, score, flag
@@ -713,7 +742,7 @@ def submit(ctx: ServiceContext, sitting: Sitting, instrument_id: str,
         s = uow.session
         now = ctx.now()
         # the autosave's one-query page read (Core columns, same gate and battery) instead of ORM entities
-        st, inst, battery = _page_row(s.connection(), sitting, instrument_id, now)
+        st, inst, battery = _page_row(ctx, s.connection(), sitting, instrument_id, now)
         ctx.keyring.prime_student_key(s, st.student_id, st.key_id, st.master_key_id, st.wrapped)
         resp, current = _merge_page(ctx, s, st, inst, answers or {}, item_ms, now)
         result = score(inst, current)

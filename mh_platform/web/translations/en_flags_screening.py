@@ -166,6 +166,9 @@ EN = {
         "at once and call %(h)s.",
     "具体情况（加密保存，仅心理教师和您本人可查看）": "What you saw (stored encrypted; only the counsellor and you can read it)",
     "关注内容仅班主任和心理教师可查看。": "Concern notes can be read only by the head teacher and the counsellor.",
+    # the close grace of a sitting open at the window's close
+    "本次测评已截止。你在截止前已开始作答，请在 %(t)s 前提交。":
+        "This screening has closed. You started before it closed: please send your answers by %(t)s.",
 }
 
 
