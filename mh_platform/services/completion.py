@@ -10,14 +10,18 @@ could be recovered from the total.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-from mh_platform.core.errors import Forbidden, NotFound
+from mh_platform.core import spreadsheet
+from mh_platform.core.errors import Forbidden, NotFound, ValidationFailed
 from mh_platform.core.i18n import N_
 from mh_platform.core.types import UNIT_DEPTH, Role, UnitKind
 from mh_platform.db.models import AccessCode, Enrolment, OrgUnit, Response, Student
+from mh_platform.services import audit
 from mh_platform.services.access import in_scope
 from mh_platform.services.campaigns import eligible_condition, get_campaign
 from mh_platform.services.consent import consent_ok
@@ -84,54 +88,102 @@ def completion(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID,
                unit_id: uuid.UUID | None = None) -> CompletionReport:
     """Figures for ``unit_id`` (default: the actor's unit) and one row per unit just below it
     (city → counties, county → schools, school or grade → classes, class → itself)."""
+    with ctx.uow() as uow:
+        return _report(uow.session, actor, campaign_id, unit_id)
+
+
+def _report(s: Session, actor: Actor, campaign_id: uuid.UUID, unit_id: uuid.UUID | None) -> CompletionReport:
     if actor.role not in VIEWERS or not actor.unit_path:
         raise Forbidden(N_("completion figures are for school staff and officers"))
+    camp, units = get_campaign(s, actor, campaign_id)
+    unit = s.get(OrgUnit, unit_id or actor.unit_id)
+    if unit is None or not in_scope(actor, unit.path):
+        raise NotFound("unit not found")
+    from mh_platform.services.org import under
+
+    started = sa.or_(
+        sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Enrolment.student_id,
+                          AccessCode.first_used_at.is_not(None)),
+        sa.exists().where(Response.campaign_id == camp.id, Response.student_id == Enrolment.student_id))
+    completed = sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Enrolment.student_id,
+                                  AccessCode.completed_at.is_not(None))
+    readmin = sa.exists().where(Response.campaign_id == camp.id, Response.student_id == Enrolment.student_id,
+                                Response.quality_suggestion == "readminister")
+    ok = consent_ok(Enrolment.student_id, camp.academic_year_id)
+
+    def n(cond):
+        return sa.func.sum(sa.case((cond, 1), else_=0))
+
+    q = (sa.select(Enrolment.class_unit_id, Enrolment.unit_path, sa.func.count(), n(ok), n(sa.and_(ok, started)),
+                   n(sa.and_(ok, completed)), n(sa.and_(ok, readmin)))
+         .where(eligible_condition(camp, units), under(Enrolment.unit_path, unit.path))
+         .group_by(Enrolment.class_unit_id, Enrolment.unit_path))
+    child_depth = UNIT_DEPTH[CHILD_KIND[UnitKind(unit.kind)]]
+    groups: dict[uuid.UUID, Figures] = {}
+    total = Figures(unit.id, unit.name, unit.kind)
+    for _cid, path, elig, cons, st, comp, ra in s.execute(q):
+        parts = path.strip("/").split("/")
+        child = uuid.UUID(parts[child_depth]) if UnitKind(unit.kind) != UnitKind.CLASS else unit.id
+        f = Figures(child, "", "", int(elig or 0), int(cons or 0), int(st or 0), int(comp or 0), int(ra or 0))
+        groups.setdefault(child, Figures(child, "", "")).add(f)
+        total.add(f)
+    from mh_platform.services.org import unit_sort_key
+
+    found = {u.id: u for u in s.scalars(sa.select(OrgUnit).where(OrgUnit.id.in_(list(groups))))}
+    rows = []
+    for cid, f in groups.items():
+        u = found.get(cid)
+        f.name, f.kind = (u.name, u.kind) if u is not None else ("", "")
+        rows.append(f)
+    rows.sort(key=lambda r: unit_sort_key(r.name, found[r.unit_id].grade_level if r.unit_id in found else None))
+    if actor.role in AGGREGATE_ONLY:
+        rows = _suppress(rows, total)
+    return CompletionReport(camp.id, total, rows)
+
+
+EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8",
+                  "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+EXPORT_LABELS = ("unit", *FIGURES, "total", "suppressed", "note")
+"""The words of an exported table, given by the caller in the reader's language: the column
+headers (unit and the five figures), the total row's name, the mark of a suppressed cell and the
+note under the table."""
+
+
+@dataclass(frozen=True)
+class Export:
+    filename: str  # no names in it: the campaign's short id and the format
+    mimetype: str
+    data: bytes
+    rows: int
+
+
+def export(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID, unit_id: uuid.UUID | None, fmt: str,
+           labels: Mapping[str, str]) -> Export:
+    """The completion table the page shows (same rows, same suppression for county and city
+    officers) as a CSV or XLSX file, in one transaction with its audit event
+    (``screening:completion_exported``: campaign, unit, format, rows). Aggregates only: no student
+    is named, and a suppressed cell is written as the ``suppressed`` mark (never its count).
+    Text cells are written formula-safe (``core.spreadsheet``)."""
+    mimetype = EXPORT_FORMATS.get(fmt)
+    if mimetype is None:
+        raise ValidationFailed(N_("export formats are csv and xlsx"))
+    missing = [k for k in EXPORT_LABELS if k not in labels]
+    if missing:
+        raise ValueError(f"export labels missing: {missing}")
     with ctx.uow() as uow:
         s = uow.session
-        camp, units = get_campaign(s, actor, campaign_id)
-        unit = s.get(OrgUnit, unit_id or actor.unit_id)
-        if unit is None or not in_scope(actor, unit.path):
-            raise NotFound("unit not found")
-        from mh_platform.services.org import under
-
-        started = sa.or_(
-            sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Enrolment.student_id,
-                              AccessCode.first_used_at.is_not(None)),
-            sa.exists().where(Response.campaign_id == camp.id, Response.student_id == Enrolment.student_id))
-        completed = sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Enrolment.student_id,
-                                      AccessCode.completed_at.is_not(None))
-        readmin = sa.exists().where(Response.campaign_id == camp.id, Response.student_id == Enrolment.student_id,
-                                    Response.quality_suggestion == "readminister")
-        ok = consent_ok(Enrolment.student_id, camp.academic_year_id)
-
-        def n(cond):
-            return sa.func.sum(sa.case((cond, 1), else_=0))
-
-        q = (sa.select(Enrolment.class_unit_id, Enrolment.unit_path, sa.func.count(), n(ok), n(sa.and_(ok, started)),
-                       n(sa.and_(ok, completed)), n(sa.and_(ok, readmin)))
-             .where(eligible_condition(camp, units), under(Enrolment.unit_path, unit.path))
-             .group_by(Enrolment.class_unit_id, Enrolment.unit_path))
-        child_depth = UNIT_DEPTH[CHILD_KIND[UnitKind(unit.kind)]]
-        groups: dict[uuid.UUID, Figures] = {}
-        total = Figures(unit.id, unit.name, unit.kind)
-        for _cid, path, elig, cons, st, comp, ra in s.execute(q):
-            parts = path.strip("/").split("/")
-            child = uuid.UUID(parts[child_depth]) if UnitKind(unit.kind) != UnitKind.CLASS else unit.id
-            f = Figures(child, "", "", int(elig or 0), int(cons or 0), int(st or 0), int(comp or 0), int(ra or 0))
-            groups.setdefault(child, Figures(child, "", "")).add(f)
-            total.add(f)
-        from mh_platform.services.org import unit_sort_key
-
-        found = {u.id: u for u in s.scalars(sa.select(OrgUnit).where(OrgUnit.id.in_(list(groups))))}
-        rows = []
-        for cid, f in groups.items():
-            u = found.get(cid)
-            f.name, f.kind = (u.name, u.kind) if u is not None else ("", "")
-            rows.append(f)
-        rows.sort(key=lambda r: unit_sort_key(r.name, found[r.unit_id].grade_level if r.unit_id in found else None))
-        if actor.role in AGGREGATE_ONLY:
-            rows = _suppress(rows, total)
-        return CompletionReport(camp.id, total, rows)
+        rep = _report(s, actor, campaign_id, unit_id)
+        mark = labels["suppressed"]
+        table: list[list[spreadsheet.Cell]] = [[labels[k] for k in ("unit", *FIGURES)]]
+        for r, name in [(r, r.name) for r in rep.rows] + [(rep.unit, labels["total"])]:
+            table.append([name, *[mark if getattr(r, f) is None else getattr(r, f) for f in FIGURES]])
+        if any(r.suppressed for r in [*rep.rows, rep.unit]):
+            table += [[], [labels["note"]]]
+        data = spreadsheet.to_csv(table) if fmt == "csv" else spreadsheet.to_xlsx(table, sheet="completion")
+        audit.record(ctx, s, actor, "screening:completion_exported", "campaign", rep.campaign_id,
+                     {"unit_id": rep.unit.unit_id, "format": fmt, "rows": len(rep.rows)})
+        uow.commit()
+    return Export(f"completion-{rep.campaign_id.hex[:8]}.{fmt}", mimetype, data, len(rep.rows))
 
 
 @dataclass(frozen=True)

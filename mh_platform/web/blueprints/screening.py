@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -102,6 +102,24 @@ def campaign(cid: str) -> Any:
                            UnitKind=UnitKind, can_print=actor.role in campaigns.SLIP_PRINTERS,
                            can_paper=actor.role in paper_import.IMPORTERS,
                            can_todo=actor.role in completion.TO_FINISH_READERS)
+
+
+EXPORT_LABELS = {"unit": _l("单位"), "eligible": _l("应测"), "consented": _l("已同意"), "started": _l("已开始"),
+                 "completed": _l("已完成"), "readminister": _l("建议重测"), "total": _l("合计"), "suppressed": "*",
+                 "note": _l("* 为保护隐私不显示：少于5人的格子，以及可由合计推算出它的另一个格子。")}
+
+
+@bp.get("/<cid>/completion.<fmt>")
+@requires(Permission.CAMPAIGN_READ)
+def completion_export(cid: str, fmt: str) -> Any:
+    """The completion table as a CSV or XLSX download (aggregates only; logged by the service)."""
+    if fmt not in completion.EXPORT_FORMATS:
+        abort(404)
+    unit_id = _uuid(request.args["unit"]) if request.args.get("unit") else None
+    out = completion.export(service_ctx(), current_actor(), _uuid(cid), unit_id, fmt,
+                            {k: str(v) for k, v in EXPORT_LABELS.items()})
+    return Response(out.data, mimetype=out.mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{out.filename}"'})
 
 
 @bp.post("/<cid>/class/<class_id>/slips")

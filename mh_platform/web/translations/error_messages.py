@@ -161,6 +161,7 @@ ZH = {
     "the file is larger than %(mb)d MB": "文件超过 %(mb)d MB。",
     "file content does not match its .csv name": "文件内容与 .csv 扩展名不符。",
     "only .csv and .xlsx files are accepted": "只接受 .csv 和 .xlsx 文件。",
+    "export formats are csv and xlsx": "只能导出为 csv 或 xlsx 格式。",
     "missing column(s): %(cols)s": "缺少以下列：%(cols)s。",
     "your role does not import rosters": "您的角色不能导入学生名单。",
     "a flag is handed up, never down or sideways": "预警只能向上一级移交，不能下移或平移。",
