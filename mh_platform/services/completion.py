@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -46,6 +47,7 @@ class Figures:
     completed: int | None = 0
     readminister: int | None = 0
     suppressed: list[str] = field(default_factory=list)
+    path: str = ""  # the unit's materialised path (org tree)
 
     def add(self, other: Figures) -> None:
         for f in FIGURES:
@@ -99,6 +101,41 @@ def _report(s: Session, actor: Actor, campaign_id: uuid.UUID, unit_id: uuid.UUID
     unit = s.get(OrgUnit, unit_id or actor.unit_id)
     if unit is None or not in_scope(actor, unit.path):
         raise NotFound("unit not found")
+    total, rows = _figures(s, camp, units, unit)
+    if actor.role in AGGREGATE_ONLY:
+        rows = _suppress(rows, total)
+        inherited = _hidden_above(s, actor, camp, units, unit)
+        for r in [*rows, total]:
+            for f in inherited:
+                if getattr(r, f) is not None:
+                    setattr(r, f, None)
+                    r.suppressed.append(f)
+    return CompletionReport(camp.id, total, rows)
+
+
+def _hidden_above(s: Session, actor: Actor, camp: Any, units: Any, unit: OrgUnit) -> set[str]:
+    """Figures an officer's drill-down must hide because a table higher up hid them (T19: no
+    differencing across the levels). For each unit A from the officer's own unit down to the viewed
+    unit's parent, A's published table is rebuilt; a figure it hides in a row that is the viewed unit,
+    lies above it or lies under it would otherwise be recoverable from the viewed unit's total or rows
+    (e.g. the county shows school A (3 students) and school B as "*" with the total 23; the view of
+    school B would show B = 20, and so A = 3). Such a figure is hidden in the whole view."""
+    ids = unit.path.strip("/").split("/")
+    own_depth = len(str(actor.unit_path).strip("/").split("/")) - 1
+    hidden: set[str] = set()
+    for depth in range(own_depth, len(ids) - 1):
+        above = s.get(OrgUnit, uuid.UUID(ids[depth]))
+        if above is None:
+            continue
+        a_total, a_rows = _figures(s, camp, units, above)
+        for r in _suppress(a_rows, a_total):
+            if r.suppressed and (r.path.startswith(unit.path) or unit.path.startswith(r.path)):
+                hidden.update(r.suppressed)
+    return hidden
+
+
+def _figures(s: Session, camp: Any, units: Any, unit: OrgUnit) -> tuple[Figures, list[Figures]]:
+    """The unsuppressed figures of ``unit`` (its total) and of each unit just below it."""
     from mh_platform.services.org import under
 
     started = sa.or_(
@@ -120,7 +157,7 @@ def _report(s: Session, actor: Actor, campaign_id: uuid.UUID, unit_id: uuid.UUID
          .group_by(Enrolment.class_unit_id, Enrolment.unit_path))
     child_depth = UNIT_DEPTH[CHILD_KIND[UnitKind(unit.kind)]]
     groups: dict[uuid.UUID, Figures] = {}
-    total = Figures(unit.id, unit.name, unit.kind)
+    total = Figures(unit.id, unit.name, unit.kind, path=unit.path)
     for _cid, path, elig, cons, st, comp, ra in s.execute(q):
         parts = path.strip("/").split("/")
         child = uuid.UUID(parts[child_depth]) if UnitKind(unit.kind) != UnitKind.CLASS else unit.id
@@ -133,12 +170,10 @@ def _report(s: Session, actor: Actor, campaign_id: uuid.UUID, unit_id: uuid.UUID
     rows = []
     for cid, f in groups.items():
         u = found.get(cid)
-        f.name, f.kind = (u.name, u.kind) if u is not None else ("", "")
+        f.name, f.kind, f.path = (u.name, u.kind, u.path) if u is not None else ("", "", "")
         rows.append(f)
     rows.sort(key=lambda r: unit_sort_key(r.name, found[r.unit_id].grade_level if r.unit_id in found else None))
-    if actor.role in AGGREGATE_ONLY:
-        rows = _suppress(rows, total)
-    return CompletionReport(camp.id, total, rows)
+    return total, rows
 
 
 EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8",

@@ -1,5 +1,9 @@
-"""The completion table as CSV / XLSX (security test T16): the same figures and suppression as the
-page, formula-safe text, rows only in the exporter's scope, every export logged."""
+"""What the completion figures disclose to county and city officers.
+
+T19: small cells stay hidden across the levels — a drill-down cannot undo what a table above it
+hid (no recovery by subtracting a school's own total from its county's). T16: the table as CSV /
+XLSX has the same figures and suppression as the page, formula-safe text, rows only in the
+exporter's scope, and every export is logged."""
 
 from __future__ import annotations
 
@@ -94,6 +98,32 @@ def test_the_county_export_is_the_suppressed_table_formula_safe_and_logged(ctx, 
         ev = [(e.data["format"], e.data["rows"], e.data["unit_id"], e.object_id) for e in uow.session.scalars(
             sa.select(EventLog).where(EventLog.kind == "screening:completion_exported").order_by(EventLog.id))]
     assert ev == [("csv", 2, str(world.county.id), str(cid)), ("xlsx", 2, str(world.county.id), str(cid))]
+
+
+def test_a_drill_down_cannot_undo_the_suppression_above(ctx, county_campaign):
+    world, hostile, cid = county_campaign
+    county = completion.completion(ctx, world.county_officer, cid)
+    small = next(r for r in county.rows if r.name == HOSTILE_NAME)
+    hidden_in_county = set(small.suppressed)
+    assert {"eligible", "consented"} <= hidden_in_county  # 3 and 2 students
+    assert county.unit.eligible == 15 and county.unit.started == 0  # totals and zeros stay shown
+    for officer in (world.county_officer, world.city_officer):
+        for school in (world.school, hostile):
+            view = completion.completion(ctx, officer, cid, school.id)
+            for f in completion.FIGURES:
+                shown = [getattr(r, f) for r in [*view.rows, view.unit]]
+                if f in hidden_in_county:
+                    # the school's own total (or its classes' sum) would give the other school by subtraction
+                    assert shown == [None] * len(shown), (officer.username, school.name, f, shown)
+                else:
+                    assert None not in shown
+    # the city officer's county view hides nothing the city table showed: it is the county officer's
+    city_view = completion.completion(ctx, world.city_officer, cid, world.county.id)
+    assert [(r.name, r.eligible, r.consented, r.started) for r in [*city_view.rows, city_view.unit]] == \
+        [(r.name, r.eligible, r.consented, r.started) for r in [*county.rows, county.unit]]
+    # school staff see their own school's numbers unsuppressed
+    own = completion.completion(ctx, world.counsellor, cid)
+    assert own.unit.eligible == 12 and [r.eligible for r in own.rows] == [6, 6]
 
 
 def test_a_school_export_is_unsuppressed_and_names_no_student(ctx, county_campaign):
