@@ -523,6 +523,7 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                                   is_watch=watch_only, policy=p)
         candidate = Flag(id=uuid.uuid4(), student_id=student_id, school_unit_id=enrol.school_unit_id,
                          class_unit_id=enrol.class_unit_id, unit_path=enrol.unit_path, opened_at=now,
+                         opened_school_unit_id=enrol.school_unit_id, opened_class_unit_id=enrol.class_unit_id,
                          **state_values(state), version=1)
         if add_unique(s, candidate, batch):
             flag, created = candidate, True

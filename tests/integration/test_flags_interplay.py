@@ -230,7 +230,69 @@ def test_transfer_of_escalated_close_requested_flag_to_unstaffed_school(ctx, wor
 
 # ---------------------------------------------------------------- Q5 clusters and moved flags / dismissed flags
 
+def _alerts(ctx, scope):
+    with ctx.uow() as uow:
+        rows = list(uow.session.scalars(sa.select(ClusterAlert).where(ClusterAlert.scope == scope)))
+        uow.session.expunge_all()
+    return {r.unit_id: r for r in rows}
 
+
+def test_cluster_counts_a_moved_students_flag_in_the_class_it_was_opened_in(ctx, world):
+    """docs/flags.md §6: a cluster is flags *opened* in one class within the window. A flag that moved
+    with its student to another class still counts where it was opened, and not where it is now."""
+    a = world.actors
+    s0, s1, s2 = world.students[:3]
+    flag_phq9(ctx, s0, world.school.id, MOD_SEVERE, "k-0")
+    flag_phq9(ctx, s1, world.school.id, MOD_SEVERE, "k-1")
+    _move(ctx, s0, world.klass2)  # same school; the flag follows the student to 七年级2班
+    ctx.clock.advance(days=1)
+    flag_phq9(ctx, world.students2[0], world.school.id, MOD_SEVERE, "k2-0")
+    flag_phq9(ctx, world.students2[1], world.school.id, MOD_SEVERE, "k2-1")
+    assert world.klass2.id not in _alerts(ctx, "class"), "two flags opened in 七年级2班 made a class alert"
+    third = flag_phq9(ctx, s2, world.school.id, MOD_SEVERE, "k-2").flag_id  # the third opened in 七年级1班
+    alert = _alerts(ctx, "class").get(world.klass.id)
+    assert alert is not None and alert.flag_count == 3
+    page = escalation.get_cluster(ctx, a["counsellor"], alert.id)
+    assert len(page["flags"]) == 3 and str(third) in {f["id"] for f in page["flags"]}
+
+
+def test_cluster_counts_a_flag_moved_to_another_school_at_the_school_it_was_opened_at(ctx, world):
+    """A school alert (5 flags) counts the flags opened at the school, also one whose student has left
+    for another school since; the school the student went to does not count it."""
+    first = world.students[0]
+    for i, sid in enumerate([first, *world.students2[:3]]):
+        flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, f"s1-{i}")
+    _move(ctx, first, world.klass_other)  # 第二中学, same county
+    for i, sid in enumerate(world.students_other[:4]):
+        flag_phq9(ctx, sid, world.school2.id, MOD_SEVERE, f"s2-{i}")
+    assert world.school2.id not in _alerts(ctx, "school"), "four flags opened at 第二中学 made a school alert"
+    flag_phq9(ctx, world.students2[3], world.school.id, MOD_SEVERE, "s1-4")
+    alert = _alerts(ctx, "school").get(world.school.id)
+    assert alert is not None and alert.flag_count == 5
+
+
+def test_cluster_completed_by_a_moved_flag_rising_is_told_to_the_school_it_was_opened_at(ctx, world):
+    """A moved student's flag that rises to orange completes a cluster in the class it was opened in:
+    the alert is that class's, told to that school (its counsellor), not to the school the student went to."""
+    a = world.actors
+    moved = world.students[0]
+    fid = flag_phq9(ctx, moved, world.school.id, MODERATE, "a").flag_id  # yellow: counts nowhere yet
+    _move(ctx, moved, world.klass_other)
+    flag_phq9(ctx, world.students[1], world.school.id, MOD_SEVERE, "b")
+    flag_phq9(ctx, world.students[2], world.school.id, MOD_SEVERE, "c")
+    assert world.klass.id not in _alerts(ctx, "class")
+    ctx.clock.advance(days=1)
+    flag_phq9(ctx, moved, world.school2.id, MOD_SEVERE, "d")  # at the new school: yellow -> orange
+    assert _flag(ctx, fid).level == "orange"
+    alert = _alerts(ctx, "class").get(world.klass.id)
+    assert alert is not None and alert.flag_count == 3
+    assert world.klass_other.id not in _alerts(ctx, "class")
+
+    def cluster_notices(actor):
+        return [r for r in _told(ctx, actor) if r.template == "cluster_alert"]
+
+    assert cluster_notices(a["counsellor"]) and cluster_notices(a["leader"])
+    assert not cluster_notices(a["counsellor2"])
 
 
 
