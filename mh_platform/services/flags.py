@@ -575,8 +575,13 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                 # what opening the flag at its tier sends: its tier's role (handed up at once when
                 # nobody holds it there), and a red flag's oversight
                 reach(ctx, s, flag, now, p, cache, batch)
-                owner = p.tier_roles[Tier(flag.tier)]
-                ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action", notice, now, cache, batch)
+                told = [p.tier_roles[Tier(flag.tier)]]
+                if (new.status == fl.FlagStatus.RAISED and old.status != fl.FlagStatus.RAISED
+                        and tier_rank(Tier(flag.tier)) > tier_rank(Tier.SCHOOL)):
+                    # back to triage above the school: the tier's role acknowledges there, but only the
+                    # counsellor interviews the student again (the transition table), so they are told too
+                    told.append(Role.COUNSELLOR)
+                ids += notify_roles(ctx, s, flag, told, "flag_needs_action", notice, now, cache, batch)
                 ids += oversight(ctx, s, flag, now, p, cache, batch)
     added = []
     for e in evidence:

@@ -295,6 +295,58 @@ def test_cluster_completed_by_a_moved_flag_rising_is_told_to_the_school_it_was_o
     assert not cluster_notices(a["counsellor2"])
 
 
+# ---------------------------------------------------------------- re-triage above the school tier
+
+
+def test_retriage_of_a_flag_at_the_county_tells_the_schools_counsellor(ctx, world):
+    """A flag escalated to the county (the school missed its deadline) and since assessed goes back to
+    triage on a new concern. The county officer acknowledges at the county, but only the school's
+    counsellor can interview the student again (core.flag_lifecycle: confirm / change_level / dismiss
+    are the counsellor's at every tier): both are told, without names or clinical detail."""
+    a = world.actors
+    sid = world.students[5]
+    fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "普测").flag_id  # orange at the school
+    ctx.clock.advance(hours=25)
+    escalation.sweep(ctx, ctx.now())
+    assert _flag(ctx, fid).tier == "county"
+    flags.acknowledge(ctx, a["counsellor"], fid)
+    flags.assess(ctx, a["counsellor"], fid, "confirm")
+    flags.start_monitoring(ctx, a["counsellor"], fid)
+    ctx.clock.advance(days=3)
+    before = {r.id for r in _told(ctx, a["counsellor"], fid)}
+    county_before = len(_told(ctx, a["county"], fid))
+    concerns.submit_concern(ctx, a["head"], student_id=sid, category="self_harm", urgency="soon", note="")
+    f = _flag(ctx, fid)
+    assert (f.tier, f.status) == ("county", "raised")
+    assert _events(ctx, fid)[-1][:2] == ("flag:retriaged", "evidence_retriage")
+    assert len(_told(ctx, a["county"], fid)) == county_before + 1
+    new = [r for r in _told(ctx, a["counsellor"], fid) if r.id not in before]
+    assert len(new) == 1, "re-triaged at the county: the counsellor, who must interview again, was not told"
+    assert new[0].template == "flag_needs_action"
+    assert set(new[0].params) <= {"unit", "link", "unit_id", "role"}
+    # and the counsellor can act on it at the county tier
+    assert "acknowledge" in flags.get_flag(ctx, a["counsellor"], fid)["actions"]
+
+
+def test_retriage_at_the_county_of_a_school_without_counsellor_tells_the_county_only(ctx, world):
+    """The same re-triage where the school has no counsellor (the flag was handed up): the county is
+    told, and the counsellor's notice that found nobody is recorded, as every such notice is."""
+    from mh_platform.db.models import EventLog
+
+    sid = world.students3[1]
+    head3 = _user(ctx, "t.head3", Role.HEAD_TEACHER, world.klass3.id)
+    fid = flag_phq9(ctx, sid, world.school3.id, MOD_SEVERE, "普测").flag_id
+    flags.acknowledge(ctx, world.actors["county2"], fid)
+    ctx.clock.advance(hours=2)
+    n0 = len(_told(ctx, world.actors["county2"], fid))
+    concerns.submit_concern(ctx, head3, student_id=sid, category="self_harm", urgency="soon", note="")
+    assert len(_told(ctx, world.actors["county2"], fid)) == n0 + 1
+    with ctx.uow() as uow:
+        gaps = [e.data for e in uow.session.scalars(sa.select(EventLog).where(EventLog.kind == "notify:no_recipient"))
+                if e.data.get("flag") == str(fid) and e.data.get("role") == "counsellor"]
+    assert gaps
+
+
 
 def test_sweep_on_watch_flag_in_unstaffed_school_is_idempotent(ctx, world):
     sid = world.students3[3]
