@@ -82,11 +82,14 @@ class FlagEvidence(Base):
 
 
 class FlagEvent(Base):
-    """Every change of a flag: status, tier or level. Reasons are encrypted."""
+    """Every change of a flag: status, tier or level. Reasons are encrypted.
+
+    ``seq`` is the flag's ``version`` after the change: the flag's events in the order of its changes
+    (several changes in one transaction share their ``at``), one event per version."""
 
     __tablename__ = "flag_event"
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
-    flag_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("flag.id"), index=True)
+    flag_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("flag.id"))
     kind: Mapped[str] = mapped_column(sa.String(32))
     from_status: Mapped[str | None] = mapped_column(sa.String(16))
     to_status: Mapped[str | None] = mapped_column(sa.String(16))
@@ -98,6 +101,9 @@ class FlagEvent(Base):
     reason_code: Mapped[str | None] = mapped_column(sa.String(64))
     reason_enc: Mapped[bytes | None] = mapped_column(Envelope())
     at: Mapped[datetime]
+    seq: Mapped[int]
+
+    __table_args__ = (sa.Index("uq_flag_event_flag_seq", "flag_id", "seq", unique=True),)
 
 
 class Concern(Base):

@@ -142,7 +142,7 @@ def _fast_batch(ctx: ServiceContext, s: Session, flags: list[Flag], now: datetim
                else None, "to_status": ev.to_status.value, "from_tier": ev.from_tier.value if ev.from_tier else None,
                "to_tier": ev.to_tier.value, "from_level": ev.from_level.value if ev.from_level else None,
                "to_level": ev.to_level.value, "actor_user_id": None, "reason_code": ev.reason_code,
-               "reason_enc": None, "at": ev.at}
+               "reason_enc": None, "at": ev.at, "seq": f.version + 1}
         events.append(row)
         audit_items.append((ev.kind.value, "flag", f.id, {
             "event": str(eid), "from_status": row["from_status"], "to_status": row["to_status"],

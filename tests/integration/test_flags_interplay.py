@@ -33,7 +33,7 @@ def _flag(ctx, fid):
 def _events(ctx, fid):
     with ctx.uow() as uow:
         rows = list(uow.session.scalars(sa.select(FlagEvent).where(FlagEvent.flag_id == uuid.UUID(str(fid)))
-                                        .order_by(FlagEvent.at, FlagEvent.id)))
+                                        .order_by(FlagEvent.seq)))
         uow.session.expunge_all()
         return [(e.kind, e.reason_code, e.from_tier, e.to_tier, e.to_status) for e in rows]
 
@@ -345,6 +345,57 @@ def test_retriage_at_the_county_of_a_school_without_counsellor_tells_the_county_
         gaps = [e.data for e in uow.session.scalars(sa.select(EventLog).where(EventLog.kind == "notify:no_recipient"))
                 if e.data.get("flag") == str(fid) and e.data.get("role") == "counsellor"]
     assert gaps
+
+
+# ---------------------------------------------------------------- events of one transaction, in order
+
+
+def test_events_written_in_one_transaction_keep_their_order(ctx, world):
+    """A move to a school without counsellor writes two events at the same instant: the transfer, then
+    the hand-up to the county. The history shows them in that order whatever order the database keeps
+    the rows in: here they are stored the other way round (as rewriting the table can leave them —
+    ``CLUSTER`` or pg_repack by the random primary key, free space reused by a later insert)."""
+    a = world.actors
+    sid = world.students[1]
+    fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "普测").flag_id
+    ctx.clock.advance(hours=1)
+    _move(ctx, sid, world.klass3)  # 大洼中学: no counsellor
+    table = FlagEvent.__table__
+    with ctx.uow() as uow:
+        s = uow.session
+        rows = [dict(r._mapping) for r in s.execute(sa.select(table).where(table.c.flag_id == fid,
+                                                                           table.c.at == ctx.now()))]
+        assert sorted(r["kind"] for r in rows) == ["flag:escalated", "flag:transferred"]
+        s.execute(sa.delete(table).where(table.c.id.in_([r["id"] for r in rows])))
+        rows.sort(key=lambda r: r["kind"])  # escalated first, transferred second
+        for r in rows:
+            s.execute(sa.insert(table).values(**r))
+        uow.commit()
+    kinds = [(e["kind"], e["reason_code"]) for e in flags.get_flag(ctx, a["county2"], fid)["events"]]
+    assert kinds == [("flag:raised", "screening"), ("flag:transferred", "student_transferred"),
+                     ("flag:escalated", "no_recipient")], kinds
+
+
+def test_one_event_per_flag_version(ctx, world):
+    """Each event carries the flag's version after its change (``seq``): the events of a flag are
+    numbered in the order of its changes, one per number, whatever path wrote them (the sweep's batch,
+    a person, evidence, a move)."""
+    a = world.actors
+    sid = world.students[2]
+    fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "普测").flag_id
+    ctx.clock.advance(hours=25)
+    escalation.sweep(ctx, ctx.now())                 # the batch path
+    flags.acknowledge(ctx, a["counsellor"], fid)
+    concerns.submit_concern(ctx, a["head"], student_id=sid, category="self_harm", urgency="immediate", note="")
+    _move(ctx, sid, world.klass3)                   # transfer + hand-up in one transaction
+    with ctx.uow() as uow:
+        rows = [(e.seq, e.kind) for e in uow.session.scalars(sa.select(FlagEvent).where(FlagEvent.flag_id == fid)
+                                                             .order_by(FlagEvent.seq))]
+        version = uow.session.get(Flag, fid).version
+    seqs = [n for n, _k in rows]
+    assert seqs[0] == 1 and len(set(seqs)) == len(seqs) and seqs[-1] <= version, rows
+    assert [k for _n, k in rows][-2:] == ["flag:transferred", "flag:escalated"]
+    assert [e["kind"] for e in flags.get_flag(ctx, a["county2"], fid)["events"]] == [k for _n, k in rows]
 
 
 

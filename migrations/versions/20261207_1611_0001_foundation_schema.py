@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-07 16:09:33.566959
+Create Date: 2026-12-07 16:11:09.710780
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -538,12 +538,13 @@ def upgrade() -> None:
     sa.Column('reason_code', sa.String(length=64), nullable=True),
     sa.Column('reason_enc', mh_platform.db.base.Envelope(), nullable=True),
     sa.Column('at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['actor_user_id'], ['app_user.id'], name=op.f('fk_flag_event_actor_user_id_app_user')),
     sa.ForeignKeyConstraint(['flag_id'], ['flag.id'], name=op.f('fk_flag_event_flag_id_flag')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_flag_event'))
     )
     with op.batch_alter_table('flag_event', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_flag_event_flag_id'), ['flag_id'], unique=False)
+        batch_op.create_index('uq_flag_event_flag_seq', ['flag_id', 'seq'], unique=True)
 
     op.create_table('response',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -795,7 +796,7 @@ def downgrade() -> None:
     op.drop_table('break_glass')
     op.drop_table('response')
     with op.batch_alter_table('flag_event', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_flag_event_flag_id'))
+        batch_op.drop_index('uq_flag_event_flag_seq')
 
     op.drop_table('flag_event')
     with op.batch_alter_table('concern', schema=None) as batch_op:
