@@ -398,6 +398,62 @@ def test_one_event_per_flag_version(ctx, world):
     assert [e["kind"] for e in flags.get_flag(ctx, a["county2"], fid)["events"]] == [k for _n, k in rows]
 
 
+# ---------------------------------------------------------------- a moved flag's clocks and escalation count
+
+
+def test_flag_escalated_at_the_old_school_restarts_at_the_new_school(ctx, world):
+    """Policy (DESIGN.md): a tier above the school is responsible because the *old* school missed a
+    deadline. At the new school nobody has missed one: the flag restarts there — ``raised`` at the
+    school tier, both clocks from the move, the new counsellor told — and the county takes it again
+    only when the new school misses a deadline. The escalation count is history and runs on: the next
+    step is the flag's second, with its own notice (a count restarted at 0 would re-use the first
+    step's notice key, and the county officer would never be told)."""
+    a = world.actors
+    sid = world.students[3]
+    fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "普测").flag_id
+    ctx.clock.advance(hours=25)
+    escalation.sweep(ctx, ctx.now())
+    f = _flag(ctx, fid)
+    assert (f.tier, f.escalations) == ("county", 1)
+    county_told = len(_told(ctx, a["county"], fid))
+    ctx.clock.advance(hours=3)
+    moved_at = ctx.now()
+    _move(ctx, sid, world.klass_other)  # 第二中学, same county, has a counsellor
+    f = _flag(ctx, fid)
+    assert (f.tier, f.status, f.escalations) == ("school", "raised", 1)
+    assert (f.tier_entered_at, f.ack_due_at, f.handle_due_at) == (
+        moved_at, moved_at + timedelta(hours=24), moved_at + timedelta(hours=72))
+    assert _told(ctx, a["counsellor2"], fid)
+    ctx.clock.advance(hours=23)
+    escalation.sweep(ctx, ctx.now())
+    assert _flag(ctx, fid).tier == "school"  # the new school's own 24 h
+    ctx.clock.advance(hours=2)
+    escalation.sweep(ctx, ctx.now())
+    f = _flag(ctx, fid)
+    assert (f.tier, f.escalations) == ("county", 2)
+    assert len(_told(ctx, a["county"], fid)) == county_told + 1
+
+
+def test_flag_moved_within_the_school_keeps_its_tier_and_clocks(ctx, world):
+    """Another class of the same school: the same counsellor and school leader hold the flag, so its
+    tier, status and running deadlines go on (a move never buys a flag time)."""
+    a = world.actors
+    sid = world.students[4]
+    fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "普测").flag_id
+    ctx.clock.advance(hours=25)
+    escalation.sweep(ctx, ctx.now())
+    before = _flag(ctx, fid)
+    ctx.clock.advance(hours=1)
+    _move(ctx, sid, world.klass2)
+    after = _flag(ctx, fid)
+    assert after.class_unit_id == world.klass2.id
+    assert (after.tier, after.status, after.escalations, after.tier_entered_at, after.ack_due_at,
+            after.handle_due_at) == (before.tier, before.status, before.escalations, before.tier_entered_at,
+                                     before.ack_due_at, before.handle_due_at)
+    assert "acknowledge" in flags.get_flag(ctx, a["counsellor"], fid)["actions"]
+
+
+
 
 def test_sweep_on_watch_flag_in_unstaffed_school_is_idempotent(ctx, world):
     sid = world.students3[3]
