@@ -14,6 +14,11 @@ from mh_platform.db.base import Base, Envelope, new_uuid, path_type
 OPEN_FLAG = "status != 'closed'"
 
 
+def _as_inserted(column: str) -> Any:
+    """A column default: the row's own ``column`` as inserted (a flag opens where it is placed)."""
+    return lambda context: context.get_current_parameters()[column]
+
+
 class Flag(Base):
     """A risk episode for one student. One open flag per student (partial unique index)."""
 
@@ -22,7 +27,13 @@ class Flag(Base):
     student_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("student.id"), index=True)
     school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"), index=True)
     class_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"), index=True)
-    unit_path: Mapped[str] = mapped_column(path_type(), index=True)  # the class path at raise
+    unit_path: Mapped[str] = mapped_column(path_type(), index=True)  # the current class's path
+    # where the flag was opened: the student's class and school then (cluster alerts count flags there);
+    # never changed when the flag follows the student elsewhere (``flags.follow_enrolment``)
+    opened_class_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"),
+                                                            default=_as_inserted("class_unit_id"))
+    opened_school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"),
+                                                             default=_as_inserted("school_unit_id"))
     level: Mapped[str] = mapped_column(sa.String(8))
     tier: Mapped[str] = mapped_column(sa.String(8))
     status: Mapped[str] = mapped_column(sa.String(16))
@@ -49,9 +60,9 @@ class Flag(Base):
                  sqlite_where=sa.text(OPEN_FLAG), postgresql_where=sa.text(OPEN_FLAG)),
         sa.Index("ix_flag_open_handle_due", "handle_due_at",
                  sqlite_where=sa.text(OPEN_FLAG), postgresql_where=sa.text(OPEN_FLAG)),
-        # cluster checks: recent red/orange flags per class and school
-        sa.Index("ix_flag_class_opened", "class_unit_id", "opened_at"),
-        sa.Index("ix_flag_school_opened", "school_unit_id", "opened_at"),
+        # cluster checks: recent red/orange flags per class and school they were opened in
+        sa.Index("ix_flag_class_opened", "opened_class_unit_id", "opened_at"),
+        sa.Index("ix_flag_school_opened", "opened_school_unit_id", "opened_at"),
         sa.CheckConstraint("level in ('red','orange','yellow')", name="level"),
         sa.CheckConstraint("tier in ('class','school','county','city')", name="tier"),
     )
@@ -71,11 +82,14 @@ class FlagEvidence(Base):
 
 
 class FlagEvent(Base):
-    """Every change of a flag: status, tier or level. Reasons are encrypted."""
+    """Every change of a flag: status, tier or level. Reasons are encrypted.
+
+    ``seq`` is the flag's ``version`` after the change: the flag's events in the order of its changes
+    (several changes in one transaction share their ``at``), one event per version."""
 
     __tablename__ = "flag_event"
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
-    flag_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("flag.id"), index=True)
+    flag_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("flag.id"))
     kind: Mapped[str] = mapped_column(sa.String(32))
     from_status: Mapped[str | None] = mapped_column(sa.String(16))
     to_status: Mapped[str | None] = mapped_column(sa.String(16))
@@ -87,6 +101,9 @@ class FlagEvent(Base):
     reason_code: Mapped[str | None] = mapped_column(sa.String(64))
     reason_enc: Mapped[bytes | None] = mapped_column(Envelope())
     at: Mapped[datetime]
+    seq: Mapped[int]
+
+    __table_args__ = (sa.Index("uq_flag_event_flag_seq", "flag_id", "seq", unique=True),)
 
 
 class Concern(Base):

@@ -142,7 +142,7 @@ def _fast_batch(ctx: ServiceContext, s: Session, flags: list[Flag], now: datetim
                else None, "to_status": ev.to_status.value, "from_tier": ev.from_tier.value if ev.from_tier else None,
                "to_tier": ev.to_tier.value, "from_level": ev.from_level.value if ev.from_level else None,
                "to_level": ev.to_level.value, "actor_user_id": None, "reason_code": ev.reason_code,
-               "reason_enc": None, "at": ev.at}
+               "reason_enc": None, "at": ev.at, "seq": f.version + 1}
         events.append(row)
         audit_items.append((ev.kind.value, "flag", f.id, {
             "event": str(eid), "from_status": row["from_status"], "to_status": row["to_status"],
@@ -268,7 +268,9 @@ def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATC
 def cluster_counted(since: datetime, levels: Collection[str]) -> sa.ColumnElement[bool]:
     """The flags a cluster alert counts (docs/flags.md §6): opened since ``since``, at one of the
     policy's ``levels``, and not dismissed as a false positive at the interview. One rule for the
-    one-by-one check, the batch's grouped counts and the alert's page."""
+    one-by-one check, the batch's grouped counts and the alert's page; each compares the unit with the
+    class or school the flag was opened in (``Flag.opened_class_unit_id`` / ``opened_school_unit_id``),
+    so a flag that moved with its student counts there, not where it is now."""
     return sa.and_(Flag.opened_at >= since, Flag.level.in_(sorted(levels)),
                    ~sa.exists().where(FlagEvent.flag_id == Flag.id, FlagEvent.kind == fl.FlagEventKind.DISMISSED.value))
 
@@ -276,7 +278,8 @@ def cluster_counted(since: datetime, levels: Collection[str]) -> sa.ColumnElemen
 def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
                    scopes: Collection[str] = ("class", "school"), batch: FlagBatch | None = None,
                    count: int | None = None, recent: bool | None = None) -> list[uuid.UUID]:
-    """Cluster alerts for the flag's class and school (in the caller's transaction); returns outbox ids
+    """Cluster alerts for the class and school the flag was opened in (in the caller's transaction:
+    a flag that moved with its student counts there, not where it is now); returns outbox ids
     (none with ``batch``: the notices are planned into it, the alert and its audit entry are written
     by the batch's next flush). ``count`` and ``recent`` (an alert for the unit within the window):
     already read by the caller (one scope only)."""
@@ -286,8 +289,9 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
         return []
     since = now - cp.window
     ids: list[uuid.UUID] = []
-    for scope, col, unit_id, threshold in (("class", Flag.class_unit_id, flag.class_unit_id, cp.class_threshold),
-                                           ("school", Flag.school_unit_id, flag.school_unit_id, cp.school_threshold)):
+    for scope, col, unit_id, threshold in (
+            ("class", Flag.opened_class_unit_id, flag.opened_class_unit_id, cp.class_threshold),
+            ("school", Flag.opened_school_unit_id, flag.opened_school_unit_id, cp.school_threshold)):
         if scope not in scopes:
             continue
         n = count if count is not None else s.scalar(
@@ -308,17 +312,16 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
         audit.record(ctx, s, SYSTEM, "cluster:alerted", "cluster_alert", alert.id,
                      {"scope": scope, "unit": str(unit_id), "count": n, "suggestion": "targeted_rescreening"},
                      buffer=audit_buffer(batch))
-        unit = batch.units.get(unit_id) if batch is not None else None
+        unit = _unit(s, unit_id, batch)
         if unit is None:
-            unit = s.get(OrgUnit, unit_id)
-            if batch is not None and unit is not None:
-                batch.units[unit_id] = unit
+            continue
+        # told where the cluster is (the alert's class or school), which is where the flags were opened:
+        # not where a moved student's flag — the one that completed the cluster — is now
+        parts = unit.path.strip("/").split("/")
         for role, tier in ((Role.COUNSELLOR, Tier.SCHOOL), (Role.SCHOOL_LEADER, Tier.SCHOOL),
                            (Role.COUNTY_OFFICER, Tier.COUNTY)):
-            from mh_platform.services.flags import unit_for_tier
-
-            target = unit_for_tier(s, flag, tier, batch.units if batch is not None else None)
-            if target is None or unit is None:
+            target = _unit(s, uuid.UUID(parts[_PATH_INDEX[tier]]), batch)
+            if target is None:
                 continue
             link, dedupe = f"/flags/clusters/{alert.id}", f"{alert.dedupe_key}:{role.value}"
             if batch is not None:
@@ -327,6 +330,16 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
                 ids += notify.notify_unit_role(ctx, s, role=role, unit=target, template="cluster_alert", link=link,
                                                dedupe=dedupe, now=now)
     return ids
+
+
+def _unit(s: Session, unit_id: uuid.UUID, batch: FlagBatch | None) -> OrgUnit | None:
+    """An org unit, from the batch's cache when there is one."""
+    if batch is not None and unit_id in batch.units:
+        return batch.units[unit_id]
+    unit = s.get(OrgUnit, unit_id)
+    if batch is not None and unit is not None:
+        batch.units[unit_id] = unit
+    return unit
 
 
 def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], now: datetime,
@@ -339,15 +352,14 @@ def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], 
     first: dict[tuple[str, uuid.UUID], Flag] = {}
     for f in flags:
         if f.level in levels:
-            if f.class_unit_id is not None:
-                first.setdefault(("class", f.class_unit_id), f)
-            first.setdefault(("school", f.school_unit_id), f)
+            first.setdefault(("class", f.opened_class_unit_id), f)
+            first.setdefault(("school", f.opened_school_unit_id), f)
     # the counts of all these classes and schools in one grouped read per scope; only the units at
     # or above their threshold go on to the alert check
     cp = default_flag_policy().cluster
     since = now - cp.window
     counts: dict[tuple[str, uuid.UUID], int] = {}
-    for scope, col in (("class", Flag.class_unit_id), ("school", Flag.school_unit_id)):
+    for scope, col in (("class", Flag.opened_class_unit_id), ("school", Flag.opened_school_unit_id)):
         units = [u for sc, u in first if sc == scope]
         for cond in in_chunks(s, col, units):
             counts.update(((scope, u), n) for u, n in s.execute(
@@ -415,7 +427,7 @@ def get_cluster(ctx: ServiceContext, actor: Any, cluster_id: uuid.UUID | str) ->
             raise NotFound("cluster alert not found")
         alert, unit = row
         now = ctx.now()
-        col = Flag.class_unit_id if alert.scope == "class" else Flag.school_unit_id
+        col = Flag.opened_class_unit_id if alert.scope == "class" else Flag.opened_school_unit_id
         levels = [lv.value for lv in default_flag_policy().cluster.levels]
         counted = sa.and_(col == alert.unit_id, cluster_counted(alert.window_start, levels),
                           Flag.opened_at <= alert.created_at)

@@ -349,7 +349,8 @@ def reach(ctx: ServiceContext, s: Session, flag: Flag, now: datetime, policy: Es
 def add_event(ctx: ServiceContext, s: Session, flag: Flag, ev: fl.FlagEvent, actor: Actor | None,
               reason: str | None = None, *, extra: dict[str, Any] | None = None,
               batch: FlagBatch | None = None) -> FlagEvent:
-    """The flag_event row (reason sealed) and its hash-chained audit entry, in this transaction."""
+    """The flag_event row (reason sealed) and its hash-chained audit entry, in this transaction. Call it
+    after the change is claimed: the event's ``seq`` is the flag's version after it."""
     eid = uuid.uuid4()
     reason_enc = None
     if reason:
@@ -360,7 +361,7 @@ def add_event(ctx: ServiceContext, s: Session, flag: Flag, ev: fl.FlagEvent, act
                     from_tier=ev.from_tier.value if ev.from_tier else None, to_tier=ev.to_tier.value,
                     from_level=ev.from_level.value if ev.from_level else None, to_level=ev.to_level.value,
                     actor_user_id=actor.user_id if actor else None, reason_code=ev.reason_code,
-                    reason_enc=reason_enc, at=ev.at)
+                    reason_enc=reason_enc, at=ev.at, seq=flag.version)
     s.add(row)
     data = {"event": str(eid), "from_status": row.from_status, "to_status": row.to_status,
             "from_tier": row.from_tier, "to_tier": row.to_tier, "from_level": row.from_level,
@@ -523,6 +524,7 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                                   is_watch=watch_only, policy=p)
         candidate = Flag(id=uuid.uuid4(), student_id=student_id, school_unit_id=enrol.school_unit_id,
                          class_unit_id=enrol.class_unit_id, unit_path=enrol.unit_path, opened_at=now,
+                         opened_school_unit_id=enrol.school_unit_id, opened_class_unit_id=enrol.class_unit_id,
                          **state_values(state), version=1)
         if add_unique(s, candidate, batch):
             flag, created = candidate, True
@@ -574,8 +576,13 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
                 # what opening the flag at its tier sends: its tier's role (handed up at once when
                 # nobody holds it there), and a red flag's oversight
                 reach(ctx, s, flag, now, p, cache, batch)
-                owner = p.tier_roles[Tier(flag.tier)]
-                ids += notify_roles(ctx, s, flag, [owner], "flag_needs_action", notice, now, cache, batch)
+                told = [p.tier_roles[Tier(flag.tier)]]
+                if (new.status == fl.FlagStatus.RAISED and old.status != fl.FlagStatus.RAISED
+                        and tier_rank(Tier(flag.tier)) > tier_rank(Tier.SCHOOL)):
+                    # back to triage above the school: the tier's role acknowledges there, but only the
+                    # counsellor interviews the student again (the transition table), so they are told too
+                    told.append(Role.COUNSELLOR)
+                ids += notify_roles(ctx, s, flag, told, "flag_needs_action", notice, now, cache, batch)
                 ids += oversight(ctx, s, flag, now, p, cache, batch)
     added = []
     for e in evidence:
@@ -906,7 +913,7 @@ def flag_view(ctx: ServiceContext, s: Session, actor: Actor, flag: Flag, now: da
     if with_events:
         from mh_platform.services import disclosure
 
-        rows = s.scalars(sa.select(FlagEvent).where(FlagEvent.flag_id == flag.id).order_by(FlagEvent.at)).all()
+        rows = s.scalars(sa.select(FlagEvent).where(FlagEvent.flag_id == flag.id).order_by(FlagEvent.seq)).all()
         events = []
         for r in rows:
             e = {"kind": r.kind, "at": _iso(r.at), "from_status": r.from_status, "to_status": r.to_status,

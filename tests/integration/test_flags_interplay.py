@@ -33,7 +33,7 @@ def _flag(ctx, fid):
 def _events(ctx, fid):
     with ctx.uow() as uow:
         rows = list(uow.session.scalars(sa.select(FlagEvent).where(FlagEvent.flag_id == uuid.UUID(str(fid)))
-                                        .order_by(FlagEvent.at, FlagEvent.id)))
+                                        .order_by(FlagEvent.seq)))
         uow.session.expunge_all()
         return [(e.kind, e.reason_code, e.from_tier, e.to_tier, e.to_status) for e in rows]
 
@@ -230,6 +230,227 @@ def test_transfer_of_escalated_close_requested_flag_to_unstaffed_school(ctx, wor
 
 # ---------------------------------------------------------------- Q5 clusters and moved flags / dismissed flags
 
+def _alerts(ctx, scope):
+    with ctx.uow() as uow:
+        rows = list(uow.session.scalars(sa.select(ClusterAlert).where(ClusterAlert.scope == scope)))
+        uow.session.expunge_all()
+    return {r.unit_id: r for r in rows}
+
+
+def test_cluster_counts_a_moved_students_flag_in_the_class_it_was_opened_in(ctx, world):
+    """docs/flags.md §6: a cluster is flags *opened* in one class within the window. A flag that moved
+    with its student to another class still counts where it was opened, and not where it is now."""
+    a = world.actors
+    s0, s1, s2 = world.students[:3]
+    flag_phq9(ctx, s0, world.school.id, MOD_SEVERE, "k-0")
+    flag_phq9(ctx, s1, world.school.id, MOD_SEVERE, "k-1")
+    _move(ctx, s0, world.klass2)  # same school; the flag follows the student to 七年级2班
+    ctx.clock.advance(days=1)
+    flag_phq9(ctx, world.students2[0], world.school.id, MOD_SEVERE, "k2-0")
+    flag_phq9(ctx, world.students2[1], world.school.id, MOD_SEVERE, "k2-1")
+    assert world.klass2.id not in _alerts(ctx, "class"), "two flags opened in 七年级2班 made a class alert"
+    third = flag_phq9(ctx, s2, world.school.id, MOD_SEVERE, "k-2").flag_id  # the third opened in 七年级1班
+    alert = _alerts(ctx, "class").get(world.klass.id)
+    assert alert is not None and alert.flag_count == 3
+    page = escalation.get_cluster(ctx, a["counsellor"], alert.id)
+    assert len(page["flags"]) == 3 and str(third) in {f["id"] for f in page["flags"]}
+
+
+def test_cluster_counts_a_flag_moved_to_another_school_at_the_school_it_was_opened_at(ctx, world):
+    """A school alert (5 flags) counts the flags opened at the school, also one whose student has left
+    for another school since; the school the student went to does not count it."""
+    first = world.students[0]
+    for i, sid in enumerate([first, *world.students2[:3]]):
+        flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, f"s1-{i}")
+    _move(ctx, first, world.klass_other)  # 第二中学, same county
+    for i, sid in enumerate(world.students_other[:4]):
+        flag_phq9(ctx, sid, world.school2.id, MOD_SEVERE, f"s2-{i}")
+    assert world.school2.id not in _alerts(ctx, "school"), "four flags opened at 第二中学 made a school alert"
+    flag_phq9(ctx, world.students2[3], world.school.id, MOD_SEVERE, "s1-4")
+    alert = _alerts(ctx, "school").get(world.school.id)
+    assert alert is not None and alert.flag_count == 5
+
+
+def test_cluster_completed_by_a_moved_flag_rising_is_told_to_the_school_it_was_opened_at(ctx, world):
+    """A moved student's flag that rises to orange completes a cluster in the class it was opened in:
+    the alert is that class's, told to that school (its counsellor), not to the school the student went to."""
+    a = world.actors
+    moved = world.students[0]
+    fid = flag_phq9(ctx, moved, world.school.id, MODERATE, "a").flag_id  # yellow: counts nowhere yet
+    _move(ctx, moved, world.klass_other)
+    flag_phq9(ctx, world.students[1], world.school.id, MOD_SEVERE, "b")
+    flag_phq9(ctx, world.students[2], world.school.id, MOD_SEVERE, "c")
+    assert world.klass.id not in _alerts(ctx, "class")
+    ctx.clock.advance(days=1)
+    flag_phq9(ctx, moved, world.school2.id, MOD_SEVERE, "d")  # at the new school: yellow -> orange
+    assert _flag(ctx, fid).level == "orange"
+    alert = _alerts(ctx, "class").get(world.klass.id)
+    assert alert is not None and alert.flag_count == 3
+    assert world.klass_other.id not in _alerts(ctx, "class")
+
+    def cluster_notices(actor):
+        return [r for r in _told(ctx, actor) if r.template == "cluster_alert"]
+
+    assert cluster_notices(a["counsellor"]) and cluster_notices(a["leader"])
+    assert not cluster_notices(a["counsellor2"])
+
+
+# ---------------------------------------------------------------- re-triage above the school tier
+
+
+def test_retriage_of_a_flag_at_the_county_tells_the_schools_counsellor(ctx, world):
+    """A flag escalated to the county (the school missed its deadline) and since assessed goes back to
+    triage on a new concern. The county officer acknowledges at the county, but only the school's
+    counsellor can interview the student again (core.flag_lifecycle: confirm / change_level / dismiss
+    are the counsellor's at every tier): both are told, without names or clinical detail."""
+    a = world.actors
+    sid = world.students[5]
+    fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "普测").flag_id  # orange at the school
+    ctx.clock.advance(hours=25)
+    escalation.sweep(ctx, ctx.now())
+    assert _flag(ctx, fid).tier == "county"
+    flags.acknowledge(ctx, a["counsellor"], fid)
+    flags.assess(ctx, a["counsellor"], fid, "confirm")
+    flags.start_monitoring(ctx, a["counsellor"], fid)
+    ctx.clock.advance(days=3)
+    before = {r.id for r in _told(ctx, a["counsellor"], fid)}
+    county_before = len(_told(ctx, a["county"], fid))
+    concerns.submit_concern(ctx, a["head"], student_id=sid, category="self_harm", urgency="soon", note="")
+    f = _flag(ctx, fid)
+    assert (f.tier, f.status) == ("county", "raised")
+    assert _events(ctx, fid)[-1][:2] == ("flag:retriaged", "evidence_retriage")
+    assert len(_told(ctx, a["county"], fid)) == county_before + 1
+    new = [r for r in _told(ctx, a["counsellor"], fid) if r.id not in before]
+    assert len(new) == 1, "re-triaged at the county: the counsellor, who must interview again, was not told"
+    assert new[0].template == "flag_needs_action"
+    assert set(new[0].params) <= {"unit", "link", "unit_id", "role"}
+    # and the counsellor can act on it at the county tier
+    assert "acknowledge" in flags.get_flag(ctx, a["counsellor"], fid)["actions"]
+
+
+def test_retriage_at_the_county_of_a_school_without_counsellor_tells_the_county_only(ctx, world):
+    """The same re-triage where the school has no counsellor (the flag was handed up): the county is
+    told, and the counsellor's notice that found nobody is recorded, as every such notice is."""
+    from mh_platform.db.models import EventLog
+
+    sid = world.students3[1]
+    head3 = _user(ctx, "t.head3", Role.HEAD_TEACHER, world.klass3.id)
+    fid = flag_phq9(ctx, sid, world.school3.id, MOD_SEVERE, "普测").flag_id
+    flags.acknowledge(ctx, world.actors["county2"], fid)
+    ctx.clock.advance(hours=2)
+    n0 = len(_told(ctx, world.actors["county2"], fid))
+    concerns.submit_concern(ctx, head3, student_id=sid, category="self_harm", urgency="soon", note="")
+    assert len(_told(ctx, world.actors["county2"], fid)) == n0 + 1
+    with ctx.uow() as uow:
+        gaps = [e.data for e in uow.session.scalars(sa.select(EventLog).where(EventLog.kind == "notify:no_recipient"))
+                if e.data.get("flag") == str(fid) and e.data.get("role") == "counsellor"]
+    assert gaps
+
+
+# ---------------------------------------------------------------- events of one transaction, in order
+
+
+def test_events_written_in_one_transaction_keep_their_order(ctx, world):
+    """A move to a school without counsellor writes two events at the same instant: the transfer, then
+    the hand-up to the county. The history shows them in that order whatever order the database keeps
+    the rows in: here they are stored the other way round (as rewriting the table can leave them —
+    ``CLUSTER`` or pg_repack by the random primary key, free space reused by a later insert)."""
+    a = world.actors
+    sid = world.students[1]
+    fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "普测").flag_id
+    ctx.clock.advance(hours=1)
+    _move(ctx, sid, world.klass3)  # 大洼中学: no counsellor
+    table = FlagEvent.__table__
+    with ctx.uow() as uow:
+        s = uow.session
+        rows = [dict(r._mapping) for r in s.execute(sa.select(table).where(table.c.flag_id == fid,
+                                                                           table.c.at == ctx.now()))]
+        assert sorted(r["kind"] for r in rows) == ["flag:escalated", "flag:transferred"]
+        s.execute(sa.delete(table).where(table.c.id.in_([r["id"] for r in rows])))
+        rows.sort(key=lambda r: r["kind"])  # escalated first, transferred second
+        for r in rows:
+            s.execute(sa.insert(table).values(**r))
+        uow.commit()
+    kinds = [(e["kind"], e["reason_code"]) for e in flags.get_flag(ctx, a["county2"], fid)["events"]]
+    assert kinds == [("flag:raised", "screening"), ("flag:transferred", "student_transferred"),
+                     ("flag:escalated", "no_recipient")], kinds
+
+
+def test_one_event_per_flag_version(ctx, world):
+    """Each event carries the flag's version after its change (``seq``): the events of a flag are
+    numbered in the order of its changes, one per number, whatever path wrote them (the sweep's batch,
+    a person, evidence, a move)."""
+    a = world.actors
+    sid = world.students[2]
+    fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "普测").flag_id
+    ctx.clock.advance(hours=25)
+    escalation.sweep(ctx, ctx.now())                 # the batch path
+    flags.acknowledge(ctx, a["counsellor"], fid)
+    concerns.submit_concern(ctx, a["head"], student_id=sid, category="self_harm", urgency="immediate", note="")
+    _move(ctx, sid, world.klass3)                   # transfer + hand-up in one transaction
+    with ctx.uow() as uow:
+        rows = [(e.seq, e.kind) for e in uow.session.scalars(sa.select(FlagEvent).where(FlagEvent.flag_id == fid)
+                                                             .order_by(FlagEvent.seq))]
+        version = uow.session.get(Flag, fid).version
+    seqs = [n for n, _k in rows]
+    assert seqs[0] == 1 and len(set(seqs)) == len(seqs) and seqs[-1] <= version, rows
+    assert [k for _n, k in rows][-2:] == ["flag:transferred", "flag:escalated"]
+    assert [e["kind"] for e in flags.get_flag(ctx, a["county2"], fid)["events"]] == [k for _n, k in rows]
+
+
+# ---------------------------------------------------------------- a moved flag's clocks and escalation count
+
+
+def test_flag_escalated_at_the_old_school_restarts_at_the_new_school(ctx, world):
+    """Policy (DESIGN.md): a tier above the school is responsible because the *old* school missed a
+    deadline. At the new school nobody has missed one: the flag restarts there — ``raised`` at the
+    school tier, both clocks from the move, the new counsellor told — and the county takes it again
+    only when the new school misses a deadline. The escalation count is history and runs on: the next
+    step is the flag's second, with its own notice (a count restarted at 0 would re-use the first
+    step's notice key, and the county officer would never be told)."""
+    a = world.actors
+    sid = world.students[3]
+    fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "普测").flag_id
+    ctx.clock.advance(hours=25)
+    escalation.sweep(ctx, ctx.now())
+    f = _flag(ctx, fid)
+    assert (f.tier, f.escalations) == ("county", 1)
+    county_told = len(_told(ctx, a["county"], fid))
+    ctx.clock.advance(hours=3)
+    moved_at = ctx.now()
+    _move(ctx, sid, world.klass_other)  # 第二中学, same county, has a counsellor
+    f = _flag(ctx, fid)
+    assert (f.tier, f.status, f.escalations) == ("school", "raised", 1)
+    assert (f.tier_entered_at, f.ack_due_at, f.handle_due_at) == (
+        moved_at, moved_at + timedelta(hours=24), moved_at + timedelta(hours=72))
+    assert _told(ctx, a["counsellor2"], fid)
+    ctx.clock.advance(hours=23)
+    escalation.sweep(ctx, ctx.now())
+    assert _flag(ctx, fid).tier == "school"  # the new school's own 24 h
+    ctx.clock.advance(hours=2)
+    escalation.sweep(ctx, ctx.now())
+    f = _flag(ctx, fid)
+    assert (f.tier, f.escalations) == ("county", 2)
+    assert len(_told(ctx, a["county"], fid)) == county_told + 1
+
+
+def test_flag_moved_within_the_school_keeps_its_tier_and_clocks(ctx, world):
+    """Another class of the same school: the same counsellor and school leader hold the flag, so its
+    tier, status and running deadlines go on (a move never buys a flag time)."""
+    a = world.actors
+    sid = world.students[4]
+    fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "普测").flag_id
+    ctx.clock.advance(hours=25)
+    escalation.sweep(ctx, ctx.now())
+    before = _flag(ctx, fid)
+    ctx.clock.advance(hours=1)
+    _move(ctx, sid, world.klass2)
+    after = _flag(ctx, fid)
+    assert after.class_unit_id == world.klass2.id
+    assert (after.tier, after.status, after.escalations, after.tier_entered_at, after.ack_due_at,
+            after.handle_due_at) == (before.tier, before.status, before.escalations, before.tier_entered_at,
+                                     before.ack_due_at, before.handle_due_at)
+    assert "acknowledge" in flags.get_flag(ctx, a["counsellor"], fid)["actions"]
 
 
 

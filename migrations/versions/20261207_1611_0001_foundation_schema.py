@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-07 14:46:19.811610
+Create Date: 2026-12-07 16:11:09.710780
 
 Rules: this migration must work with the previous release's code still serving (deploys migrate
 first); it goes both ways (tests run upgrade -> downgrade -> upgrade); a NOT NULL column on an
@@ -344,6 +344,8 @@ def upgrade() -> None:
     sa.Column('school_unit_id', sa.Uuid(), nullable=False),
     sa.Column('class_unit_id', sa.Uuid(), nullable=False),
     sa.Column('unit_path', sa.String(length=400).with_variant(sa.String(length=400, collation='C'), 'postgresql'), nullable=False),
+    sa.Column('opened_class_unit_id', sa.Uuid(), nullable=False),
+    sa.Column('opened_school_unit_id', sa.Uuid(), nullable=False),
     sa.Column('level', sa.String(length=8), nullable=False),
     sa.Column('tier', sa.String(length=8), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
@@ -363,18 +365,20 @@ def upgrade() -> None:
     sa.CheckConstraint("level in ('red','orange','yellow')", name=op.f('ck_flag_level')),
     sa.CheckConstraint("tier in ('class','school','county','city')", name=op.f('ck_flag_tier')),
     sa.ForeignKeyConstraint(['class_unit_id'], ['org_unit.id'], name=op.f('fk_flag_class_unit_id_org_unit')),
+    sa.ForeignKeyConstraint(['opened_class_unit_id'], ['org_unit.id'], name=op.f('fk_flag_opened_class_unit_id_org_unit')),
+    sa.ForeignKeyConstraint(['opened_school_unit_id'], ['org_unit.id'], name=op.f('fk_flag_opened_school_unit_id_org_unit')),
     sa.ForeignKeyConstraint(['owner_user_id'], ['app_user.id'], name=op.f('fk_flag_owner_user_id_app_user')),
     sa.ForeignKeyConstraint(['school_unit_id'], ['org_unit.id'], name=op.f('fk_flag_school_unit_id_org_unit')),
     sa.ForeignKeyConstraint(['student_id'], ['student.id'], name=op.f('fk_flag_student_id_student')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_flag'))
     )
     with op.batch_alter_table('flag', schema=None) as batch_op:
-        batch_op.create_index('ix_flag_class_opened', ['class_unit_id', 'opened_at'], unique=False)
+        batch_op.create_index('ix_flag_class_opened', ['opened_class_unit_id', 'opened_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_flag_class_unit_id'), ['class_unit_id'], unique=False)
         batch_op.create_index('ix_flag_open_ack_due', ['ack_due_at'], unique=False, sqlite_where=sa.text("status != 'closed'"), postgresql_where=sa.text("status != 'closed'"))
         batch_op.create_index('ix_flag_open_due', ['status', 'ack_due_at', 'handle_due_at'], unique=False)
         batch_op.create_index('ix_flag_open_handle_due', ['handle_due_at'], unique=False, sqlite_where=sa.text("status != 'closed'"), postgresql_where=sa.text("status != 'closed'"))
-        batch_op.create_index('ix_flag_school_opened', ['school_unit_id', 'opened_at'], unique=False)
+        batch_op.create_index('ix_flag_school_opened', ['opened_school_unit_id', 'opened_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_flag_school_unit_id'), ['school_unit_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_flag_student_id'), ['student_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_flag_unit_path'), ['unit_path'], unique=False)
@@ -534,12 +538,13 @@ def upgrade() -> None:
     sa.Column('reason_code', sa.String(length=64), nullable=True),
     sa.Column('reason_enc', mh_platform.db.base.Envelope(), nullable=True),
     sa.Column('at', mh_platform.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['actor_user_id'], ['app_user.id'], name=op.f('fk_flag_event_actor_user_id_app_user')),
     sa.ForeignKeyConstraint(['flag_id'], ['flag.id'], name=op.f('fk_flag_event_flag_id_flag')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_flag_event'))
     )
     with op.batch_alter_table('flag_event', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_flag_event_flag_id'), ['flag_id'], unique=False)
+        batch_op.create_index('uq_flag_event_flag_seq', ['flag_id', 'seq'], unique=True)
 
     op.create_table('response',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -791,7 +796,7 @@ def downgrade() -> None:
     op.drop_table('break_glass')
     op.drop_table('response')
     with op.batch_alter_table('flag_event', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_flag_event_flag_id'))
+        batch_op.drop_index('uq_flag_event_flag_seq')
 
     op.drop_table('flag_event')
     with op.batch_alter_table('concern', schema=None) as batch_op:
