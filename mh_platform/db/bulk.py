@@ -195,7 +195,7 @@ class BulkInsert:
                 rows = rows if isinstance(rows, list) else list(rows)
                 count = len(rows)
             values = ", ".join(["?"] * len(self.columns) + [sqlite_literal(v) for v in self.constants])
-            sql = f"INSERT INTO {table} ({cols}) VALUES ({values})"  # noqa: S608 - quoted names, checked literals
+            sql = f"INSERT INTO {table} ({cols}) VALUES ({values})"  # noqa: S608 - quoted names, checked literals (sqlite_literal)  # nosec B608
             cur = dbapi.cursor()
             try:
                 # a page cache large enough for the pages this write keeps coming back to (index
