@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 # semgrep pins click and jsonschema below the project's versions, so it lives in its own venv
 TOOLS_VENV ?= .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
-SEMGREP := $(TOOLS_VENV)/bin/semgrep --metrics off --disable-version-check
+SEMGREP := $(TOOLS_VENV)/bin/semgrep
+SEMGREP_OFFLINE := --metrics off --disable-version-check  # no network: rules are local files
 HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
@@ -69,18 +70,23 @@ $(TOOLS_STAMP): requirements/semgrep.txt
 	$(TOOLS_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements/semgrep.txt
 	touch $(TOOLS_STAMP)
 
+# T23 (docs/security_tests.md): bandit medium/high, semgrep's rule tests then the scan, detect-secrets
+define STATIC_CHECKS
+	$(VENV)/bin/bandit -q -r mh_platform bench scripts -ll
+	$(SEMGREP) --test $(SEMGREP_OFFLINE) -q --config .semgrep/python.yml .semgrep/python.py
+	$(SEMGREP) --test $(SEMGREP_OFFLINE) -q --config .semgrep/templates.yml .semgrep/templates.html
+	timeout 300 $(SEMGREP) scan $(SEMGREP_OFFLINE) --error -q --config .semgrep mh_platform migrations
+	$(PY) scripts/check_secrets.py
+endef
+
 lint: install $(TOOLS_STAMP) ## ruff, mypy, the import contract, then the T23 static checks (bandit, semgrep, secrets)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy mh_platform/core mh_platform/crypto mh_platform/services
 	$(VENV)/bin/lint-imports
-	$(MAKE) --no-print-directory static
+	$(STATIC_CHECKS)
 
-static: install $(TOOLS_STAMP) ## T23: bandit -ll, semgrep with the local rules (and their tests), detect-secrets
-	$(VENV)/bin/bandit -q -r mh_platform bench scripts -ll
-	$(SEMGREP) --test --config .semgrep/python.yml .semgrep/python.py -q
-	$(SEMGREP) --test --config .semgrep/templates.yml .semgrep/templates.html -q
-	timeout 300 $(SEMGREP) scan --config .semgrep --error -q mh_platform migrations
-	$(PY) scripts/check_secrets.py
+static: install $(TOOLS_STAMP) ## T23 only: bandit -ll, semgrep with the local rules (and their tests), detect-secrets
+	$(STATIC_CHECKS)
 
 secrets-baseline: install ## after a reviewed change: refresh .secrets.baseline (then audit new entries)
 	$(VENV)/bin/detect-secrets scan --baseline .secrets.baseline
