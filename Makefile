@@ -5,11 +5,17 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 MHP := $(VENV)/bin/mhp
 STAMP := $(VENV)/.installed
+# semgrep pins click and jsonschema below the project's versions, so it lives in its own venv
+TOOLS_VENV ?= .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+SEMGREP := $(TOOLS_VENV)/bin/semgrep
+SEMGREP_OFFLINE := --metrics off --disable-version-check  # no network: rules are local files
 HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-sqlite test-postgres lint bench bench-deps browser-deps translations extract-messages clean
+.PHONY: help install run test test-sqlite test-postgres lint static bench bench-deps browser-deps translations extract-messages \
+  sbom manifest verify-manifest secrets-baseline clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -59,10 +65,45 @@ test-postgres: install ## the database-backed tests again on PostgreSQL
 	MHP_TEST_DB_URL=$$MHP_TEST_POSTGRES_URL $(VENV)/bin/pytest -q $(PYTEST_ARGS) \
 	  tests/integration tests/migrations tests/web tests/jobs
 
-lint: install ## ruff, mypy on the pure core and services, and the import contract
+$(TOOLS_STAMP): requirements/semgrep.txt
+	test -x $(TOOLS_VENV)/bin/python || python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements/semgrep.txt
+	touch $(TOOLS_STAMP)
+
+# T23 (docs/security_tests.md): bandit medium/high, semgrep's rule tests then the scan, detect-secrets
+define STATIC_CHECKS
+	$(VENV)/bin/bandit -q -r mh_platform bench scripts -ll
+	$(SEMGREP) --test $(SEMGREP_OFFLINE) -q --config .semgrep/python.yml .semgrep/python.py
+	$(SEMGREP) --test $(SEMGREP_OFFLINE) -q --config .semgrep/templates.yml .semgrep/templates.html
+	timeout 300 $(SEMGREP) scan $(SEMGREP_OFFLINE) --error -q --config .semgrep mh_platform migrations
+	$(PY) scripts/check_secrets.py
+endef
+
+lint: install $(TOOLS_STAMP) ## ruff, mypy, the import contract, then the T23 static checks (bandit, semgrep, secrets)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy mh_platform/core mh_platform/crypto mh_platform/services
 	$(VENV)/bin/lint-imports
+	$(STATIC_CHECKS)
+
+static: install $(TOOLS_STAMP) ## T23 only: bandit -ll, semgrep with the local rules (and their tests), detect-secrets
+	$(STATIC_CHECKS)
+
+secrets-baseline: install ## after a reviewed change: refresh .secrets.baseline (then audit new entries)
+	$(VENV)/bin/detect-secrets scan --baseline .secrets.baseline
+
+sbom: install ## CycloneDX SBOM of the environment → build/sbom.cdx.json (and of the hash-pinned runtime set)
+	mkdir -p build
+	$(VENV)/bin/cyclonedx-py environment $(PY) --pyproject pyproject.toml --output-reproducible -o build/sbom.cdx.json
+	$(VENV)/bin/cyclonedx-py requirements requirements/app.txt --pyproject pyproject.toml --output-reproducible \
+	  -o build/sbom-runtime.cdx.json
+	@echo "SBOM: build/sbom.cdx.json (this environment), build/sbom-runtime.cdx.json (requirements/app.txt)"
+
+manifest: ## release manifest: sha256 of every file of the mh_platform package → build/release-manifest.sha256
+	mkdir -p build
+	python3 scripts/release_manifest.py write build/release-manifest.sha256
+
+verify-manifest: ## check a deployed tree against the manifest (ROOT=dir holding mh_platform/, MANIFEST=file)
+	python3 scripts/release_manifest.py verify $${MANIFEST:-build/release-manifest.sha256} $${ROOT:-.}
 
 bench-deps: ## wrk (Debian package), the load generator of the mixed-traffic benchmark
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
@@ -71,4 +112,4 @@ bench: install bench-deps ## benchmarks against baselines measured in the same r
 	$(PY) -m bench.run $(BENCH)
 
 clean:
-	rm -rf var/*.sqlite3* .pytest_cache
+	rm -rf var/*.sqlite3* .pytest_cache build/sbom*.cdx.json

@@ -487,7 +487,7 @@ def _response_rows_floor(eng) -> float:
             marks = ", ".join("?" for _ in rows[0])
             t0 = time.perf_counter()
             cur.execute("BEGIN")
-            cur.executemany(f"INSERT INTO floor_response VALUES ({marks})", rows)  # noqa: S608 - fixed names
+            cur.executemany(f"INSERT INTO floor_response VALUES ({marks})", rows)  # noqa: S608 - fixed names  # nosec B608
             cur.execute("COMMIT")
             t = time.perf_counter() - t0
             cur.execute("DROP TABLE floor_response")
@@ -498,7 +498,7 @@ def _response_rows_floor(eng) -> float:
             cur.execute(f"ALTER TABLE floor_response ADD {fk}")
         cols = [c for (c,) in cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = "
                                           "'response' ORDER BY ordinal_position").fetchall()]
-        rows = cur.execute(f"SELECT {', '.join(c + '::text' for c in cols)} FROM response "  # noqa: S608
+        rows = cur.execute(f"SELECT {', '.join(c + '::text' for c in cols)} FROM response "  # noqa: S608 - column names read from information_schema  # nosec B608
                            "WHERE source = 'paper' ORDER BY id").fetchall()
         raw.commit()
         t0 = time.perf_counter()

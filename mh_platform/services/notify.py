@@ -284,6 +284,7 @@ def _deliver_wecom(ctx: ServiceContext, row: Outbox) -> None:
         raise DeliveryError("wecom: no webhook configured")
     subject, body = render(row.template, row.params, ctx.settings.base_url)
     try:
+        # nosemgrep: mhp-outbound-http - the operator-configured WeCom robot; the body names no student (tests)
         resp = requests.post(url, json={"msgtype": "text", "text": {"content": f"{subject}\n{body}"}}, timeout=15)
     except requests.RequestException as exc:
         raise DeliveryError(f"wecom: {type(exc).__name__}") from exc
