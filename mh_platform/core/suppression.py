@@ -122,3 +122,51 @@ def suppress_counts(counts: Mapping[str, int], threshold: int = 5, *,
     t = suppress_table([[counts[k] for k in keys]], threshold, suppress_zeros=suppress_zeros)
     # In one row the column totals repeat the cells, so the row line alone decides what is hidden.
     return dict(zip(keys, t.cells[0], strict=True)), t.row_totals[0]
+
+
+def suppress_linked_counts(rows: Sequence[Sequence[int]], threshold: int = 5
+                           ) -> tuple[list[list[int | None]], list[int | None]]:
+    """Suppression for a table of units × figures whose figures bound each other within a unit (a
+    unit's eligible ≥ consented ≥ started ≥ completed): (published rows, published column totals).
+
+    Per figure the rows are a one-way table with their total, as in ``suppress_counts``; but a figure
+    shown beside a hidden one of the same unit would pin it (eligible hidden, consented shown 0 and
+    the other units' consented known: the hidden eligible is at most the difference, often exactly
+    it). So a unit with any hidden figure has all its figures hidden, and then each figure column gets
+    complements until no hidden entry is alone against a shown total — repeated until nothing
+    changes. Primary: counts 1 to ``threshold - 1`` (zeros shown), totals included; the complement is
+    the smallest other unit (by its first figure), hidden whole, or the total when there is no other."""
+    if threshold < 1:
+        raise ValidationFailed("threshold must be >= 1", [{"field": "threshold"}])
+    n = len(rows)
+    width = len(rows[0]) if rows else 0
+    if any(len(r) != width for r in rows) or any(not isinstance(v, int) or isinstance(v, bool) or v < 0
+                                                 for r in rows for v in r):
+        raise ValidationFailed("counts must be a rectangle of non-negative integers", [{"field": "table"}])
+    totals = [sum(r[j] for r in rows) for j in range(width)]
+    TOTAL = -1  # the totals' row index
+    hidden = {(i, j) for i, r in enumerate(rows) for j, v in enumerate(r) if 0 < v < threshold}
+    hidden |= {(TOTAL, j) for j, v in enumerate(totals) if 0 < v < threshold}
+    changed = True
+    while changed:
+        changed = False
+        for i in (*range(n), TOTAL):  # a unit's figures are hidden together
+            if any((i, j) in hidden for j in range(width)) and not all((i, j) in hidden for j in range(width)):
+                hidden |= {(i, j) for j in range(width)}
+                changed = True
+        if changed:
+            continue
+        # a lone hidden unit in a figure whose total is shown gets a complement: one more unit, the
+        # smallest, hidden whole (the next pass hides it in every figure) — or, with no other unit,
+        # the total (the only unit's total is its count)
+        lone = [j for j in range(width)
+                if (TOTAL, j) not in hidden and sum((i, j) in hidden for i in range(n)) == 1]
+        if lone:
+            others = [i for i in range(n) if (i, lone[0]) not in hidden]
+            if others:
+                hidden.add((min(others, key=lambda i: (rows[i][0], sum(rows[i]), i)), lone[0]))
+            else:
+                hidden.add((TOTAL, lone[0]))
+            changed = True
+    published = [[None if (i, j) in hidden else v for j, v in enumerate(r)] for i, r in enumerate(rows)]
+    return published, [None if (TOTAL, j) in hidden else v for j, v in enumerate(totals)]

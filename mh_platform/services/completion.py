@@ -68,21 +68,20 @@ class CompletionReport:
 
 
 def _suppress(rows: list[Figures], total: Figures) -> list[Figures]:
-    """Each figure is a one-way table over the units with its total (core.suppression): counts of
-    1-4 hidden, plus a complement where a lone hidden count could be worked out from the total."""
-    from mh_platform.core.suppression import suppress_counts
+    """The units × figures table suppressed as one (``core.suppression.suppress_linked_counts``):
+    counts of 1-4 hidden, a unit with a hidden figure hidden whole (its figures bound each other),
+    and complements where a lone hidden count could be worked out from the total."""
+    from mh_platform.core.suppression import suppress_linked_counts
 
     out = [replace(r, suppressed=[]) for r in rows]
-    for f in FIGURES:
-        published, tot = suppress_counts({str(i): int(getattr(r, f) or 0) for i, r in enumerate(out)}, SMALL_CELL)
-        for i, r in enumerate(out):
-            v = published[str(i)]
+    if not out:
+        return out
+    published, totals = suppress_linked_counts([[int(getattr(r, f) or 0) for f in FIGURES] for r in out], SMALL_CELL)
+    for r, values in [*zip(out, published, strict=True), (total, totals)]:
+        for f, v in zip(FIGURES, values, strict=True):
             if v is None:
                 r.suppressed.append(f)
             setattr(r, f, v)
-        if tot is None:
-            total.suppressed.append(f)
-        setattr(total, f, tot)
     return out
 
 

@@ -157,13 +157,21 @@ def test_the_campaign_page_links_the_downloads_and_they_are_attachments(ctx, cou
     assert client.post("/login", data={"username": "t.county", "password": PASSWORD,
                                        "csrf_token": token}).status_code in (302, 303)
     page = client.get(f"/screening/{cid}")
-    assert f"/screening/{cid}/completion.xlsx" in page.text and "&lt;5" not in page.text
-    r = client.get(f"/screening/{cid}/completion.xlsx")
+    assert f'action="/screening/{cid}/completion.xlsx"' in page.text and "&lt;5" not in page.text
+    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    r = client.post(f"/screening/{cid}/completion.xlsx", data={"csrf_token": form_token})
     assert r.status_code == 200 and r.mimetype.endswith("spreadsheetml.sheet")
     assert r.headers["Content-Disposition"] == f'attachment; filename="completion-{cid.hex[:8]}.xlsx"'
     assert "no-store" in r.headers.get("Cache-Control", "")
-    r = client.get(f"/screening/{cid}/completion.csv?unit={world.county.id}")
+    r = client.post(f"/screening/{cid}/completion.csv", data={"csrf_token": form_token, "unit": str(world.county.id)})
     assert r.status_code == 200 and r.mimetype == "text/csv"
     assert _csv_rows(r.data)[0][0] == "单位"
-    assert client.get(f"/screening/{cid}/completion.pdf").status_code == 404
-    assert client.get(f"/screening/{cid}/completion.csv?unit={world.other_school.id}").status_code == 404
+    # without the form's token nothing is exported or logged (another site cannot log exports in an officer's name)
+    assert client.post(f"/screening/{cid}/completion.csv").status_code in (400, 403)
+    assert client.get(f"/screening/{cid}/completion.csv").status_code == 405
+    assert client.post(f"/screening/{cid}/completion.pdf", data={"csrf_token": form_token}).status_code == 404
+    assert client.post(f"/screening/{cid}/completion.csv",
+                       data={"csrf_token": form_token, "unit": str(world.other_school.id)}).status_code == 404
+    with ctx.uow() as uow:
+        assert uow.session.scalar(sa.select(sa.func.count()).select_from(EventLog)
+                                  .where(EventLog.kind == "screening:completion_exported")) == 2

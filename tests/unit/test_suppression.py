@@ -119,3 +119,60 @@ def test_no_primary_cell_is_recoverable(table):
     for p in t.primary:
         lo, hi = feasible_range(table, t, p)
         assert hi - lo >= 1 - 1e-9, (table, p, lo, hi)
+
+
+# --------------------------------------------------------------------------- units × linked figures
+
+
+def test_linked_counts_hide_a_unit_whole_so_a_shown_figure_cannot_pin_a_hidden_one():
+    from mh_platform.core.suppression import suppress_linked_counts
+
+    # school A: 1 student, who refused; school B: 12, all consented (eligible, consented, started, completed, readmin)
+    rows, totals = suppress_linked_counts([[1, 0, 0, 0, 0], [12, 12, 0, 0, 0]])
+    # per figure alone, A's consented 0 would be shown: with the total 12 and B's 12 hidden as the
+    # complement, eligible_A <= 13 - 12 = 1 (so exactly 1) and consented_A = 0 told the refusal
+    assert rows == [[None] * 5, [None] * 5]
+    assert totals == [13, 12, 0, 0, 0]
+
+
+def test_linked_counts_show_what_needs_no_hiding_and_hide_a_lone_unit_with_its_total():
+    from mh_platform.core.suppression import suppress_linked_counts
+
+    assert suppress_linked_counts([[20, 18, 10, 5, 0], [30, 25, 20, 20, 0]]) == (
+        [[20, 18, 10, 5, 0], [30, 25, 20, 20, 0]], [50, 43, 30, 25, 0])
+    assert suppress_linked_counts([[3, 3, 1, 0, 0]]) == ([[None] * 5], [None] * 5)
+    assert suppress_linked_counts([]) == ([], [])
+    # a readministration count of 1 hides its unit whole; the total of that figure is 1 as well, so the
+    # totals are hidden whole too, and with no total shown the other units need no complement
+    assert suppress_linked_counts([[20, 18, 10, 5, 0], [40, 30, 20, 10, 1], [50, 45, 40, 30, 0]]) == (
+        [[20, 18, 10, 5, 0], [None] * 5, [50, 45, 40, 30, 0]], [None] * 5)
+    # with the totals shown, the smallest other unit is the complement, hidden whole
+    assert suppress_linked_counts([[20, 18, 10, 5, 0], [40, 30, 20, 10, 1], [50, 45, 40, 30, 5]]) == (
+        [[None] * 5, [None] * 5, [50, 45, 40, 30, 5]], [110, 93, 70, 45, 6])
+
+
+def test_linked_counts_invariants_on_random_tables():
+    import random
+
+    from mh_platform.core.suppression import suppress_linked_counts
+
+    rng = random.Random(19)
+    for _ in range(500):
+        n = rng.randint(1, 7)
+        table = []
+        for _ in range(n):
+            e = rng.choice([0, 1, 2, 3, 4, 5, 6, 9, 15, 40])
+            c = rng.randint(0, e)
+            st = rng.randint(0, c)
+            co = rng.randint(0, st)
+            table.append([e, c, st, co, rng.randint(0, st)])
+        rows, totals = suppress_linked_counts(table)
+        for r, pub in zip(table, rows, strict=True):
+            assert pub == r or pub == [None] * 5  # a unit is shown whole or hidden whole
+            assert all(p is None for v, p in zip(r, pub, strict=True) if 0 < v < 5)  # every 1-4 hidden
+        for j in range(5):
+            hidden = [i for i in range(n) if rows[i][j] is None]
+            assert totals[j] is None or len(hidden) != 1  # no lone hidden entry against a shown total
+            if totals[j] is not None:
+                assert totals[j] == sum(r[j] for r in table)
+                assert not 0 < totals[j] < 5

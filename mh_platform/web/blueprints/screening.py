@@ -106,16 +106,18 @@ def campaign(cid: str) -> Any:
 
 EXPORT_LABELS = {"unit": _l("单位"), "eligible": _l("应测"), "consented": _l("已同意"), "started": _l("已开始"),
                  "completed": _l("已完成"), "readminister": _l("建议重测"), "total": _l("合计"), "suppressed": "*",
-                 "note": _l("* 为保护隐私不显示：少于5人的格子，以及可由合计推算出它的另一个格子。")}
+                 "note": _l("* 为保护隐私不显示：含1–4人格子的单位整行不显示，并另有一个单位一同不显示。")}
 
 
-@bp.get("/<cid>/completion.<fmt>")
+@bp.post("/<cid>/completion.<fmt>")
 @requires(Permission.CAMPAIGN_READ)
 def completion_export(cid: str, fmt: str) -> Any:
-    """The completion table as a CSV or XLSX download (aggregates only; logged by the service)."""
+    """The completion table as a CSV or XLSX download (aggregates only). A POST with the form's CSRF
+    token: each export is written to the event log, so another site cannot make an officer's
+    browser log exports they never asked for."""
     if fmt not in completion.EXPORT_FORMATS:
         abort(404)
-    unit_id = _uuid(request.args["unit"]) if request.args.get("unit") else None
+    unit_id = _uuid(request.form["unit"]) if request.form.get("unit") else None
     out = completion.export(service_ctx(), current_actor(), _uuid(cid), unit_id, fmt,
                             {k: str(v) for k, v in EXPORT_LABELS.items()})
     return Response(out.data, mimetype=out.mimetype,

@@ -76,13 +76,12 @@ EN = {
     "导入纸质问卷结果": "Import paper questionnaire results", "完成情况：": "Completion: ", "单位": "Unit",
     "应测": "Expected", "已同意": "Consented", "已开始": "Started", "建议重测": "Re-test advised", "合计": "Total",
     "为保护隐私不显示": "Not shown, to protect privacy", "未完成名单": "Not yet finished", "打印验证码": "Print codes",
-    "区县和市级视图中，少于5人的格子不显示（*），以免识别到个人；可由合计推算出它的另一个格子也不显示。":
-        "In county and city views, cells with fewer than 5 people are not shown (*), so that no one can be identified; "
-        "nor is a second cell from which a hidden one could be worked out with the total.",
+    "区县和市级视图中，人数为1–4的格子不显示（*），以免识别到个人；这样的单位整行不显示，并另有一个单位一同不显示，使之无法由合计推算。":
+        "In county and city views, counts of 1–4 are not shown (*), so that no one can be identified; such a unit's "
+        "whole row is hidden, together with one more unit, so that it cannot be worked out from the totals.",
     "导出本表：": "Download this table: ",
-    "* 为保护隐私不显示：少于5人的格子，以及可由合计推算出它的另一个格子。":
-        "* Not shown, to protect privacy: cells with fewer than 5 people, and a second cell from which one of them "
-        "could be worked out with the total.",
+    "* 为保护隐私不显示：含1–4人格子的单位整行不显示，并另有一个单位一同不显示。":
+        "* Not shown, to protect privacy: a unit with a count of 1–4 is hidden whole, together with one more unit.",
     "知情同意": "Consent", "监护人知情同意回收情况": "Guardian consent returns", "人数": "Students",
     "同意率": "Consent rate", "回收方式": "How it was returned", "纸质": "On paper", "线上": "Online",
     "当前": "Current", "不变": "No change", "撤回": "Withdraw", "导入学生名单": "Import the student roster",
