@@ -15,7 +15,7 @@ PORT ?= 5000
 PYTEST_ARGS ?=
 
 .PHONY: help install run test test-sqlite test-postgres lint static bench bench-deps browser-deps translations extract-messages \
-  sbom manifest verify-manifest secrets-baseline clean
+  sbom manifest verify-manifest verify-manifest-recompile secrets-baseline clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -102,8 +102,11 @@ manifest: ## release manifest: sha256 of every file of the mh_platform package â
 	mkdir -p build
 	python3 scripts/release_manifest.py write build/release-manifest.sha256
 
-verify-manifest: ## check a deployed tree against the manifest (ROOT=dir holding mh_platform/, MANIFEST=file)
+verify-manifest: ## check a deployed tree against the manifest (ROOT=dir holding mh_platform/, MANIFEST=file); any bytecode fails
 	python3 scripts/release_manifest.py verify $${MANIFEST:-build/release-manifest.sha256} $${ROOT:-.}
+
+verify-manifest-recompile: ## deploy step: verify the sources, then replace all bytecode with pycs compiled from them (PYTHON=the app's interpreter)
+	$${PYTHON:-python3} scripts/release_manifest.py verify --recompile $${MANIFEST:-build/release-manifest.sha256} $${ROOT:-.}
 
 bench-deps: ## wrk (Debian package), the load generator of the mixed-traffic benchmark
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)

@@ -1,15 +1,24 @@
-"""T23: every SQL string the application hands to the database is a literal, so values always travel
-as bound parameters.
+"""T23: the SQL text the application hands to the database is written in the source, so values travel
+as bound parameters — within what a static walk of one function at a time can see (below).
 
 A static walk (ast) over ``mh_platform/`` and ``migrations/``:
 
-* ``sa.text(…)`` / ``sqlalchemy.text(…)`` / ``text(…)`` imported from SQLAlchemy and
-  ``….exec_driver_sql(…)``: the SQL argument must be a string literal, a concatenation or
-  conditional of literals, or a name whose every assignment (in the function, else the module) is
-  one of those;
+* ``sa.text(…)`` / ``sa.literal_column(…)`` (``sqlalchemy.``, ``sql.expression.`` …, or the bare name
+  imported from SQLAlchemy) and ``….exec_driver_sql(…)``: the SQL argument must be a string literal, a
+  concatenation or conditional of literals, ``'…'.replace('…', '…')`` / ``str('…')`` of literals, or a
+  name whose every assignment (in the function, else the module) is one of those — a parameter, a
+  loop or ``with`` target is not;
 * ``….execute(…)`` / ``executemany`` / ``executescript`` (SQLAlchemy or a raw DB-API cursor): the
   statement must not be *built as a string* — an f-string with fields, ``%`` or ``+`` with a
-  non-literal, ``.format(…)``, ``.join(…)``, or a name assigned from one of those.
+  non-literal, ``.format(…)``, ``.join(…)``, ``.replace(…)``, ``str(…)`` of a non-literal — nor be a
+  *parameter of the enclosing function* (``def run(cur, sql): cur.execute(sql)`` moves the question to
+  every caller, which the walk does not follow), nor a name assigned from any of those.
+
+What it does not see: a statement reached through an attribute (``cur.execute(self.sql)``), a call's
+return value (``cur.execute(build())``), a subscript, or a ``for`` / ``with`` target handed to
+``execute*`` (statement lists in migrations are SQLAlchemy constructs); the caller side of a reviewed
+helper; other modules' data flow. The semgrep rules (``.semgrep/python.yml``, taint mode) are the
+second look at those.
 
 A construction that is none of these was read by a person and is listed in ``REVIEWED`` with why no
 value can reach the SQL text; an entry that no longer matches anything fails the test too, so the
@@ -41,11 +50,21 @@ REVIEWED: dict[tuple[str, str, str], str] = {
         "an int() computed from row counts; PRAGMA takes no bound parameters",
     ("mh_platform/db/bulk.py", "BulkInsert.write", "f'PRAGMA cache_size={int(old)}'"):
         "an int() read back from PRAGMA cache_size; PRAGMA takes no bound parameters",
+    ("mh_platform/services/audit.py", "record_riding", "stmt"):
+        "a parameter: the caller's statement. Its one caller (services/responses.py) passes _DONE_Q, a "
+        "module-level sa.select whose values are typed bindparams (:c, :s); a new caller needs a new review",
+    ("mh_platform/services/audit.py", "record_riding", "stmt_with_event"):
+        "a parameter: audit.riding(stmt), the caller's statement plus the audit INSERT CTE of typed bindparams; "
+        "its one caller passes _DONE_Q_AUDITED = audit.riding(_DONE_Q), built once at import",
 }
 
-TEXT_FUNCS = {"text"}  # sa.text, sqlalchemy.text, sql.expression.text, or a bare text imported from sqlalchemy
+# raw SQL text: sa.text, sa.literal_column (sqlalchemy., sql.expression. …), or the bare name imported from sqlalchemy
+TEXT_FUNCS = {"text", "literal_column"}
 DRIVER_SQL = {"exec_driver_sql"}
 EXECUTE = {"execute", "executemany", "executescript"}
+STRING_METHODS = {"format", "join", "replace"}  # str methods whose result carries their arguments' text
+PARAMETER = "<parameter>"  # a name bound as a function parameter: whatever a caller passes
+BOUND = "<bound at run time>"  # bound by for / with / :=
 
 
 @dataclass(frozen=True)
@@ -71,6 +90,11 @@ def _is_literal(node: ast.AST, scope: _Scope, seen: frozenset[str] = frozenset()
         return _is_literal(node.left, scope, seen) and _is_literal(node.right, scope, seen)
     if isinstance(node, ast.IfExp):
         return _is_literal(node.body, scope, seen) and _is_literal(node.orelse, scope, seen)
+    if isinstance(node, ast.Call) and not node.keywords and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr == "replace"
+             and _is_literal(node.func.value, scope, seen))
+            or (isinstance(node.func, ast.Name) and node.func.id == "str" and node.args)):
+        return all(_is_literal(a, scope, seen) for a in node.args)  # 'a'.replace('b', 'c'), str('a')
     if isinstance(node, ast.Name) and node.id not in seen:
         values = scope.assignments(node.id)
         return bool(values) and all(_is_literal(v, scope, seen | {node.id}) for v in values)
@@ -78,17 +102,23 @@ def _is_literal(node: ast.AST, scope: _Scope, seen: frozenset[str] = frozenset()
 
 
 def _builds_string(node: ast.AST, scope: _Scope, seen: frozenset[str] = frozenset()) -> bool:
-    """A string put together at run time (the shapes through which a value can enter SQL text)."""
+    """A string put together at run time (the shapes through which a value can enter SQL text), or
+    whatever a caller passes in (a function parameter: the helper ``def run(cur, sql): cur.execute(sql)``
+    moves the question to every call site, which this walk does not follow)."""
     if _is_literal(node, scope, seen):
         return False
     if isinstance(node, ast.JoinedStr):
         return True
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mod):
         return True
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in {"format", "join"}:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in STRING_METHODS:
         return True
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "str":
+        return True  # str(x): a compiled statement (literal_binds), or any value, turned into SQL text
     if isinstance(node, ast.IfExp):
         return _builds_string(node.body, scope, seen) or _builds_string(node.orelse, scope, seen)
+    if isinstance(node, ast.Name) and node.id == PARAMETER:
+        return True
     if isinstance(node, ast.Name) and node.id not in seen:
         return any(_builds_string(v, scope, seen | {node.id}) for v in scope.assignments(node.id))
     return False
@@ -110,11 +140,13 @@ class _Scope:
                 out.append(n.value if isinstance(n, ast.AnnAssign) else ast.BinOp(n.target, n.op, n.value))
             elif isinstance(n, ast.For | ast.With | ast.NamedExpr | ast.arguments):
                 # bound by iteration, a context manager, := or as a parameter: not a literal
-                names = [a.arg for a in (n.posonlyargs + n.args + n.kwonlyargs)] if isinstance(n, ast.arguments) \
+                params = [a.arg for a in (n.posonlyargs + n.args + n.kwonlyargs)] + \
+                    [a.arg for a in (n.vararg, n.kwarg) if a is not None] if isinstance(n, ast.arguments) else []
+                names = params if isinstance(n, ast.arguments) \
                     else [t.id for t in ast.walk(n.target if isinstance(n, ast.For | ast.NamedExpr) else n)
                           if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)]
                 if name in names:
-                    out.append(ast.Name(id="<bound at run time>", ctx=ast.Load()))
+                    out.append(ast.Name(id=PARAMETER if isinstance(n, ast.arguments) else BOUND, ctx=ast.Load()))
         return out
 
     def assignments(self, name: str) -> list[ast.AST]:
@@ -126,11 +158,11 @@ class _Scope:
 
 
 def _text_names(module: ast.Module) -> set[str]:
-    """Bare names under which SQLAlchemy's text() is imported in this module."""
+    """Bare names under which SQLAlchemy's text() / literal_column() are imported in this module."""
     names = set()
     for node in ast.walk(module):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
-            names |= {a.asname or a.name for a in node.names if a.name == "text"}
+            names |= {a.asname or a.name for a in node.names if a.name in TEXT_FUNCS}
     return names
 
 
@@ -156,9 +188,10 @@ def _scan(source: str, rel: str) -> list[Finding]:
         attr = f.attr if isinstance(f, ast.Attribute) else None
         arg = call.args[0]
         scope = _Scope(module, func)
-        if (attr in TEXT_FUNCS and isinstance(f, ast.Attribute) and _is_sqlalchemy_ref(f.value)) or \
-                (isinstance(f, ast.Name) and f.id in bare_text):
-            sink, bad = "text", not _is_literal(arg, scope)
+        if attr in TEXT_FUNCS and isinstance(f, ast.Attribute) and _is_sqlalchemy_ref(f.value):
+            sink, bad = attr, not _is_literal(arg, scope)
+        elif isinstance(f, ast.Name) and f.id in bare_text:
+            sink, bad = f.id, not _is_literal(arg, scope)
         elif attr in DRIVER_SQL:
             sink, bad = "exec_driver_sql", not _is_literal(arg, scope)
         elif attr in EXECUTE:
@@ -226,6 +259,15 @@ UNSAFE = {
     "cursor via variable": "def f(cur, x):\n    sql = 'SELECT ' + x\n    cur.executemany(sql, [])\n",
     "session join": "def f(s, cols):\n    s.execute(', '.join(cols))\n",
     "loop variable into text": "import sqlalchemy as sa\ndef f(xs):\n    for q in xs:\n        sa.text(q)\n",
+    "helper parameter into execute": "def run(cur, sql):\n    cur.execute(sql)\n",
+    "helper parameter via a name": "def run(conn, sql, *a):\n    q = sql\n    conn.executescript(q)\n",
+    "keyword-only parameter": "def run(s, *, stmt):\n    s.execute(stmt)\n",
+    "literal_column f-string": "import sqlalchemy as sa\ndef f(x):\n    return sa.literal_column(f'{x}')\n",
+    "bare literal_column import": "from sqlalchemy import literal_column as lc\ndef f(x):\n    return lc(x)\n",
+    "replace into execute": "def f(cur, x):\n    cur.execute('SELECT * FROM t WHERE a = X'.replace('X', x))\n",
+    "replace into text": "import sqlalchemy as sa\ndef f(x):\n    sa.text('SELECT X'.replace('X', x))\n",
+    "str() into execute via a name": "def f(cur, x):\n    q = str(x)\n    cur.execute(q)\n",
+    "str() of a compiled statement": "def f(s, stmt):\n    s.execute(str(stmt.compile(compile_kwargs={'literal_binds': True})))\n",
 }
 SAFE = {
     "literal": "import sqlalchemy as sa\ndef f(s, x):\n    s.execute(sa.text('SELECT * FROM t WHERE a = :a'), {'a': x})\n",
@@ -234,6 +276,11 @@ SAFE = {
     "literal concatenation": "import sqlalchemy as sa\nsa.text('SELECT 1 ' + 'FROM t')\n",
     "core construct": "import sqlalchemy as sa\ndef f(s, t, x):\n    stmt = sa.select(t).where(t.c.a == x)\n    s.execute(stmt)\n",
     "driver sql literal": "def f(conn):\n    conn.exec_driver_sql(\"SELECT pg_advisory_xact_lock(hashtext('m'))\")\n",
+    "literal_column literal": "import sqlalchemy as sa\nC = sa.literal_column('1')\n",
+    "literal replace": "def f(cur):\n    cur.execute('SELECT 1 FROM t'.replace('t', 'u'))\n",
+    "str of a literal": "def f(cur):\n    cur.execute(str('SELECT 1'))\n",
+    "parameter not given to execute": "def f(cur, read):\n    if read:\n        cur.execute('BEGIN')\n",
+    "module construct into execute": "import sqlalchemy as sa\nQ = sa.select(sa.column('a'))\ndef f(s):\n    s.execute(Q)\n",
 }
 
 
