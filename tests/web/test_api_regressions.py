@@ -68,3 +68,17 @@ def test_the_document_states_the_bounds_of_page_and_offset(app):
     assert query("/api/v1/students", "page")["maximum"] == students_read.MAX_PAGE
     assert query("/api/v1/students", "per_page")["maximum"] == students_read.MAX_PER_PAGE
     assert query("/api/v1/flags", "offset")["maximum"] == flags.MAX_LIST_OFFSET
+
+
+def test_the_document_names_the_referral_actions(app, city, client):
+    """``POST /api/v1/referrals/{referral_id}/{action}`` documented ``action`` as any string, so a client
+    (and schemathesis: 159 of 166 calls) could only learn the actions from the summary's prose."""
+    from mh_platform.web.schemas.cases import REFERRAL_ACTIONS
+
+    op = build_spec(app)["paths"]["/api/v1/referrals/{referral_id}/{action}"]["post"]
+    action = next(p for p in op["parameters"] if p["name"] == "action")
+    assert action["schema"] == {"type": "string", "enum": list(REFERRAL_ACTIONS)}
+    h = bearer(api_token(client, city.users[Role.COUNSELLOR]))
+    rid = "00000000-0000-0000-0000-000000000001"
+    assert client.post(f"/api/v1/referrals/{rid}/no_such_action", json={}, headers=h).status_code == 404
+    assert client.post(f"/api/v1/referrals/{rid}/accept", json={}, headers=h).status_code == 404
