@@ -943,6 +943,11 @@ def get_flag(ctx: ServiceContext, actor: Actor, flag_id: uuid.UUID | str, *, rev
         return view
 
 
+# The furthest a flag list may be paged: far beyond any city's flags. Without a bound an offset past
+# 64 bits reached the database and failed there (a 500) instead of being refused.
+MAX_LIST_OFFSET = 10_000_000
+
+
 def list_flags(ctx: ServiceContext, actor: Actor, *, status: str | None = None, level: str | None = None,
                tier: str | None = None, open_only: bool = False, limit: int = 100, offset: int = 0
                ) -> tuple[list[dict[str, Any]], int]:
@@ -953,6 +958,9 @@ def list_flags(ctx: ServiceContext, actor: Actor, *, status: str | None = None, 
         raise ValidationFailed(N_("unknown level"), [{"field": "level", "error": "invalid"}])
     if tier is not None and tier not in {x.value for x in Tier}:
         raise ValidationFailed(N_("unknown tier"), [{"field": "tier", "error": "invalid"}])
+    if not 0 <= offset <= MAX_LIST_OFFSET:
+        raise ValidationFailed(N_("offset must be between 0 and 10000000"),
+                               [{"field": "offset", "error": "out_of_range"}])
     limit = max(1, min(limit, 500))
     with ctx.uow() as uow:
         s = uow.session

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from mh_platform.core.authz import Permission, can
 from mh_platform.core.errors import NotFound, ValidationFailed
+from mh_platform.core.i18n import N_
 from mh_platform.core.types import UNIT_DEPTH, Role, UnitKind
 from mh_platform.db.models import Enrolment, OrgUnit, Student
 from mh_platform.services import access, disclosure
@@ -38,6 +39,10 @@ FIELDS_BY_ROLE: dict[Role, tuple[str, ...]] = {
 # Roles whose unit must be a class (a monitor or head teacher assigned higher up reaches no one).
 CLASS_ONLY_ROLES = {Role.CLASS_MONITOR, Role.HEAD_TEACHER}
 MAX_PER_PAGE = 200
+# The last page a caller may ask for: 100,000 pages of 200 is 20 million students, beyond any city's
+# roster. Without a bound, a page number past 64 bits reached the database as the OFFSET and failed
+# there (500 from SQLite's OverflowError or PostgreSQL's bigint range) instead of being refused.
+MAX_PAGE = 100_000
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ def list_students(ctx: ServiceContext, actor: Actor, *, page: int = 1, per_page:
     """One page of the students in the actor's scope (ordered by class, then pseudonym)."""
     if page < 1:
         raise ValidationFailed("page must be 1 or more", [{"field": "page", "message": "must be >= 1"}])
+    if page > MAX_PAGE:
+        raise ValidationFailed(N_("page must be at most 100000"), [{"field": "page", "message": f"must be <= {MAX_PAGE}"}])
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise ValidationFailed(f"per_page must be between 1 and {MAX_PER_PAGE}",
                                [{"field": "per_page", "message": f"must be 1..{MAX_PER_PAGE}"}])

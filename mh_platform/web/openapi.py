@@ -30,7 +30,7 @@ from mh_platform.web.schemas.common import ErrorSchema
 F = TypeVar("F", bound=Callable[..., Any])
 
 API_PREFIX = "/api/v1"
-_RULE_ARG = re.compile(r"<(?:(?P<conv>[a-z_]+):)?(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>")
+_RULE_ARG = re.compile(r"<(?:(?P<conv>[a-z_]+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>")
 _DEFAULT_ERRORS = {400: "Malformed request", 401: "Missing, expired or revoked bearer token",
                    403: "The role may not do this", 404: "Not found, or outside your scope",
                    409: "State conflict", 422: "Invalid input", 429: "Too many requests"}
@@ -59,6 +59,8 @@ def _path_and_params(rule: str) -> tuple[str, list[dict[str, Any]]]:
         schema: dict[str, Any] = {"type": "string"}
         if conv == "int":
             schema = {"type": "integer"}
+        elif conv == "any":  # <any(a, b):name>: only these values route here (anything else is a 404)
+            schema = {"type": "string", "enum": [v.strip().strip("'\"") for v in (m.group("args") or "").split(",")]}
         elif conv == "uuid" or m.group("name").endswith("_id"):
             schema = {"type": "string", "format": "uuid"}
         params.append({"in": "path", "name": m.group("name"), "required": True, "schema": schema})

@@ -101,7 +101,7 @@ def get_referral(referral_id: str) -> Any:
                                                                                 parse_uuid(referral_id))))
 
 
-@bp.post("/referrals/<referral_id>/<action>")
+@bp.post(f"/referrals/<referral_id>/<any({', '.join(REFERRAL_ACTIONS)}):action>")
 @api_auth
 @api_doc(summary="Move a referral: " + ", ".join(REFERRAL_ACTIONS), tags=["referrals"],
          body=ReferralActionSchema,

@@ -54,7 +54,7 @@ def roster() -> Any:
     if actor.role not in ROSTER_ROLES:
         abort(404)
     try:
-        page = max(1, int(request.args.get("page", "1")))
+        page = min(max(1, int(request.args.get("page", "1"))), students_read.MAX_PAGE)
     except ValueError:
         page = 1
     result = students_read.list_students(service_ctx(), actor, page=page, per_page=50)

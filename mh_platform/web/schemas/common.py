@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from mh_platform.services.students_read import MAX_PAGE, MAX_PER_PAGE
+
 
 class FieldErrorSchema(Schema):
     field = fields.String()
@@ -17,8 +19,8 @@ class ErrorSchema(Schema):
 
 
 class PageQuerySchema(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={"description": "1-based"})
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE), metadata={"description": "1-based"})
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PER_PAGE))
 
 
 def page_envelope(item_schema: type[Schema], name: str) -> type[Schema]:

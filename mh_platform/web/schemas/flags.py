@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from mh_platform.services.flags import MAX_LIST_OFFSET
+
 LEVELS = ("red", "orange", "yellow")
 TIERS = ("class", "school", "county", "city")
 STATUSES = ("raised", "acknowledged", "assessed", "intervention", "referral", "monitoring", "close_requested",
@@ -82,7 +84,7 @@ class FlagListQuerySchema(Schema):
     level = fields.String(load_default=None, validate=validate.OneOf(LEVELS))
     tier = fields.String(load_default=None, validate=validate.OneOf(TIERS))
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, MAX_LIST_OFFSET))
 
 
 class ReasonSchema(Schema):
