@@ -576,10 +576,14 @@ def open_or_attach_in(s: Session, ctx: ServiceContext, actor: Actor | None, *, s
             if notice is not None:
                 # what opening the flag at its tier sends: its tier's role (handed up at once when
                 # nobody holds it there), and a red flag's oversight
-                reach(ctx, s, flag, now, p, cache, batch)
+                handed_up = reach(ctx, s, flag, now, p, cache, batch)
                 told = [p.tier_roles[Tier(flag.tier)]]
+                # ``reach`` handed the flag up past the school: nobody holds the school's acting role
+                # there, and that gap is recorded already (once, not again by the notice below)
+                passed_school = (handed_up and tier_rank(new.tier) <= tier_rank(Tier.SCHOOL)
+                                 and p.tier_roles[Tier.SCHOOL] == Role.COUNSELLOR)
                 if (new.status == fl.FlagStatus.RAISED and old.status != fl.FlagStatus.RAISED
-                        and tier_rank(Tier(flag.tier)) > tier_rank(Tier.SCHOOL)):
+                        and tier_rank(Tier(flag.tier)) > tier_rank(Tier.SCHOOL) and not passed_school):
                     # back to triage above the school: the tier's role acknowledges there, but only the
                     # counsellor interviews the student again (the transition table), so they are told too
                     told.append(Role.COUNSELLOR)

@@ -489,3 +489,44 @@ def test_flags_dismissed_as_false_positives_do_not_count_towards_a_cluster(ctx, 
     assert alerts() == 0
     flag_phq9(ctx, sids[3], world.school.id, SEVERE, "y")  # a second real one: two, still below three
     assert alerts() == 0
+
+
+# ---------------------------------------------------------------- the no-recipient gap of a flag handed up, recorded once
+
+
+def _gaps(ctx, fid, role):
+    from mh_platform.db.models import EventLog
+
+    with ctx.uow() as uow:
+        return [e.data for e in uow.session.scalars(sa.select(EventLog).where(EventLog.kind == "notify:no_recipient"))
+                if e.data.get("flag") == str(fid) and e.data.get("role") == role]
+
+
+def test_retriage_handed_up_from_a_school_without_counsellor_records_the_gap_once(ctx, world):
+    """Re-triage at the school tier where the counsellor has left since (deactivated): ``reach`` hands
+    the flag up to the county and records the school's missing counsellor. The flag is now above the
+    school, so the counsellor is also among those told of the re-triage — that notice must not record
+    the same gap a second time."""
+    a = world.actors
+    sid = world.students[5]
+    fid = flag_phq9(ctx, sid, world.school.id, MOD_SEVERE, "普测").flag_id
+    flags.acknowledge(ctx, a["counsellor"], fid)
+    auth.set_active(ctx, SYSTEM, a["counsellor"].user_id, False)
+    ctx.clock.advance(hours=2)
+    n0 = len(_told(ctx, a["county"], fid))
+    concerns.submit_concern(ctx, a["head"], student_id=sid, category="self_harm", urgency="soon", note="")
+    f = _flag(ctx, fid)
+    assert (f.tier, f.status) == ("county", "raised")
+    assert len(_told(ctx, a["county"], fid)) == n0 + 1
+    assert len(_gaps(ctx, fid, "counsellor")) == 1, _gaps(ctx, fid, "counsellor")
+
+
+def test_start_tier_move_handed_up_from_a_school_without_counsellor_records_the_gap_once(ctx, world):
+    """A class-tier flag acknowledged by the head teacher moves up to the school on a screening (back to
+    ``raised``) in a school without counsellor, and on to the county: one gap recorded for the counsellor."""
+    sid = world.students3[0]
+    fid, _head3 = _class_flag_in_school3(ctx, world, sid)
+    ctx.clock.advance(hours=1)
+    flag_phq9(ctx, sid, world.school3.id, MOD_SEVERE, "普测")
+    assert (_flag(ctx, fid).tier, _flag(ctx, fid).status) == ("county", "raised")
+    assert len(_gaps(ctx, fid, "counsellor")) == 1, _gaps(ctx, fid, "counsellor")
