@@ -28,8 +28,9 @@ class Flag(Base):
     school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"), index=True)
     class_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"), index=True)
     unit_path: Mapped[str] = mapped_column(path_type(), index=True)  # the current class's path
-    # where the flag was opened: the student's class and school then (cluster alerts count flags there);
-    # never changed when the flag follows the student elsewhere (``flags.follow_enrolment``)
+    # the class and school a cluster alert counts the flag in: where it was opened, or where it was when
+    # it became red/orange — ``flags.follow_enrolment`` re-points them when the flag follows its student
+    # while below the cluster levels (yellow), and keeps them once it is red or orange
     opened_class_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"),
                                                             default=_as_inserted("class_unit_id"))
     opened_school_unit_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("org_unit.id"),

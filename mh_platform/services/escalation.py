@@ -20,7 +20,9 @@ Cluster alerts: ``check_clusters`` runs when a flag opens or its level rises: at
 ``class_threshold`` (3) red/orange flags opened in one class, or ``school_threshold`` (5) in one
 school, within ``window`` (14 days) → one ``cluster_alert`` per unit per window (unique
 ``dedupe_key``) and a notice to the school (counsellors, leader) and the county with the suggested
-postvention step (targeted re-screening of the class).
+postvention step (targeted re-screening of the class). A flag counts in the class and school where it
+was when it became red/orange (``Flag.opened_class_unit_id`` / ``opened_school_unit_id``, see
+``flags.follow_enrolment``); an alert's page counts only the flags it lists for the viewer.
 """
 
 from __future__ import annotations
@@ -265,21 +267,47 @@ def sweep(ctx: ServiceContext, now: datetime | None = None, *, batch: int = BATC
 # ----------------------------------------------------------------------------- clusters
 
 
-def cluster_counted(since: datetime, levels: Collection[str]) -> sa.ColumnElement[bool]:
-    """The flags a cluster alert counts (docs/flags.md §6): opened since ``since``, at one of the
-    policy's ``levels``, and not dismissed as a false positive at the interview. One rule for the
-    one-by-one check, the batch's grouped counts and the alert's page; each compares the unit with the
-    class or school the flag was opened in (``Flag.opened_class_unit_id`` / ``opened_school_unit_id``),
-    so a flag that moved with its student counts there, not where it is now."""
+def cluster_counted(since: Any, levels: Collection[str]) -> sa.ColumnElement[bool]:
+    """The flags a cluster alert counts (docs/flags.md §6): opened since ``since`` (a time, or a column
+    such as ``ClusterAlert.window_start``), at one of the policy's ``levels``, and not dismissed as a
+    false positive at the interview. One rule for the one-by-one check, the batch's grouped counts and
+    the alert's pages; each compares the unit with the class or school the flag counts in
+    (``Flag.opened_class_unit_id`` / ``opened_school_unit_id``): where it was opened, or where it was
+    when it reached a cluster level — a yellow flag that follows its student counts at the new class
+    and school (``flags.follow_enrolment``), a red or orange one keeps counting where it was."""
     return sa.and_(Flag.opened_at >= since, Flag.level.in_(sorted(levels)),
                    ~sa.exists().where(FlagEvent.flag_id == Flag.id, FlagEvent.kind == fl.FlagEventKind.DISMISSED.value))
+
+
+def alert_counted(alert: Any) -> sa.ColumnElement[bool]:
+    """The flags the cluster alert ``alert`` counts: ``cluster_counted`` at its class or school, within
+    its window and opened by its time. ``alert`` is one loaded ``ClusterAlert``, or the class itself
+    (its columns, for a query over many alerts: ``list_clusters``) — the same rule either way."""
+    levels = [lv.value for lv in default_flag_policy().cluster.levels]
+    if isinstance(alert, ClusterAlert):
+        col = Flag.opened_class_unit_id if alert.scope == "class" else Flag.opened_school_unit_id
+        at_unit: sa.ColumnElement[bool] = col == alert.unit_id
+    else:
+        at_unit = sa.or_(sa.and_(alert.scope == "class", Flag.opened_class_unit_id == alert.unit_id),
+                         sa.and_(alert.scope == "school", Flag.opened_school_unit_id == alert.unit_id))
+    return sa.and_(at_unit, cluster_counted(alert.window_start, levels), Flag.opened_at <= alert.created_at)
+
+
+def _counts_here(flag: Flag, scope: str) -> bool:
+    """The flag is in the class (or school) it counts in. Not so only for a flag that followed its
+    student while red or orange: it counts where it was, and its later rise there (orange → red) adds
+    nothing to that count — and must neither check nor tell the unit it left."""
+    if scope == "class":
+        return flag.opened_class_unit_id == flag.class_unit_id
+    return flag.opened_school_unit_id == flag.school_unit_id
 
 
 def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
                    scopes: Collection[str] = ("class", "school"), batch: FlagBatch | None = None,
                    count: int | None = None, recent: bool | None = None) -> list[uuid.UUID]:
-    """Cluster alerts for the class and school the flag was opened in (in the caller's transaction:
-    a flag that moved with its student counts there, not where it is now); returns outbox ids
+    """Cluster alerts for the class and school the flag counts in (in the caller's transaction), when it
+    is there: a flag that followed its student while red or orange counts where it was, but its rise
+    at the new class checks nothing at the old one (``_counts_here``); returns outbox ids
     (none with ``batch``: the notices are planned into it, the alert and its audit entry are written
     by the batch's next flush). ``count`` and ``recent`` (an alert for the unit within the window):
     already read by the caller (one scope only)."""
@@ -292,7 +320,7 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
     for scope, col, unit_id, threshold in (
             ("class", Flag.opened_class_unit_id, flag.opened_class_unit_id, cp.class_threshold),
             ("school", Flag.opened_school_unit_id, flag.opened_school_unit_id, cp.school_threshold)):
-        if scope not in scopes:
+        if scope not in scopes or not _counts_here(flag, scope):
             continue
         n = count if count is not None else s.scalar(
             sa.select(sa.func.count()).select_from(Flag)
@@ -315,8 +343,7 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
         unit = _unit(s, unit_id, batch)
         if unit is None:
             continue
-        # told where the cluster is (the alert's class or school), which is where the flags were opened:
-        # not where a moved student's flag — the one that completed the cluster — is now
+        # told where the cluster is (the alert's class or school); the flag that completed it is there
         parts = unit.path.strip("/").split("/")
         for role, tier in ((Role.COUNSELLOR, Tier.SCHOOL), (Role.SCHOOL_LEADER, Tier.SCHOOL),
                            (Role.COUNTY_OFFICER, Tier.COUNTY)):
@@ -352,8 +379,10 @@ def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], 
     first: dict[tuple[str, uuid.UUID], Flag] = {}
     for f in flags:
         if f.level in levels:
-            first.setdefault(("class", f.opened_class_unit_id), f)
-            first.setdefault(("school", f.opened_school_unit_id), f)
+            if _counts_here(f, "class"):
+                first.setdefault(("class", f.opened_class_unit_id), f)
+            if _counts_here(f, "school"):
+                first.setdefault(("school", f.opened_school_unit_id), f)
     # the counts of all these classes and schools in one grouped read per scope; only the units at
     # or above their threshold go on to the alert check
     cp = default_flag_policy().cluster
@@ -383,7 +412,9 @@ def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], 
 
 
 def list_clusters(ctx: ServiceContext, actor: Any, *, limit: int = 50) -> list[dict[str, Any]]:
-    """Cluster alerts under the actor's unit (counsellor, school leader, county and city officers)."""
+    """Cluster alerts under the actor's unit (counsellor, school leader, county and city officers).
+    ``count``: as on the alert's page (``get_cluster``), the flags it counts that the actor may see."""
+    from mh_platform.services.flags_access import flag_scope
     from mh_platform.services.org import under
 
     if actor.role not in (Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER, Role.CITY_OFFICER) \
@@ -391,11 +422,14 @@ def list_clusters(ctx: ServiceContext, actor: Any, *, limit: int = 50) -> list[d
         return []
     with ctx.uow() as uow:
         s = uow.session
-        rows = s.execute(sa.select(ClusterAlert, OrgUnit).join(OrgUnit, OrgUnit.id == ClusterAlert.unit_id)
+        seen = (sa.select(sa.func.count()).select_from(Flag)
+                .where(alert_counted(ClusterAlert), flag_scope(actor, ctx.now(), escalation_policy(ctx)))
+                .correlate(ClusterAlert).scalar_subquery())
+        rows = s.execute(sa.select(ClusterAlert, OrgUnit, seen).join(OrgUnit, OrgUnit.id == ClusterAlert.unit_id)
                          .where(under(OrgUnit.path.expression, actor.unit_path))
                          .order_by(ClusterAlert.created_at.desc()).limit(limit)).all()
-        return [{"id": str(a.id), "scope": a.scope, "unit": u.name, "unit_id": str(u.id), "count": a.flag_count,
-                 "suggestion": a.suggestion, "created_at": a.created_at.isoformat()} for a, u in rows]
+        return [{"id": str(a.id), "scope": a.scope, "unit": u.name, "unit_id": str(u.id), "count": n,
+                 "suggestion": a.suggestion, "created_at": a.created_at.isoformat()} for a, u, n in rows]
 
 
 CLUSTER_ROLES = frozenset({Role.COUNSELLOR, Role.SCHOOL_LEADER, Role.COUNTY_OFFICER, Role.CITY_OFFICER})
@@ -407,9 +441,12 @@ def get_cluster(ctx: ServiceContext, actor: Any, cluster_id: uuid.UUID | str) ->
     Who: the counsellors and school leader of the alert's school, and the county and city officers
     above it (the unit lies under the actor's unit); everyone else — and a missing or malformed id —
     gets ``NotFound``. What: the scope (class / school), the unit's name (and its school's, for a
-    class), the window, the number of red/orange flags it counted and when it was raised — plus the
-    flags it counted that the actor may see on ``/flags`` (``flag_scope``), as ``flag_view`` shows
-    them to that role (no names, no scores beyond what the role already sees)."""
+    class), the window and when it was raised — plus the flags it counts (``alert_counted``) that the
+    actor may see on ``/flags`` (``flag_scope``), as ``flag_view`` shows them to that role (no names,
+    no scores beyond what the role already sees), and ``count``, the number of those flags: one rule
+    and one scope for both, so the count never tells of a flag the page does not list (a student who
+    left the school, a flag outside the role's ``/flags``). The number the alert was raised with stays
+    in its audit entry (``cluster:alerted``) and ``cluster_alert.flag_count``."""
     from mh_platform.core.errors import NotFound
     from mh_platform.services.flags import flag_view
     from mh_platform.services.flags_access import flag_scope
@@ -427,11 +464,8 @@ def get_cluster(ctx: ServiceContext, actor: Any, cluster_id: uuid.UUID | str) ->
             raise NotFound("cluster alert not found")
         alert, unit = row
         now = ctx.now()
-        col = Flag.opened_class_unit_id if alert.scope == "class" else Flag.opened_school_unit_id
         levels = [lv.value for lv in default_flag_policy().cluster.levels]
-        counted = sa.and_(col == alert.unit_id, cluster_counted(alert.window_start, levels),
-                          Flag.opened_at <= alert.created_at)
-        flags = s.scalars(sa.select(Flag).where(counted, flag_scope(actor, now, escalation_policy(ctx)))
+        flags = s.scalars(sa.select(Flag).where(alert_counted(alert), flag_scope(actor, now, escalation_policy(ctx)))
                           .order_by(Flag.opened_at, Flag.id)).all()
         school = None
         if alert.scope == "class":
@@ -440,6 +474,6 @@ def get_cluster(ctx: ServiceContext, actor: Any, cluster_id: uuid.UUID | str) ->
             school = school_unit.name if school_unit is not None else None
         return {"id": str(alert.id), "scope": alert.scope, "unit": unit.name, "unit_id": str(unit.id),
                 "school": school, "window_start": alert.window_start.isoformat(),
-                "created_at": alert.created_at.isoformat(), "count": alert.flag_count,
+                "created_at": alert.created_at.isoformat(), "count": len(flags),
                 "levels": levels, "suggestion": alert.suggestion,
                 "flags": [flag_view(ctx, s, actor, f, now, with_events=False) for f in flags]}

@@ -449,6 +449,9 @@ def follow_enrolment(ctx: ServiceContext, s: Session, student_id: uuid.UUID, enr
     - Another school: the flag restarts there (``core.flag_lifecycle.relocate``): ``raised`` at the tier
       its source starts at, at least the school tier, fresh clocks, no owner; made reachable (``reach``);
       the new acting role is told at once; a red flag is reported again to a county or city that changed.
+    - Cluster alerts (``escalation.check_clusters``): a flag below the cluster levels (yellow) now counts
+      at the new class and school (``opened_class_unit_id`` / ``opened_school_unit_id`` re-pointed); a
+      red or orange flag keeps counting where it became one, and never in the new class.
     - Either way one ``flag:transferred`` event (``student_moved_class`` / ``student_transferred``) and its
       audit entry, with the old and new school and class ids. The evidence and the history stay with the
       flag; the old school's people no longer reach it (access is by the flag's unit path), as with a
@@ -466,6 +469,11 @@ def follow_enrolment(ctx: ServiceContext, s: Session, student_id: uuid.UUID, enr
              "from_class": str(flag.class_unit_id), "to_class": str(enrol.class_unit_id)}
     values: dict[str, Any] = {**state_values(new), "school_unit_id": enrol.school_unit_id,
                               "class_unit_id": enrol.class_unit_id, "unit_path": enrol.unit_path}
+    if flag.level not in {lv.value for lv in fr.default_flag_policy().cluster.levels}:
+        # not (yet) a cluster level: it counted towards no cluster where it was, and a later rise
+        # happens where the student is now, so it counts there (docs/flags.md §6). A flag at a
+        # cluster level keeps its units: it was counted there, and not in the new class.
+        values.update(opened_class_unit_id=enrol.class_unit_id, opened_school_unit_id=enrol.school_unit_id)
     if new_school:
         values.update(owner_user_id=None, acknowledged_at=None, handled_at=None)
         if old_parts[_PATH_INDEX[Tier.COUNTY]] != new_parts[_PATH_INDEX[Tier.COUNTY]]:

@@ -269,30 +269,101 @@ def test_cluster_counts_a_flag_moved_to_another_school_at_the_school_it_was_open
     flag_phq9(ctx, world.students2[3], world.school.id, MOD_SEVERE, "s1-4")
     alert = _alerts(ctx, "school").get(world.school.id)
     assert alert is not None and alert.flag_count == 5
+    # the old counsellor no longer reaches the moved flag: their page and list count the four they see
+    # (a count of 5 beside 4 flags would tell them that the student who left still has an orange flag)
+    page = escalation.get_cluster(ctx, world.actors["counsellor"], alert.id)
+    assert page["count"] == len(page["flags"]) == 4
+    assert [c["count"] for c in escalation.list_clusters(ctx, world.actors["counsellor"])
+            if c["id"] == str(alert.id)] == [4]
+    # and the new school's people see no cluster of the old school
+    assert all(c["id"] != str(alert.id) for c in escalation.list_clusters(ctx, world.actors["counsellor2"]))
 
 
-def test_cluster_completed_by_a_moved_flag_rising_is_told_to_the_school_it_was_opened_at(ctx, world):
-    """A moved student's flag that rises to orange completes a cluster in the class it was opened in:
-    the alert is that class's, told to that school (its counsellor), not to the school the student went to."""
+def _cluster_notices(ctx, actor):
+    return [r for r in _told(ctx, actor) if r.template == "cluster_alert"]
+
+
+def test_a_yellow_flag_that_moved_counts_where_it_becomes_orange_not_where_it_was_opened(ctx, world):
+    """docs/flags.md §6: a flag counts towards the cluster of the class and school where it was when it
+    became red/orange. A yellow flag counted nowhere when its student left for another school: it is
+    re-pointed to the new class, and its rise there counts there — it completes no cluster at the old
+    class and tells the old school nothing (which would tell it that a student who left now has an
+    orange flag). (Until this rule, commit 912e44d, the rise completed the old class's cluster.)"""
     a = world.actors
     moved = world.students[0]
     fid = flag_phq9(ctx, moved, world.school.id, MODERATE, "a").flag_id  # yellow: counts nowhere yet
     _move(ctx, moved, world.klass_other)
+    f = _flag(ctx, fid)
+    assert (f.opened_class_unit_id, f.opened_school_unit_id) == (world.klass_other.id, world.school2.id)
     flag_phq9(ctx, world.students[1], world.school.id, MOD_SEVERE, "b")
     flag_phq9(ctx, world.students[2], world.school.id, MOD_SEVERE, "c")
-    assert world.klass.id not in _alerts(ctx, "class")
     ctx.clock.advance(days=1)
     flag_phq9(ctx, moved, world.school2.id, MOD_SEVERE, "d")  # at the new school: yellow -> orange
     assert _flag(ctx, fid).level == "orange"
-    alert = _alerts(ctx, "class").get(world.klass.id)
-    assert alert is not None and alert.flag_count == 3
+    assert world.klass.id not in _alerts(ctx, "class")
+    assert not _cluster_notices(ctx, a["counsellor"]) and not _cluster_notices(ctx, a["leader"])
+    # it counts at the new class: two more orange flags there make that class's cluster, told to that school
+    flag_phq9(ctx, world.students_other[0], world.school2.id, MOD_SEVERE, "e")
     assert world.klass_other.id not in _alerts(ctx, "class")
+    flag_phq9(ctx, world.students_other[1], world.school2.id, MOD_SEVERE, "f")
+    alert = _alerts(ctx, "class").get(world.klass_other.id)
+    assert alert is not None and alert.flag_count == 3
+    assert _cluster_notices(ctx, a["counsellor2"])
+    assert not _cluster_notices(ctx, a["counsellor"]) and not _cluster_notices(ctx, a["leader"])
+    page = escalation.get_cluster(ctx, a["counsellor2"], alert.id)
+    assert page["count"] == len(page["flags"]) == 3 and str(fid) in {x["id"] for x in page["flags"]}
 
-    def cluster_notices(actor):
-        return [r for r in _told(ctx, actor) if r.template == "cluster_alert"]
 
-    assert cluster_notices(a["counsellor"]) and cluster_notices(a["leader"])
-    assert not cluster_notices(a["counsellor2"])
+def test_reviewer_repro_a_moved_flag_rising_at_the_new_school_shows_nothing_at_the_old(ctx, world):
+    """The reviewer's reproduction (regression): yellow in 七年级1班, the student moves to 第二中学, two
+    orange flags in 七年级1班, a day later the moved flag rises to orange at 第二中学. It used to raise
+    七年级1班's alert, whose page showed the old counsellor count 3 beside 2 flags — telling the old
+    school that the student who left now has an orange flag. Now there is no such alert, and every
+    cluster the old school's people see counts only the flags they are shown."""
+    a = world.actors
+    flag_phq9(ctx, world.students[0], world.school.id, MODERATE, "r-0")
+    _move(ctx, world.students[0], world.klass_other)
+    flag_phq9(ctx, world.students[1], world.school.id, MOD_SEVERE, "r-1")
+    flag_phq9(ctx, world.students[2], world.school.id, MOD_SEVERE, "r-2")
+    ctx.clock.advance(days=1)
+    flag_phq9(ctx, world.students[0], world.school2.id, MOD_SEVERE, "r-3")
+    assert world.klass.id not in _alerts(ctx, "class") and world.school.id not in _alerts(ctx, "school")
+    for key in ("counsellor", "leader"):
+        assert not _cluster_notices(ctx, a[key]), key
+        for c in escalation.list_clusters(ctx, a[key]):
+            assert c["count"] == len(escalation.get_cluster(ctx, a[key], c["id"])["flags"]), (key, c)
+
+
+def test_an_orange_flag_that_moved_counts_where_it_was_and_its_rise_there_tells_the_old_school_nothing(ctx, world):
+    """An orange flag keeps counting in the class it became orange in after its student left (and not in
+    the new class). The old counsellor's cluster page counts only the flags it lists: the moved one,
+    now out of their reach, is in neither. Its later rise at the new school (orange -> red) checks
+    nothing at the old class — not even when the old class's previous alert has just left the window,
+    where a check there would raise a new alert and tell the old school about it."""
+    a = world.actors
+    st = world.students
+    for i in range(3):  # day 0: a first cluster in 七年级1班
+        flag_phq9(ctx, st[i], world.school.id, MOD_SEVERE, f"o-{i}")
+    first = _alerts(ctx, "class")[world.klass.id]
+    ctx.clock.advance(days=13)  # day 13: three more; the first alert (day 0) is still in the window
+    moved = flag_phq9(ctx, st[3], world.school.id, MOD_SEVERE, "o-3").flag_id
+    flag_phq9(ctx, st[4], world.school.id, MOD_SEVERE, "o-4")
+    _move(ctx, st[3], world.klass_other)  # orange: keeps counting in 七年级1班
+    f = _flag(ctx, moved)
+    assert (f.opened_class_unit_id, f.opened_school_unit_id) == (world.klass.id, world.school.id)
+    flag_phq9(ctx, st[5], world.school.id, MOD_SEVERE, "o-5")
+    assert set(_alerts(ctx, "class")) == {world.klass.id} and _alerts(ctx, "class")[world.klass.id].id == first.id
+    # its page, for the old counsellor: the three flags of day 0, count 3
+    page = escalation.get_cluster(ctx, a["counsellor"], first.id)
+    assert page["count"] == len(page["flags"]) == 3
+    notices = len(_cluster_notices(ctx, a["counsellor"]))
+    ctx.clock.advance(days=2)  # day 15: the first alert has left the window; day 13's three flags are in it
+    flag_phq9(ctx, st[3], world.school2.id, SEVERE, "o-6")  # at 第二中学: orange -> red
+    assert _flag(ctx, moved).level == "red"
+    alerts = _alerts(ctx, "class")
+    assert set(alerts) == {world.klass.id} and alerts[world.klass.id].id == first.id, "the rise checked the old class"
+    assert len(_cluster_notices(ctx, a["counsellor"])) == notices
+    assert not _cluster_notices(ctx, a["counsellor2"])
 
 
 # ---------------------------------------------------------------- re-triage above the school tier
