@@ -133,16 +133,24 @@ def _hidden_above(s: Session, actor: Actor, camp: Any, units: Any, unit: OrgUnit
     return hidden
 
 
+def _started(camp: Any, student_id: Any) -> Any:
+    """The student (``student_id``: a column of the outer query) entered a code or has any response."""
+    return sa.or_(sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == student_id,
+                                    AccessCode.first_used_at.is_not(None)),
+                  sa.exists().where(Response.campaign_id == camp.id, Response.student_id == student_id))
+
+
+def _completed(camp: Any, student_id: Any) -> Any:
+    """The student's whole battery is submitted (online, on paper, or both): the code is completed."""
+    return sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == student_id,
+                             AccessCode.completed_at.is_not(None))
+
+
 def _figures(s: Session, camp: Any, units: Any, unit: OrgUnit) -> tuple[Figures, list[Figures]]:
     """The unsuppressed figures of ``unit`` (its total) and of each unit just below it."""
     from mh_platform.services.org import under
 
-    started = sa.or_(
-        sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Enrolment.student_id,
-                          AccessCode.first_used_at.is_not(None)),
-        sa.exists().where(Response.campaign_id == camp.id, Response.student_id == Enrolment.student_id))
-    completed = sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Enrolment.student_id,
-                                  AccessCode.completed_at.is_not(None))
+    started, completed = _started(camp, Enrolment.student_id), _completed(camp, Enrolment.student_id)
     readmin = sa.exists().where(Response.campaign_id == camp.id, Response.student_id == Enrolment.student_id,
                                 Response.quality_suggestion == "readminister")
     ok = consent_ok(Enrolment.student_id, camp.academic_year_id)
@@ -242,12 +250,7 @@ def to_finish(ctx: ServiceContext, actor: Actor, campaign_id: uuid.UUID, class_u
         cls = s.get(OrgUnit, class_unit_id)
         if cls is None or cls.kind != UnitKind.CLASS.value or not in_scope(actor, cls.path):
             raise NotFound("class not found")
-        started = sa.or_(
-            sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Student.id,
-                              AccessCode.first_used_at.is_not(None)),
-            sa.exists().where(Response.campaign_id == camp.id, Response.student_id == Student.id))
-        completed = sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Student.id,
-                                      AccessCode.completed_at.is_not(None))
+        started, completed = _started(camp, Student.id), _completed(camp, Student.id)
         rows = s.execute(sa.select(Student, started.label("started"))
                          .join(Enrolment, Enrolment.student_id == Student.id)
                          .where(eligible_condition(camp, units), Enrolment.class_unit_id == cls.id,
