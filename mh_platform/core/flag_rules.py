@@ -128,6 +128,11 @@ class ClusterPolicy:
     class_threshold: int = 3
     school_threshold: int = 5
 
+    @property
+    def level_values(self) -> list[str]:
+        """The levels a cluster counts, as stored in ``flag.level`` (sorted: a stable SQL ``IN`` list)."""
+        return sorted(lv.value for lv in self.levels)
+
 
 @dataclass(frozen=True)
 class FlagPolicy:

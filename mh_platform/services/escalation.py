@@ -283,7 +283,7 @@ def alert_counted(alert: Any) -> sa.ColumnElement[bool]:
     """The flags the cluster alert ``alert`` counts: ``cluster_counted`` at its class or school, within
     its window and opened by its time. ``alert`` is one loaded ``ClusterAlert``, or the class itself
     (its columns, for a query over many alerts: ``list_clusters``) — the same rule either way."""
-    levels = [lv.value for lv in default_flag_policy().cluster.levels]
+    levels = default_flag_policy().cluster.level_values
     if isinstance(alert, ClusterAlert):
         col = Flag.opened_class_unit_id if alert.scope == "class" else Flag.opened_school_unit_id
         at_unit: sa.ColumnElement[bool] = col == alert.unit_id
@@ -312,7 +312,7 @@ def check_clusters(ctx: ServiceContext, s: Session, flag: Flag, now: datetime,
     by the batch's next flush). ``count`` and ``recent`` (an alert for the unit within the window):
     already read by the caller (one scope only)."""
     cp = default_flag_policy().cluster
-    levels = [lv.value for lv in cp.levels]
+    levels = cp.level_values
     if flag.level not in levels:
         return []
     since = now - cp.window
@@ -375,7 +375,7 @@ def check_clusters_once(ctx: ServiceContext, s: Session, flags: Iterable[Flag], 
     bulk import), after the whole batch is in: with the first flag of each class (class scope) and of
     each school (school scope) that can count towards a cluster. An alert is raised once a count
     reaches its threshold either way, and then carries the final count."""
-    levels = {lv.value for lv in default_flag_policy().cluster.levels}
+    levels = default_flag_policy().cluster.level_values
     first: dict[tuple[str, uuid.UUID], Flag] = {}
     for f in flags:
         if f.level in levels:
@@ -464,7 +464,7 @@ def get_cluster(ctx: ServiceContext, actor: Any, cluster_id: uuid.UUID | str) ->
             raise NotFound("cluster alert not found")
         alert, unit = row
         now = ctx.now()
-        levels = [lv.value for lv in default_flag_policy().cluster.levels]
+        levels = default_flag_policy().cluster.level_values
         flags = s.scalars(sa.select(Flag).where(alert_counted(alert), flag_scope(actor, now, escalation_policy(ctx)))
                           .order_by(Flag.opened_at, Flag.id)).all()
         school = None

@@ -469,7 +469,7 @@ def follow_enrolment(ctx: ServiceContext, s: Session, student_id: uuid.UUID, enr
              "from_class": str(flag.class_unit_id), "to_class": str(enrol.class_unit_id)}
     values: dict[str, Any] = {**state_values(new), "school_unit_id": enrol.school_unit_id,
                               "class_unit_id": enrol.class_unit_id, "unit_path": enrol.unit_path}
-    if flag.level not in {lv.value for lv in fr.default_flag_policy().cluster.levels}:
+    if flag.level not in fr.default_flag_policy().cluster.level_values:
         # not (yet) a cluster level: it counted towards no cluster where it was, and a later rise
         # happens where the student is now, so it counts there (docs/flags.md §6). A flag at a
         # cluster level keeps its units: it was counted there, and not in the new class.
