@@ -100,10 +100,14 @@ def _report(s: Session, actor: Actor, campaign_id: uuid.UUID, unit_id: uuid.UUID
     unit = s.get(OrgUnit, unit_id or actor.unit_id)
     if unit is None or not in_scope(actor, unit.path):
         raise NotFound("unit not found")
-    total, rows = _figures(s, camp, units, unit)
-    if actor.role in AGGREGATE_ONLY:
+    officer = actor.role in AGGREGATE_ONLY
+    # one aggregate query: an officer's drill-down also needs the tables above the viewed unit, up to
+    # the officer's own (``_hidden_above``), and all of them are made from the same class rows
+    classes = _class_figures(s, camp, units, str(actor.unit_path) if officer else unit.path)
+    total, rows = _table(s, classes, unit)
+    if officer:
         rows = _suppress(rows, total)
-        inherited = _hidden_above(s, actor, camp, units, unit)
+        inherited = _hidden_above(s, actor, classes, unit)
         for r in [*rows, total]:
             for f in inherited:
                 if getattr(r, f) is not None:
@@ -112,13 +116,14 @@ def _report(s: Session, actor: Actor, campaign_id: uuid.UUID, unit_id: uuid.UUID
     return CompletionReport(camp.id, total, rows)
 
 
-def _hidden_above(s: Session, actor: Actor, camp: Any, units: Any, unit: OrgUnit) -> set[str]:
+def _hidden_above(s: Session, actor: Actor, classes: list[tuple[str, Figures]], unit: OrgUnit) -> set[str]:
     """Figures an officer's drill-down must hide because a table higher up hid them (T19: no
     differencing across the levels). For each unit A from the officer's own unit down to the viewed
-    unit's parent, A's published table is rebuilt; a figure it hides in a row that is the viewed unit,
-    lies above it or lies under it would otherwise be recoverable from the viewed unit's total or rows
-    (e.g. the county shows school A (3 students) and school B as "*" with the total 23; the view of
-    school B would show B = 20, and so A = 3). Such a figure is hidden in the whole view."""
+    unit's parent, A's published table is made again (from ``classes``, the class figures of the
+    officer's whole unit); a figure it hides in a row that is the viewed unit, lies above it or lies
+    under it would otherwise be recoverable from the viewed unit's total or rows (e.g. the county
+    shows school A (3 students) and school B as "*" with the total 23; the view of school B would
+    show B = 20, and so A = 3). Such a figure is hidden in the whole view."""
     ids = unit.path.strip("/").split("/")
     own_depth = len(str(actor.unit_path).strip("/").split("/")) - 1
     hidden: set[str] = set()
@@ -126,7 +131,7 @@ def _hidden_above(s: Session, actor: Actor, camp: Any, units: Any, unit: OrgUnit
         above = s.get(OrgUnit, uuid.UUID(ids[depth]))
         if above is None:
             continue
-        a_total, a_rows = _figures(s, camp, units, above)
+        a_total, a_rows = _table(s, classes, above)
         for r in _suppress(a_rows, a_total):
             if r.suppressed and (r.path.startswith(unit.path) or unit.path.startswith(r.path)):
                 hidden.update(r.suppressed)
@@ -146,8 +151,10 @@ def _completed(camp: Any, student_id: Any) -> Any:
                              AccessCode.completed_at.is_not(None))
 
 
-def _figures(s: Session, camp: Any, units: Any, unit: OrgUnit) -> tuple[Figures, list[Figures]]:
-    """The unsuppressed figures of ``unit`` (its total) and of each unit just below it."""
+def _class_figures(s: Session, camp: Any, units: Any, path: str) -> list[tuple[str, Figures]]:
+    """The unsuppressed figures of every class at or under the unit with ``path``, each with its
+    path: one aggregate query, from which the table of any unit at or under ``path`` is made
+    (``_table``) — an officer's drill-down reads the enrolments once, not once per level above."""
     from mh_platform.services.org import under
 
     started, completed = _started(camp, Enrolment.student_id), _completed(camp, Enrolment.student_id)
@@ -160,19 +167,27 @@ def _figures(s: Session, camp: Any, units: Any, unit: OrgUnit) -> tuple[Figures,
 
     q = (sa.select(Enrolment.class_unit_id, Enrolment.unit_path, sa.func.count(), n(ok), n(sa.and_(ok, started)),
                    n(sa.and_(ok, completed)), n(sa.and_(ok, readmin)))
-         .where(eligible_condition(camp, units), under(Enrolment.unit_path, unit.path))
+         .where(eligible_condition(camp, units), under(Enrolment.unit_path, path))
          .group_by(Enrolment.class_unit_id, Enrolment.unit_path))
+    return [(p, Figures(cid, "", "", int(elig or 0), int(cons or 0), int(st or 0), int(comp or 0), int(ra or 0)))
+            for cid, p, elig, cons, st, comp, ra in s.execute(q)]
+
+
+def _table(s: Session, classes: list[tuple[str, Figures]], unit: OrgUnit) -> tuple[Figures, list[Figures]]:
+    """The unsuppressed figures of ``unit`` (its total) and of each unit just below it, from the
+    class figures of ``unit`` or of a unit above it (``_class_figures``)."""
+    from mh_platform.services.org import unit_sort_key
+
     child_depth = UNIT_DEPTH[CHILD_KIND[UnitKind(unit.kind)]]
     groups: dict[uuid.UUID, Figures] = {}
     total = Figures(unit.id, unit.name, unit.kind, path=unit.path)
-    for _cid, path, elig, cons, st, comp, ra in s.execute(q):
+    for path, f in classes:
+        if not path.startswith(unit.path):
+            continue
         parts = path.strip("/").split("/")
         child = uuid.UUID(parts[child_depth]) if UnitKind(unit.kind) != UnitKind.CLASS else unit.id
-        f = Figures(child, "", "", int(elig or 0), int(cons or 0), int(st or 0), int(comp or 0), int(ra or 0))
         groups.setdefault(child, Figures(child, "", "")).add(f)
         total.add(f)
-    from mh_platform.services.org import unit_sort_key
-
     found = {u.id: u for u in s.scalars(sa.select(OrgUnit).where(OrgUnit.id.in_(list(groups))))}
     rows = []
     for cid, f in groups.items():

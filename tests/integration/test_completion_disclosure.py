@@ -126,6 +126,32 @@ def test_a_drill_down_cannot_undo_the_suppression_above(ctx, county_campaign):
     assert own.unit.eligible == 12 and [r.eligible for r in own.rows] == [6, 6]
 
 
+def test_a_drill_down_reads_the_enrolments_once(ctx, county_campaign):
+    """An officer's drill-down makes every table above the viewed unit (for the suppression it
+    inherits) from one aggregate query over the officer's own unit, not one query per level; the
+    figures are those of the level's own table."""
+    world, _hostile, cid = county_campaign
+    cls = class_units(ctx, world.school)[0]
+    aggregates: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_a):
+        if "GROUP BY" in statement.upper() and "enrolment" in statement.lower():
+            aggregates.append(statement)
+
+    sa.event.listen(ctx.engine, "before_cursor_execute", seen)
+    try:
+        views = {u.id: completion.completion(ctx, world.city_officer, cid, u.id)
+                 for u in (world.county, world.school, cls)}
+    finally:
+        sa.event.remove(ctx.engine, "before_cursor_execute", seen)
+    assert len(aggregates) == 3  # one per view (it was one per level from the city down: 10)
+    school_staff = completion.completion(ctx, world.counsellor, cid)
+    assert [r.eligible for r in school_staff.rows] == [6, 6]
+    # the class view, three levels under the city, shows the class's own (inherited-suppressed) figures
+    assert views[cls.id].unit.unit_id == cls.id and [r.unit_id for r in views[cls.id].rows] == [cls.id]
+    assert views[world.county.id].unit.eligible == 15
+
+
 def test_a_school_export_is_unsuppressed_and_names_no_student(ctx, county_campaign):
     world, hostile, cid = county_campaign
     rows = _csv_rows(completion.export(ctx, world.counsellor, cid, None, "csv", LABELS).data)
