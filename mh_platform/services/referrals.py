@@ -141,6 +141,9 @@ def create_referral(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str,
         inst = _active_institution(s, institution_id, case)
         if s.scalar(sa.select(Referral.id).where(Referral.case_id == case.id, Referral.state != "closed").limit(1)):
             raise Conflict(N_("the case already has an open referral"))
+        # claim the case (its version), as close_case and a handover do: a close, a handover or a second
+        # draft that read the case meanwhile loses (Conflict), so a closed case never has an open referral
+        case_service._bump(s, case)
         draft, ev = core.new_referral(Level(case.level), inst.id, case_service.role_of(actor), now)
         row = Referral(id=uuid.uuid4(), case_id=case.id, student_id=case.student_id, institution_id=inst.id,
                        school_unit_id=case.school_unit_id, unit_path=case.unit_path, level=case.level,

@@ -75,3 +75,55 @@ def test_a_break_glass_use_is_told_to_the_school_when_the_case_counsellor_left(c
     auth.set_active(ctx, SYSTEM, w.user_ids["counsellor.a"], False)
     breakglass.open_break_glass(ctx, w.actors["county.a"], cid, reason="学生失联，需要立即了解个案情况")
     assert f"/cases/{cid}" in _told(ctx, w.user_ids["counsellor.a.two"], "breakglass_opened")
+
+
+def test_a_case_is_not_closed_while_a_referral_of_it_is_drafted_concurrently(fresh_ctx, monkeypatch):
+    """close_case refuses while a referral is open, but create_referral did not touch the case row:
+    a referral drafted (and committed) between close_case's check and its claim of the case left a
+    closed case with an open referral. Real commits on two connections; close_case is held just
+    before its claim while the other transaction drafts the referral."""
+    import threading
+
+    from mh_platform.core.errors import Conflict
+    from mh_platform.db.models import Case, Referral
+    from mh_platform.services.context import build_context
+    from mh_platform.services.keys import bootstrap_keys
+
+    ctx = fresh_ctx
+    if ctx.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writers are serial (BEGIN IMMEDIATE): the interleaving cannot happen there")
+    w = build(ctx)
+    c = w.actors["counsellor.a"]
+    cid = cases.open_case(ctx, c, confirmed_flag(ctx, w.students[0], "red"), summary="摘要")
+    real_bump = cases._bump
+    other: dict = {}
+
+    def draft_elsewhere() -> None:
+        try:
+            own = build_context(ctx.settings, clock=ctx.clock)
+            bootstrap_keys(own)
+            other["rid"] = referrals.create_referral(own, c, cid, institution_id=w.inst1, reason="需专业评估")
+            own.engine.dispose()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            other["error"] = exc
+
+    def bump(s, case):
+        if threading.current_thread() is threading.main_thread() and not other:
+            t = threading.Thread(target=draft_elsewhere)
+            t.start()
+            t.join(timeout=60)
+        real_bump(s, case)
+
+    monkeypatch.setattr(cases, "_bump", bump)
+    closed = True
+    try:
+        cases.close_case(ctx, c, cid, reason="结案")
+    except Conflict:
+        closed = False
+    monkeypatch.setattr(cases, "_bump", real_bump)
+    with ctx.uow() as uow:
+        status = uow.session.get(Case, cid).status
+        open_referrals = uow.session.scalar(sa.select(sa.func.count()).select_from(Referral)
+                                            .where(Referral.case_id == cid, Referral.state != "closed"))
+    assert not (status == "closed" and open_referrals), (other, closed)
+    assert ("rid" in other) != closed  # exactly one of the two won
