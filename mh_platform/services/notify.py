@@ -394,7 +394,9 @@ def send_pending(ctx: ServiceContext, *, limit: int = 500, ids: Iterable[uuid.UU
                 uow.commit()
             out["failed"] += 1
             continue
-        if not _claim(ctx, row_id, status, attempts, worker, now):
+        # the lease runs from the claim, not from the start of the run: a row claimed late in a long run
+        # (slow SMTP) must not be free for another sender while it is on the wire
+        if not _claim(ctx, row_id, status, attempts, worker, ctx.now()):
             out["skipped"] += 1
             continue
         result = deliver_one(ctx, row_id, worker)
