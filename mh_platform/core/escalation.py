@@ -315,7 +315,10 @@ def due_escalation(
     ceiling = ceiling_for(flag.level, flag.is_watch, p)
     up = next_tier(flag.tier)
     to = up if up is not None and tier_rank(up) <= tier_rank(ceiling) else flag.tier
-    inform = tuple(dict.fromkeys([p.tier_roles[to], *p.levels[flag.level].inform_on_miss]))
+    # a watch-only flag is the counsellor's alone (the model's signal is shown to no other role): only
+    # the acting role is told, not the level's ``inform_on_miss``
+    also = () if flag.is_watch else p.levels[flag.level].inform_on_miss
+    inform = tuple(dict.fromkeys([p.tier_roles[to], *also]))
     return EscalationStep(missed, due, now, flag.level, flag.tier, to, inform)
 
 

@@ -26,6 +26,7 @@ from mh_platform.services.cases import (
     _text,
     active_break_glass,
     ancestor_id,
+    case_counsellors,
     notify_users,
     rowcount,
     scoped,
@@ -82,12 +83,8 @@ def open_break_glass(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str
         s.flush()
         school = s.get(OrgUnit, case.school_unit_id)
         unit_name = school.name if school else ""
-        ids = []
-        if case.counsellor_user_id is not None:
-            owner = s.get(User, case.counsellor_user_id)
-            if owner is not None and owner.is_active:
-                ids += notify_users(s, [owner], template="breakglass_opened", unit_name=unit_name,
-                                    link=f"/cases/{case.id}", dedupe=f"breakglass:{bg.id}", now=now)
+        ids = notify_users(s, case_counsellors(s, case), template="breakglass_opened", unit_name=unit_name,
+                           link=f"/cases/{case.id}", dedupe=f"breakglass:{bg.id}", now=now)
         city_id = ancestor_id(case.unit_path, UnitKind.CITY)
         city_officers = [u for u in notify.users_with_role(s, Role.CITY_OFFICER, city_id) if u.id != actor.user_id] \
             if city_id is not None else []

@@ -82,6 +82,15 @@ def users_at(s: Session, role: Role, unit_id: uuid.UUID) -> list[User]:
     return notify.users_with_role(s, role, unit_id)
 
 
+def case_counsellors(s: Session, case: Case) -> list[User]:
+    """Who is told of news on a case (a referral answered or overdue, a break-glass use): its counsellor
+    while they are active and still a counsellor of the case's school; else every active counsellor
+    there, so the news reaches someone who can open the case (a counsellor who left, or moved to
+    another school, would be told of a case they no longer reach, or not at all)."""
+    at_school = users_at(s, Role.COUNSELLOR, case.school_unit_id)
+    return [u for u in at_school if u.id == case.counsellor_user_id] or at_school
+
+
 def ancestor_id(path: str, kind: UnitKind) -> uuid.UUID | None:
     """The id of the ancestor of ``kind`` from a materialised path (city=0, county=1, school=2…)."""
     parts = path.strip("/").split("/")

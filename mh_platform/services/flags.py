@@ -57,6 +57,7 @@ from mh_platform.services.flags_access import (
     escalation_policy,
     flag_scope,
     sees_clinical,
+    sees_watch,
 )
 
 # What the person holding the flag should do, by level (shown to head teachers instead of scores).
@@ -887,7 +888,7 @@ def flag_view(ctx: ServiceContext, s: Session, actor: Actor, flag: Flag, now: da
     klass = s.get(OrgUnit, flag.class_unit_id)
     out: dict[str, Any] = {
         "id": str(flag.id), "level": flag.level, "tier": flag.tier, "status": flag.status,
-        "is_watch": flag.is_watch, "opened_at": _iso(flag.opened_at), "tier_entered_at": _iso(flag.tier_entered_at),
+        "opened_at": _iso(flag.opened_at), "tier_entered_at": _iso(flag.tier_entered_at),
         "ack_due_at": _iso(flag.ack_due_at), "handle_due_at": _iso(flag.handle_due_at),
         "acknowledged_at": _iso(flag.acknowledged_at), "closed_at": _iso(flag.closed_at),
         "overdue": overdue(flag, now), "escalations": flag.escalations,
@@ -896,6 +897,8 @@ def flag_view(ctx: ServiceContext, s: Session, actor: Actor, flag: Flag, now: da
         "what_to_do": {"zh": GUIDANCE[flag.level][0], "en": GUIDANCE[flag.level][1]},
         "actions": [a.value for a in allowed_actions(to_state(flag), Role(actor.role), p)] if actor.role else [],
     }
+    if sees_watch(actor):  # the model's signal is the counsellor's alone (risk.md, model:read_watch)
+        out["is_watch"] = flag.is_watch
     if actor.role in (Role.HEAD_TEACHER, Role.COUNSELLOR):
         out["student_id"] = str(flag.student_id)
     student = s.get(Student, flag.student_id)
@@ -929,8 +932,11 @@ def flag_view(ctx: ServiceContext, s: Session, actor: Actor, flag: Flag, now: da
         rows = s.scalars(sa.select(FlagEvent).where(FlagEvent.flag_id == flag.id).order_by(FlagEvent.seq)).all()
         events = []
         for r in rows:
+            code = r.reason_code
+            if code == fr.EvidenceSource.MODEL.value and not sees_watch(actor):
+                code = None  # raised by the model's watch signal: not for this role to know
             e = {"kind": r.kind, "at": _iso(r.at), "from_status": r.from_status, "to_status": r.to_status,
-                 "from_tier": r.from_tier, "to_tier": r.to_tier, "reason_code": r.reason_code,
+                 "from_tier": r.from_tier, "to_tier": r.to_tier, "reason_code": code,
                  "has_reason": r.reason_enc is not None}
             if sees_clinical(actor):
                 e["from_level"], e["to_level"] = r.from_level, r.to_level

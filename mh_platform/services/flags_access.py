@@ -1,6 +1,8 @@
 """Who may see which flag — the chokepoint for flags (``access_flag_by_id``) and its SQL twin.
 
 - class monitors, clinicians and system administrators: never any flag (NotFound / empty).
+- a watch-only flag (the risk model's signal alone): only roles holding ``model:read_watch`` (the
+  counsellor); risk.md: the watch signal is not shown to head teachers, and the matrix gives it to no one else.
 - head teacher: flags of their own class (level, tier, status, what to do — never scores or answers).
 - counsellor: every flag of their school, with evidence (the only role that sees clinical detail).
 - school leader: red flags of their school, and any flag of their school that missed a deadline.
@@ -22,6 +24,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from mh_platform.core.authz import Permission, can
 from mh_platform.core.errors import NotFound
 from mh_platform.core.escalation import EscalationPolicy, default_escalation_policy, parse_escalation_policy
 from mh_platform.core.types import Level, Role, Tier
@@ -51,15 +54,26 @@ def sees_clinical(actor: Actor) -> bool:
     return actor.role in CLINICAL_ROLES
 
 
+def sees_watch(actor: Actor) -> bool:
+    """The risk model's watch signal (a watch-only flag, ``is_watch``, a raise by the model): ``model:read_watch``."""
+    return can(actor.role, Permission.MODEL_READ_WATCH)
+
+
 def _county_levels(p: EscalationPolicy) -> list[str]:
     return [lv.value for lv, lp in p.levels.items() if lp.inform_county_at_once]
 
 
 def flag_scope(actor: Actor, now: datetime, policy: EscalationPolicy | None = None) -> sa.ColumnElement[bool]:
     """SQL condition: the flags ``actor`` may see (false for everyone else)."""
-    p = policy or default_escalation_policy()
     if actor.role not in FLAG_ROLES or not actor.unit_path:
         return sa.false()
+    cond = _role_scope(actor, now, policy)
+    return cond if sees_watch(actor) else sa.and_(cond, Flag.is_watch.is_(False))
+
+
+def _role_scope(actor: Actor, now: datetime, policy: EscalationPolicy | None) -> sa.ColumnElement[bool]:
+    p = policy or default_escalation_policy()
+    assert actor.unit_path is not None
     here = under(Flag.unit_path.expression, actor.unit_path)
     if actor.role in (Role.HEAD_TEACHER, Role.COUNSELLOR):
         return here
@@ -85,6 +99,8 @@ def can_see(actor: Actor, flag: Flag, now: datetime, policy: EscalationPolicy | 
     if actor.role not in FLAG_ROLES or not actor.unit_path or not flag.unit_path:
         return False
     if not flag.unit_path.startswith(actor.unit_path):
+        return False
+    if flag.is_watch and not sees_watch(actor):
         return False
     if actor.role in (Role.HEAD_TEACHER, Role.COUNSELLOR):
         return True

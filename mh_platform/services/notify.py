@@ -367,6 +367,10 @@ def deliver_one(ctx: ServiceContext, row_id: uuid.UUID, worker: str) -> str:
             raise DeliveryError(f"unknown channel {snapshot.channel}")
     except DeliveryError as exc:
         return _mark(ctx, row_id, worker, now, str(exc))
+    except Exception as exc:  # noqa: BLE001 - e.g. an address the email library refuses, an odd webhook reply:
+        # a failure of this row like any other (recorded, backoff, ``failed`` in the end), not of the batch
+        log.exception("outbox %s %s: unexpected delivery error", row_id, snapshot.channel)
+        return _mark(ctx, row_id, worker, now, f"{snapshot.channel}: {type(exc).__name__}")
     return _mark(ctx, row_id, worker, now, None)
 
 
@@ -390,7 +394,9 @@ def send_pending(ctx: ServiceContext, *, limit: int = 500, ids: Iterable[uuid.UU
                 uow.commit()
             out["failed"] += 1
             continue
-        if not _claim(ctx, row_id, status, attempts, worker, now):
+        # the lease runs from the claim, not from the start of the run: a row claimed late in a long run
+        # (slow SMTP) must not be free for another sender while it is on the wire
+        if not _claim(ctx, row_id, status, attempts, worker, ctx.now()):
             out["skipped"] += 1
             continue
         result = deliver_one(ctx, row_id, worker)

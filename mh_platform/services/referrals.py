@@ -35,7 +35,7 @@ from mh_platform.core import referrals as core
 from mh_platform.core.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from mh_platform.core.i18n import N_
 from mh_platform.core.types import Level, Role, Tier, UnitKind
-from mh_platform.db.models import Case, Institution, OrgUnit, PlanItem, Referral, ReferralEvent, Student, User
+from mh_platform.db.models import Case, Institution, OrgUnit, PlanItem, Referral, ReferralEvent, Student
 from mh_platform.services import audit, disclosure, notify
 from mh_platform.services import cases as case_service
 from mh_platform.services.cases import (
@@ -141,6 +141,9 @@ def create_referral(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str,
         inst = _active_institution(s, institution_id, case)
         if s.scalar(sa.select(Referral.id).where(Referral.case_id == case.id, Referral.state != "closed").limit(1)):
             raise Conflict(N_("the case already has an open referral"))
+        # claim the case (its version), as close_case and a handover do: a close, a handover or a second
+        # draft that read the case meanwhile loses (Conflict), so a closed case never has an open referral
+        case_service._bump(s, case)
         draft, ev = core.new_referral(Level(case.level), inst.id, case_service.role_of(actor), now)
         row = Referral(id=uuid.uuid4(), case_id=case.id, student_id=case.student_id, institution_id=inst.id,
                        school_unit_id=case.school_unit_id, unit_path=case.unit_path, level=case.level,
@@ -288,11 +291,9 @@ def _transition_notices(s: Session, row: Referral, case: Case, action: str, old_
     if (action == "cancel" and before_state != "draft") or (action == "reroute" and before_state == "requested"):
         ids += notify_users(s, clinicians_of(s, old_institution), template="referral_updated", unit_name=unit_name,
                             link="/referrals", dedupe=dedupe, now=now)
-    if action in TELL_SCHOOL and case.counsellor_user_id is not None:
-        user = s.get(User, case.counsellor_user_id)
-        if user is not None and user.is_active:
-            ids += notify_users(s, [user], template="referral_updated", unit_name=unit_name,
-                                link=f"/cases/{case.id}", dedupe=dedupe, now=now)
+    if action in TELL_SCHOOL:
+        ids += notify_users(s, case_service.case_counsellors(s, case), template="referral_updated",
+                            unit_name=unit_name, link=f"/cases/{case.id}", dedupe=dedupe, now=now)
     return ids
 
 
@@ -476,11 +477,9 @@ def _escalate_one(ctx: ServiceContext, rid: uuid.UUID, now: datetime) -> dict[st
             ids += notify_users(s, case_service.users_at(s, role, unit_id), template="referral_overdue",
                                 unit_name=unit_name, link=f"/referrals/{row.id}", dedupe=dedupe, now=now)
         case = s.get(Case, row.case_id)
-        if case is not None and case.counsellor_user_id is not None:
-            user = s.get(User, case.counsellor_user_id)
-            if user is not None and user.is_active:
-                ids += notify_users(s, [user], template="referral_updated", unit_name=unit_name,
-                                    link=f"/cases/{case.id}", dedupe=dedupe, now=now)
+        if case is not None:
+            ids += notify_users(s, case_service.case_counsellors(s, case), template="referral_updated",
+                                unit_name=unit_name, link=f"/cases/{case.id}", dedupe=dedupe, now=now)
         uow.after_commit(lambda: notify.send_soon(ctx, ids))
         uow.commit()
         return {"referral": str(row.id), "missed": step.missed, "from_tier": step.from_tier.value,

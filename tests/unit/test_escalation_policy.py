@@ -104,6 +104,14 @@ def test_watch_only_flag_never_leaves_school_even_if_policy_ceiling_is_higher():
                           p).to_tier == Tier.COUNTY
 
 
+def test_a_watch_only_flags_missed_deadline_tells_the_acting_role_only():
+    """The model's signal is the counsellor's alone (model:read_watch): not the level's inform_on_miss."""
+    watch = FlagState(Y, Tier.SCHOOL, FlagStatus.RAISED, T0, T0, T0 + H, T0 + 2 * H, is_watch=True)
+    assert due_escalation(watch, T0 + H).inform == (Role.COUNSELLOR,)
+    rule = FlagState(Y, Tier.SCHOOL, FlagStatus.RAISED, T0, T0, T0 + H, T0 + 2 * H)
+    assert due_escalation(rule, T0 + H).inform == (Role.COUNSELLOR, Role.SCHOOL_LEADER)
+
+
 def test_closed_and_assessed_flags_never_escalate():
     closed = FlagState(R, Tier.SCHOOL, FlagStatus.CLOSED, T0, T0, T0 + H, T0 + 24 * H)
     assert due_escalation(closed, T0 + 100 * H) is None
