@@ -90,8 +90,10 @@ def test_a_case_is_not_closed_while_a_referral_of_it_is_drafted_concurrently(fre
     from mh_platform.services.keys import bootstrap_keys
 
     ctx = fresh_ctx
-    if ctx.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite writers are serial (BEGIN IMMEDIATE): the interleaving cannot happen there")
+    # PostgreSQL: the draft commits while close_case waits just before its claim (the race). SQLite's
+    # writers are serial (BEGIN IMMEDIATE): the draft waits for the close to commit, and must then
+    # be refused, since the case is closed
+    interleaved = ctx.engine.dialect.name == "postgresql"
     w = build(ctx)
     c = w.actors["counsellor.a"]
     cid = cases.open_case(ctx, c, confirmed_flag(ctx, w.students[0], "red"), summary="摘要")
@@ -107,11 +109,15 @@ def test_a_case_is_not_closed_while_a_referral_of_it_is_drafted_concurrently(fre
         except BaseException as exc:  # noqa: BLE001 - reported below
             other["error"] = exc
 
+    started: list[threading.Thread] = []
+
     def bump(s, case):
-        if threading.current_thread() is threading.main_thread() and not other:
+        if threading.current_thread() is threading.main_thread() and not started:
             t = threading.Thread(target=draft_elsewhere)
+            started.append(t)
             t.start()
-            t.join(timeout=60)
+            if interleaved:
+                t.join(timeout=60)
         real_bump(s, case)
 
     monkeypatch.setattr(cases, "_bump", bump)
@@ -120,6 +126,9 @@ def test_a_case_is_not_closed_while_a_referral_of_it_is_drafted_concurrently(fre
         cases.close_case(ctx, c, cid, reason="结案")
     except Conflict:
         closed = False
+    for t in started:
+        t.join(timeout=60)
+    assert started and not started[0].is_alive()
     monkeypatch.setattr(cases, "_bump", real_bump)
     with ctx.uow() as uow:
         status = uow.session.get(Case, cid).status
@@ -127,3 +136,5 @@ def test_a_case_is_not_closed_while_a_referral_of_it_is_drafted_concurrently(fre
                                             .where(Referral.case_id == cid, Referral.state != "closed"))
     assert not (status == "closed" and open_referrals), (other, closed)
     assert ("rid" in other) != closed  # exactly one of the two won
+    if not interleaved:  # the draft came after the close and was refused by the rules, not by a lock
+        assert closed and type(other.get("error")).__name__ in ("InvalidTransition",), other
