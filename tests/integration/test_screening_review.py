@@ -1,0 +1,59 @@
+"""Review of the screening area: regressions for defects found in review (each failed before its fix)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+from screening_world import build_world, quick_argon2, screening_ready, to_csv  # noqa: F401 - fixtures
+
+from mh_platform.core.instruments import load_instrument
+from mh_platform.core.scoring import score
+from mh_platform.db.models import Response, Student
+from mh_platform.services import paper_import
+from mh_platform.web.app import create_app
+
+
+@pytest.fixture
+def ready(ctx):
+    world = build_world(ctx)
+    return world, *screening_ready(ctx, world, per_class=4, refused=1)
+
+
+@pytest.fixture
+def client(ctx):
+    from mh_platform.web.extensions import limiter
+
+    app = create_app(ctx=ctx, extra_config={"TESTING": True, "MHP_PROPAGATE_ERRORS": True})
+    limiter.reset()
+    return app.test_client()
+
+
+def csrf(html: str) -> str:
+    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+def numbers(ctx, ids):
+    with ctx.uow() as uow:
+        s = uow.session
+        return {sid: ctx.keyring.open_field(s, s.get(Student, sid).student_number_enc, table="student",
+                                            column="student_number_enc", row_id=sid) for sid in ids}
+
+
+def test_a_paper_response_stores_the_concern_level_the_online_submit_stores(ctx, ready):
+    """K10 25-29 is the "moderate" band: its definition gives it a concern (yellow) while the flag
+    policy does not flag it. The online submit stores the result's concern for every response; the
+    paper import stored it only for the rows that went through the flag path."""
+    world, cid, codes, refused, hts = ready
+    sids = list(codes)
+    num = numbers(ctx, sids[:1])
+    cells = ["3"] * 5 + ["2"] * 5  # total 25: the moderate band
+    header = ["学籍号", "量表"] + [str(n) for n in range(1, 11)]
+    paper_import.commit(ctx, world.counsellor, to_csv([[num[sids[0]], "k10", *cells]], header=header), "p.csv", cid)
+    ref = score(load_instrument("k10"), {str(n): int(v) for n, v in enumerate(cells, 1)})
+    assert ref.band.id == "moderate" and ref.concern is not None
+    with ctx.uow() as uow:
+        r = uow.session.scalar(sa.select(Response).where(Response.campaign_id == cid))
+        assert (r.band_id, r.concern_level) == ("moderate", ref.concern.value)
+
