@@ -64,6 +64,14 @@ class CodeRejected(DomainError):
         self.reason = reason
 
 
+class PageSubmitted(ValidationFailed):
+    """The page was already submitted (a double click, a second tab, the back button): nothing was
+    changed. The student goes on with the battery rather than seeing an error about their answers."""
+
+    def __init__(self) -> None:
+        super().__init__("this page is already submitted")
+
+
 class SittingEnded(CodeRejected):
     """The cookie's sitting is not the code's current one (paused, finished, the code entered again
     elsewhere, reprinted or revoked): treat it as signed out, like no cookie at all."""
@@ -403,7 +411,7 @@ def _merge_page(ctx: ServiceContext, s: Session, st: Any, inst: Instrument, answ
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     resp = _get_or_create(s, st, inst, now)
     if resp.status == "submitted":
-        raise ValidationFailed("this page is already submitted")
+        raise PageSubmitted()
     current = _apply(_open_answers(ctx, s, resp.answers_enc, resp.id), coerced)
     if item_ms:
         resp.item_ms = _merged_ms(resp.item_ms, item_ms)
@@ -559,7 +567,7 @@ def _plan_save(ctx: ServiceContext, uow: CoreUnitOfWork, sitting: Sitting, instr
     row, inst, _battery_ids = _page_row(ctx, uow.connection, sitting, instrument_id, now)
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     if row.rid is not None and row.rstatus == "submitted":
-        raise ValidationFailed("this page is already submitted")
+        raise PageSubmitted()
     rid = row.rid or time_ordered_uuid()
     key = ctx.keyring.unwrap_student_key(row.student_id, row.key_id, row.master_key_id, row.wrapped)
     if key is None and uow.read_only:

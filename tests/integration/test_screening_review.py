@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -56,4 +57,28 @@ def test_a_paper_response_stores_the_concern_level_the_online_submit_stores(ctx,
     with ctx.uow() as uow:
         r = uow.session.scalar(sa.select(Response).where(Response.campaign_id == cid))
         assert (r.band_id, r.concern_level) == ("moderate", ref.concern.value)
+
+
+def test_a_double_clicked_page_post_goes_on_instead_of_saying_answers_were_not_recognised(ctx, ready, client):
+    world, cid, codes, refused, hts = ready
+    code = next(iter(codes.values()))
+    page = client.get("/s/")
+    r = client.post("/s/", data={"code": code, "csrf_token": csrf(page.text)})
+    assert r.headers["Location"].endswith("/s/p/phq9")
+    page = client.get("/s/p/phq9")
+    form = {"csrf_token": csrf(page.text)} | {f"i{n}": "0" for n in range(1, 10)}
+    first = client.post("/s/p/phq9", data=form)
+    assert first.status_code == 303 and first.headers["Location"].endswith("/s/p/gad7")
+    # the same post again (a double click; the browser shows this response): it was 422 "some answers
+    # were not recognised" with the submitted page again, and every further post of it the same
+    second = client.post("/s/p/phq9", data=form | {"i1": "3"})
+    assert second.status_code == 303, second.status_code
+    assert client.get(second.headers["Location"]).headers["Location"].endswith("/s/p/gad7")
+    with ctx.uow() as uow:  # the first post counted; the second changed nothing
+        s = uow.session
+        r = s.scalar(sa.select(Response).where(Response.instrument_id == "phq9"))
+        answers = json.loads(ctx.keyring.open_field(s, r.answers_enc, table="response", column="answers_enc",
+                                                    row_id=r.id))
+        assert (r.status, r.total, answers["1"]) == ("submitted", 0.0, 0)
+
 

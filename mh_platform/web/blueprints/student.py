@@ -298,6 +298,8 @@ def submit(instrument_id: str) -> Any:
             return early
     try:
         res = responses.submit(service_ctx(), sitting, instrument_id, answers, ms)
+    except responses.PageSubmitted:  # a double click or a second tab: the first post counted, go on
+        return redirect(url_for("student.resume"), code=303)
     except ValidationFailed:  # the page again, with what is saved so far (the rare path reads the state)
         got, early = _state_or_redirect(instrument_id)
         if early is not None:
