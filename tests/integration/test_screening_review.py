@@ -11,8 +11,10 @@ from screening_world import build_world, quick_argon2, screening_ready, to_csv  
 
 from mh_platform.core.instruments import load_instrument
 from mh_platform.core.scoring import score
-from mh_platform.db.models import Response, Student
-from mh_platform.services import paper_import
+from mh_platform.core.types import UnitKind
+from mh_platform.db.models import AcademicYear, OrgUnit, Response, Student
+from mh_platform.services import paper_import, responses, students
+from mh_platform.services.org import add_unit
 from mh_platform.web.app import create_app
 
 
@@ -82,3 +84,46 @@ def test_a_double_clicked_page_post_goes_on_instead_of_saying_answers_were_not_r
         assert (r.status, r.total, answers["1"]) == ("submitted", 0.0, 0)
 
 
+
+
+def _class_in(ctx, school_id, code: str, name: str, grade_level: int = 7):
+    with ctx.uow() as uow:
+        s = uow.session
+        now = ctx.now()
+        school = s.get(OrgUnit, school_id)
+        grade = s.scalar(sa.select(OrgUnit).where(OrgUnit.parent_id == school.id, OrgUnit.grade_level == grade_level))
+        if grade is None:
+            grade = add_unit(s, kind=UnitKind.GRADE, name=f"{grade_level}年级", code=f"{code}-g", parent=school, now=now,
+                             grade_level=grade_level)
+            s.flush()
+        cls = add_unit(s, kind=UnitKind.CLASS, name=name, code=code, parent=grade, now=now, grade_level=grade_level)
+        uow.commit()
+        return cls.id
+
+
+def _move(ctx, sid, class_id):
+    with ctx.uow() as uow:
+        s = uow.session
+        year = s.scalar(sa.select(AcademicYear).where(AcademicYear.is_current.is_(True)))
+        students.enrol(s, s.get(Student, sid), s.get(OrgUnit, class_id), year, ctx.now(), ctx)
+        uow.commit()
+
+
+def test_a_student_who_moved_to_a_school_outside_the_campaign_cannot_use_the_old_code(ctx, ready):
+    """The code kept working after the student moved to a school the campaign does not screen: the
+    answers were stored (and flags raised) for a school whose staff never ran the campaign, and no
+    completion figure, to-finish list or reminder of either school counted the student."""
+    world, cid, codes, refused, hts = ready
+    (sid, code), (sid2, code2) = list(codes.items())[:2]
+    sitting = responses.begin(ctx, code).sitting  # a live sitting at the moment of the move
+    responses.save_answer(ctx, sitting, "phq9", 1, 1)
+    away = _class_in(ctx, world.other_school.id, "dw-g7-c1", "七年级1班")
+    _move(ctx, sid, away)
+    with pytest.raises(responses.CodeRejected):
+        responses.save_answer(ctx, sitting, "phq9", 2, 1)
+    with pytest.raises(responses.CodeRejected):
+        responses.begin(ctx, code)
+    # a move to another class the campaign screens keeps the code; the battery resumes
+    near = _class_in(ctx, world.school.id, "xlt-g7-c9", "七年级9班")
+    _move(ctx, sid2, near)
+    assert responses.begin(ctx, code2).current == "phq9"
