@@ -149,7 +149,7 @@ def _state_query(by_hash: bool) -> sa.Select:
                                      Enrolment.active.is_(True)))
             # the student's active data key rides along: sealing needs no look-up of its own
             .outerjoin(DataKey, sa.and_(DataKey.student_id == AccessCode.student_id, DataKey.active.is_(True)))
-            .where(crit))
+            .where(crit, Student.erased_at.is_(None)))  # an erased student's code opens nothing
 
 
 _STATE_BY_ID = _state_query(False)
@@ -498,7 +498,7 @@ _SAVE_Q = (
     .outerjoin(_KEY, sa.and_(_KEY.c.student_id == _AC.c.student_id, _KEY.c.active.is_(True)))
     .outerjoin(_RESP, sa.and_(_RESP.c.campaign_id == _AC.c.campaign_id, _RESP.c.student_id == _AC.c.student_id,
                               _RESP.c.instrument_id == sa.bindparam("iid")))
-    .where(_AC.c.id == sa.bindparam("acid", type_=sa.Uuid()))
+    .where(_AC.c.id == sa.bindparam("acid", type_=sa.Uuid()), _STU.c.erased_at.is_(None))
 )
 _DONE_Q = sa.select(Response.instrument_id).where(Response.campaign_id == sa.bindparam("c", type_=sa.Uuid()),
                                                   Response.student_id == sa.bindparam("s", type_=sa.Uuid()),

@@ -127,3 +127,26 @@ def test_a_student_who_moved_to_a_school_outside_the_campaign_cannot_use_the_old
     near = _class_in(ctx, world.school.id, "xlt-g7-c9", "七年级9班")
     _move(ctx, sid2, near)
     assert responses.begin(ctx, code2).current == "phq9"
+
+
+def test_an_erased_students_code_opens_nothing(ctx, ready):
+    """After an erasure (the student's keys destroyed) the code still opened the screening, and the
+    first answer failed with KeyShredded (a 500 for the student; the page's script then retried and
+    said the connection was bad). The code is now refused like an unknown one, sitting or not."""
+    from mh_platform.services import key_ops
+
+    world, cid, codes, refused, hts = ready
+    (sid, code), (sid2, code2) = list(codes.items())[:2]
+    sitting = responses.begin(ctx, code2).sitting  # a sitting open at the moment of the erasure
+    with ctx.uow() as uow:
+        key_ops._destroy_in(uow.session, sid, ctx.now())
+        key_ops._destroy_in(uow.session, sid2, ctx.now())
+        uow.commit()
+    with pytest.raises(responses.CodeRejected) as e:
+        responses.begin(ctx, code)
+    assert e.value.reason == "invalid"
+    for call in (lambda: responses.load(ctx, sitting), lambda: responses.page(ctx, sitting, "phq9"),
+                 lambda: responses.save_answer(ctx, sitting, "phq9", 1, 1),
+                 lambda: responses.submit(ctx, sitting, "phq9", {"1": 0})):
+        with pytest.raises(responses.CodeRejected):
+            call()
