@@ -297,8 +297,9 @@ def send_reminders(ctx: ServiceContext, now: datetime | None = None) -> dict[str
             done = sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Enrolment.student_id,
                                      AccessCode.completed_at.is_not(None))
             q = (sa.select(Enrolment.class_unit_id, sa.func.count())
+                 .join(Student, Student.id == Enrolment.student_id)
                  .where(eligible_condition(camp, units), consent_ok(Enrolment.student_id, camp.academic_year_id),
-                        ~done)
+                        ~done, Student.erased_at.is_(None))
                  .group_by(Enrolment.class_unit_id))
             remaining: dict[uuid.UUID, int] = {r[0]: int(r[1]) for r in s.execute(q)}
             if not remaining:

@@ -160,7 +160,9 @@ def _figures(s: Session, camp: Any, units: Any, unit: OrgUnit) -> tuple[Figures,
 
     q = (sa.select(Enrolment.class_unit_id, Enrolment.unit_path, sa.func.count(), n(ok), n(sa.and_(ok, started)),
                    n(sa.and_(ok, completed)), n(sa.and_(ok, readmin)))
-         .where(eligible_condition(camp, units), under(Enrolment.unit_path, unit.path))
+         .join(Student, Student.id == Enrolment.student_id)
+         .where(eligible_condition(camp, units), under(Enrolment.unit_path, unit.path),
+                Student.erased_at.is_(None))  # as the to-finish list and the slips: an erased student is not counted
          .group_by(Enrolment.class_unit_id, Enrolment.unit_path))
     child_depth = UNIT_DEPTH[CHILD_KIND[UnitKind(unit.kind)]]
     groups: dict[uuid.UUID, Figures] = {}

@@ -150,3 +150,27 @@ def test_an_erased_students_code_opens_nothing(ctx, ready):
                  lambda: responses.submit(ctx, sitting, "phq9", {"1": 0})):
         with pytest.raises(responses.CodeRejected):
             call()
+
+
+def test_an_erased_student_is_counted_by_no_completion_figure_and_no_reminder(ctx, ready):
+    """The to-finish list and the slips leave erased students out; the completion figures and the
+    head teacher's daily reminder counted them, for ever 'consented, not finished' (a reminder about
+    a student the to-finish list does not show, and a completion rate that could not reach 100 %)."""
+    from mh_platform.db.models import Outbox
+    from mh_platform.services import campaigns, completion, key_ops
+
+    world, cid, codes, refused, hts = ready
+    sid = next(iter(codes))
+    before = completion.completion(ctx, world.counsellor, cid).unit
+    with ctx.uow() as uow:
+        key_ops._destroy_in(uow.session, sid, ctx.now())
+        uow.commit()
+    after = completion.completion(ctx, world.counsellor, cid).unit
+    assert (after.eligible, after.consented) == (before.eligible - 1, before.consented - 1)
+    cls = hts[0].unit_id
+    left = completion.to_finish(ctx, hts[0], cid, cls)
+    assert sid not in {t.student_id for t in left}
+    campaigns.send_reminders(ctx)
+    with ctx.uow() as uow:
+        sent = uow.session.scalar(sa.select(Outbox).where(Outbox.template == campaigns.REMINDER_TEMPLATE))
+        assert sent.params["remaining"] == len(left) == len(codes) - 1
