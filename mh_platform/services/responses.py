@@ -344,6 +344,8 @@ def coerce_value(inst: Instrument, item: int | str, value: Any) -> tuple[str, An
     if it.kind == "yes_no":
         v: Any = str(value)
     else:
+        if isinstance(value, bool) or not isinstance(value, int | str):  # 1.7 or true is not "as given"
+            raise ValidationFailed("not an option of this item")
         try:
             v = int(value)
         except (TypeError, ValueError):

@@ -174,3 +174,22 @@ def test_an_erased_student_is_counted_by_no_completion_figure_and_no_reminder(ct
     with ctx.uow() as uow:
         sent = uow.session.scalar(sa.select(Outbox).where(Outbox.template == campaigns.REMINDER_TEMPLATE))
         assert sent.params["remaining"] == len(left) == len(codes) - 1
+
+
+def test_an_answer_that_is_not_an_option_is_refused_not_rounded(ctx, ready, client):
+    """A JSON autosave of 0.9 for PHQ-9 item 9 was stored as 0 (int() truncates), 1.5 as 1 and true
+    as 1: answers not as given, and a critical item's answer changed on the way in. They are refused
+    like any other value that is not an option."""
+    world, cid, codes, refused, hts = ready
+    code = next(iter(codes.values()))
+    page = client.get("/s/")
+    client.post("/s/", data={"code": code, "csrf_token": csrf(page.text)})
+    token = csrf(client.get("/s/p/phq9").text)
+    for value in (0.9, 1.5, True, [1]):
+        r = client.post("/s/answer", json={"instrument": "phq9", "item": 9, "value": value},
+                        headers={"X-CSRFToken": token})
+        assert r.status_code == 422 and r.json == {"saved": False, "error": "invalid"}, value
+    r = client.post("/s/answer", json={"instrument": "phq9", "item": 9, "value": "1"}, headers={"X-CSRFToken": token})
+    assert r.json == {"saved": True, "n": 1, "critical": True}
+    r = client.post("/s/answer", json={"instrument": "phq9", "item": 1, "value": 2}, headers={"X-CSRFToken": token})
+    assert r.json["saved"] is True
