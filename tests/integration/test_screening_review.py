@@ -193,3 +193,28 @@ def test_an_answer_that_is_not_an_option_is_refused_not_rounded(ctx, ready, clie
     assert r.json == {"saved": True, "n": 1, "critical": True}
     r = client.post("/s/answer", json={"instrument": "phq9", "item": 1, "value": 2}, headers={"X-CSRFToken": token})
     assert r.json["saved"] is True
+
+
+def test_a_double_clicked_last_page_ends_on_the_thank_you_page_not_code_entry(ctx, ready, client):
+    """The first post of the last page finishes the battery (the sitting becomes the finished one);
+    the second post of it was 'signed out': back to code entry with the cookie dropped, as if the
+    answers were lost (the code then says 'already finished'). It goes to the thank-you page now."""
+    world, cid, codes, refused, hts = ready
+    code = next(iter(codes.values()))
+    page = client.get("/s/")
+    client.post("/s/", data={"code": code, "csrf_token": csrf(page.text)})
+    last = None
+    for iid in ("phq9", "gad7", "asq", "k10", "who5"):
+        inst = load_instrument(iid)
+        page = client.get(f"/s/p/{iid}")
+        crit = {c.item: c for c in inst.critical_items}
+        form = {"csrf_token": csrf(page.text)} | {
+            f"i{it.number}": str(next(o.value for o in it.options
+                                      if it.number not in crit or o.value not in crit[it.number].levels))
+            for it in inst.items}
+        last = client.post(f"/s/p/{iid}", data=form)
+    assert last.headers["Location"].endswith("/s/done")
+    again = client.post("/s/p/who5", data=form)  # the last page's post again (a double click)
+    assert again.status_code == 303 and again.headers["Location"].endswith("/s/done"), again.headers.get("Location")
+    done = client.get("/s/done")
+    assert "已完成" in done.text
