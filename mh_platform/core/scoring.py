@@ -473,6 +473,21 @@ class BatchScores:
     def __len__(self) -> int:
         return int(self.total.shape[0])
 
+    def concern_levels(self) -> list[str | None]:
+        """Each row's ``ScoreResult.concern`` (as its value, or None): the most severe of the band's
+        concern, the instrument file's level of every fired critical item and the unanswered level of
+        every asked-but-unanswered one — for every row, whether or not it raises a flag."""
+        bands = self.cutoff.bands
+        ranks = np.array([LEVEL_RANK[b.concern] if b.concern is not None else 0 for b in bands] + [0], dtype=np.int8)
+        rank = ranks[self.band]  # band -1 (none) → the trailing 0
+        if self.critical_items:
+            inst = self.instrument
+            unans_rank = np.array([LEVEL_RANK[c.unanswered_level] for c in inst.critical_items], dtype=np.int8)
+            if self.critical_level is not None:
+                rank = np.maximum(rank, self.critical_level.max(axis=1))
+            rank = np.maximum(rank, np.where(self.critical_unanswered, unans_rank, 0).max(axis=1))
+        return [None if r == 0 else _RANK_LEVEL[r].value for r in rank.tolist()]
+
     def result(self, i: int) -> ScoreResult:
         """Row ``i`` as a ScoreResult (without notes; errors only say that a value was invalid)."""
         inst = self.instrument

@@ -297,8 +297,9 @@ def send_reminders(ctx: ServiceContext, now: datetime | None = None) -> dict[str
             done = sa.exists().where(AccessCode.campaign_id == camp.id, AccessCode.student_id == Enrolment.student_id,
                                      AccessCode.completed_at.is_not(None))
             q = (sa.select(Enrolment.class_unit_id, sa.func.count())
+                 .join(Student, Student.id == Enrolment.student_id)
                  .where(eligible_condition(camp, units), consent_ok(Enrolment.student_id, camp.academic_year_id),
-                        ~done)
+                        ~done, Student.erased_at.is_(None))
                  .group_by(Enrolment.class_unit_id))
             remaining: dict[uuid.UUID, int] = {r[0]: int(r[1]) for r in s.execute(q)}
             if not remaining:
@@ -327,6 +328,25 @@ def send_reminders(ctx: ServiceContext, now: datetime | None = None) -> dict[str
 
 
 # --------------------------------------------------------------------------- codes and slips
+
+
+def revoke_codes_after_move(s: Session, student_id: uuid.UUID, enrolment: Enrolment, now: datetime) -> int:
+    """A student moved (``students.enrol``): their unfinished codes of that school year's campaigns
+    that do not screen the new class (its units or its grade) are revoked, and a live sitting ends
+    with them, in the caller's transaction — as a consent withdrawal does. A move within a
+    campaign's units and grades keeps the code (the battery resumes). Returns how many."""
+    rows = s.execute(sa.select(AccessCode.id, Campaign.id, Campaign.grades)
+                     .join(Campaign, Campaign.id == AccessCode.campaign_id)
+                     .where(AccessCode.student_id == student_id,
+                            Campaign.academic_year_id == enrolment.academic_year_id,
+                            AccessCode.completed_at.is_(None), AccessCode.revoked_at.is_(None))).all()
+    gone = [acid for acid, cid, grades in rows
+            if enrolment.grade_level not in {int(g) for g in grades}
+            or not any(enrolment.unit_path.startswith(u.path) for u in campaign_units(s, cid))]
+    if gone:
+        s.execute(sa.update(AccessCode).where(AccessCode.id.in_(gone)).values(revoked_at=now, sitting_hash=None)
+                  .execution_options(synchronize_session=False))
+    return len(gone)
 
 
 @dataclass(frozen=True)

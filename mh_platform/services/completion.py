@@ -167,7 +167,9 @@ def _class_figures(s: Session, camp: Any, units: Any, path: str) -> list[tuple[s
 
     q = (sa.select(Enrolment.class_unit_id, Enrolment.unit_path, sa.func.count(), n(ok), n(sa.and_(ok, started)),
                    n(sa.and_(ok, completed)), n(sa.and_(ok, readmin)))
-         .where(eligible_condition(camp, units), under(Enrolment.unit_path, path))
+         .join(Student, Student.id == Enrolment.student_id)
+         .where(eligible_condition(camp, units), under(Enrolment.unit_path, path),
+                Student.erased_at.is_(None))  # as the to-finish list and the slips: an erased student is not counted
          .group_by(Enrolment.class_unit_id, Enrolment.unit_path))
     return [(p, Figures(cid, "", "", int(elig or 0), int(cons or 0), int(st or 0), int(comp or 0), int(ra or 0)))
             for cid, p, elig, cons, st, comp, ra in s.execute(q)]

@@ -463,7 +463,7 @@ def _write(ctx: ServiceContext, s: Session, plan: _Plan, campaign_id: uuid.UUID,
                                     for k, v in bs.subscales.items()}) for r in range(n)]
         else:
             subs = [no_subscales] * n
-        concern: list[str | None] = [None] * n
+        concern = bs.concern_levels()  # every row's, as the online submit stores it (not only flagged rows')
         g_full: list[scoring.ScoreResult | None] = [None] * n
         for r in np.flatnonzero(g.flag).tolist():
             # the few rows that can raise a flag get the full one-at-a-time result (critical levels

@@ -64,6 +64,14 @@ class CodeRejected(DomainError):
         self.reason = reason
 
 
+class PageSubmitted(ValidationFailed):
+    """The page was already submitted (a double click, a second tab, the back button): nothing was
+    changed. The student goes on with the battery rather than seeing an error about their answers."""
+
+    def __init__(self) -> None:
+        super().__init__("this page is already submitted")
+
+
 class SittingEnded(CodeRejected):
     """The cookie's sitting is not the code's current one (paused, finished, the code entered again
     elsewhere, reprinted or revoked): treat it as signed out, like no cookie at all."""
@@ -141,7 +149,7 @@ def _state_query(by_hash: bool) -> sa.Select:
                                      Enrolment.active.is_(True)))
             # the student's active data key rides along: sealing needs no look-up of its own
             .outerjoin(DataKey, sa.and_(DataKey.student_id == AccessCode.student_id, DataKey.active.is_(True)))
-            .where(crit))
+            .where(crit, Student.erased_at.is_(None)))  # an erased student's code opens nothing
 
 
 _STATE_BY_ID = _state_query(False)
@@ -336,6 +344,8 @@ def coerce_value(inst: Instrument, item: int | str, value: Any) -> tuple[str, An
     if it.kind == "yes_no":
         v: Any = str(value)
     else:
+        if isinstance(value, bool) or not isinstance(value, int | str):  # 1.7 or true is not "as given"
+            raise ValidationFailed("not an option of this item")
         try:
             v = int(value)
         except (TypeError, ValueError):
@@ -403,7 +413,7 @@ def _merge_page(ctx: ServiceContext, s: Session, st: Any, inst: Instrument, answ
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     resp = _get_or_create(s, st, inst, now)
     if resp.status == "submitted":
-        raise ValidationFailed("this page is already submitted")
+        raise PageSubmitted()
     current = _apply(_open_answers(ctx, s, resp.answers_enc, resp.id), coerced)
     if item_ms:
         resp.item_ms = _merged_ms(resp.item_ms, item_ms)
@@ -490,7 +500,7 @@ _SAVE_Q = (
     .outerjoin(_KEY, sa.and_(_KEY.c.student_id == _AC.c.student_id, _KEY.c.active.is_(True)))
     .outerjoin(_RESP, sa.and_(_RESP.c.campaign_id == _AC.c.campaign_id, _RESP.c.student_id == _AC.c.student_id,
                               _RESP.c.instrument_id == sa.bindparam("iid")))
-    .where(_AC.c.id == sa.bindparam("acid", type_=sa.Uuid()))
+    .where(_AC.c.id == sa.bindparam("acid", type_=sa.Uuid()), _STU.c.erased_at.is_(None))
 )
 _DONE_Q = sa.select(Response.instrument_id).where(Response.campaign_id == sa.bindparam("c", type_=sa.Uuid()),
                                                   Response.student_id == sa.bindparam("s", type_=sa.Uuid()),
@@ -559,7 +569,7 @@ def _plan_save(ctx: ServiceContext, uow: CoreUnitOfWork, sitting: Sitting, instr
     row, inst, _battery_ids = _page_row(ctx, uow.connection, sitting, instrument_id, now)
     coerced = [coerce_value(inst, k, v) for k, v in answers.items()]
     if row.rid is not None and row.rstatus == "submitted":
-        raise ValidationFailed("this page is already submitted")
+        raise PageSubmitted()
     rid = row.rid or time_ordered_uuid()
     key = ctx.keyring.unwrap_student_key(row.student_id, row.key_id, row.master_key_id, row.wrapped)
     if key is None and uow.read_only:

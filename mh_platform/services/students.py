@@ -157,7 +157,8 @@ def enrol(s: Session, student: Student, class_unit: OrgUnit, year: AcademicYear,
 
     A student who moves takes their open flag along, in this transaction (``flags.follow_enrolment``:
     the new class's head teacher or the new school's counsellor holds it, with its event, audit entry
-    and notices). ``ctx`` defaults to the context whose unit of work opened ``s``."""
+    and notices), and loses the unfinished codes of campaigns that do not screen the new class
+    (``campaigns.revoke_codes_after_move``). ``ctx`` defaults to the context whose unit of work opened ``s``."""
     from mh_platform.services import flags  # late: flags reaches students' enrolments, not the reverse
 
     school_id = uuid.UUID(class_unit.path.strip("/").split("/")[2])
@@ -179,6 +180,9 @@ def enrol(s: Session, student: Student, class_unit: OrgUnit, year: AcademicYear,
                       active=True, started_at=now)
         s.add(e)
     if not new_student:
+        from mh_platform.services.campaigns import revoke_codes_after_move  # late: campaigns reads enrolments
+
+        revoke_codes_after_move(s, student.id, e, now)  # no code of a campaign that no longer screens the class
         ctx = ctx or s.info.get(SESSION_CTX)
         if ctx is not None:
             flags.follow_enrolment(ctx, s, student.id, e, now)

@@ -125,6 +125,7 @@ def test_score_many_equals_score_row_by_row(iid, data):
         rows.append(row)
     variant = data.draw(st.sampled_from([v.id for v in inst.variants]))
     b = score_many(inst, np.array(rows), variant=variant, chunk=5)  # small chunk: exercise chunking
+    concerns = b.concern_levels()
     for i, answers in enumerate(answers_list):
         r = score(inst, answers, variant=variant)
         got = b.result(i)
@@ -137,4 +138,5 @@ def test_score_many_equals_score_row_by_row(iid, data):
                {k: (v.score, v.positive) for k, v in r.subscales.items()}
         assert dict(got.short_forms) == dict(r.short_forms)
         assert dict(got.critical_levels) == dict(r.critical_levels)
+        assert concerns[i] == (r.concern.value if r.concern else None)  # what the paper import stores
         assert bool(got.errors) == bool(r.errors)

@@ -298,6 +298,14 @@ def submit(instrument_id: str) -> Any:
             return early
     try:
         res = responses.submit(service_ctx(), sitting, instrument_id, answers, ms)
+    except responses.PageSubmitted:  # a double click or a second tab: the first post counted, go on
+        return redirect(url_for("student.resume"), code=303)
+    except SittingEnded:
+        # the last page posted twice: the first post finished the battery (the sitting is now the
+        # finished one, which opens the thank-you page only) — show that page, not code entry
+        if _finished(sitting):
+            return redirect(url_for("student.done"), code=303)
+        return _signed_out()
     except ValidationFailed:  # the page again, with what is saved so far (the rare path reads the state)
         got, early = _state_or_redirect(instrument_id)
         if early is not None:
@@ -360,16 +368,20 @@ def _int(v: Any) -> int | None:
         return None
 
 
+def _finished(sitting: Sitting | None) -> bool:
+    """The sitting is the one that finished its battery (only the thank-you page accepts it)."""
+    if sitting is None:
+        return False
+    try:
+        return responses.load(service_ctx(), sitting, allow_completed=True).completed
+    except CodeRejected:
+        return False
+
+
 @bp.get("/done")
 @public
 def done() -> Any:
-    sitting = _sitting()
-    finished = False
-    if sitting is not None:
-        try:
-            finished = responses.load(service_ctx(), sitting, allow_completed=True).completed
-        except CodeRejected:
-            finished = False
+    finished = _finished(_sitting())
     resp = make_response(render_template("student/done.html", finished=finished))
     return _clear(resp)
 
