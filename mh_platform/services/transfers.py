@@ -53,6 +53,11 @@ def request_transfer(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str
         if to_school_id is None:
             raise InvalidTransition(N_("the student has not moved to another school"))
         to_school = s.get(OrgUnit, to_school_id)
+        receivers = users_at(s, Role.COUNSELLOR, to_school_id)
+        if not receivers:
+            # a handover nobody could accept would leave the case waiting on no one: it stays with its
+            # counsellor, who still acts, until the new school has one (the coverage report lists it)
+            raise InvalidTransition(N_("the new school has no counsellor yet; the case stays with you until it has one"))
         _bump(s, case)
         case.status = "transferring"
         tr = Transfer(id=uuid.uuid4(), case_id=case.id, from_school_id=case.school_unit_id, to_school_id=to_school_id,
@@ -60,7 +65,7 @@ def request_transfer(ctx: ServiceContext, actor: Actor, case_id: uuid.UUID | str
         seal(ctx, s, tr, "handover_enc", note, case.student_id, now)
         s.add(tr)
         s.flush()
-        ids = notify_users(s, users_at(s, Role.COUNSELLOR, to_school_id), template="transfer_requested",
+        ids = notify_users(s, receivers, template="transfer_requested",
                            unit_name=to_school.name if to_school else "", link=f"/transfers/{tr.id}",
                            dedupe=f"transfer:{tr.id}:requested", now=now)
         audit.record(ctx, s, actor, "transfer:requested", "case_transfer", tr.id,

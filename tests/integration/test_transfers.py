@@ -19,7 +19,8 @@ from mh_platform.db.models import (
     Student,
     Transfer,
 )
-from mh_platform.services import cases, referrals, students, transfers
+from mh_platform.services import auth, cases, referrals, students, transfers
+from mh_platform.services.context import SYSTEM
 
 
 @pytest.fixture
@@ -122,3 +123,23 @@ def test_cross_county_move_and_cancel(ctx, world):
     # county A's officer no longer reaches it even as a break-glass candidate; county B's does
     assert cases.list_cases(ctx, w.actors["county.a"]) == []
     assert [c["id"] for c in cases.list_cases(ctx, w.actors["county.b"])] == [str(cid)]
+
+
+def test_no_handover_to_a_school_without_a_counsellor(ctx, world, clock):
+    """A handover nobody at the new school could accept is refused: the case stays open with its
+    counsellor (who keeps the task to hand it over) instead of waiting, unseen, on no one."""
+    w = world
+    old = w.actors["counsellor.a"]
+    cid = cases.open_case(ctx, old, confirmed_flag(ctx, w.students[0], "red"))
+    _move(ctx, w.students[0], w.class_a2)
+    auth.set_active(ctx, SYSTEM, w.user_ids["counsellor.a2"], False)  # school A2's only counsellor
+    with pytest.raises(InvalidTransition, match="no counsellor"):
+        transfers.request_transfer(ctx, old, cid, handover_note="交接说明")
+    assert cases.case_detail(ctx, old, cid)["status"] == "open"
+    assert "handover_needed" in [t["kind"] for t in cases.due_tasks(ctx, old, clock.now())]
+    with ctx.uow() as uow:
+        assert not uow.session.scalar(sa.select(sa.func.count()).select_from(Transfer))
+    auth.set_active(ctx, SYSTEM, w.user_ids["counsellor.a2"], True)
+    tid = transfers.request_transfer(ctx, old, cid, handover_note="交接说明")
+    transfers.accept_transfer(ctx, w.actors["counsellor.a2"], tid)
+    assert cases.case_detail(ctx, w.actors["counsellor.a2"], cid)["view"] == "full"

@@ -123,6 +123,7 @@ ZH = {
     "unknown contact method": "沟通方式无法识别。",
     "a contact cannot be in the future": "沟通时间不能晚于现在。",
     "a handover is already pending": "已有待接收的交接。",
+    "the new school has no counsellor yet; the case stays with you until it has one": "新学校尚无心理教师，个案在其配备前仍由您负责。",
     "the student has not moved to another school": "该学生尚未转到其他学校。",
     "the handover is %(status)s": "该交接%(status)s，无法操作。",
     "the case is no longer waiting for a handover": "该个案已不在等待交接。",
