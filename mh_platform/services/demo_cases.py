@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import secrets
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from mh_platform.core.types import Role
 from mh_platform.db.models import Case, Enrolment, Flag, OrgUnit, Student, User
 from mh_platform.services import auth, breakglass, cases, referrals, transfers
 from mh_platform.services.access import current_enrolment
-from mh_platform.services.context import Actor, ServiceContext
+from mh_platform.services.context import SYSTEM, Actor, ServiceContext
 
 log = logging.getLogger(__name__)
 H = timedelta(hours=1)
@@ -223,11 +224,24 @@ def _transfer(ctx: ServiceContext, c: Actor, cid: uuid.UUID, student: uuid.UUID,
                        and not k.path.startswith(school.path)), None)
         if target is None:
             return
-        year = s.get(AcademicYear, e.academic_year_id)
+        to_school = s.get(OrgUnit, uuid.UUID(target.path.strip("/").split("/")[2]))
+        if to_school is None:
+            return
+        # a school without a counsellor cannot receive a handover: the demo gives it one (no demo
+        # login: a random password nobody is told)
+        lacking = None if transfers.users_at(s, Role.COUNSELLOR, to_school.id) else \
+            (to_school.id, to_school.code, to_school.name)
+    if lacking is not None:
+        auth.create_user(ctx, SYSTEM, username=f"counsellor.{lacking[1]}", password=secrets.token_urlsafe(24),
+                         role=Role.COUNSELLOR, unit_id=lacking[0], display_name=f"{lacking[2]}心理教师")
+    with ctx.uow() as uow:
+        s = uow.session
+        e = current_enrolment(s, student)
+        year = s.get(AcademicYear, e.academic_year_id) if e is not None else None
         st = s.get(Student, student)
         if year is None or st is None:
             return
-        student_service.enrol(s, st, target, year, now - 2 * D, ctx)
+        student_service.enrol(s, st, s.merge(target), year, now - 2 * D, ctx)
         uow.commit()
     transfers.request_transfer(_at(ctx, now - D), c, cid,
                                handover_note="演示交接：学生随家庭迁居转学；每周一次个别辅导有效，请继续。")
