@@ -15,8 +15,9 @@ Then, for each role:
   that revokes it) and a page session cookie from a real login through ``/login`` (CSRF token included);
 * **sqlmap** (``--level 3 --risk 2 --batch``, explicit ``--timeout``) once per API operation of the app's
   own OpenAPI document (``/api/v1/openapi.json``) and once per GET page that reads query parameters
-  (found in the views' source: ``request.args``), with every path, query and JSON-body parameter
-  marked as an injection point (``*``) and filled with a real object id or a valid example value;
+  (found in the views' source: ``request.args``): path and query values carry the injection marker
+  (``*``), JSON-body fields are tested by name; every value is a real object id or a valid example,
+  so the requests reach the queries and not only the validation;
 * **wapiti** (modules ``sql,xss,exec,file,crlf,redirect,csrf``, scope: the local server) over the API
   from the same OpenAPI document with the bearer token, and over the pages by crawling from ``/``
   with the session cookie.
@@ -28,7 +29,12 @@ parameters, wapiti findings by severity, 5xx answers, tool errors and elapsed ti
 is 1 on any injectable parameter, any wapiti finding of medium or higher, any 5xx or any tool error.
 
 The tools come from ``.venv-dast`` (``make dast-deps``; ``MHP_DAST_VENV`` to override); a missing
-tool is an error, never a pass. Every tool run has a wall-clock limit.
+tool is an error, never a pass. Every tool run has a wall-clock limit. Knobs (environment):
+``MHP_DAST_JOBS`` sqlmap processes at once (2), ``MHP_DAST_SQLMAP_LIMIT`` seconds per sqlmap run (1200),
+``MHP_DAST_WAPITI_LIMIT`` wapiti ``--max-scan-time`` (1200), ``MHP_DAST_WAPITI_ATTACK_LIMIT`` wapiti
+``--max-attack-time`` per module (120; a module stopped by it is listed as time-capped in the summary),
+``MHP_DAST_TECHNIQUES`` sqlmap ``--technique`` (BEUSTQ, all six). ``--wapiti-pages ROLES`` limits the
+page crawl to some roles (the API scan always runs for every role).
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ WAPITI_LEVELS = {0: "info", 1: "low", 2: "medium", 3: "high", 4: "critical"}
 SQLMAP_TECHNIQUES = os.environ.get("MHP_DAST_TECHNIQUES", "BEUSTQ")  # sqlmap's default: all six
 SQLMAP_HTTP_TIMEOUT = 10  # seconds per request (sqlmap --timeout)
 SQLMAP_JOBS = int(os.environ.get("MHP_DAST_JOBS", "2"))  # sqlmap processes at once (one per operation)
-SQLMAP_RUN_LIMIT = int(os.environ.get("MHP_DAST_SQLMAP_LIMIT", "600"))  # wall clock per sqlmap run
+SQLMAP_RUN_LIMIT = int(os.environ.get("MHP_DAST_SQLMAP_LIMIT", "1200"))  # wall clock per sqlmap run
 WAPITI_SCAN_LIMIT = int(os.environ.get("MHP_DAST_WAPITI_LIMIT", "1200"))  # wapiti --max-scan-time
 WAPITI_ATTACK_LIMIT = int(os.environ.get("MHP_DAST_WAPITI_ATTACK_LIMIT", "120"))  # per module
 
