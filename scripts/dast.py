@@ -86,7 +86,8 @@ WAIVED_WAPITI: dict[tuple[str, str, str], str] = {
         "unchecked when both answers match. In the student area every page empties the session, CSRF token "
         "included (shared computer-room PCs), so by the time wapiti replays the language form its token no "
         "longer matches the session: both requests are refused with the same 400 csrf_failed page. The token is "
-        "checked (web.app._guard: csrf.protect() on every unsafe method; tests/web/test_security.py).",
+        "checked (web.app._guard: csrf.protect() on every unsafe method; tests/web/test_security.py::"
+        "test_student_language_switch_checks_its_csrf_token).",
 }
 
 CLEAN_SQLMAP = ("all tested parameters do not appear to be injectable",)
