@@ -83,9 +83,9 @@ WAPITI_ATTACK_LIMIT = int(os.environ.get("MHP_DAST_WAPITI_ATTACK_LIMIT", "120"))
 WAIVED_WAPITI: dict[tuple[str, str, str], str] = {
     ("Cross Site Request Forgery", "POST", "/s/lang"):
         "wapiti's csrf module replays the crawled form and a copy with the token replaced, and calls the token "
-        "unchecked when both answers match. In the student area every page empties the session, CSRF token "
-        "included (shared computer-room PCs), so by the time wapiti replays the language form its token no "
-        "longer matches the session: both requests are refused with the same 400 csrf_failed page. The token is "
+        "unchecked when both answers match. In the student area a refused code (wapiti's attacks on the code "
+        "form send many) and the end of a visit empty the session, CSRF token included (shared computer-room "
+        "PCs), so by the time wapiti replays the language form its token no longer matches the session: both requests are refused with the same 400 csrf_failed page. The token is "
         "checked (web.app._guard: csrf.protect() on every unsafe method; tests/web/test_security.py::"
         "test_student_language_switch_checks_its_csrf_token).",
 }
