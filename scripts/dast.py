@@ -88,6 +88,11 @@ WAIVED_WAPITI: dict[tuple[str, str, str], str] = {
         "PCs), so by the time wapiti replays the language form its token no longer matches the session: both requests are refused with the same 400 csrf_failed page. The token is "
         "checked (web.app._guard: csrf.protect() on every unsafe method; tests/web/test_security.py::"
         "test_student_language_switch_checks_its_csrf_token).",
+    ("Cross Site Request Forgery", "POST", "/lang"):
+        "the same replay in the anonymous crawl: the login page's language form and the student pages share one "
+        "session cookie, and the crawl's refused codes at /s/ empty it, so the replayed token is stale and both "
+        "requests get the same 400 (checked in the reports: the form's token is not the session's). "
+        "tests/web/test_security.py::test_student_language_switch_checks_its_csrf_token covers /lang too.",
 }
 
 CLEAN_SQLMAP = ("all tested parameters do not appear to be injectable",)

@@ -64,7 +64,9 @@ def test_student_language_switch_checks_its_csrf_token(client):
     fresh = CSRF_RE.search(r.get_data(as_text=True)).group(1)
     assert stale != fresh
     assert client.post("/s/lang", data={"lang": "en", "csrf_token": stale}).status_code == 400
+    assert client.post("/lang", data={"lang": "en", "csrf_token": stale}).status_code == 400  # one session for both
     assert client.post("/s/lang", data={"lang": "en", "csrf_token": fresh}).status_code == 303
+    assert client.post("/lang", data={"lang": "zh_CN", "csrf_token": fresh}).status_code in (302, 303)
 
 
 # ---- headers -----------------------------------------------------------------------------------------
