@@ -10,12 +10,17 @@ TOOLS_VENV ?= .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
 SEMGREP := $(TOOLS_VENV)/bin/semgrep
 SEMGREP_OFFLINE := --metrics off --disable-version-check  # no network: rules are local files
+# T14 DAST tools (sqlmap, wapiti3) in their own venv, never in the app's: requirements/dast.txt
+DAST_VENV ?= .venv-dast
+DAST_STAMP := $(DAST_VENV)/.installed
+DAST_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
 
 .PHONY: help install run test test-sqlite test-postgres lint static bench bench-deps browser-deps translations extract-messages \
-  sbom manifest verify-manifest verify-manifest-recompile secrets-baseline clean
+  sbom manifest verify-manifest verify-manifest-recompile secrets-baseline clean \
+  dast dast-deps
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -53,12 +58,12 @@ run: install var/master.key ## migrate, seed the demo city if empty, serve on ht
 browser-deps: ## Debian's chromium for the Playwright page tests
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-test: install browser-deps ## the whole suite on SQLite, then on PostgreSQL when MHP_TEST_POSTGRES_URL is set
+test: install browser-deps dast-deps ## the whole suite on SQLite, then on PostgreSQL when MHP_TEST_POSTGRES_URL is set
 	$(MAKE) --no-print-directory test-sqlite
 	@if [ -n "$$MHP_TEST_POSTGRES_URL" ]; then $(MAKE) --no-print-directory test-postgres; \
 	 else echo "MHP_TEST_POSTGRES_URL not set: PostgreSQL run skipped (CI sets it)"; fi
 
-test-sqlite: install
+test-sqlite: install $(DAST_STAMP)
 	MHP_TEST_DB_URL= $(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 test-postgres: install ## the database-backed tests again on PostgreSQL
@@ -69,6 +74,22 @@ $(TOOLS_STAMP): requirements/semgrep.txt
 	test -x $(TOOLS_VENV)/bin/python || python3 -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements/semgrep.txt
 	touch $(TOOLS_STAMP)
+
+$(DAST_STAMP): requirements/dast.txt
+	test -x $(DAST_VENV)/bin/python || python3 -m venv $(DAST_VENV)
+	$(DAST_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements/dast.txt
+	touch $(DAST_STAMP)
+
+dast-deps: $(DAST_STAMP) ## build .venv-dast (sqlmap, wapiti3) from the hash-pinned requirements/dast.txt
+
+# T14 (docs/security_tests.md): the planted-defect controls, then sqlmap + wapiti as every role on SQLite,
+# then on PostgreSQL when MHP_TEST_POSTGRES_URL is set; non-zero on any finding or tool error
+dast: install $(DAST_STAMP) ## T14 DAST: controls, then sqlmap + wapiti per role on SQLite (and PostgreSQL) → build/dast/
+	MHP_TEST_DB_URL= $(VENV)/bin/pytest -q -p no:cacheprovider -m dast tests/security/test_dast_controls.py
+	timeout 14400 $(PY) scripts/dast.py scan --db sqlite --out build/dast/sqlite $(DAST_ARGS)
+	@if [ -n "$$MHP_TEST_POSTGRES_URL" ]; then \
+	  timeout 14400 $(PY) scripts/dast.py scan --db "$$MHP_TEST_POSTGRES_URL" --out build/dast/postgres $(DAST_ARGS); \
+	 else echo "MHP_TEST_POSTGRES_URL not set: PostgreSQL DAST run skipped"; fi
 
 # T23 (docs/security_tests.md): bandit medium/high, semgrep's rule tests then the scan, detect-secrets
 define STATIC_CHECKS

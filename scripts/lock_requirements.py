@@ -1,10 +1,12 @@
-"""Write a hash-pinned requirements file (pip ``--require-hashes``) for one distribution's run-time
-closure, as installed in the environment that runs this script.
+"""Write a hash-pinned requirements file (pip ``--require-hashes``) for one distribution's (or a few
+distributions') run-time closure, as installed in the environment that runs this script.
 
     .venv/bin/python scripts/lock_requirements.py mh-platform requirements/app.txt
     .venv-tools/bin/python scripts/lock_requirements.py semgrep requirements/semgrep.txt --include-root
+    .venv-dast/bin/python scripts/lock_requirements.py wapiti3,sqlmap requirements/dast.txt --include-root
 
-It walks the distribution's requirements (extras not followed, environment markers evaluated here),
+It walks the distribution's requirements (extras not followed, environment markers evaluated here;
+several roots, comma-separated, have their closures merged),
 pins each to the installed version, downloads exactly that version's files for this platform
 (``pip download --no-deps``) and records their sha256. The hashes are those of the files pip chooses
 for this interpreter and platform (CPython 3.11, Linux x86_64: the CI machine); another platform needs
@@ -51,7 +53,9 @@ def closure(root: str, *, include_root: bool = False) -> dict[str, str]:
 
 
 def main(root: str, out: str, *flags: str) -> int:
-    pins = closure(root, include_root="--include-root" in flags)
+    pins: dict[str, str] = {}
+    for name in root.split(","):
+        pins |= closure(name, include_root="--include-root" in flags)
     lines = [f"# {root}: its run-time dependencies pinned with hashes (scripts/lock_requirements.py; do not edit).",
              f"# Python {sys.version_info.major}.{sys.version_info.minor}, {sys.platform}; install with",
              "#   pip install --require-hashes --no-deps -r THIS_FILE", ""]

@@ -1,5 +1,6 @@
-"""T23: the run-time dependencies are pinned with hashes (requirements/app.txt), and so is the
-semgrep tool venv (requirements/semgrep.txt, installed by make lint with --require-hashes).
+"""T23: the run-time dependencies are pinned with hashes (requirements/app.txt), and so are the
+semgrep tool venv (requirements/semgrep.txt, installed by make lint with --require-hashes) and the
+T14 DAST tool venv (requirements/dast.txt, installed by make dast-deps the same way).
 
 The lock must name every distribution in the installed project's run-time closure (a new transitive
 dependency fails here until ``scripts/lock_requirements.py`` is run again), pin each with ``==`` and
@@ -34,7 +35,7 @@ def parse(path: pathlib.Path) -> dict[str, str]:
     return pins
 
 
-@pytest.mark.parametrize("name", ["app.txt", "semgrep.txt"])
+@pytest.mark.parametrize("name", ["app.txt", "semgrep.txt", "dast.txt"])
 def test_every_entry_is_pinned_with_a_hash(name):
     assert len(parse(REPO / "requirements" / name)) > 20
 
@@ -57,3 +58,10 @@ def test_the_app_lock_is_inside_pyprojects_ranges():
 
 def test_semgrep_is_pinned():
     assert "semgrep" in parse(REPO / "requirements" / "semgrep.txt")
+
+
+def test_the_dast_tools_are_pinned():
+    """T14: sqlmap and wapiti3 (the scanner, not PyPI's unrelated ``wapiti``) at the versions the harness
+    was written against; wapiti3 3.2.3 is the last release for Python 3.11 (3.0.x crashes on it)."""
+    pins = parse(REPO / "requirements" / "dast.txt")
+    assert pins["wapiti3"] == "3.2.3" and "sqlmap" in pins and "wapiti" not in pins

@@ -51,6 +51,24 @@ def test_language_switch_needs_csrf(client):
     assert client.post("/lang", data={"lang": "en"}).status_code == 400
 
 
+def test_student_language_switch_checks_its_csrf_token(client):
+    """T14 (scripts/dast.py WAIVED_WAPITI): wapiti called the token of ``POST /s/lang`` unchecked because
+    it replayed a form whose token an emptied student session no longer matched (both answers 400).
+    The token is checked: none, a made-up one and a stale one are refused; the page's own is accepted."""
+    assert client.post("/s/lang", data={"lang": "en"}).status_code == 400
+    assert client.post("/s/lang", data={"lang": "en", "csrf_token": "wapiti"}).status_code == 400
+    stale = csrf_token(client, "/s/")
+    # a refused code empties the student session, its CSRF token included (shared PCs)
+    r = client.post("/s/", data={"code": "WRONGCODE", "csrf_token": stale})
+    assert r.status_code == 403
+    fresh = CSRF_RE.search(r.get_data(as_text=True)).group(1)
+    assert stale != fresh
+    assert client.post("/s/lang", data={"lang": "en", "csrf_token": stale}).status_code == 400
+    assert client.post("/lang", data={"lang": "en", "csrf_token": stale}).status_code == 400  # one session for both
+    assert client.post("/s/lang", data={"lang": "en", "csrf_token": fresh}).status_code == 303
+    assert client.post("/lang", data={"lang": "zh_CN", "csrf_token": fresh}).status_code in (302, 303)
+
+
 # ---- headers -----------------------------------------------------------------------------------------
 
 def _check_headers(r, *, no_store: bool = True) -> None:
