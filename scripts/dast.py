@@ -550,31 +550,10 @@ def failed(summary: dict[str, Any]) -> bool:
 def _world(ctx: Any) -> tuple[Any, dict[str, list[str]]]:
     """The schemathesis test's world (tests/web/test_api_schemathesis.py: ``world``), committed."""
     sys.path.insert(0, str(REPO / "tests" / "integration"))
-    from cases_world import build, confirmed_flag
+    from cases_world import api_world
 
-    from mh_platform.core.types import Role
-    from mh_platform.services import auth, cases, concerns, referrals
-    from mh_platform.services.context import SYSTEM
-
-    w = build(ctx, n=3)
-    auth.create_user(ctx, SYSTEM, username="monitor.a", password=PASSWORD, role=Role.CLASS_MONITOR,
-                     unit_id=w.class_a.id, student_id=w.students[2])
-    c = w.actors["counsellor.a"]
-    raised = concerns.submit_concern(ctx, w.actors["teacher.a"], student_id=w.students[1], category="mood",
-                                     urgency="soon", note="上课走神")["flag_id"]
-    assessed = confirmed_flag(ctx, w.students[0], "red")
-    case_id = cases.open_case(ctx, c, assessed, summary="摘要")
-    rid = referrals.create_referral(ctx, c, case_id, institution_id=w.inst1, reason="转介原因")
-    referrals.transition(ctx, c, rid, "submit", consent="guardian")
-    ids = {
-        "student_id": [w.students[0], w.students[2], w.student_b],
-        "flag_id": [uuid.UUID(str(raised)), assessed],
-        "case_id": [case_id],
-        "referral_id": [rid],
-        "institution_id": [w.inst1, w.inst2],
-        "class_id": [w.class_a.id],
-        "unit_id": [w.school_a.id],
-    }
+    w, ids = api_world(ctx)
+    ids |= {"class_id": [w.class_a.id], "unit_id": [w.school_a.id]}
     return w, {k: [str(v) for v in vs] for k, vs in ids.items()}
 
 

@@ -117,6 +117,29 @@ def confirmed_flag(ctx, student_id: uuid.UUID, level: str = "red", status: str =
         return f.id
 
 
+def api_world(ctx) -> tuple[CaseWorld, dict[str, list]]:
+    """The world the API checks address (T14: the schemathesis test and ``scripts/dast.py``): the
+    cases world of three students plus a class monitor (``monitor.a``), and one real object of each
+    kind the API names — a concern's flag, a confirmed red flag with its case and a submitted referral.
+    Returns the world and the real ids by path parameter."""
+    from mh_platform.services import cases, concerns, referrals
+
+    w = build(ctx, n=3)
+    w.user_ids["monitor.a"] = auth.create_user(ctx, SYSTEM, username="monitor.a", password=PASSWORD,
+                                               role=Role.CLASS_MONITOR, unit_id=w.class_a.id,
+                                               student_id=w.students[2])
+    c = w.actors["counsellor.a"]
+    raised = concerns.submit_concern(ctx, w.actors["teacher.a"], student_id=w.students[1], category="mood",
+                                     urgency="soon", note="上课走神")["flag_id"]
+    assessed = confirmed_flag(ctx, w.students[0], "red")
+    case_id = cases.open_case(ctx, c, assessed, summary="摘要")
+    rid = referrals.create_referral(ctx, c, case_id, institution_id=w.inst1, reason="转介原因")
+    referrals.transition(ctx, c, rid, "submit", consent="guardian")
+    return w, {"student_id": [w.students[0], w.students[2], w.student_b],
+               "flag_id": [uuid.UUID(str(raised)), assessed], "case_id": [case_id], "referral_id": [rid],
+               "institution_id": [w.inst1, w.inst2]}
+
+
 @pytest.fixture(autouse=True)
 def quick_argon2(monkeypatch):
     """Real argon2id, light parameters (nothing here tests hash strength); import into a test module."""

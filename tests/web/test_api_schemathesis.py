@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +49,10 @@ from schemathesis.specs.openapi.checks import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from cases_world import build, confirmed_flag  # noqa: E402
+from cases_world import api_world, confirmed_flag  # noqa: E402
 
 from mh_platform.core.types import Role  # noqa: E402
-from mh_platform.services import auth, cases, concerns, referrals  # noqa: E402
-from mh_platform.services.context import SYSTEM  # noqa: E402
+from mh_platform.services import auth  # noqa: E402
 from mh_platform.web.app import create_app  # noqa: E402
 
 # Examples per operation and pass (positive with generated ids, positive with real ids, negative;
@@ -100,25 +98,9 @@ MUST_REACH = {
 @pytest.fixture
 def world(ctx):
     """The cases world plus a class monitor, and one real object of each kind the API addresses."""
-    w = build(ctx, n=3)
-    w.user_ids["monitor.a"] = auth.create_user(ctx, SYSTEM, username="monitor.a", password="correct horse 1",
-                                               role=Role.CLASS_MONITOR, unit_id=w.class_a.id,
-                                               student_id=w.students[2])
-    c = w.actors["counsellor.a"]
-    raised = concerns.submit_concern(ctx, w.actors["teacher.a"], student_id=w.students[1], category="mood",
-                                     urgency="soon", note="上课走神")["flag_id"]
-    assessed = confirmed_flag(ctx, w.students[0], "red")
-    case_id = cases.open_case(ctx, c, assessed, summary="摘要")
-    rid = referrals.create_referral(ctx, c, case_id, institution_id=w.inst1, reason="转介原因")
-    referrals.transition(ctx, c, rid, "submit", consent="guardian")
-    other_flag = confirmed_flag(ctx, w.student_b, "orange")
-    w.ids = {  # type: ignore[attr-defined]
-        "student_id": [w.students[0], w.students[2], w.student_b],
-        "flag_id": [uuid.UUID(str(raised)), assessed, other_flag],
-        "case_id": [case_id],
-        "referral_id": [rid],
-        "institution_id": [w.inst1, w.inst2],
-    }
+    w, ids = api_world(ctx)
+    ids["flag_id"].append(confirmed_flag(ctx, w.student_b, "orange"))  # another school's flag
+    w.ids = ids  # type: ignore[attr-defined]
     return w
 
 
