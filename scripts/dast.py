@@ -304,12 +304,7 @@ def run_sqlmap(target: Target, host: str, workdir: Path, dbms: str | None) -> Sq
            "--disable-coloring", "--ignore-code=400,401,403,404,405,409,410,422,429", f"--output-dir={workdir / 'out'}"]
     if dbms:
         cmd.append(f"--dbms={dbms}")
-    errors: list[str] = []
-    code, out = run_tool(cmd, SQLMAP_RUN_LIMIT, workdir)
-    if code is None:
-        errors.append(f"sqlmap still running after {SQLMAP_RUN_LIMIT} s (killed)")
-    elif code != 0:
-        errors.append(f"sqlmap exit {code}")
+    out, errors = run_checked("sqlmap", cmd, SQLMAP_RUN_LIMIT, workdir)
     (workdir / "sqlmap.log").write_text(out, encoding="utf-8")
     tested = sorted(set(re.findall(r"parameter '([^']+)' (?:is dynamic|does not appear to be dynamic|might not be"
                                    r" injectable|might be injectable|appears to be|is '|does not seem to be"
@@ -346,6 +341,17 @@ def run_tool(cmd: list[str], limit: float, cwd: Path) -> tuple[int | None, str]:
     finally:
         with _RUNNING_LOCK:
             _RUNNING.discard(proc)
+
+
+def run_checked(name: str, cmd: list[str], limit: float, cwd: Path, *, tail: int = 0) -> tuple[str, list[str]]:
+    """``run_tool``, with a kill at the limit or a non-zero exit turned into an error line (the last
+    ``tail`` characters of the output appended to an exit error); (output, errors)."""
+    code, out = run_tool(cmd, limit, cwd)
+    if code is None:
+        return out, [f"{name} still running after {limit} s (killed)"]
+    if code != 0:
+        return out, [f"{name} exit {code}" + (f": {out[-tail:]}" if tail else "")]
+    return out, []
 
 
 def stop_tools(signum: int, frame: Any) -> None:
@@ -392,13 +398,7 @@ def run_wapiti(label: str, base: str, workdir: Path, *, headers: dict[str, str] 
     for x in excludes:
         cmd += ["-x", x]
     t0 = time.monotonic()
-    errors: list[str] = []
-    limit = WAPITI_SCAN_LIMIT + 120
-    code, out = run_tool(cmd, limit, workdir)
-    if code is None:
-        errors.append(f"wapiti still running after {limit} s (killed)")
-    elif code != 0:
-        errors.append(f"wapiti exit {code}: {out[-500:]}")
+    out, errors = run_checked("wapiti", cmd, WAPITI_SCAN_LIMIT + 120, workdir, tail=500)
     (workdir / "wapiti.out").write_text(out, encoding="utf-8")
     if "Traceback" in out:
         errors.append("wapiti raised: " + out[out.index("Traceback"):][:800])
